@@ -11,6 +11,10 @@ Usage:
 Every graph input (graph inputs that are not initializers) must be given.
 Each output is written to D/<name>.pb, where <name> is the output name with
 every character outside [A-Za-z0-9._-] replaced by "_".
+
+With --all-outputs every intermediate tensor whose type onnx shape inference
+knows is exposed as an extra graph output and written too, which lets a test
+compare intermediates when a model's final output hides differences.
 """
 
 from __future__ import annotations
@@ -35,8 +39,27 @@ def reference_description() -> str:
     return f"onnxruntime {ort.__version__} {REFERENCE_DESCRIPTION}"
 
 
-def make_session(model_path: str):
-    """An onnxruntime session with tessera's reference settings."""
+def expose_intermediates(model_path: str) -> bytes:
+    """The model, serialized, with every typed node output added as a graph output."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(model_path))
+    graph = model.graph
+    typed = {vi.name: vi for vi in graph.value_info if vi.type.HasField("tensor_type")}
+    present = {o.name for o in graph.output}
+    for node in graph.node:
+        for name in node.output:
+            if name and name not in present and name in typed:
+                graph.output.append(typed[name])
+                present.add(name)
+    return model.SerializeToString()
+
+
+def make_session(model):
+    """An onnxruntime session with tessera's reference settings.
+
+    `model` is a path or serialized model bytes.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -44,15 +67,15 @@ def make_session(model_path: str):
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(model_path, sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def run_reference(model_path: str, feeds: dict, session=None) -> tuple[list[str], list, float]:
+def run_reference(model, feeds: dict, session=None) -> tuple[list[str], list, float]:
     """Run the model on feeds (name -> numpy array).
 
     Returns (output names, output arrays, seconds spent in session.run).
     """
-    sess = session if session is not None else make_session(model_path)
+    sess = session if session is not None else make_session(model)
     expected = [i.name for i in sess.get_inputs()]
     missing = [n for n in expected if n not in feeds]
     unknown = [n for n in feeds if n not in expected]
@@ -96,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         help="graph input NAME read from the TensorProto file FILE.pb (repeat per input)",
     )
     parser.add_argument("--output-dir", required=True, help="directory for <output>.pb files")
+    parser.add_argument("--all-outputs", action="store_true",
+                        help="also write every intermediate tensor (via shape inference)")
     args = parser.parse_args(argv)
 
     feeds = {}
@@ -105,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         feeds[name] = load_tensor(path)
 
     try:
-        names, values, seconds = run_reference(args.model, feeds)
+        model = expose_intermediates(args.model) if args.all_outputs else args.model
+        names, values, seconds = run_reference(model, feeds)
     except ValueError as err:
         print(f"ort_reference: {err}", file=sys.stderr)
         return 2
@@ -118,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, stem, value in zip(names, stems, values):
         path = os.path.join(args.output_dir, f"{stem}.pb")
         save_tensor(value, name, path)
-        print(f"{name}: {value.dtype} {list(value.shape)} -> {path}")
+        if not args.all_outputs:
+            print(f"{name}: {value.dtype} {list(value.shape)} -> {path}")
+    if args.all_outputs:
+        print(f"ort_reference: wrote {len(names)} tensors to {args.output_dir}")
     print(f"ort_reference: {reference_description()}; run {seconds * 1e3:.1f} ms")
     return 0
 

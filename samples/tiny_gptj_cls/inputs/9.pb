@@ -1,0 +1,1 @@
+B2L_self_modules_h_modules_3_modules_attn_scale_attnJó5@
