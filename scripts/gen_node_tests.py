@@ -14,8 +14,8 @@ Each ``.pb`` is a ``TensorProto``, or a ``SequenceProto`` / ``MapProto`` /
 ``OptionalProto`` when the graph input/output has that type.
 
 When finished it writes ``OUT_DIR/.complete`` (JSON: onnx version, test count).
-A later run whose stamp matches the installed onnx does nothing, so test suites
-can call it unconditionally.  An interrupted run leaves no stamp and is redone.
+A later run whose stamp matches the installed onnx (and finds that many test
+directories) does nothing, so test suites can call it unconditionally.  An interrupted run leaves no stamp and is redone.
 
 Usage: gen_node_tests.py OUT_DIR [--force] [--quiet]
 """
@@ -39,6 +39,11 @@ def _read_stamp(out_dir: str) -> dict | None:
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+def _count_test_dirs(out_dir: str) -> int:
+    with os.scandir(out_dir) as entries:
+        return sum(1 for e in entries if e.is_dir() and not e.name.startswith("."))
 
 
 def _to_proto(value, value_info):
@@ -94,7 +99,8 @@ def generate(out_dir: str, force: bool = False, quiet: bool = False) -> dict:
             print(f"gen_node_tests: {msg}", flush=True)
 
     stamp = _read_stamp(out_dir)
-    if not force and stamp is not None and stamp.get("onnx_version") == onnx.__version__:
+    if (not force and stamp is not None and stamp.get("onnx_version") == onnx.__version__
+            and _count_test_dirs(out_dir) == stamp.get("test_count")):
         say(f"{out_dir} is up to date ({stamp['test_count']} tests, onnx {onnx.__version__})")
         return {**stamp, "skipped": True, "seconds": 0.0}
 
