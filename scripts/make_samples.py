@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import statistics
+import struct
 import sys
 
 MODELS = (
@@ -512,7 +513,7 @@ Elements are produced in row-major order, one `next()` per element:
 * bool: `(next() >> 63) == 1`.
 
 Test vectors (seed {seed_base}): `next()` = {vec_u64};
-float32 in [-1, 1): {vec_f32}; int64 in [0, 1124): {vec_i64};
+float32 in [-1, 1): {vec_f32} (bits {vec_f32_bits}); int64 in [0, 1124): {vec_i64};
 bool: {vec_bool}.
 `scripts/make_samples.py --self-test` checks a vectorised numpy implementation
 against a plain-integer one (1000 values per seed/dtype) and against published
@@ -526,6 +527,7 @@ samples (2-core x86-64 VM).  Output columns min/max/std describe the reference
 values; "max change, 2nd input draw" is max |output(inputs) - output(inputs')| where
 inputs' uses seeds {alt_seed_base} + k instead of {seed_base} + k (fixed-value inputs unchanged): a
 value near 0 means the output hardly depends on the input.
+
 """
 
 
@@ -605,6 +607,7 @@ def write_readme(path: str, infos: list[dict], vectors: dict) -> None:
         torch=", ".join(torch), alt_seed_base=ALT_SEED_BASE, limit=FILE_LIMIT_BYTES // 1024, seed_base=SEED_BASE, ort=ort.__version__,
         vec_u64=", ".join(f"`{v:#018x}`" for v in vectors["u64"]),
         vec_f32=", ".join(f"`{v!r}`" for v in vectors["float32"]),
+        vec_f32_bits=", ".join(f"`{struct.unpack('<I', struct.pack('<f', v))[0]:#010x}`" for v in vectors["float32"]),
         vec_i64=", ".join(f"`{v}`" for v in vectors["int64"]),
         vec_bool=", ".join("1" if v else "0" for v in vectors["bool"]),
     )
