@@ -14,7 +14,7 @@
 //!
 //! Per level, a float output passes when every element satisfies torch's `isclose` with
 //! `equal_nan = false`: `a == e`, or `|a − e|` finite and `≤ atol + rtol·|e|`, with the
-//! tolerance of the *reference* dtype (see [`crate::tolerance`]). So ±0 are equal, equal
+//! tolerance of the *reference* dtype (see [`mod@crate::tolerance`]). So ±0 are equal, equal
 //! infinities pass, NaN never passes (a reference NaN therefore makes the sample fail at every
 //! level with `accuracy`, since the compiler did not introduce it). Integer and bool outputs
 //! need exact equality at every level. Values are compared in f64, which is exact for every
@@ -270,10 +270,7 @@ fn compare_one(reference: &OutputView<'_>, actual: &OutputView<'_>) -> OutputCom
         }
         (Values::Bool(e), Values::Bool(a)) => {
             for (&av, &ev) in a.iter().zip(e) {
-                stats.add(
-                    if av == ev { 0.0 } else { 1.0 },
-                    if ev { 1.0 } else { 0.0 },
-                );
+                stats.add(if av == ev { 0.0 } else { 1.0 }, if ev { 1.0 } else { 0.0 });
             }
             out.passes = exact_passes(a == e);
         }
@@ -306,8 +303,14 @@ pub fn compare_outputs(reference: &[OutputView<'_>], actual: &[OutputView<'_>]) 
     };
 
     let dtype_mismatch = reference.len() != actual.len()
-        || reference.iter().zip(actual).any(|(e, a)| e.dtype != a.dtype);
-    let shape_mismatch = reference.iter().zip(actual).any(|(e, a)| e.shape != a.shape);
+        || reference
+            .iter()
+            .zip(actual)
+            .any(|(e, a)| e.dtype != a.dtype);
+    let shape_mismatch = reference
+        .iter()
+        .zip(actual)
+        .any(|(e, a)| e.shape != a.shape);
     if dtype_mismatch || shape_mismatch {
         return Comparison {
             status: if dtype_mismatch {
@@ -501,7 +504,10 @@ mod tests {
         let a = [OutputView::new(DType::Int64, &[3], Values::Int(&[1, 2, 4])).expect("view")];
         let c = compare_outputs(&e, &a);
         assert_eq!(c.status, Status::Accuracy);
-        assert!(bits(&c).iter().all(|&b| !b), "no level tolerates an int diff");
+        assert!(
+            bits(&c).iter().all(|&b| !b),
+            "no level tolerates an int diff"
+        );
         assert_eq!(c.outputs[0].max_abs_err, Some(1.0));
         let extreme_e =
             [OutputView::new(DType::Int64, &[1], Values::Int(&[i64::MIN])).expect("view")];
@@ -546,7 +552,10 @@ mod tests {
 
     #[test]
     fn output_count_mismatch_is_dtype_mismatch() {
-        let e = [f(DType::Float32, &[1], &[1.0]), f(DType::Float32, &[1], &[2.0])];
+        let e = [
+            f(DType::Float32, &[1], &[1.0]),
+            f(DType::Float32, &[1], &[2.0]),
+        ];
         let a = [f(DType::Float32, &[1], &[1.0])];
         let c = compare_outputs(&e, &a);
         assert_eq!(c.status, Status::DtypeMismatch);
@@ -566,9 +575,15 @@ mod tests {
 
     #[test]
     fn all_outputs_must_pass() {
-        let e = [f(DType::Float32, &[1], &[1.0]), f(DType::Float64, &[1], &[1.0])];
+        let e = [
+            f(DType::Float32, &[1], &[1.0]),
+            f(DType::Float64, &[1], &[1.0]),
+        ];
         // Output 1 (float64) off by 1e-9: passes at t = -6 (1e-8.4 ≈ 3.98e-9 each), fails at -7.
-        let a = [f(DType::Float32, &[1], &[1.0]), f(DType::Float64, &[1], &[1.0 + 1e-9])];
+        let a = [
+            f(DType::Float32, &[1], &[1.0]),
+            f(DType::Float64, &[1], &[1.0 + 1e-9]),
+        ];
         let c = compare_outputs(&e, &a);
         assert_eq!(c.correct_at.get(&-6), Some(&true));
         assert_eq!(c.correct_at.get(&-7), Some(&false));

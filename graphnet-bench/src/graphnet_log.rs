@@ -206,7 +206,11 @@ fn universal_lines(text: &str) -> Vec<&str> {
             }
             b'\r' => {
                 lines.push(&text[start..i]);
-                i += if bytes.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+                i += if bytes.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
                 start = i;
             }
             _ => i += 1,
@@ -310,7 +314,9 @@ fn parse_sample(path: &Path, lines: &[(usize, &str)]) -> Result<LogSample> {
                     py_number(tok).ok_or_else(|| {
                         err(
                             lineno,
-                            format!("{key}: {tok:?} is not a number (GraphNet's reader fails here too)"),
+                            format!(
+                                "{key}: {tok:?} is not a number (GraphNet's reader fails here too)"
+                            ),
                         )
                     })
                 })
@@ -496,7 +502,10 @@ mod tests {
             match_bracket_word("p [Speedup][e2e]: 1.5", "[Speedup]["),
             Some(("e2e", "1.5"))
         );
-        assert_eq!(match_bracket_word("[Speedup][e-2]: 1.5", "[Speedup]["), None);
+        assert_eq!(
+            match_bracket_word("[Speedup][e-2]: 1.5", "[Speedup]["),
+            None
+        );
         assert_eq!(match_bracket_word("[Speedup][e2e]:1.5", "[Speedup]["), None);
         assert!(matches_config("p [Config] device: cuda"));
         assert!(!matches_config("p [Config] device cuda"));

@@ -4,11 +4,11 @@
 //! the compiler: outputs arrive as [`OutputView`]s and timings as plain millisecond lists.
 //!
 //! * [`compare_outputs`] classifies a sample from its eager and compiled outputs and computes
-//!   correctness at every tolerance level `t ∈ −10..=5` ([`tolerance`]).
+//!   correctness at every tolerance level `t ∈ −10..=5` ([`mod@tolerance`]).
 //! * [`timing_stats`] summarises trials (median, IQR, ...) and flags noise.
 //! * [`SampleResult`] is the per-sample JSON record; [`write_result`] stores it atomically,
 //!   [`load_results`] / [`collect_results`] / [`merge_results`] read and combine them.
-//! * [`score`] computes S(t), ES(t), their closed-form components and GraphNet's aggregate.
+//! * [`score()`] computes S(t), ES(t), their closed-form components and GraphNet's aggregate.
 //! * [`graphnet_log`] imports GraphNet's own benchmark logs, quirks included, and reproduces
 //!   GraphNet's numbers.
 //! * [`sets`] turns logs and result directories into [`ResultSet`]s (one curve each);

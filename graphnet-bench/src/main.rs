@@ -113,8 +113,7 @@ fn emit(sets: &[ResultSet], opts: &ScoreOpts, title: &str) -> Result<()> {
         }
     }
     if let Some(path) = &opts.svg {
-        write_svg(path, &reports, title)
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_svg(path, &reports, title).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! SVG plot of S(t) and ES(t): one colour per result set, S(t) drawn opaque, ES(t)
-//! half-transparent and thicker. Each curve is exactly one `<polyline>`; the legend uses
-//! filled rectangles, so the only polylines in the file are the curves.
+//! half-transparent and thicker. Each curve is exactly one `<polyline>` in its set's colour;
+//! the legend uses filled rectangles, and the only other polylines are black: plotters' axis
+//! lines and tick marks, and a faint line at score 1 (parity with eager).
 
 use std::path::Path;
 
@@ -10,7 +11,9 @@ use crate::error::{BenchError, Result};
 use crate::record::write_atomic;
 use crate::score::ScoreReport;
 
-/// Colours cycled over result sets (Okabe–Ito palette, colour-blind safe).
+/// Colours cycled over result sets: the Okabe–Ito palette (colour-blind safe) without its
+/// black, which plotters uses for axes and tick marks, and its hard-to-see yellow, plus two
+/// darker hues.
 pub const PALETTE: [(u8, u8, u8); 8] = [
     (0, 114, 178),
     (213, 94, 0),
@@ -18,8 +21,8 @@ pub const PALETTE: [(u8, u8, u8); 8] = [
     (204, 121, 167),
     (86, 180, 233),
     (230, 159, 0),
-    (0, 0, 0),
-    (240, 228, 66),
+    (117, 112, 179),
+    (166, 118, 29),
 ];
 
 /// The SVG stroke colour (`#rrggbb`) of result set `i`.
@@ -75,6 +78,13 @@ pub fn render_svg(reports: &[ScoreReport], title: &str) -> Result<String> {
             .x_label_formatter(&|x| format!("{x:.0}"))
             .draw()
             .map_err(plot_err)?;
+        // Parity with eager (score 1), in axis black so it is never taken for a curve.
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(f64::from(t_min), 1.0), (f64::from(t_max), 1.0)],
+                BLACK.mix(0.4),
+            )))
+            .map_err(plot_err)?;
         for (i, r) in reports.iter().enumerate() {
             let (red, green, blue) = PALETTE[i % PALETTE.len()];
             let color = RGBColor(red, green, blue);
@@ -86,13 +96,17 @@ pub fn render_svg(reports: &[ScoreReport], title: &str) -> Result<String> {
                 .draw_series(LineSeries::new(s_points, color.stroke_width(2)))
                 .map_err(plot_err)?
                 .label(format!("{} S(t)", r.label))
-                .legend(move |(x, y)| Rectangle::new([(x, y - 2), (x + 18, y + 2)], color.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 2), (x + 18, y + 2)], color.filled())
+                });
             let faded = color.mix(0.5);
             chart
                 .draw_series(LineSeries::new(es_points, faded.stroke_width(4)))
                 .map_err(plot_err)?
                 .label(format!("{} ES(t)", r.label))
-                .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 18, y + 4)], faded.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 4), (x + 18, y + 4)], faded.filled())
+                });
         }
         chart
             .configure_series_labels()

@@ -453,7 +453,11 @@ mod tests {
         let r = SampleResult::new("s", "l", completed(f64::NAN, &[1.0, 2.0, 3.0], &[1.0]));
         assert_eq!(r.status, Status::NanInf, "nan_inf wins over noisy");
         let r = SampleResult::new("s", "l", completed(1.0, &[1.0], &[0.0]));
-        assert_eq!(r.status, Status::Noisy, "zero compiled time gives no speedup");
+        assert_eq!(
+            r.status,
+            Status::Noisy,
+            "zero compiled time gives no speedup"
+        );
         let r = SampleResult::new(
             "s",
             "l",
@@ -497,7 +501,10 @@ mod tests {
         write_result(&b, &r2).expect("write");
         write_result(&b, &r1).expect("identical duplicate is fine");
         assert_eq!(read_result(&p1).expect("read"), r1);
-        assert_eq!(merge_results(&out, &[a.clone(), b.clone()]).expect("merge"), 2);
+        assert_eq!(
+            merge_results(&out, &[a.clone(), b.clone()]).expect("merge"),
+            2
+        );
         let merged = load_results(&out).expect("load");
         assert_eq!(merged.len(), 2);
         let mut r1b = r1.clone();
@@ -521,7 +528,10 @@ mod tests {
             Err(BenchError::SchemaVersion { found: 2, .. })
         ));
         fs::write(&p, r#"{"sample": "s"}"#).expect("write");
-        assert!(matches!(read_result(&p), Err(BenchError::InvalidRecord { .. })));
+        assert!(matches!(
+            read_result(&p),
+            Err(BenchError::InvalidRecord { .. })
+        ));
         fs::write(&p, "{").expect("write");
         assert!(matches!(read_result(&p), Err(BenchError::Json { .. })));
         fs::write(&p, r#"{"schema_version": 1, "sample": "s"}"#).expect("write");
@@ -555,7 +565,10 @@ mod tests {
         r.speedup = None;
         assert!(r.to_scored(Path::new("x.json")).is_err());
         r.status = Status::Noisy;
-        assert!(r.to_scored(Path::new("x.json")).is_ok(), "noisy may lack a speedup");
+        assert!(
+            r.to_scored(Path::new("x.json")).is_ok(),
+            "noisy may lack a speedup"
+        );
         r.status = Status::Correct;
         r.speedup = Some(-1.0);
         assert!(r.to_scored(Path::new("x.json")).is_err());

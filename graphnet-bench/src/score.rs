@@ -155,11 +155,7 @@ impl ScoredSample {
                 _ => Outcome::Fail(ErrorClass::Accuracy),
             }
         } else {
-            Outcome::Fail(
-                self.status
-                    .failure_class()
-                    .unwrap_or(ErrorClass::Runtime),
-            )
+            Outcome::Fail(self.status.failure_class().unwrap_or(ErrorClass::Runtime))
         }
     }
 }
@@ -296,7 +292,11 @@ fn gmean(values: impl IntoIterator<Item = f64>) -> f64 {
 
 #[allow(clippy::cast_precision_loss)]
 fn ratio(num: usize, den: usize) -> f64 {
-    if den == 0 { 0.0 } else { num as f64 / den as f64 }
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
 }
 
 /// Components from the outcomes; `gamma` supplied by the caller.
@@ -454,7 +454,10 @@ mod tests {
         let at = |t: i32| r.level(t).copied().expect("level");
         assert!(close(at(0).s, (4.0f64 * 0.1).sqrt()));
         assert!(close(at(2).es, (4.0f64 * 0.1).sqrt()));
-        assert!(close(at(3).es, 2.0), "runtime tolerated at t = 3 by default");
+        assert!(
+            close(at(3).es, 2.0),
+            "runtime tolerated at t = 3 by default"
+        );
         assert_eq!(at(3).es_components.gamma, 1.0);
         assert_eq!(at(2).es_components.gamma, 0.1);
     }
@@ -499,7 +502,10 @@ mod tests {
         let fail = score("x", &samples, &cfg).expect("score");
         let es = |t: i32| fail.level(t).map_or(0.0, |l| l.es);
         assert!(close(fail.levels[0].s, 0.1));
-        assert!(close(es(2), 0.1) && close(es(3), 1.0), "noisy counts as runtime");
+        assert!(
+            close(es(2), 0.1) && close(es(3), 1.0),
+            "noisy counts as runtime"
+        );
     }
 
     #[test]
@@ -523,7 +529,11 @@ mod tests {
             let r = score("x", &samples, &cfg).expect("score");
             for l in &r.levels {
                 assert!(close(l.s, l.s_components.closed_form(0.3)), "S at {}", l.t);
-                assert!(close(l.es, l.es_components.closed_form(0.3)), "ES at {}", l.t);
+                assert!(
+                    close(l.es, l.es_components.closed_form(0.3)),
+                    "ES at {}",
+                    l.t
+                );
             }
         }
     }
@@ -532,7 +542,12 @@ mod tests {
     fn rejects_bad_input() {
         assert!(score("x", &[], &ScoreConfig::default()).is_err());
         let s = vec![sample(Status::Correct, Some(1.0), T_MIN)];
-        for (p, b) in [(-1.0, 0.1), (f64::NAN, 0.1), (0.0, 0.0), (0.0, f64::INFINITY)] {
+        for (p, b) in [
+            (-1.0, 0.1),
+            (f64::NAN, 0.1),
+            (0.0, 0.0),
+            (0.0, f64::INFINITY),
+        ] {
             let cfg = ScoreConfig {
                 p,
                 b,
@@ -542,9 +557,7 @@ mod tests {
         }
         assert!(ScoredSample::new("s", Status::Correct, None, &passing_from(0)).is_err());
         assert!(ScoredSample::new("s", Status::Correct, Some(0.0), &passing_from(0)).is_err());
-        assert!(
-            ScoredSample::new("s", Status::Correct, Some(f64::NAN), &BTreeMap::new()).is_err()
-        );
+        assert!(ScoredSample::new("s", Status::Correct, Some(f64::NAN), &BTreeMap::new()).is_err());
         // A failing status ignores bits, so it needs no speedup.
         assert!(ScoredSample::new("s", Status::RuntimeFail, None, &passing_from(0)).is_ok());
     }

@@ -46,9 +46,7 @@ pub fn sets_from_logs(paths: &[PathBuf]) -> Result<Vec<ResultSet>> {
             }
             Ok(ResultSet {
                 label,
-                log: p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned()),
+                log: p.file_name().map(|n| n.to_string_lossy().into_owned()),
                 samples: log.scored_samples()?,
             })
         })

@@ -80,7 +80,10 @@ mod tests {
     #[test]
     fn parse_and_display() {
         assert_eq!("1/4".parse::<Shard>().ok(), Shard::new(1, 4).ok());
-        assert_eq!(Shard::new(1, 4).map(|s| s.to_string()).ok(), Some("1/4".into()));
+        assert_eq!(
+            Shard::new(1, 4).map(|s| s.to_string()).ok(),
+            Some("1/4".into())
+        );
         for bad in ["", "1", "4/4", "0/0", "-1/2", "a/b", "1/2/3"] {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
         }

@@ -79,7 +79,7 @@ impl Status {
 
     /// The error class a failing sample with this status belongs to, regardless of level.
     /// `None` for `correct`, `accuracy` and `noisy`, whose class depends on the level and the
-    /// noisy policy (see [`crate::score`]).
+    /// noisy policy (see [`mod@crate::score`]).
     pub fn failure_class(self) -> Option<ErrorClass> {
         match self {
             Status::Correct | Status::Accuracy | Status::Noisy => None,
@@ -144,7 +144,8 @@ pub enum Interpretation {
 
 impl Interpretation {
     /// Both interpretations.
-    pub const ALL: [Interpretation; 2] = [Interpretation::Default, Interpretation::MismatchExtended];
+    pub const ALL: [Interpretation; 2] =
+        [Interpretation::Default, Interpretation::MismatchExtended];
 
     /// The spelling GraphNet uses (`default`, `mismatch_extended`).
     pub fn name(self) -> &'static str {
