@@ -218,18 +218,17 @@ pub fn compare(actual: &Tensor, expected: &Tensor, atol: f64, rtol: f64) -> Opti
         all_close: true,
     };
     for (&x, &y) in a.iter().zip(&e) {
-        if x.is_nan() && y.is_nan() {
+        // Equal values (infinities included) and NaN against NaN are close.
+        if x == y || (x.is_nan() && y.is_nan()) {
             continue;
         }
         let d = (x - y).abs();
         if d.is_nan() || d > atol + rtol * y.abs() {
             c.all_close = false;
         }
-        if x != y {
-            c.max_abs = c.max_abs.max(if d.is_nan() { f64::INFINITY } else { d });
-            if y != 0.0 {
-                c.max_rel = c.max_rel.max(d / y.abs());
-            }
+        c.max_abs = c.max_abs.max(if d.is_nan() { f64::INFINITY } else { d });
+        if y != 0.0 {
+            c.max_rel = c.max_rel.max(d / y.abs());
         }
     }
     Some(c)

@@ -281,7 +281,7 @@ impl Op {
             Op::Pool { kind, attrs: a } => {
                 let t = inputs[0];
                 match kind {
-                    PoolKind::Max => need(Domain::Numeric, "operand", t.dtype)?,
+                    PoolKind::Max { .. } => need(Domain::Numeric, "operand", t.dtype)?,
                     PoolKind::Average { .. } => need(Domain::Float, "operand", t.dtype)?,
                 }
                 let x = t.shape.dims();
@@ -313,15 +313,25 @@ impl Op {
                         a.ceil_mode,
                     )?);
                 }
-                one(t.dtype, shape(out)?)
+                let out = shape(out)?;
+                let mut types = vec![TensorType::new(t.dtype, out.clone())];
+                if let PoolKind::Max { indices: true } = kind {
+                    types.push(TensorType::new(DType::I64, out));
+                }
+                Ok(types)
             }
             Op::Reduce {
-                op: _,
+                op,
                 axes,
                 keep_dims,
             } => {
                 let t = inputs[0];
-                need(Domain::Numeric, "operand", t.dtype)?;
+                // The max and min of bools are any and all.
+                let domain = match op {
+                    crate::ReduceOp::Max | crate::ReduceOp::Min => Domain::Any,
+                    _ => Domain::Numeric,
+                };
+                need(domain, "operand", t.dtype)?;
                 let rank = t.shape.rank();
                 if axes.windows(2).any(|w| w[0] >= w[1]) {
                     return Err(format!("axes {axes:?} must be sorted and unique"));
@@ -332,19 +342,6 @@ impl Op {
                 let mut out = Vec::new();
                 for (i, &d) in t.shape.dims().iter().enumerate() {
                     if axes.contains(&i) {
-                        if d == 0
-                            && !matches!(
-                                self,
-                                Op::Reduce {
-                                    op: crate::ReduceOp::Sum | crate::ReduceOp::Prod,
-                                    ..
-                                }
-                            )
-                        {
-                            return Err(format!(
-                                "cannot reduce empty axis {i} without an identity"
-                            ));
-                        }
                         if *keep_dims {
                             out.push(1);
                         }
@@ -684,7 +681,7 @@ mod tests {
     #[test]
     fn pool_ceil_mode() {
         let pool = |ceil| Op::Pool {
-            kind: PoolKind::Max,
+            kind: PoolKind::Max { indices: false },
             attrs: crate::PoolAttrs {
                 kernel: vec![3, 3],
                 strides: vec![2, 2],

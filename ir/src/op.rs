@@ -271,11 +271,11 @@ pub struct ConvAttrs {
 /// Max or average pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PoolKind {
-    Max,
+    /// With `indices`, a second output holds each maximum's row-major offset in the
+    /// whole input tensor (i64).
+    Max { indices: bool },
     /// With `count_include_pad`, padded positions count in the divisor.
-    Average {
-        count_include_pad: bool,
-    },
+    Average { count_include_pad: bool },
 }
 
 /// Pooling attributes.
@@ -424,7 +424,7 @@ impl Op {
             Op::Gemm { .. } => "gemm",
             Op::Conv(_) => "conv",
             Op::Pool {
-                kind: PoolKind::Max,
+                kind: PoolKind::Max { .. },
                 ..
             } => "max_pool",
             Op::Pool {
@@ -486,6 +486,10 @@ impl Op {
         match self {
             Op::Dropout { mask: true, .. } => 2,
             Op::LayerNorm { stats: true, .. } => 3,
+            Op::Pool {
+                kind: PoolKind::Max { indices: true },
+                ..
+            } => 2,
             Op::Split { sizes, .. } => sizes.len(),
             _ => 1,
         }

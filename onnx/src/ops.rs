@@ -293,12 +293,12 @@ pub(crate) fn convert(cx: &mut Ctx) -> R<Vec<ValueId>> {
             )
         }
         "BatchNormalization" => {
-            if cx.attr_int("training_mode")?.unwrap_or(0) != 0 || (1..5).any(|k| cx.output_used(k))
-            {
-                return Err(cx.err("training-mode batch normalization is not supported"));
-            }
             let epsilon = cx.attr_float("epsilon")?.unwrap_or(1e-5);
             let inputs = (0..5).map(|k| cx.input(k)).collect::<R<Vec<_>>>()?;
+            if cx.attr_int("training_mode")?.unwrap_or(0) != 0 || (1..5).any(|k| cx.output_used(k))
+            {
+                return batch_norm_training(cx, &inputs, epsilon);
+            }
             one(cx.emit1(Op::BatchNorm { epsilon }, &inputs)?)
         }
         "LRN" => {
@@ -515,7 +515,7 @@ fn dropout(cx: &mut Ctx) -> R<Vec<ValueId>> {
     } else {
         false
     };
-    if training {
+    if training && ratio != 0.0 {
         return Err(cx.err("training-mode dropout is random and not supported"));
     }
     let mask = cx.output_used(1);
@@ -662,9 +662,6 @@ fn conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
 
 fn pool(cx: &mut Ctx, op_type: &str) -> R<Vec<ValueId>> {
     let x = cx.input(0)?;
-    if cx.output_used(1) {
-        return Err(cx.err("the Indices output of MaxPool is not supported"));
-    }
     let xd = dims_of(cx, x);
     if xd.len() < 3 {
         return Err(cx.err("input must be [N, C, spatial...]"));
@@ -682,11 +679,10 @@ fn pool(cx: &mut Ctx, op_type: &str) -> R<Vec<ValueId>> {
     let strides = positive(cx, "strides", cx.attr_ints("strides")?, sp)?;
     let dilations = positive(cx, "dilations", cx.attr_ints("dilations")?, sp)?;
     let pads = window_pads(cx, &xd[2..], &kernel, &strides, &dilations)?;
-    if cx.attr_int("storage_order")?.unwrap_or(0) != 0 {
-        return Err(cx.err("storage_order = 1 is not supported"));
-    }
+    let indices = cx.output_used(1);
+    let column_major = indices && cx.attr_int("storage_order")?.unwrap_or(0) != 0;
     let kind = if op_type == "MaxPool" {
-        PoolKind::Max
+        PoolKind::Max { indices }
     } else {
         PoolKind::Average {
             count_include_pad: cx.attr_int("count_include_pad")?.unwrap_or(0) != 0,
@@ -699,7 +695,38 @@ fn pool(cx: &mut Ctx, op_type: &str) -> R<Vec<ValueId>> {
         dilations,
         ceil_mode: cx.attr_int("ceil_mode")?.unwrap_or(0) != 0,
     };
-    Ok(vec![cx.emit1(Op::Pool { kind, attrs }, &[x])?])
+    let mut outs = cx.emit(Op::Pool { kind, attrs }, &[x])?;
+    if column_major {
+        outs[1] = column_major_indices(cx, outs[1], &xd)?;
+    }
+    Ok(outs)
+}
+
+/// Rewrites row-major flat indices into a `[N, C, spatial...]` tensor so that the spatial
+/// part is column-major (MaxPool's `storage_order = 1`), with integer arithmetic.
+fn column_major_indices(cx: &mut Ctx, idx: ValueId, dims: &[usize]) -> R<ValueId> {
+    let spatial = &dims[2..];
+    let plane: usize = spatial.iter().product();
+    let int = |cx: &mut Ctx, v: usize| cx.constant(Tensor::scalar(v as i64));
+    let bin = |cx: &mut Ctx, op, a, b| cx.emit1(Op::Binary(op), &[a, b]);
+    let p = int(cx, plane);
+    let planes = bin(cx, BinaryOp::Div, idx, p)?;
+    let base = bin(cx, BinaryOp::Mul, planes, p)?;
+    let mut rest = bin(cx, BinaryOp::Sub, idx, base)?;
+    let mut acc = base;
+    // Peel row-major coordinates off, outermost first; add each at its column-major stride.
+    for (i, _) in spatial.iter().enumerate() {
+        let row_stride: usize = spatial[i + 1..].iter().product();
+        let col_stride: usize = spatial[..i].iter().product();
+        let rs = int(cx, row_stride);
+        let coord = bin(cx, BinaryOp::Div, rest, rs)?;
+        let used = bin(cx, BinaryOp::Mul, coord, rs)?;
+        rest = bin(cx, BinaryOp::Sub, rest, used)?;
+        let cs = int(cx, col_stride);
+        let term = bin(cx, BinaryOp::Mul, coord, cs)?;
+        acc = bin(cx, BinaryOp::Add, acc, term)?;
+    }
+    Ok(acc)
 }
 
 fn reduce(cx: &mut Ctx, op_type: &str) -> R<Vec<ValueId>> {
@@ -979,4 +1006,53 @@ fn range(cx: &mut Ctx, start: &Tensor, limit: &Tensor, delta: &Tensor) -> R<Valu
         .expect("length matches")
         .cast(dtype);
     Ok(cx.constant(t))
+}
+
+/// Training-mode batch normalization, decomposed: normalize with the batch statistics
+/// (population variance) and update the running statistics with `momentum`.
+fn batch_norm_training(cx: &mut Ctx, inputs: &[ValueId], epsilon: f32) -> R<Vec<ValueId>> {
+    let [x, scale, bias, mean, var] = [inputs[0], inputs[1], inputs[2], inputs[3], inputs[4]];
+    let d = dims_of(cx, x);
+    if d.len() < 2 {
+        return Err(cx.err("input must be [N, C, ...]"));
+    }
+    let dtype = cx.ty(x).dtype;
+    let momentum = cx.attr_float("momentum")?.unwrap_or(0.9) as f64;
+    let axes: Vec<usize> = (0..d.len()).filter(|&a| a != 1).collect();
+    let mut stat = vec![1; d.len()];
+    stat[1] = d[1];
+    let reduce = |cx: &mut Ctx, v| {
+        cx.emit1(
+            Op::Reduce {
+                op: ReduceOp::Mean,
+                axes: axes.clone(),
+                keep_dims: true,
+            },
+            &[v],
+        )
+    };
+    let bin = |cx: &mut Ctx, op, a, b| cx.emit1(Op::Binary(op), &[a, b]);
+    let scalar = |cx: &mut Ctx, v: f64| cx.constant(Tensor::full(dtype, Shape::scalar(), v));
+    let cur_mean = reduce(cx, x)?;
+    let centered = bin(cx, BinaryOp::Sub, x, cur_mean)?;
+    let sq = bin(cx, BinaryOp::Mul, centered, centered)?;
+    let cur_var = reduce(cx, sq)?;
+    let eps = scalar(cx, epsilon as f64);
+    let var_eps = bin(cx, BinaryOp::Add, cur_var, eps)?;
+    let std = cx.emit1(Op::Unary(UnaryOp::Sqrt), &[var_eps])?;
+    let normed = bin(cx, BinaryOp::Div, centered, std)?;
+    let scale = reshape(cx, scale, stat.clone())?;
+    let bias = reshape(cx, bias, stat)?;
+    let scaled = bin(cx, BinaryOp::Mul, normed, scale)?;
+    let y = bin(cx, BinaryOp::Add, scaled, bias)?;
+    let keep = scalar(cx, momentum);
+    let take = scalar(cx, 1.0 - momentum);
+    let mut running = Vec::new();
+    for (old, cur) in [(mean, cur_mean), (var, cur_var)] {
+        let cur = reshape(cx, cur, vec![d[1]])?;
+        let a = bin(cx, BinaryOp::Mul, old, keep)?;
+        let b = bin(cx, BinaryOp::Mul, cur, take)?;
+        running.push(bin(cx, BinaryOp::Add, a, b)?);
+    }
+    Ok(vec![y, running[0], running[1]])
 }

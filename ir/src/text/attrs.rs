@@ -88,8 +88,11 @@ pub(crate) fn attrs_of(op: &Op) -> Vec<(&'static str, Attr)> {
                 ("dilations", us(&a.dilations)),
                 ("ceil_mode", Bool(a.ceil_mode)),
             ];
-            if let PoolKind::Average { count_include_pad } = kind {
-                v.push(("count_include_pad", Bool(*count_include_pad)));
+            match kind {
+                PoolKind::Average { count_include_pad } => {
+                    v.push(("count_include_pad", Bool(*count_include_pad)))
+                }
+                PoolKind::Max { indices } => v.push(("indices", Bool(*indices))),
             }
             v
         }
@@ -288,7 +291,9 @@ pub(crate) fn op_from(name: &str, mut a: RawAttrs) -> Result<Op, String> {
                     ceil_mode: a.bool("ceil_mode")?,
                 };
                 let kind = if name == "max_pool" {
-                    PoolKind::Max
+                    PoolKind::Max {
+                        indices: a.bool("indices")?,
+                    }
                 } else {
                     PoolKind::Average {
                         count_include_pad: a.bool("count_include_pad")?,

@@ -41,7 +41,7 @@ pub(super) fn eval(op: &Op, x: &[&Tensor], out: &[TensorType]) -> Result<Vec<Ten
             &out[0],
         )),
         Op::Conv(a) => one(window::conv(x[0], x[1], x.get(2).copied(), a, &out[0])),
-        Op::Pool { kind, attrs } => one(window::pool(x[0], *kind, attrs, &out[0])),
+        Op::Pool { kind, attrs } => Ok(window::pool(x[0], *kind, attrs, out)),
         Op::Reduce {
             op,
             axes,

@@ -28,6 +28,21 @@ fn grouped(dims: &[usize], moved: &[usize]) -> (Vec<usize>, usize) {
 pub(super) fn reduce(op: ReduceOp, x: &Tensor, axes: &[usize], out: &TensorType) -> Tensor {
     let (offs, r) = grouped(x.shape().dims(), axes);
     let groups = out.shape.numel();
+    if x.dtype() == DType::Bool {
+        // Max is any, min is all (type inference admits only these for bool).
+        let v = x.as_slice::<bool>().expect("invariant: bool storage");
+        let y = (0..groups)
+            .map(|g| {
+                let mut it = offs[g * r..(g + 1) * r].iter().map(|&o| v[o]);
+                if op == ReduceOp::Max {
+                    it.any(|b| b)
+                } else {
+                    it.all(|b| b)
+                }
+            })
+            .collect();
+        return Tensor::from_vec(out.shape.clone(), y).expect("one per group");
+    }
     if x.dtype().is_float() {
         let v = x.to_f64_vec();
         let y = (0..groups)

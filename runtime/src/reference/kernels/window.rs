@@ -125,8 +125,10 @@ pub(super) fn conv(
     from_f64(out.dtype, out.shape.clone(), y)
 }
 
-pub(super) fn pool(x: &Tensor, kind: PoolKind, a: &PoolAttrs, out: &TensorType) -> Tensor {
-    let (xd, od) = (x.shape().dims(), out.shape.dims());
+/// Pooling; for max pooling with indices, also the i64 offset of each maximum in the
+/// whole input (the first one on ties).
+pub(super) fn pool(x: &Tensor, kind: PoolKind, a: &PoolAttrs, out: &[TensorType]) -> Vec<Tensor> {
+    let (xd, od) = (x.shape().dims(), out[0].shape.dims());
     let (sp_in, sp_out) = (&xd[2..], &od[2..]);
     let s_in: usize = sp_in.iter().product();
     let p: usize = sp_out.iter().product();
@@ -135,20 +137,25 @@ pub(super) fn pool(x: &Tensor, kind: PoolKind, a: &PoolAttrs, out: &TensorType) 
     let xv = x.to_f64_vec();
     let planes = xd[0] * xd[1];
     let mut y = Vec::with_capacity(planes * p);
+    let mut argmax = Vec::new();
     for plane in 0..planes {
         let base = plane * s_in;
         for o in 0..p {
             let column = (0..nk).map(|kp| table[kp * p + o]);
             y.push(match kind {
-                PoolKind::Max => column
-                    .filter_map(|t| match t {
-                        Tap::Valid(off) => Some(xv[base + off]),
-                        _ => None,
-                    })
-                    .fold(
-                        f64::NEG_INFINITY,
-                        |m, v| if v.is_nan() || v > m { v } else { m },
-                    ),
+                PoolKind::Max { .. } => {
+                    let (mut best, mut at) = (f64::NEG_INFINITY, None);
+                    for t in column {
+                        if let Tap::Valid(off) = t {
+                            let v = xv[base + off];
+                            if at.is_none() || v > best || (v.is_nan() && !best.is_nan()) {
+                                (best, at) = (v, Some(base + off));
+                            }
+                        }
+                    }
+                    argmax.push(at.unwrap_or(0) as i64);
+                    best
+                }
                 PoolKind::Average { count_include_pad } => {
                     let (mut sum, mut count) = (0.0, 0usize);
                     for t in column {
@@ -170,5 +177,10 @@ pub(super) fn pool(x: &Tensor, kind: PoolKind, a: &PoolAttrs, out: &TensorType) 
             });
         }
     }
-    from_f64(out.dtype, out.shape.clone(), y)
+    let mut result = vec![from_f64(out[0].dtype, out[0].shape.clone(), y)];
+    if let PoolKind::Max { indices: true } = kind {
+        result
+            .push(Tensor::from_vec(out[1].shape.clone(), argmax).expect("one per output element"));
+    }
+    result
 }

@@ -1,0 +1,358 @@
+//! The ONNX backend node tests (onnx 1.23.2, all 1884), run through import + the
+//! reference interpreter and compared with rtol 1e-3 / atol 1e-7, the ONNX runner's
+//! defaults.
+//!
+//! The tests are generated, not committed: `scripts/fixtures.sh` writes them to
+//! `.fixtures/onnx-node/` (the README's test command does it). The outcome of every
+//! test is snapshotted, so a test that stops passing (or starts) shows up as a diff; the
+//! target set, plain float32/int64/bool tests of the foundation's op list, must pass.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use tessera::ir::{DType, Tensor};
+use tessera::onnx::proto::{ModelProto, type_proto};
+use tessera::onnx::{ImportError, read_tensor_file};
+
+/// The ops the foundation issue lists.
+const FOUNDATION_OPS: &[&str] = &[
+    "Conv",
+    "MatMul",
+    "Gemm",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Sqrt",
+    "Reciprocal",
+    "Neg",
+    "Exp",
+    "Log",
+    "Erf",
+    "Tanh",
+    "Sigmoid",
+    "Relu",
+    "Clip",
+    "Gelu",
+    "Softmax",
+    "LayerNormalization",
+    "BatchNormalization",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceMax",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Reshape",
+    "Transpose",
+    "Concat",
+    "Split",
+    "Slice",
+    "Gather",
+    "GatherElements",
+    "GatherND",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Expand",
+    "Where",
+    "Cast",
+    "Equal",
+    "And",
+    "IsNaN",
+    "Shape",
+    "Constant",
+    "ConstantOfShape",
+    "Identity",
+    "Dropout",
+    "Sum",
+    "LRN",
+];
+
+/// Target tests that cannot pass, with the reason. Each is a documented limitation.
+const EXPECTED_TARGET_FAILURES: &[(&str, &str)] = &[
+    ("test_training_dropout", "training-mode dropout is random"),
+    (
+        "test_training_dropout_default",
+        "training-mode dropout is random",
+    ),
+    (
+        "test_training_dropout_default_mask",
+        "training-mode dropout is random",
+    ),
+    (
+        "test_training_dropout_mask",
+        "training-mode dropout is random",
+    ),
+];
+
+fn fixtures() -> PathBuf {
+    let dir = std::env::var_os("TESSERA_NODE_TESTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".fixtures/onnx-node"));
+    assert!(
+        dir.join(".complete").exists(),
+        "the ONNX node tests are not generated in {}: run scripts/fixtures.sh (the README's test command does)",
+        dir.display()
+    );
+    dir
+}
+
+struct Case {
+    name: String,
+    plain: bool,
+    /// Uses only foundation ops.
+    foundation: bool,
+    /// Plain, foundation ops only, and only f32/i64/bool inputs and outputs.
+    target: bool,
+    outcome: Result<(), String>,
+}
+
+fn elem_types(m: &ModelProto) -> Vec<Option<i32>> {
+    let g = m.graph.as_ref();
+    let ports = g.into_iter().flat_map(|g| g.input.iter().chain(&g.output));
+    ports
+        .map(
+            |vi| match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                Some(type_proto::Value::TensorType(t)) => t.elem_type,
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+fn short(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if line.len() > 110 {
+        let mut end = 110;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &line[..end])
+    } else {
+        line.to_string()
+    }
+}
+
+fn run_case(dir: &Path) -> Result<(), String> {
+    let data = dir.join("test_data_set_0");
+    let mut inputs = Vec::new();
+    let mut expected = Vec::new();
+    for (prefix, out) in [("input", &mut inputs), ("output", &mut expected)] {
+        for k in 0.. {
+            let p = data.join(format!("{prefix}_{k}.pb"));
+            if !p.exists() {
+                break;
+            }
+            let (_, t) = read_tensor_file(&p).map_err(|e| match e {
+                ImportError::TensorFile { message, .. } => {
+                    format!("load {prefix}_{k}.pb: {}", short(&message))
+                }
+                other => format!("load {prefix}_{k}.pb: {}", short(&other.to_string())),
+            })?;
+            out.push(t);
+        }
+    }
+    let model = dir.join("model.onnx");
+    let proto = ModelProto::decode(std::fs::read(&model).map_err(|e| e.to_string())?.as_slice())
+        .map_err(|e| format!("decode: {e}"))?;
+    let input_names: Vec<String> = proto
+        .graph
+        .as_ref()
+        .map(|g| {
+            let inits: Vec<_> = g
+                .initializer
+                .iter()
+                .filter_map(|t| t.name.clone())
+                .collect();
+            g.input
+                .iter()
+                .filter_map(|vi| vi.name.clone())
+                .filter(|n| !inits.contains(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    // Shapes are static: inputs that fix a shape are bound to the test's values.
+    let mut bind: HashMap<String, Tensor> = HashMap::new();
+    let graph = loop {
+        match tessera::load_onnx(&model, bind.clone()) {
+            Ok(g) => break g,
+            Err(ImportError::NeedsBinding { graph_inputs, .. })
+                if graph_inputs.iter().all(|n| !bind.contains_key(n)) =>
+            {
+                for n in graph_inputs {
+                    let k = input_names
+                        .iter()
+                        .position(|x| *x == n)
+                        .ok_or("binding an unknown input")?;
+                    let t = inputs.get(k).ok_or("missing input data")?.clone();
+                    bind.insert(n, t);
+                }
+            }
+            Err(ImportError::Unsupported(nodes)) => {
+                let mut ops: Vec<_> = nodes.iter().map(|n| n.op_type.clone()).collect();
+                ops.sort();
+                ops.dedup();
+                return Err(format!("unsupported: {}", ops.join(", ")));
+            }
+            Err(e) => return Err(format!("import: {}", short(&e.to_string()))),
+        }
+    };
+    let args: Vec<Tensor> = input_names
+        .iter()
+        .zip(&inputs)
+        .filter(|(n, _)| !bind.contains_key(*n))
+        .map(|(_, t)| t.clone())
+        .collect();
+    let outs = tessera::runtime::reference::run(&graph, &args)
+        .map_err(|e| format!("run: {}", short(&e.to_string())))?;
+    if outs.len() != expected.len() {
+        return Err(format!(
+            "mismatch: {} outputs, expected {}",
+            outs.len(),
+            expected.len()
+        ));
+    }
+    for (k, (a, e)) in outs.iter().zip(&expected).enumerate() {
+        if a.ty() != e.ty() {
+            return Err(format!(
+                "mismatch: output {k} is {}, expected {}",
+                a.ty(),
+                e.ty()
+            ));
+        }
+        let (atol, rtol) = if e.dtype().is_float() {
+            (1e-7, 1e-3)
+        } else {
+            (0.0, 0.0)
+        };
+        let c = tessera::sample::compare(a, e, atol, rtol).expect("types checked above");
+        if !c.all_close {
+            return Err(format!(
+                "mismatch: output {k} max abs error {:.3e}",
+                c.max_abs
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn onnx_backend_node_tests() {
+    let root = fixtures();
+    let mut names: Vec<String> = std::fs::read_dir(&root)
+        .expect("fixtures dir is readable")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("model.onnx").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 1884, "onnx 1.23.2 has 1884 node tests");
+
+    let ok_types =
+        [DType::F32, DType::I64, DType::Bool].map(|d| Some(tessera::onnx::onnx_dtype_code(d)));
+    let cases: Vec<Case> = names
+        .into_iter()
+        .map(|name| {
+            let dir = root.join(&name);
+            let proto = ModelProto::decode(
+                std::fs::read(dir.join("model.onnx"))
+                    .unwrap_or_default()
+                    .as_slice(),
+            )
+            .ok();
+            let ops: Vec<String> = proto
+                .as_ref()
+                .and_then(|m| m.graph.as_ref())
+                .map(|g| g.node.iter().filter_map(|n| n.op_type.clone()).collect())
+                .unwrap_or_default();
+            let plain = !name.contains("_expanded");
+            let foundation =
+                !ops.is_empty() && ops.iter().all(|o| FOUNDATION_OPS.contains(&o.as_str()));
+            let target = plain
+                && foundation
+                && proto
+                    .as_ref()
+                    .is_some_and(|m| elem_types(m).iter().all(|t| ok_types.contains(t)));
+            let outcome = run_case(&dir);
+            Case {
+                name,
+                plain,
+                foundation,
+                target,
+                outcome,
+            }
+        })
+        .collect();
+
+    let count = |f: &dyn Fn(&Case) -> bool| cases.iter().filter(|c| f(c)).count();
+    let passed = |c: &Case| c.outcome.is_ok();
+    let mut failure_kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in &cases {
+        if let Err(e) = &c.outcome {
+            *failure_kinds
+                .entry(e.split(':').next().unwrap_or(""))
+                .or_default() += 1;
+        }
+    }
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "all tests:                       {} of {} pass",
+        count(&passed),
+        cases.len()
+    );
+    let _ = writeln!(
+        report,
+        "plain (non-_expanded) tests:     {} of {} pass",
+        count(&|c| c.plain && passed(c)),
+        count(&|c| c.plain)
+    );
+    let _ = writeln!(
+        report,
+        "plain tests of foundation ops:   {} of {} pass",
+        count(&|c| c.plain && c.foundation && passed(c)),
+        count(&|c| c.plain && c.foundation)
+    );
+    let _ = writeln!(
+        report,
+        "  of which f32/i64/bool (target): {} of {} pass",
+        count(&|c| c.target && passed(c)),
+        count(&|c| c.target)
+    );
+    let _ = writeln!(report, "failures by kind: {failure_kinds:?}");
+    let _ = writeln!(report);
+    for c in &cases {
+        let mark = if c.target { " [target]" } else { "" };
+        match &c.outcome {
+            Ok(()) => {
+                let _ = writeln!(report, "{}{mark}: pass", c.name);
+            }
+            Err(e) => {
+                let _ = writeln!(report, "{}{mark}: FAIL {e}", c.name);
+            }
+        }
+    }
+    insta::assert_snapshot!("onnx_node_tests", report);
+
+    let unexpected: Vec<String> = cases
+        .iter()
+        .filter(|c| c.target && c.outcome.is_err())
+        .filter(|c| !EXPECTED_TARGET_FAILURES.iter().any(|(n, _)| *n == c.name))
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.name,
+                c.outcome.as_ref().err().map_or("", |s| s.as_str())
+            )
+        })
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "target tests failing:\n{}",
+        unexpected.join("\n")
+    );
+}
