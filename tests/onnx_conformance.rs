@@ -201,6 +201,14 @@ fn run_case(dir: &Path) -> Result<(), String> {
             Err(e) => return Err(format!("import: {}", short(&e.to_string()))),
         }
     };
+    // Every imported model also exercises the text form: print, parse, print.
+    let opts = tessera::ir::text::PrintOptions::default();
+    let text = tessera::ir::text::print(&graph, &opts);
+    let reparsed = tessera::ir::text::parse(&text)
+        .map_err(|e| format!("text round trip: {}", short(&e.to_string())))?;
+    if tessera::ir::text::print(&reparsed, &opts) != text {
+        return Err("text round trip: printing the parsed graph differs".into());
+    }
     let args: Vec<Tensor> = input_names
         .iter()
         .zip(&inputs)

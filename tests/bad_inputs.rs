@@ -1,0 +1,360 @@
+//! Bad models give clear errors, never panics, and never huge allocations.
+
+use prost::Message;
+use tessera::onnx::proto::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto, tensor_shape_proto, type_proto,
+};
+
+fn value(name: &str, elem: i32, dims: &[i64]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem),
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| tensor_shape_proto::Dimension {
+                            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+    NodeProto {
+        name: Some(name.into()),
+        op_type: Some(op.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+const F32: i32 = 1;
+
+fn model(
+    nodes: Vec<NodeProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+) -> ModelProto {
+    ModelProto {
+        ir_version: Some(9),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(18),
+        }],
+        graph: Some(GraphProto {
+            name: Some("g".into()),
+            node: nodes,
+            input: inputs,
+            output: outputs,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn import_error(m: &ModelProto) -> String {
+    import_bytes_error(&m.encode_to_vec())
+}
+
+fn import_bytes_error(bytes: &[u8]) -> String {
+    match tessera::load_onnx_bytes(bytes, Default::default()) {
+        Ok(_) => panic!("import unexpectedly succeeded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn relu_model() -> ModelProto {
+    model(
+        vec![node("act", "Relu", &["x"], &["y"])],
+        vec![value("x", F32, &[2, 3])],
+        vec![value("y", F32, &[2, 3])],
+    )
+}
+
+#[test]
+fn a_good_model_imports() {
+    let g = tessera::load_onnx_bytes(&relu_model().encode_to_vec(), Default::default()).unwrap();
+    assert_eq!(g.num_nodes(), 1);
+}
+
+#[test]
+fn truncated_file() {
+    let bytes = relu_model().encode_to_vec();
+    let e = import_bytes_error(&bytes[..bytes.len() / 2]);
+    assert!(
+        e.starts_with("not a valid ONNX model: failed to decode Protobuf message"),
+        "{e}"
+    );
+}
+
+#[test]
+fn truncated_real_model() {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/samples/tiny_bert_cls/model.onnx"
+    ))
+    .unwrap();
+    for cut in [1, 100, bytes.len() / 3, bytes.len() - 1] {
+        let e = import_bytes_error(&bytes[..cut]);
+        assert!(e.starts_with("not a valid ONNX model"), "cut at {cut}: {e}");
+    }
+}
+
+#[test]
+fn garbage_bytes() {
+    let garbage: Vec<u8> = (0u32..4096)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let e = import_bytes_error(&garbage);
+    assert!(
+        e.starts_with("not a valid ONNX model: failed to decode Protobuf message"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_ops_are_all_listed_in_one_error() {
+    let mut custom = node("mine", "Frobnicate", &["y"], &["z"]);
+    custom.domain = Some("com.example".into());
+    let m = model(
+        vec![
+            node("first", "Relu", &["x"], &["a"]),
+            node("bad1", "NotAnOp", &["a"], &["y"]),
+            custom,
+        ],
+        vec![value("x", F32, &[2])],
+        vec![value("z", F32, &[2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "2 unsupported node(s):\n  node \"bad1\": NotAnOp (ai.onnx opset 18)\n  node \"mine\": Frobnicate (com.example opset 0)"
+    );
+}
+
+#[test]
+fn shape_mismatch_names_the_node() {
+    let m = model(
+        vec![node("plus", "Add", &["a", "b"], &["c"])],
+        vec![value("a", F32, &[2, 3]), value("b", F32, &[4])],
+        vec![value("c", F32, &[2, 3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"plus\" (Add → add, n0): shapes [2,3] and [4] do not broadcast"
+    );
+}
+
+#[test]
+fn declared_output_shape_must_agree() {
+    let m = model(
+        vec![node("act", "Relu", &["x"], &["y"])],
+        vec![value("x", F32, &[2, 3])],
+        vec![value("y", F32, &[3, 2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "graph input \"y\": declared shape [3,2] but the graph computes f32[2,3]: the model's shapes are inconsistent"
+    );
+}
+
+#[test]
+fn missing_initializer() {
+    let m = model(
+        vec![node("mm", "MatMul", &["x", "weight"], &["y"])],
+        vec![value("x", F32, &[2, 3])],
+        vec![value("y", F32, &[2, 4])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"mm\" (MatMul) reads \"weight\", which no node, initializer or graph input defines"
+    );
+}
+
+#[test]
+fn cycle() {
+    let m = model(
+        vec![
+            node("a", "Add", &["x", "d"], &["c"]),
+            node("b", "Relu", &["c"], &["d"]),
+            node("tail", "Relu", &["d"], &["y"]),
+        ],
+        vec![value("x", F32, &[2])],
+        vec![value("y", F32, &[2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "the graph has a cycle through node(s) \"a\" (Add), \"b\" (Relu), \"tail\" (Relu)"
+    );
+}
+
+#[test]
+fn absurd_input_shape() {
+    let m = model(
+        vec![node("act", "Relu", &["x"], &["y"])],
+        vec![value("x", F32, &[1 << 20, 1 << 20])],
+        vec![value("y", F32, &[1 << 20, 1 << 20])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "graph input \"x\": shape [1048576, 1048576] is too large: 1099511627776 elements exceed the limit of 2^34"
+    );
+}
+
+#[test]
+fn absurd_initializer_is_rejected_before_allocating() {
+    let mut m = relu_model();
+    let g = m.graph.as_mut().unwrap();
+    g.initializer.push(TensorProto {
+        name: Some("huge".into()),
+        dims: vec![1 << 20, 1 << 20],
+        data_type: Some(F32),
+        ..Default::default()
+    });
+    assert_eq!(
+        import_error(&m),
+        "initializer \"huge\": shape [1048576, 1048576] is too large: 1099511627776 elements exceed the limit of 2^34"
+    );
+}
+
+#[test]
+fn reshape_to_an_absurd_shape() {
+    let mut m = model(
+        vec![
+            node("shape", "Constant", &[], &["s"]),
+            node("grow", "Expand", &["x", "s"], &["y"]),
+        ],
+        vec![value("x", F32, &[1])],
+        vec![value("y", F32, &[1 << 21, 1 << 21])],
+    );
+    m.graph.as_mut().unwrap().node[0]
+        .attribute
+        .push(AttributeProto {
+            name: Some("value".into()),
+            r#type: Some(4),
+            t: Some(TensorProto {
+                dims: vec![2],
+                data_type: Some(7),
+                int64_data: vec![1 << 21, 1 << 21],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"grow\" (Expand, n1): shape [2097152, 2097152] is too large: 4398046511104 elements exceed the limit of 2^34"
+    );
+}
+
+#[test]
+fn wrong_dtype() {
+    let m = model(
+        vec![node("e", "Exp", &["x"], &["y"])],
+        vec![value("x", 7, &[2])],
+        vec![value("y", 7, &[2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"e\" (Exp → exp, n0): operand has dtype i64, expected a float dtype"
+    );
+}
+
+#[test]
+fn raw_data_of_the_wrong_length() {
+    let mut m = relu_model();
+    m.graph.as_mut().unwrap().initializer.push(TensorProto {
+        name: Some("w".into()),
+        dims: vec![4],
+        data_type: Some(F32),
+        raw_data: Some(vec![0; 15]),
+        ..Default::default()
+    });
+    assert_eq!(
+        import_error(&m),
+        "initializer \"w\": raw_data has 15 bytes, shape [4] of f32 needs 16"
+    );
+}
+
+#[test]
+fn shape_operand_from_a_graph_input_needs_binding() {
+    let m = model(
+        vec![node("r", "Reshape", &["x", "s"], &["y"])],
+        vec![value("x", F32, &[2, 3]), value("s", 7, &[2])],
+        vec![value("y", F32, &[3, 2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"r\" (Reshape, n0): input \"s\" fixes a shape and must be constant, but it depends on graph input(s) [\"s\"]; bind them to values"
+    );
+}
+
+#[test]
+fn external_data_outside_the_model_folder_is_refused() {
+    let mut m = relu_model();
+    m.graph.as_mut().unwrap().initializer.push(TensorProto {
+        name: Some("w".into()),
+        dims: vec![4],
+        data_type: Some(F32),
+        data_location: Some(1),
+        external_data: vec![tessera::onnx::proto::StringStringEntryProto {
+            key: Some("location".into()),
+            value: Some("../../etc/passwd".into()),
+        }],
+        ..Default::default()
+    });
+    assert_eq!(
+        import_error(&m),
+        "initializer \"w\": external data location \"../../etc/passwd\" must be a relative path inside the model's folder"
+    );
+}
+
+#[test]
+fn external_data_loads_from_the_model_folder() {
+    let dir = std::env::temp_dir().join(format!("tessera-external-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let weights: Vec<u8> = [1.5f32, -2.0, 3.25, 0.0]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let mut blob = vec![0u8; 8];
+    blob.extend(&weights);
+    std::fs::write(dir.join("weights.bin"), &blob).unwrap();
+    let entry = |k: &str, v: &str| tessera::onnx::proto::StringStringEntryProto {
+        key: Some(k.into()),
+        value: Some(v.into()),
+    };
+    let mut m = model(
+        vec![node("plus", "Add", &["x", "w"], &["y"])],
+        vec![value("x", F32, &[4])],
+        vec![value("y", F32, &[4])],
+    );
+    m.graph.as_mut().unwrap().initializer.push(TensorProto {
+        name: Some("w".into()),
+        dims: vec![4],
+        data_type: Some(F32),
+        data_location: Some(1),
+        external_data: vec![
+            entry("location", "weights.bin"),
+            entry("offset", "8"),
+            entry("length", "16"),
+        ],
+        ..Default::default()
+    });
+    let path = dir.join("model.onnx");
+    std::fs::write(&path, m.encode_to_vec()).unwrap();
+    let g = tessera::load_onnx(&path, Default::default()).unwrap();
+    let x =
+        tessera::ir::Tensor::from_vec(tessera::ir::Shape::from_dims(&[4]), vec![1f32; 4]).unwrap();
+    let y = tessera::runtime::reference::run(&g, &[x]).unwrap();
+    assert_eq!(y[0].as_slice::<f32>().unwrap(), &[2.5, -1.0, 4.25, 1.0]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
