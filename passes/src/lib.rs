@@ -1,9 +1,18 @@
 //! Graph-to-graph passes over [`tessera_ir::Graph`].
 //!
-//! This crate will hold the `Pass` trait and its single registry, the e-graph optimizer
-//! (egg language, rule families, DAG-aware extraction, cost models), the fusion planner,
-//! the memory planner, autodiff, checkpointing and two-stage backprop. Each pass leaves a
-//! graph that passes [`tessera_ir::verify`]; the pipeline runner checks that, passes do not
-//! trust each other.
+//! * [`Pass`]: one type per pass, listed once in [`registry`]; named pipelines are lists
+//!   of registry names ([`pipeline`]).
+//! * [`run_pipeline`]: runs passes in order, verifies the graph after each one (passes do
+//!   not trust each other), records a [`PassReport`] per pass and can stop after pass N to
+//!   bisect a bad rewrite.
 //!
-//! It is created empty by the foundation; the optimizer issue fills it.
+//! Later issues add the e-graph optimizer, the fusion and memory planners, autodiff,
+//! checkpointing and two-stage backprop here, each as passes or analyses over the IR.
+
+mod dce;
+mod pass;
+
+pub use dce::DeadCodeElimination;
+pub use pass::{
+    EGraphStats, Pass, PassContext, PassError, PassReport, pipeline, registry, run_pipeline,
+};
