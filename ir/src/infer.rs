@@ -559,6 +559,27 @@ impl Op {
                 }
                 one(inputs[0].dtype, idx.shape.clone())
             }
+            Op::RmsNorm { axis, epsilon: _ } => {
+                let (x, scale) = (inputs[0], inputs[1]);
+                need(Domain::Float, "X", x.dtype)?;
+                need_axis(*axis, x.shape.rank())?;
+                if scale.dtype != x.dtype {
+                    return Err(format!(
+                        "scale has dtype {}, X has {}",
+                        scale.dtype, x.dtype
+                    ));
+                }
+                if broadcast_shapes(&scale.shape, &x.shape).as_ref() != Some(&x.shape)
+                    || scale.shape.rank() > x.shape.rank() - axis
+                {
+                    return Err(format!(
+                        "scale of shape {} does not broadcast over the normalized axes of {}",
+                        scale.shape, x.shape
+                    ));
+                }
+                Ok(vec![x.clone()])
+            }
+            Op::Attention { .. } => infer_attention(inputs),
             Op::GatherNd { batch_dims } => {
                 let (data, idx) = (inputs[0].shape.dims(), inputs[1]);
                 if idx.dtype != DType::I64 {
@@ -585,6 +606,51 @@ impl Op {
             }
         }
     }
+}
+
+fn infer_attention(inputs: &[&TensorType]) -> Result<Vec<TensorType>> {
+    let d = same_dtype(inputs)?;
+    need(Domain::Float, "operands", d)?;
+    let (q, k, v) = (
+        inputs[0].shape.dims(),
+        inputs[1].shape.dims(),
+        inputs[2].shape.dims(),
+    );
+    let r = q.len();
+    if r < 2 || k.len() != r || v.len() != r {
+        return Err(format!(
+            "Q, K and V must have the same rank >= 2, got {}, {}, {}",
+            inputs[0].shape, inputs[1].shape, inputs[2].shape
+        ));
+    }
+    let batch = &q[..r - 2];
+    if &k[..r - 2] != batch || &v[..r - 2] != batch {
+        return Err(format!(
+            "batch dimensions differ: Q {}, K {}, V {}",
+            inputs[0].shape, inputs[1].shape, inputs[2].shape
+        ));
+    }
+    let (s, dk, t) = (q[r - 2], q[r - 1], k[r - 2]);
+    if k[r - 1] != dk || v[r - 2] != t {
+        return Err(format!(
+            "Q {} and K {} must share the last dimension; K and V {} the sequence dimension",
+            inputs[0].shape, inputs[1].shape, inputs[2].shape
+        ));
+    }
+    let mut scores = batch.to_vec();
+    scores.extend([s, t]);
+    let scores = shape(scores)?;
+    if let Some(m) = inputs.get(3)
+        && broadcast_shapes(&m.shape, &scores).as_ref() != Some(&scores)
+    {
+        return Err(format!(
+            "mask {} does not broadcast to the scores {scores}",
+            m.shape
+        ));
+    }
+    let mut out = batch.to_vec();
+    out.extend([s, v[r - 1]]);
+    Ok(vec![TensorType::new(d, shape(out)?)])
 }
 
 fn infer_matmul(a: &TensorType, b: &TensorType) -> Result<Vec<TensorType>> {

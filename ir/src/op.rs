@@ -405,6 +405,19 @@ pub enum Op {
     GatherNd {
         batch_dims: usize,
     },
+    /// Root-mean-square normalization over axes `axis..rank`: `x / sqrt(mean(x²) + ε) · scale`.
+    /// Inputs X and scale (broadcast over the normalized axes). Produced by the optimizer.
+    RmsNorm {
+        axis: usize,
+        epsilon: f32,
+    },
+    /// Scaled dot-product attention: `softmax(Q·Kᵀ·scale + mask) · V` over the last two
+    /// axes. Inputs Q `[..., S, D]`, K `[..., T, D]`, V `[..., T, E]` (batch dims equal)
+    /// and optionally an additive mask broadcast to `[..., S, T]`; output `[..., S, E]`.
+    /// Produced by the optimizer; backends run it as one kernel.
+    Attention {
+        scale: f32,
+    },
 }
 
 impl Op {
@@ -446,6 +459,8 @@ impl Op {
             Op::Gather { .. } => "gather",
             Op::GatherElements { .. } => "gather_elements",
             Op::GatherNd { .. } => "gather_nd",
+            Op::RmsNorm { .. } => "rms_norm",
+            Op::Attention { .. } => "attention",
         }
     }
 
@@ -473,10 +488,12 @@ impl Op {
             | Op::MatMul
             | Op::Gather { .. }
             | Op::GatherElements { .. }
-            | Op::GatherNd { .. } => (2, 2),
+            | Op::GatherNd { .. }
+            | Op::RmsNorm { .. } => (2, 2),
             Op::Where => (3, 3),
             Op::Gemm { .. } | Op::Conv(_) | Op::LayerNorm { .. } => (2, 3),
             Op::BatchNorm { .. } => (5, 5),
+            Op::Attention { .. } => (3, 4),
             Op::Concat { .. } => (1, usize::MAX),
         }
     }

@@ -140,6 +140,10 @@ pub(crate) fn attrs_of(op: &Op) -> Vec<(&'static str, Attr)> {
         ],
         Op::Gather { axis } | Op::GatherElements { axis } => vec![("axis", Int(*axis as i64))],
         Op::GatherNd { batch_dims } => vec![("batch_dims", Int(*batch_dims as i64))],
+        Op::RmsNorm { axis, epsilon } => {
+            vec![("axis", Int(*axis as i64)), ("epsilon", F32(*epsilon))]
+        }
+        Op::Attention { scale } => vec![("scale", F32(*scale))],
     }
 }
 
@@ -348,6 +352,13 @@ pub(crate) fn op_from(name: &str, mut a: RawAttrs) -> Result<Op, String> {
             },
             "gather_elements" => Op::GatherElements {
                 axis: a.usize("axis")?,
+            },
+            "rms_norm" => Op::RmsNorm {
+                axis: a.usize("axis")?,
+                epsilon: a.f32("epsilon")?,
+            },
+            "attention" => Op::Attention {
+                scale: a.f32("scale")?,
             },
             "gather_nd" => Op::GatherNd {
                 batch_dims: a.usize("batch_dims")?,

@@ -93,3 +93,47 @@ pub(super) fn gemm(
     }
     from_f64(out.dtype, out.shape.clone(), acc)
 }
+
+/// `softmax(Q·Kᵀ·scale + mask)·V` per batch element, in f64: the definition, with the
+/// scores materialized (this is the oracle, not the fast kernel).
+pub(super) fn attention(x: &[&Tensor], scale: f32, out: &TensorType) -> Tensor {
+    let (q, k, v) = (x[0], x[1], x[2]);
+    let (qd, kd, vd) = (q.shape().dims(), k.shape().dims(), v.shape().dims());
+    let r = qd.len();
+    let (s, d, t, e) = (qd[r - 2], qd[r - 1], kd[r - 2], vd[r - 1]);
+    let nb: usize = qd[..r - 2].iter().product();
+    let (qv, kv, vv) = (q.to_f64_vec(), k.to_f64_vec(), v.to_f64_vec());
+    let mut scores_shape = qd[..r - 2].to_vec();
+    scores_shape.extend([s, t]);
+    let mask: Option<Vec<f64>> = x.get(3).map(|m| {
+        let mv = m.to_f64_vec();
+        match broadcast_offsets(m.shape().dims(), &scores_shape) {
+            Some(map) => map.into_iter().map(|o| mv[o]).collect(),
+            None => mv,
+        }
+    });
+    let mut y = vec![0.0; nb * s * e];
+    for b in 0..nb {
+        let (qb, kb, vb) = (&qv[b * s * d..], &kv[b * t * d..], &vv[b * t * e..]);
+        for i in 0..s {
+            let mut row: Vec<f64> = (0..t)
+                .map(|j| {
+                    let dot: f64 = (0..d).map(|c| qb[i * d + c] * kb[j * d + c]).sum();
+                    let m = mask.as_ref().map_or(0.0, |m| m[(b * s + i) * t + j]);
+                    dot * scale as f64 + m
+                })
+                .collect();
+            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mut sum = 0.0;
+            for w in &mut row {
+                *w = (*w - max).exp();
+                sum += *w;
+            }
+            for c in 0..e {
+                let acc: f64 = (0..t).map(|j| row[j] * vb[j * e + c]).sum();
+                y[(b * s + i) * e + c] = acc / sum;
+            }
+        }
+    }
+    from_f64(out.dtype, out.shape.clone(), y)
+}

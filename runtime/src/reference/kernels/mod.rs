@@ -82,6 +82,8 @@ pub(super) fn eval(op: &Op, x: &[&Tensor], out: &[TensorType]) -> Result<Vec<Ten
         } => one(movement::slice(x[0], axes, starts, steps, &out[0])),
         Op::Gather { axis } => one(movement::gather(x[0], x[1], *axis, &out[0])?),
         Op::GatherElements { axis } => one(movement::gather_elements(x[0], x[1], *axis)?),
+        Op::RmsNorm { axis, epsilon } => one(normalize::rms_norm(x[0], x[1], *axis, *epsilon)),
+        Op::Attention { scale } => one(contract::attention(x, *scale, &out[0])),
         Op::GatherNd { batch_dims } => one(movement::gather_nd(x[0], x[1], *batch_dims, &out[0])?),
     }
 }

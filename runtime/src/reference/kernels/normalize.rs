@@ -183,3 +183,24 @@ pub(super) fn lrn(x: &Tensor, size: usize, alpha: f32, beta: f32, bias: f32) -> 
         .collect();
     from_f64(x.dtype(), x.shape().clone(), y)
 }
+
+pub(super) fn rms_norm(x: &Tensor, scale: &Tensor, axis: usize, epsilon: f32) -> Tensor {
+    let dims = x.shape().dims();
+    let norm = &dims[axis..];
+    let r: usize = norm.iter().product();
+    let v = x.to_f64_vec();
+    let sv = scale.to_f64_vec();
+    let sc: Vec<f64> = match broadcast_offsets(scale.shape().dims(), norm) {
+        Some(m) => m.into_iter().map(|o| sv[o]).collect(),
+        None => sv,
+    };
+    let mut y = vec![0.0; v.len()];
+    for (row, out) in v.chunks(r.max(1)).zip(y.chunks_mut(r.max(1))) {
+        let ms = row.iter().map(|a| a * a).sum::<f64>() / r as f64;
+        let inv = 1.0 / (ms + epsilon as f64).sqrt();
+        for j in 0..row.len() {
+            out[j] = row[j] * inv * sc[j];
+        }
+    }
+    from_f64(x.dtype(), x.shape().clone(), y)
+}
