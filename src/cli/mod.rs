@@ -1,0 +1,5 @@
+//! The verbs of the `tessera` CLI, one module each.
+
+pub mod common;
+pub mod inspect;
+pub mod run;
