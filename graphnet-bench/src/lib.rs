@@ -20,6 +20,7 @@
 pub mod compare;
 pub mod error;
 pub mod graphnet_log;
+pub mod native;
 pub mod plot;
 pub mod record;
 pub mod report;

@@ -1,8 +1,9 @@
 //! `graphnet-bench`: command-line shell over the `tessera_graphnet_bench` library.
 //!
-//! Only this file prints or exits. Subcommands: `score-log` (GraphNet logs), `score`
-//! (per-sample result directories), `merge` (combine result directories) and `shard`
-//! (print one shard of a sample list).
+//! Only this file prints or exits. Subcommands: `run` (measure samples natively with
+//! GraphNet's protocol), `score-log` (GraphNet logs), `score` (per-sample result
+//! directories), `merge` (combine result directories) and `shard` (print one shard of a
+//! sample list).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::PathBuf;
@@ -10,6 +11,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use tessera_graphnet_bench::native::{
+    Backend, Baseline, BaselineFile, Progress, Protocol, RunConfig, run_all,
+};
 use tessera_graphnet_bench::{
     Interpretation, NoisyPolicy, ResultSet, ScoreConfig, ScoreReport, Shard, merge_results,
     read_name_list, report_json_line, report_table, sets_from_dirs, sets_from_logs, write_svg,
@@ -28,6 +32,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run samples with GraphNet's protocol on a tessera backend and write one JSON result
+    /// per sample (an interrupted run resumes: existing results are kept).
+    Run {
+        /// Directory of samples (any depth; a sample is a folder with meta.json).
+        #[arg(long)]
+        samples: PathBuf,
+        /// The compiled variant: reference, eager, cpu or cuda.
+        #[arg(long)]
+        backend: Backend,
+        /// The eager variant: a tessera backend name (default eager) or a baseline JSON file
+        /// of timings measured elsewhere (see graphnet-bench/scripts/torch_baseline.py).
+        #[arg(long, default_value = "eager")]
+        baseline: String,
+        /// Result directory (default results/<label>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Result-set label (default tessera-<backend>).
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        #[arg(long, default_value_t = 5)]
+        trials: usize,
+        /// Extra measurement rounds while IQR/median > 0.2, before `noisy`.
+        #[arg(long, default_value_t = 3)]
+        max_remeasure: usize,
+        /// `i/n`: run only sample k of the sorted list when k mod n = i.
+        #[arg(long)]
+        shard: Option<Shard>,
+        /// Print each result record as one JSON line (no progress bar).
+        #[arg(long)]
+        json: bool,
+    },
     /// Score GraphNet benchmark logs (one curve per log file), reproducing GraphNet's numbers.
     ScoreLog {
         /// GraphNet `test_compiler` log files.
@@ -119,8 +156,90 @@ fn emit(sets: &[ResultSet], opts: &ScoreOpts, title: &str) -> Result<()> {
     Ok(())
 }
 
+fn native_run(cfg: RunConfig, json: bool) -> Result<()> {
+    use std::io::IsTerminal;
+    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} samples, ETA {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let total = run_all(&cfg, &mut |i, n, p| {
+        if let Some(b) = &bar {
+            b.set_length(n as u64);
+            b.set_position(i as u64 + 1);
+        }
+        match p {
+            Progress::Resumed { name } => {
+                *counts.entry("resumed".into()).or_default() += 1;
+                if let Some(b) = &bar {
+                    b.set_message(format!("{name}: kept"));
+                }
+            }
+            Progress::Done { name, result, .. } => {
+                *counts.entry(result.status.to_string()).or_default() += 1;
+                if json {
+                    println!("{}", serde_json::to_string(&*result).unwrap_or_default());
+                } else if let Some(b) = &bar {
+                    b.set_message(format!("{name}: {}", result.status));
+                } else {
+                    let speed = result
+                        .speedup
+                        .map(|s| format!(" speedup {s:.3}"))
+                        .unwrap_or_default();
+                    eprintln!("[{}/{n}] {name}: {}{speed}", i + 1, result.status);
+                }
+            }
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if !json {
+        eprintln!("{total} sample(s) in {}: {counts:?}", cfg.out.display());
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Run {
+            samples,
+            backend,
+            baseline,
+            out,
+            label,
+            warmup,
+            trials,
+            max_remeasure,
+            shard,
+            json,
+        } => {
+            let baseline = match baseline.parse::<Backend>() {
+                Ok(b) => Baseline::Backend(b),
+                Err(_) => Baseline::File(BaselineFile::read(std::path::Path::new(&baseline))?),
+            };
+            let label = label.unwrap_or_else(|| format!("tessera-{}", backend.name()));
+            let cfg = RunConfig {
+                samples,
+                out: out.unwrap_or_else(|| PathBuf::from("results").join(&label)),
+                backend,
+                baseline,
+                protocol: Protocol {
+                    warmup,
+                    trials,
+                    max_remeasure,
+                },
+                label,
+                shard,
+            };
+            native_run(cfg, json)
+        }
         Command::ScoreLog { logs, opts } => {
             let sets = sets_from_logs(&logs)?;
             emit(&sets, &opts, "GraphNet S(t) / ES(t)")

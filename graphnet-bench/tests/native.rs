@@ -1,0 +1,227 @@
+//! Native runs on the bundled samples: statuses, resume, shards, external baselines.
+
+use std::path::{Path, PathBuf};
+
+use tessera_graphnet_bench::Status;
+use tessera_graphnet_bench::native::{
+    Backend, Baseline, BaselineFile, BaselineSample, Progress, Protocol, RunConfig, run_all,
+};
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gnb-native-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn copy_sample(name: &str, to: &Path) {
+    let from = samples().join(name);
+    let dst = to.join(name);
+    for sub in ["", "inputs", "outputs"] {
+        let (s, d) = (from.join(sub), dst.join(sub));
+        if !s.is_dir() {
+            continue;
+        }
+        std::fs::create_dir_all(&d).unwrap();
+        for e in std::fs::read_dir(&s).unwrap().flatten() {
+            if e.path().is_file() {
+                std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+            }
+        }
+    }
+}
+
+fn config(samples: PathBuf, out: PathBuf, baseline: Baseline) -> RunConfig {
+    RunConfig {
+        samples,
+        out,
+        backend: Backend::Reference,
+        baseline,
+        protocol: Protocol {
+            warmup: 1,
+            trials: 3,
+            max_remeasure: 1,
+        },
+        label: "tessera-reference".into(),
+        shard: None,
+    }
+}
+
+fn statuses(cfg: &RunConfig) -> Vec<(String, Option<Status>)> {
+    let mut seen = Vec::new();
+    run_all(cfg, &mut |_, _, p| match p {
+        Progress::Resumed { name } => seen.push((name, None)),
+        Progress::Done { name, result, .. } => seen.push((name, Some(result.status))),
+    })
+    .unwrap();
+    seen
+}
+
+#[test]
+fn a_correct_sample_then_resume() {
+    let dir = tmp("resume");
+    copy_sample("mlp_iris", &dir.join("s"));
+    let cfg = config(
+        dir.join("s"),
+        dir.join("out"),
+        Baseline::Backend(Backend::Reference),
+    );
+    let first = statuses(&cfg);
+    assert_eq!(first.len(), 1);
+    assert!(
+        matches!(first[0].1, Some(Status::Correct) | Some(Status::Noisy)),
+        "{first:?}"
+    );
+    // The record exists now, so a second run keeps it.
+    assert_eq!(statuses(&cfg), vec![("mlp_iris".to_string(), None)]);
+    let records = tessera_graphnet_bench::load_results(&dir.join("out")).unwrap();
+    assert_eq!(records.len(), 1);
+    let r = &records[0].1;
+    assert_eq!(r.meta.get("backend").map(String::as_str), Some("reference"));
+    assert!(
+        r.correct_at[&-5],
+        "the reference matches onnxruntime at t = -5"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn wrong_reference_outputs_are_an_accuracy_failure() {
+    let dir = tmp("accuracy");
+    copy_sample("mlp_iris", &dir.join("s"));
+    // A reference of the right dtype and shape that nothing matches at any level: at t = 1
+    // (where GraphNet decides correct vs accuracy) the tolerances are loose (atol 10,
+    // rtol 15), but NaN never compares close.
+    let t =
+        tessera::ir::Tensor::from_vec(tessera::ir::Shape::from_dims(&[2, 3]), vec![f32::NAN; 6])
+            .unwrap();
+    std::fs::write(
+        dir.join("s/mlp_iris/outputs/0.pb"),
+        tessera::onnx::encode_tensor(&t, "linear_1"),
+    )
+    .unwrap();
+    let cfg = config(
+        dir.join("s"),
+        dir.join("out"),
+        Baseline::Backend(Backend::Reference),
+    );
+    assert_eq!(
+        statuses(&cfg),
+        vec![("mlp_iris".to_string(), Some(Status::Accuracy))]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_broken_model_is_an_eager_failure() {
+    let dir = tmp("broken");
+    copy_sample("mlp_iris", &dir.join("s"));
+    std::fs::write(dir.join("s/mlp_iris/model.onnx"), b"not a model").unwrap();
+    let cfg = config(
+        dir.join("s"),
+        dir.join("out"),
+        Baseline::Backend(Backend::Reference),
+    );
+    assert_eq!(
+        statuses(&cfg),
+        vec![("mlp_iris".to_string(), Some(Status::EagerFail))]
+    );
+    let r = &tessera_graphnet_bench::load_results(&dir.join("out")).unwrap()[0].1;
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("not a valid ONNX model"),
+        "{r:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_unavailable_backend_is_a_compile_failure() {
+    let dir = tmp("compile");
+    copy_sample("mlp_iris", &dir.join("s"));
+    let mut cfg = config(
+        dir.join("s"),
+        dir.join("out"),
+        Baseline::Backend(Backend::Reference),
+    );
+    cfg.backend = Backend::Cuda;
+    cfg.label = "tessera-cuda".into();
+    let got = statuses(&cfg);
+    assert_eq!(got.len(), 1);
+    // Without a GPU (or without the cuda feature) the CUDA backend cannot compile.
+    assert_eq!(got[0].1, Some(Status::CompileFail), "{got:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn external_baseline_timings() {
+    let dir = tmp("baseline");
+    copy_sample("mlp_iris", &dir.join("s"));
+    copy_sample("tiny_bert_cls", &dir.join("s"));
+    let mut file = BaselineFile {
+        label: "torch-eager".into(),
+        ..Default::default()
+    };
+    file.samples.insert(
+        "mlp_iris".into(),
+        BaselineSample {
+            trials_ms: vec![10.0, 10.0, 10.0, 10.0, 10.0],
+            error: None,
+        },
+    );
+    file.samples.insert(
+        "tiny_bert_cls".into(),
+        BaselineSample {
+            trials_ms: vec![],
+            error: Some("torch failed".into()),
+        },
+    );
+    let cfg = config(dir.join("s"), dir.join("out"), Baseline::File(file));
+    let got = statuses(&cfg);
+    assert_eq!(
+        got[1],
+        ("tiny_bert_cls".to_string(), Some(Status::EagerFail))
+    );
+    let records = tessera_graphnet_bench::load_results(&dir.join("out")).unwrap();
+    let mlp = records
+        .iter()
+        .find(|(_, r)| r.sample == "mlp_iris")
+        .unwrap();
+    assert_eq!(mlp.1.eager.as_ref().map(|e| e.median_ms), Some(10.0));
+    assert_eq!(
+        mlp.1.meta.get("baseline").map(String::as_str),
+        Some("torch-eager")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn shards_partition_the_samples() {
+    let dir = tmp("shards");
+    for s in ["mlp_iris", "tiny_bert_cls", "tiny_vit"] {
+        copy_sample(s, &dir.join("s"));
+    }
+    let mut names = Vec::new();
+    for i in 0..2 {
+        let mut cfg = config(
+            dir.join("s"),
+            dir.join(format!("out{i}")),
+            Baseline::Backend(Backend::Reference),
+        );
+        cfg.shard = Some(format!("{i}/2").parse().unwrap());
+        names.extend(statuses(&cfg).into_iter().map(|(n, _)| n));
+    }
+    names.sort();
+    assert_eq!(names, ["mlp_iris", "tiny_bert_cls", "tiny_vit"]);
+    let merged = dir.join("merged");
+    let n = tessera_graphnet_bench::merge_results(&merged, &[dir.join("out0"), dir.join("out1")])
+        .unwrap();
+    assert_eq!(n, 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
