@@ -11,9 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use tessera_graphnet_bench::native::{
-    Backend, Baseline, BaselineFile, Progress, Protocol, RunConfig, run_all,
-};
+use tessera_graphnet_bench::native::{Progress, Protocol, RunConfig, Variant, run_all};
 use tessera_graphnet_bench::{
     Interpretation, NoisyPolicy, ResultSet, ScoreConfig, ScoreReport, Shard, merge_results,
     read_name_list, report_json_line, report_table, sets_from_dirs, sets_from_logs, write_svg,
@@ -38,17 +36,17 @@ enum Command {
         /// Directory of samples (any depth; a sample is a folder with meta.json).
         #[arg(long)]
         samples: PathBuf,
-        /// The compiled variant: reference, eager, cpu or cuda.
+        /// The compiled variant: a tessera backend (reference, eager, cpu, cuda) or a JSON
+        /// file of measurements taken elsewhere (graphnet-bench/scripts/torch_baseline.py).
         #[arg(long)]
-        backend: Backend,
-        /// The eager variant: a tessera backend name (default eager) or a baseline JSON file
-        /// of timings measured elsewhere (see graphnet-bench/scripts/torch_baseline.py).
+        backend: String,
+        /// The eager variant, likewise (default: tessera's eager backend).
         #[arg(long, default_value = "eager")]
         baseline: String,
         /// Result directory (default results/<label>).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Result-set label (default tessera-<backend>).
+        /// Result-set label (default: the compiled variant's label).
         #[arg(long)]
         label: Option<String>,
         #[arg(long, default_value_t = 3)]
@@ -220,15 +218,13 @@ fn run(cli: Cli) -> Result<()> {
             shard,
             json,
         } => {
-            let baseline = match baseline.parse::<Backend>() {
-                Ok(b) => Baseline::Backend(b),
-                Err(_) => Baseline::File(BaselineFile::read(std::path::Path::new(&baseline))?),
-            };
-            let label = label.unwrap_or_else(|| format!("tessera-{}", backend.name()));
+            let compiled = Variant::parse(&backend)?;
+            let baseline = Variant::parse(&baseline)?;
+            let label = label.unwrap_or_else(|| compiled.label());
             let cfg = RunConfig {
                 samples,
                 out: out.unwrap_or_else(|| PathBuf::from("results").join(&label)),
-                backend,
+                compiled,
                 baseline,
                 protocol: Protocol {
                     warmup,

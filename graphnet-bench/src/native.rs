@@ -5,12 +5,12 @@
 //!
 //! 1. skip it if its result file already exists (an interrupted run resumes);
 //! 2. import the model and load its inputs and reference outputs;
-//! 3. the baseline ("eager"): tessera's eager backend, or timings and outputs from an
-//!    external [`BaselineFile`] (PyTorch eager, say);
-//! 4. compile with the chosen backend (timed separately), then run GraphNet's protocol:
-//!    one untimed call whose outputs are compared, `warmup` untimed calls, `trials` timed
-//!    calls; when IQR/median exceeds 0.2 the trials are repeated up to `max_remeasure`
-//!    times before the sample is recorded as `noisy`;
+//! 3. measure the baseline ("eager") variant, then the compiled one. A variant is either
+//!    one of tessera's backends, compiled here (timed separately) and run with GraphNet's
+//!    protocol — one untimed call whose outputs are kept, `warmup` untimed calls, `trials`
+//!    timed calls, repeated up to `max_remeasure` times while IQR/median exceeds 0.2 —
+//!    or an external [`BaselineFile`] of measurements taken elsewhere (PyTorch eager,
+//!    TorchInductor) with the same protocol;
 //! 5. compare the compiled outputs with the sample's reference outputs
 //!    ([`crate::compare_outputs`]) and write one [`SampleResult`] atomically.
 //!
@@ -149,24 +149,35 @@ pub fn measure(
     Ok((outputs, stats.expect("at least one round ran")))
 }
 
-/// External baseline measurements: per-sample eager timings (and optionally outputs).
+/// Measurements taken elsewhere (PyTorch eager, TorchInductor, ...): per-sample timings and
+/// optionally the outputs of the untimed first call, as TensorProto files.
+/// `graphnet-bench/scripts/torch_baseline.py` writes them.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct BaselineFile {
-    /// Who produced it (`torch-eager`, ...).
+    /// Who produced it (`torch-eager`, `torch-compile`, ...).
     pub label: String,
     /// Per sample name.
     pub samples: BTreeMap<String, BaselineSample>,
+    /// The file's folder, against which output paths resolve (set by [`BaselineFile::read`]).
+    #[serde(skip)]
+    pub dir: PathBuf,
 }
 
 /// One sample of a [`BaselineFile`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct BaselineSample {
-    /// Timed trials in milliseconds; absent when the baseline failed.
+    /// Timed trials in milliseconds; empty when the run failed.
     #[serde(default)]
     pub trials_ms: Vec<f64>,
-    /// Why the baseline failed, if it did.
+    /// Why the run failed, if it did.
     #[serde(default)]
     pub error: Option<String>,
+    /// Output files of the untimed first call (paths relative to the file), graph order.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// Compilation time in seconds (for compiled variants).
+    #[serde(default)]
+    pub compile_s: Option<f64>,
 }
 
 impl BaselineFile {
@@ -175,20 +186,41 @@ impl BaselineFile {
             path: path.to_path_buf(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|source| BenchError::Json {
-            path: path.to_path_buf(),
-            source,
-        })
+        let mut f: BaselineFile =
+            serde_json::from_str(&text).map_err(|source| BenchError::Json {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        f.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(f)
     }
 }
 
-/// Where the "eager" timings come from.
+/// Where one variant's timings (and, for the compiled variant, outputs) come from.
 #[derive(Clone, Debug)]
-pub enum Baseline {
-    /// Run tessera's own backend (normally [`Backend::Eager`]).
-    Backend(Backend),
-    /// Use timings measured elsewhere.
-    File(BaselineFile),
+pub enum Variant {
+    /// Run one of tessera's backends here.
+    Tessera(Backend),
+    /// Use measurements taken elsewhere.
+    External(BaselineFile),
+}
+
+impl Variant {
+    /// The variant's name in records: `tessera-<backend>` or the file's label.
+    pub fn label(&self) -> String {
+        match self {
+            Variant::Tessera(b) => format!("tessera-{}", b.name()),
+            Variant::External(f) => f.label.clone(),
+        }
+    }
+
+    /// A backend name, or else the path of a [`BaselineFile`].
+    pub fn parse(s: &str) -> Result<Variant> {
+        match s.parse::<Backend>() {
+            Ok(b) => Ok(Variant::Tessera(b)),
+            Err(_) => BaselineFile::read(Path::new(s)).map(Variant::External),
+        }
+    }
 }
 
 /// Settings of one native run.
@@ -196,8 +228,10 @@ pub enum Baseline {
 pub struct RunConfig {
     pub samples: PathBuf,
     pub out: PathBuf,
-    pub backend: Backend,
-    pub baseline: Baseline,
+    /// The compiled variant.
+    pub compiled: Variant,
+    /// The eager variant the speedup is measured against.
+    pub baseline: Variant,
     pub protocol: Protocol,
     /// The result-set label (one curve per label); defaults to `tessera-<backend>`.
     pub label: String,
@@ -313,14 +347,8 @@ fn compare(reference: &[Tensor], actual: &[Tensor]) -> Result<crate::compare::Co
 pub fn run_sample(name: &str, dir: &Path, cfg: &RunConfig) -> SampleResult {
     let outcome = run_sample_outcome(name, dir, cfg);
     let mut r = SampleResult::new(name, cfg.label.clone(), outcome);
-    r.meta.insert("backend".into(), cfg.backend.name().into());
-    r.meta.insert(
-        "baseline".into(),
-        match &cfg.baseline {
-            Baseline::Backend(b) => format!("tessera-{}", b.name()),
-            Baseline::File(f) => f.label.clone(),
-        },
-    );
+    r.meta.insert("compiled".into(), cfg.compiled.label());
+    r.meta.insert("baseline".into(), cfg.baseline.label());
     r.meta
         .insert("warmup".into(), cfg.protocol.warmup.to_string());
     r.meta
@@ -328,6 +356,65 @@ pub fn run_sample(name: &str, dir: &Path, cfg: &RunConfig) -> SampleResult {
     r.meta
         .insert("tessera".into(), env!("CARGO_PKG_VERSION").into());
     r
+}
+
+/// What one variant produced for one sample.
+struct Measured {
+    outputs: Vec<Tensor>,
+    stats: TimingStats,
+    compile_time_s: f64,
+}
+
+/// Why a variant produced nothing.
+enum Failure {
+    Compile(String, f64),
+    Run(String, f64),
+}
+
+fn measure_variant(
+    v: &Variant,
+    name: &str,
+    graph: &Graph,
+    inputs: &[Tensor],
+    p: Protocol,
+) -> std::result::Result<Measured, Failure> {
+    match v {
+        Variant::Tessera(b) => {
+            let t0 = Instant::now();
+            let prepared = prepare(*b, graph);
+            let compile_time_s = t0.elapsed().as_secs_f64();
+            let mut exec = prepared.map_err(|m| Failure::Compile(m, compile_time_s))?;
+            let (outputs, stats) =
+                measure(exec.as_mut(), inputs, p).map_err(|m| Failure::Run(m, compile_time_s))?;
+            Ok(Measured {
+                outputs,
+                stats,
+                compile_time_s,
+            })
+        }
+        Variant::External(f) => {
+            let s = f.samples.get(name).ok_or_else(|| {
+                Failure::Compile(format!("{} has no entry for this sample", f.label), 0.0)
+            })?;
+            let compile_time_s = s.compile_s.unwrap_or(0.0);
+            if let Some(e) = &s.error {
+                return Err(Failure::Run(e.clone(), compile_time_s));
+            }
+            let stats = timing_stats(&s.trials_ms)
+                .map_err(|e| Failure::Run(e.to_string(), compile_time_s))?;
+            let outputs = s
+                .outputs
+                .iter()
+                .map(|o| tessera::onnx::read_tensor_file(&f.dir.join(o)).map(|(_, t)| t))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Failure::Run(e.to_string(), compile_time_s))?;
+            Ok(Measured {
+                outputs,
+                stats,
+                compile_time_s,
+            })
+        }
+    }
 }
 
 fn run_sample_outcome(name: &str, dir: &Path, cfg: &RunConfig) -> RunOutcome {
@@ -347,81 +434,43 @@ fn run_sample_outcome(name: &str, dir: &Path, cfg: &RunConfig) -> RunOutcome {
             };
         }
     };
-    let eager = match &cfg.baseline {
-        Baseline::Backend(b) => {
-            match prepare(*b, &graph).and_then(|mut e| measure(e.as_mut(), &inputs, cfg.protocol)) {
-                Ok((_, stats)) => stats,
-                Err(message) => {
-                    return RunOutcome::EagerFailed {
-                        message,
-                        eager: None,
-                    };
-                }
-            }
+    let eager = match measure_variant(&cfg.baseline, name, &graph, &inputs, cfg.protocol) {
+        Ok(m) => m.stats,
+        Err(Failure::Compile(message, _) | Failure::Run(message, _)) => {
+            return RunOutcome::EagerFailed {
+                message,
+                eager: None,
+            };
         }
-        Baseline::File(f) => match f.samples.get(name) {
-            Some(s) if s.error.is_none() && !s.trials_ms.is_empty() => {
-                match timing_stats(&s.trials_ms) {
-                    Ok(stats) => stats,
-                    Err(e) => {
-                        return RunOutcome::EagerFailed {
-                            message: e.to_string(),
-                            eager: None,
-                        };
-                    }
-                }
-            }
-            Some(s) => {
-                return RunOutcome::EagerFailed {
-                    message: s
-                        .error
-                        .clone()
-                        .unwrap_or_else(|| "baseline has no trials".into()),
-                    eager: None,
-                };
-            }
-            None => {
-                return RunOutcome::EagerFailed {
-                    message: format!("baseline {:?} has no entry for this sample", f.label),
-                    eager: None,
-                };
-            }
-        },
     };
-    let t0 = Instant::now();
-    let prepared = prepare(cfg.backend, &graph);
-    let compile_time_s = t0.elapsed().as_secs_f64();
-    let mut exec = match prepared {
-        Ok(e) => e,
-        Err(message) => {
+    let compiled = match measure_variant(&cfg.compiled, name, &graph, &inputs, cfg.protocol) {
+        Ok(m) => m,
+        Err(Failure::Compile(message, t)) => {
             return RunOutcome::CompileFailed {
                 message,
                 eager: Some(eager),
-                compile_time_s: Some(compile_time_s),
+                compile_time_s: Some(t),
             };
         }
-    };
-    let (outputs, compiled) = match measure(exec.as_mut(), &inputs, cfg.protocol) {
-        Ok(x) => x,
-        Err(message) => {
+        Err(Failure::Run(message, t)) => {
             return RunOutcome::RuntimeFailed {
                 message,
                 eager: Some(eager),
-                compile_time_s: Some(compile_time_s),
+                compile_time_s: Some(t),
             };
         }
     };
-    match compare(&reference, &outputs) {
+    match compare(&reference, &compiled.outputs) {
         Ok(comparison) => RunOutcome::Completed {
             comparison,
             eager,
-            compiled,
-            compile_time_s,
+            compiled: compiled.stats,
+            compile_time_s: compiled.compile_time_s,
         },
         Err(e) => RunOutcome::RuntimeFailed {
             message: format!("outputs cannot be compared: {e}"),
             eager: Some(eager),
-            compile_time_s: Some(compile_time_s),
+            compile_time_s: Some(compiled.compile_time_s),
         },
     }
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use tessera_graphnet_bench::Status;
 use tessera_graphnet_bench::native::{
-    Backend, Baseline, BaselineFile, BaselineSample, Progress, Protocol, RunConfig, run_all,
+    Backend, BaselineFile, BaselineSample, Progress, Protocol, RunConfig, Variant, run_all,
 };
 
 fn samples() -> PathBuf {
@@ -35,11 +35,11 @@ fn copy_sample(name: &str, to: &Path) {
     }
 }
 
-fn config(samples: PathBuf, out: PathBuf, baseline: Baseline) -> RunConfig {
+fn config(samples: PathBuf, out: PathBuf, baseline: Variant) -> RunConfig {
     RunConfig {
         samples,
         out,
-        backend: Backend::Reference,
+        compiled: Variant::Tessera(Backend::Reference),
         baseline,
         protocol: Protocol {
             warmup: 1,
@@ -68,7 +68,7 @@ fn a_correct_sample_then_resume() {
     let cfg = config(
         dir.join("s"),
         dir.join("out"),
-        Baseline::Backend(Backend::Reference),
+        Variant::Tessera(Backend::Reference),
     );
     let first = statuses(&cfg);
     assert_eq!(first.len(), 1);
@@ -81,7 +81,10 @@ fn a_correct_sample_then_resume() {
     let records = tessera_graphnet_bench::load_results(&dir.join("out")).unwrap();
     assert_eq!(records.len(), 1);
     let r = &records[0].1;
-    assert_eq!(r.meta.get("backend").map(String::as_str), Some("reference"));
+    assert_eq!(
+        r.meta.get("compiled").map(String::as_str),
+        Some("tessera-reference")
+    );
     assert!(
         r.correct_at[&-5],
         "the reference matches onnxruntime at t = -5"
@@ -107,7 +110,7 @@ fn wrong_reference_outputs_are_an_accuracy_failure() {
     let cfg = config(
         dir.join("s"),
         dir.join("out"),
-        Baseline::Backend(Backend::Reference),
+        Variant::Tessera(Backend::Reference),
     );
     assert_eq!(
         statuses(&cfg),
@@ -124,7 +127,7 @@ fn a_broken_model_is_an_eager_failure() {
     let cfg = config(
         dir.join("s"),
         dir.join("out"),
-        Baseline::Backend(Backend::Reference),
+        Variant::Tessera(Backend::Reference),
     );
     assert_eq!(
         statuses(&cfg),
@@ -148,9 +151,9 @@ fn an_unavailable_backend_is_a_compile_failure() {
     let mut cfg = config(
         dir.join("s"),
         dir.join("out"),
-        Baseline::Backend(Backend::Reference),
+        Variant::Tessera(Backend::Reference),
     );
-    cfg.backend = Backend::Cuda;
+    cfg.compiled = Variant::Tessera(Backend::Cuda);
     cfg.label = "tessera-cuda".into();
     let got = statuses(&cfg);
     assert_eq!(got.len(), 1);
@@ -172,17 +175,17 @@ fn external_baseline_timings() {
         "mlp_iris".into(),
         BaselineSample {
             trials_ms: vec![10.0, 10.0, 10.0, 10.0, 10.0],
-            error: None,
+            ..Default::default()
         },
     );
     file.samples.insert(
         "tiny_bert_cls".into(),
         BaselineSample {
-            trials_ms: vec![],
             error: Some("torch failed".into()),
+            ..Default::default()
         },
     );
-    let cfg = config(dir.join("s"), dir.join("out"), Baseline::File(file));
+    let cfg = config(dir.join("s"), dir.join("out"), Variant::External(file));
     let got = statuses(&cfg);
     assert_eq!(
         got[1],
@@ -212,7 +215,7 @@ fn shards_partition_the_samples() {
         let mut cfg = config(
             dir.join("s"),
             dir.join(format!("out{i}")),
-            Baseline::Backend(Backend::Reference),
+            Variant::Tessera(Backend::Reference),
         );
         cfg.shard = Some(format!("{i}/2").parse().unwrap());
         names.extend(statuses(&cfg).into_iter().map(|(n, _)| n));
@@ -223,5 +226,48 @@ fn shards_partition_the_samples() {
     let n = tessera_graphnet_bench::merge_results(&merged, &[dir.join("out0"), dir.join("out1")])
         .unwrap();
     assert_eq!(n, 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_external_compiled_variant_is_scored_from_its_output_files() {
+    let dir = tmp("external");
+    copy_sample("mlp_iris", &dir.join("s"));
+    // The "compiled" outputs are the sample's own reference outputs: correct by construction.
+    std::fs::create_dir_all(dir.join("ext")).unwrap();
+    std::fs::copy(
+        samples().join("mlp_iris/outputs/0.pb"),
+        dir.join("ext/0.pb"),
+    )
+    .unwrap();
+    let mut file = BaselineFile {
+        label: "torch-compile".into(),
+        dir: dir.join("ext"),
+        ..Default::default()
+    };
+    file.samples.insert(
+        "mlp_iris".into(),
+        BaselineSample {
+            trials_ms: vec![1.0, 1.0, 1.0],
+            outputs: vec!["0.pb".into()],
+            compile_s: Some(2.5),
+            ..Default::default()
+        },
+    );
+    let mut cfg = config(
+        dir.join("s"),
+        dir.join("out"),
+        Variant::Tessera(Backend::Reference),
+    );
+    cfg.compiled = Variant::External(file);
+    cfg.label = "torch-compile".into();
+    let got = statuses(&cfg);
+    assert!(
+        matches!(got[0].1, Some(Status::Correct) | Some(Status::Noisy)),
+        "{got:?}"
+    );
+    let r = &tessera_graphnet_bench::load_results(&dir.join("out")).unwrap()[0].1;
+    assert_eq!(r.compile_time_s, Some(2.5));
+    assert!(r.correct_at[&-10], "identical outputs pass at every level");
     std::fs::remove_dir_all(&dir).unwrap();
 }
