@@ -9,10 +9,13 @@
 //! Later issues add the e-graph optimizer, the fusion and memory planners, autodiff,
 //! checkpointing and two-stage backprop here, each as passes or analyses over the IR.
 
+pub mod cost;
 mod dce;
+pub mod egraph;
 mod pass;
 
 pub use dce::DeadCodeElimination;
+pub use egraph::EGraphOptimizer;
 pub use pass::{
     EGraphStats, Pass, PassContext, PassError, PassReport, pipeline, registry, run_pipeline,
 };

@@ -66,25 +66,27 @@ pub trait Pass {
 
 /// Every pass, once.
 pub fn registry() -> Vec<Box<dyn Pass>> {
-    vec![Box::new(crate::DeadCodeElimination)]
+    vec![
+        Box::new(crate::DeadCodeElimination),
+        Box::new(crate::EGraphOptimizer::default()),
+    ]
 }
 
 /// The passes of a named pipeline, in order.
 pub fn pipeline(name: &str) -> Result<Vec<Box<dyn Pass>>, PassError> {
     let names: &[&str] = match name {
         "none" => &[],
-        "default" => &["dce"],
+        "default" => &["dce", "egraph", "dce"],
         other => return Err(PassError::UnknownPipeline(other.to_string())),
     };
-    let mut all = registry();
+    // A fresh registry per entry: a pipeline may list a pass more than once.
     names
         .iter()
         .map(|n| {
-            let i = all
-                .iter()
-                .position(|p| p.name() == *n)
-                .ok_or_else(|| PassError::UnknownPass(n.to_string()))?;
-            Ok(all.remove(i))
+            registry()
+                .into_iter()
+                .find(|p| p.name() == *n)
+                .ok_or_else(|| PassError::UnknownPass(n.to_string()))
         })
         .collect()
 }
