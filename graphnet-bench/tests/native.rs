@@ -271,3 +271,49 @@ fn an_external_compiled_variant_is_scored_from_its_output_files() {
     assert!(r.correct_at[&-10], "identical outputs pass at every level");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The bundled example, run natively, scored with its timings replaced by fixed values (so
+/// the table only depends on the backend's numerics and the scoring): a snapshot.
+#[test]
+fn bundled_example_score_table() {
+    let dir = tmp("bundled");
+    let mut cfg = config(
+        samples(),
+        dir.join("out"),
+        Variant::Tessera(Backend::Reference),
+    );
+    cfg.protocol = Protocol {
+        warmup: 0,
+        trials: 1,
+        max_remeasure: 0,
+    };
+    let ran = statuses(&cfg);
+    assert_eq!(ran.len(), 7);
+    // Fixed timings: sample k gets eager 10 ms and compiled 10/(1 + k/4) ms, so speedups
+    // 1, 1.25, ... 2.5; the one with k = 3 is made slower than eager to exercise p.
+    for (k, (path, mut r)) in tessera_graphnet_bench::load_results(&dir.join("out"))
+        .unwrap()
+        .into_iter()
+        .enumerate()
+    {
+        let compiled = if k == 3 {
+            12.5
+        } else {
+            10.0 / (1.0 + k as f64 / 4.0)
+        };
+        r.eager = Some(tessera_graphnet_bench::timing_stats(&[10.0]).unwrap());
+        r.compiled = Some(tessera_graphnet_bench::timing_stats(&[compiled]).unwrap());
+        r.speedup = Some(10.0 / compiled);
+        r.status = Status::Correct;
+        tessera_graphnet_bench::write_atomic(&path, serde_json::to_string(&r).unwrap().as_bytes())
+            .unwrap();
+    }
+    let sets = tessera_graphnet_bench::sets_from_dirs(&[dir.join("out")]).unwrap();
+    let config = tessera_graphnet_bench::ScoreConfig {
+        p: 0.1,
+        ..Default::default()
+    };
+    let table = tessera_graphnet_bench::report_table(&sets[0].score(&config).unwrap());
+    insta::assert_snapshot!(table);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
