@@ -1,0 +1,456 @@
+//! The fusion planner: partitions a verified graph into kernels.
+//!
+//! Every node that computes something belongs to exactly one group (a future kernel);
+//! constants are kernel parameters; views (reshape, transpose, slice, expand, split) are
+//! read through by their consumers and belong to no group unless they must be stored —
+//! a graph output, or an operand a GEMM cannot read through strides. See
+//! [`analyze`] for which groups the backend can generate and [`classify`] for each op's
+//! role.
+//!
+//! [`plan`] starts from one group per node and greedily merges a producer group into a
+//! consumer group, always taking the merge that saves the most bytes of memory traffic
+//! ([`metric`]), as long as the merged group is legal, the group graph stays acyclic and
+//! the plan's liveness peak ([`crate::memory::plan_liveness`]) does not grow (a fusion that
+//! raises peak memory is rejected). [`Mode::Eager`] keeps one kernel per node and stores
+//! every view except aliases: GraphNet's "eager" baseline on the same runtime.
+
+pub mod analyze;
+pub mod classify;
+pub mod metric;
+pub mod view;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tessera_ir::{Graph, NodeId, ValueId};
+
+use crate::PassError;
+use analyze::{Context, GroupKind, GroupShape, analyze};
+use classify::{OpClass, classify};
+use view::{ViewStep, chain_view, is_alias};
+
+/// How much to fuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// One kernel per node, no fusion; views other than aliases are copied.
+    Eager,
+    /// Greedy fusion by bytes saved.
+    Fused,
+}
+
+/// One kernel-to-be.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    /// Member nodes in program order.
+    pub nodes: Vec<NodeId>,
+    pub shape: GroupShape,
+    /// Values read from memory (after reading through views): graph inputs, constants and
+    /// values stored by earlier groups. Sorted.
+    pub inputs: Vec<ValueId>,
+    /// Values this group stores: those read by other groups, and graph outputs. Sorted.
+    pub outputs: Vec<ValueId>,
+}
+
+impl Group {
+    pub fn kind(&self) -> GroupKind {
+        self.shape.kind
+    }
+}
+
+/// A partition of a graph into kernels, in execution order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FusionPlan {
+    pub mode: Mode,
+    pub groups: Vec<Group>,
+    /// The group of every node (`None` for constants and views read through).
+    pub group_of: Vec<Option<usize>>,
+    /// The class of every node.
+    pub class: Vec<OpClass>,
+    /// Merges refused because they would have raised the liveness peak.
+    pub rejected_for_memory: usize,
+}
+
+impl FusionPlan {
+    /// True for a view node that consumers read through.
+    pub fn is_virtual(&self, n: NodeId) -> bool {
+        self.class[n.index()] == OpClass::View && self.group_of[n.index()].is_none()
+    }
+
+    /// The analysis context of this plan.
+    pub fn context<'a>(
+        &'a self,
+        g: &'a Graph,
+        virtual_view: &'a dyn Fn(NodeId) -> bool,
+    ) -> Context<'a> {
+        Context {
+            g,
+            class: &self.class,
+            virtual_view,
+        }
+    }
+
+    /// The value that reading `v` actually reads from memory, and the views crossed.
+    pub fn source(&self, g: &Graph, v: ValueId) -> (ValueId, Vec<ViewStep>) {
+        view::view_chain(g, v, &|n| self.is_virtual(n))
+    }
+
+    /// Inputs of group `step` that its stored value `o` may overwrite in place: stored by
+    /// an earlier group, read by this group only directly (or through aliases) by pointwise
+    /// nodes at `o`'s shape, or as a reduction's main input. Only for single-shape
+    /// pointwise groups and reduction groups.
+    pub fn in_place_candidates(&self, g: &Graph, step: usize, o: ValueId) -> Vec<ValueId> {
+        let grp = &self.groups[step];
+        let kind = grp.kind();
+        let o_shape = &g.ty(o).shape;
+        let single_shape = grp.outputs.iter().all(|&v| g.ty(v).shape == *o_shape);
+        if !(kind == GroupKind::Reduction || kind == GroupKind::Pointwise && single_shape) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        'inputs: for &i in &grp.inputs {
+            if g.producer(i)
+                .is_none_or(|p| self.group_of[p.index()].is_none())
+                || g.ty(i).shape != *o_shape
+                || g.ty(i).dtype.size_bytes() != g.ty(o).dtype.size_bytes()
+            {
+                continue;
+            }
+            for &n in &grp.nodes {
+                let node = g.node(n);
+                for (slot, &v) in node.inputs.iter().enumerate() {
+                    let (src, chain) = self.source(g, v);
+                    if src != i {
+                        continue;
+                    }
+                    let aliases = chain.iter().all(|&(c, _)| is_alias(&g.node(c).op));
+                    let direct = match self.class[n.index()] {
+                        OpClass::Pointwise => {
+                            node.outputs.iter().all(|&w| g.ty(w).shape == *o_shape)
+                                && g.ty(v).shape.numel() == o_shape.numel()
+                        }
+                        OpClass::Reduction => slot == 0 && g.ty(v).shape == *o_shape,
+                        _ => false,
+                    };
+                    if !(aliases && direct) {
+                        continue 'inputs;
+                    }
+                }
+            }
+            out.push(i);
+        }
+        out
+    }
+}
+
+struct Planner<'g> {
+    g: &'g Graph,
+    class: Vec<OpClass>,
+    group_of: Vec<Option<usize>>,
+    members: Vec<Vec<NodeId>>,
+    /// Per value: the non-virtual nodes that read it (directly or through virtual views).
+    readers: Vec<Vec<NodeId>>,
+    graph_out: Vec<bool>,
+}
+
+impl<'g> Planner<'g> {
+    fn is_virtual(&self, n: NodeId) -> bool {
+        self.class[n.index()] == OpClass::View && self.group_of[n.index()].is_none()
+    }
+
+    fn source(&self, v: ValueId) -> (ValueId, Vec<ViewStep>) {
+        view::view_chain(self.g, v, &|n| self.is_virtual(n))
+    }
+
+    fn compute_readers(&mut self) {
+        let g = self.g;
+        let users = g.users();
+        let mut readers = vec![Vec::new(); g.num_values()];
+        for (v, r) in readers.iter_mut().enumerate() {
+            let mut stack = vec![ValueId::new(v)];
+            while let Some(x) = stack.pop() {
+                for &(u, _) in &users[x.index()] {
+                    if self.is_virtual(u) {
+                        stack.extend(g.node(u).outputs.iter().copied());
+                    } else if !r.contains(&u) {
+                        r.push(u);
+                    }
+                }
+            }
+            r.sort();
+        }
+        self.readers = readers;
+    }
+
+    /// External sources and stored values of a node set.
+    fn io(&self, nodes: &BTreeSet<NodeId>) -> (Vec<ValueId>, Vec<ValueId>) {
+        let g = self.g;
+        let mut inputs = BTreeSet::new();
+        let mut outputs = BTreeSet::new();
+        for &n in nodes {
+            let node = g.node(n);
+            for &v in &node.inputs {
+                let (src, _) = self.source(v);
+                if g.producer(src).is_none_or(|p| !nodes.contains(&p)) {
+                    inputs.insert(src);
+                }
+            }
+            for &o in &node.outputs {
+                if self.graph_out[o.index()]
+                    || self.readers[o.index()].iter().any(|r| !nodes.contains(r))
+                {
+                    outputs.insert(o);
+                }
+            }
+        }
+        (inputs.into_iter().collect(), outputs.into_iter().collect())
+    }
+
+    fn shape(&self, nodes: &[NodeId], stored: &[ValueId]) -> Result<GroupShape, String> {
+        let vv = |n: NodeId| self.is_virtual(n);
+        let cx = Context {
+            g: self.g,
+            class: &self.class,
+            virtual_view: &vv,
+        };
+        analyze(&cx, nodes, stored)
+    }
+
+    fn bytes(&self, nodes: &BTreeSet<NodeId>) -> u64 {
+        let (i, o) = self.io(nodes);
+        metric::kernel_bytes(self.g, &i, &o)
+    }
+
+    /// Group ids that read values stored by group `a`.
+    fn successors(&self, a: usize) -> BTreeSet<usize> {
+        let mut out = BTreeSet::new();
+        for &n in &self.members[a] {
+            for &o in &self.g.node(n).outputs {
+                for r in &self.readers[o.index()] {
+                    if let Some(b) = self.group_of[r.index()]
+                        && b != a
+                    {
+                        out.insert(b);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// True if `to` is reachable from `from` other than by a direct edge.
+    fn indirect_path(
+        &self,
+        from: usize,
+        to: usize,
+        succ: &BTreeMap<usize, BTreeSet<usize>>,
+    ) -> bool {
+        let mut stack: Vec<usize> = succ[&from].iter().copied().filter(|&s| s != to).collect();
+        let mut seen = BTreeSet::new();
+        while let Some(x) = stack.pop() {
+            if x == to {
+                return true;
+            }
+            if seen.insert(x) {
+                stack.extend(succ[&x].iter().copied());
+            }
+        }
+        false
+    }
+
+    /// Groups in a topological order, ties broken by the earliest member node.
+    fn schedule(&self) -> Vec<usize> {
+        let live: Vec<usize> = (0..self.members.len())
+            .filter(|&i| !self.members[i].is_empty())
+            .collect();
+        let mut indeg: BTreeMap<usize, usize> = live.iter().map(|&i| (i, 0)).collect();
+        let succ: BTreeMap<usize, BTreeSet<usize>> =
+            live.iter().map(|&i| (i, self.successors(i))).collect();
+        for s in succ.values() {
+            for b in s {
+                *indeg.get_mut(b).expect("successors are live groups") += 1;
+            }
+        }
+        let key = |i: usize| (self.members[i][0], i);
+        let mut ready: BTreeSet<(NodeId, usize)> = live
+            .iter()
+            .filter(|i| indeg[i] == 0)
+            .map(|&i| key(i))
+            .collect();
+        let mut order = Vec::new();
+        while let Some(k) = ready.pop_first() {
+            let i = k.1;
+            order.push(i);
+            for &b in &succ[&i] {
+                let d = indeg.get_mut(&b).expect("live");
+                *d -= 1;
+                if *d == 0 {
+                    ready.insert(key(b));
+                }
+            }
+        }
+        order
+    }
+
+    fn build(&self, mode: Mode, rejected_for_memory: usize) -> Result<FusionPlan, PassError> {
+        let order = self.schedule();
+        let mut group_of = vec![None; self.g.num_nodes()];
+        let mut groups = Vec::new();
+        for (pos, &gid) in order.iter().enumerate() {
+            let nodes = self.members[gid].clone();
+            let set: BTreeSet<NodeId> = nodes.iter().copied().collect();
+            let (inputs, outputs) = self.io(&set);
+            let shape = self
+                .shape(&nodes, &outputs)
+                .map_err(|message| PassError::Failed {
+                    pass: "fusion",
+                    message: format!("{}: {message}", self.g.node_ref(nodes[0])),
+                })?;
+            for &n in &nodes {
+                group_of[n.index()] = Some(pos);
+            }
+            groups.push(Group {
+                nodes,
+                shape,
+                inputs,
+                outputs,
+            });
+        }
+        Ok(FusionPlan {
+            mode,
+            groups,
+            group_of,
+            class: self.class.clone(),
+            rejected_for_memory,
+        })
+    }
+}
+
+/// Partitions `g` (verified) into kernels.
+pub fn plan(g: &Graph, mode: Mode) -> Result<FusionPlan, PassError> {
+    let class: Vec<OpClass> = g.nodes().map(|(n, _)| classify(g, n)).collect();
+    let mut graph_out = vec![false; g.num_values()];
+    for p in g.outputs() {
+        graph_out[p.value.index()] = true;
+    }
+    let mut p = Planner {
+        g,
+        class,
+        group_of: vec![None; g.num_nodes()],
+        members: Vec::new(),
+        readers: Vec::new(),
+        graph_out,
+    };
+    // One group per computing node; views only where they must be stored.
+    let mut materialize = vec![false; g.num_nodes()];
+    for (n, node) in g.nodes() {
+        if p.class[n.index()] != OpClass::View {
+            continue;
+        }
+        let out = node.outputs.iter().any(|&o| p.graph_out[o.index()]);
+        materialize[n.index()] = out || (mode == Mode::Eager && !is_alias(&node.op));
+    }
+    for (n, _) in g.nodes() {
+        let c = p.class[n.index()];
+        if c != OpClass::Constant && (c != OpClass::View || materialize[n.index()]) {
+            p.group_of[n.index()] = Some(p.members.len());
+            p.members.push(vec![n]);
+        }
+    }
+    // Library operands that are not strided views of stored values get stored.
+    loop {
+        let mut changed = false;
+        for (n, node) in g.nodes() {
+            let c = p.class[n.index()];
+            if !matches!(c, OpClass::Contraction | OpClass::Attention) {
+                continue;
+            }
+            for (slot, &v) in node.inputs.iter().enumerate() {
+                let (src, chain) = p.source(v);
+                let Some(&(last, _)) = chain.last() else {
+                    continue;
+                };
+                let sv = chain_view(g, g.ty(src).shape.dims(), &chain);
+                let conv_needs_contiguous = matches!(node.op, tessera_ir::Op::Conv(_)) && slot < 2;
+                let ok = match sv {
+                    Some(v) => !conv_needs_contiguous || v.is_contiguous(),
+                    None => false,
+                };
+                if !ok {
+                    p.group_of[last.index()] = Some(p.members.len());
+                    p.members.push(vec![last]);
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    p.compute_readers();
+    if mode == Mode::Eager {
+        return p.build(mode, 0);
+    }
+
+    let mut rejected_for_memory = 0;
+    let mut refused: BTreeSet<(usize, usize)> = BTreeSet::new();
+    let mut current_peak = {
+        let plan = p.build(mode, 0)?;
+        crate::memory::plan_liveness(g, &plan)
+    };
+    loop {
+        let live: Vec<usize> = (0..p.members.len())
+            .filter(|&i| !p.members[i].is_empty())
+            .collect();
+        let succ: BTreeMap<usize, BTreeSet<usize>> =
+            live.iter().map(|&i| (i, p.successors(i))).collect();
+        let mut best: Option<(u64, usize, usize, Vec<NodeId>)> = None;
+        for &a in &live {
+            for &b in &succ[&a] {
+                if refused.contains(&(a, b)) || p.indirect_path(a, b, &succ) {
+                    continue;
+                }
+                let set: BTreeSet<NodeId> =
+                    p.members[a].iter().chain(&p.members[b]).copied().collect();
+                let before = p.bytes(&p.members[a].iter().copied().collect())
+                    + p.bytes(&p.members[b].iter().copied().collect());
+                let after = p.bytes(&set);
+                if after >= before {
+                    continue;
+                }
+                let gain = before - after;
+                if best.as_ref().is_some_and(|(bg, ..)| *bg >= gain) {
+                    continue;
+                }
+                let nodes: Vec<NodeId> = set.iter().copied().collect();
+                let (_, stored) = p.io(&set);
+                if p.shape(&nodes, &stored).is_err() {
+                    refused.insert((a, b));
+                    continue;
+                }
+                best = Some((gain, a, b, nodes));
+            }
+        }
+        let Some((_, a, b, nodes)) = best else { break };
+        // Apply tentatively, then check the liveness peak.
+        let saved_a = p.members[a].clone();
+        let saved_b = std::mem::take(&mut p.members[b]);
+        p.members[a] = nodes;
+        for &n in &saved_b {
+            p.group_of[n.index()] = Some(a);
+        }
+        let peak = crate::memory::plan_liveness(g, &p.build(mode, 0)?);
+        if peak > current_peak {
+            p.members[a] = saved_a;
+            p.members[b] = saved_b;
+            for &n in &p.members[b].clone() {
+                p.group_of[n.index()] = Some(b);
+            }
+            refused.insert((a, b));
+            rejected_for_memory += 1;
+        } else {
+            current_peak = peak;
+            // Merged groups get new neighbours: forget refusals involving them.
+            refused.retain(|&(x, y)| x != a && y != a && x != b && y != b);
+        }
+    }
+    p.build(mode, rejected_for_memory)
+}
