@@ -12,6 +12,8 @@
 pub mod cost;
 mod dce;
 pub mod egraph;
+pub mod fusion;
+pub mod memory;
 mod pass;
 
 pub use dce::DeadCodeElimination;
