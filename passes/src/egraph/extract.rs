@@ -612,3 +612,108 @@ fn cycle_of(ex: &ExGraph, choice: &Choice) -> Vec<(usize, usize)> {
     }
     Vec::new()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::egraph::lang::Kind;
+
+    fn leaf(k: u32, cost: f64) -> ExNode {
+        ExNode {
+            node: TNode::Input(k),
+            children: Vec::new(),
+            cost,
+        }
+    }
+
+    fn op(children: Vec<usize>, cost: f64) -> ExNode {
+        ExNode {
+            node: TNode::Op(
+                Kind::named("add").expect("add is a kind"),
+                children.iter().map(|&c| Id::from(c)).collect(),
+            ),
+            children,
+            cost,
+        }
+    }
+
+    fn graph(classes: Vec<Vec<ExNode>>, root: usize) -> ExGraph {
+        let classes: Vec<ExClass> = classes
+            .into_iter()
+            .enumerate()
+            .map(|(i, nodes)| ExClass {
+                id: Id::from(i),
+                nodes,
+                is_attr: false,
+            })
+            .collect();
+        let index = classes.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+        ExGraph {
+            classes,
+            index,
+            roots: vec![root],
+        }
+    }
+
+    /// Root r(A, B); A and B each either pay 2 alone or share S (cost 3). Greedy takes the
+    /// two cheap private nodes (total 4); the optimum shares S (total 3).
+    fn shared_subterm() -> ExGraph {
+        graph(
+            vec![
+                vec![leaf(0, 3.0)],                   // 0: S
+                vec![leaf(1, 2.0), op(vec![0], 0.0)], // 1: A
+                vec![leaf(2, 2.0), op(vec![0], 0.0)], // 2: B
+                vec![op(vec![1, 2], 1.0)],            // 3: root
+            ],
+            3,
+        )
+    }
+
+    #[test]
+    fn greedy_pays_a_shared_subterm_once_but_cannot_see_sharing_across_classes() {
+        let ex = shared_subterm();
+        let greedy = greedy_dag(&ex).expect("extractable");
+        assert_eq!(ex.dag_cost(&greedy), Some(5.0));
+        let (exact, how) = ilp(&ex, &greedy, &IlpSettings::default());
+        let exact = exact.expect("solved");
+        assert!(matches!(how, IlpOutcome::Solved { .. }), "{how:?}");
+        assert_eq!(ex.dag_cost(&exact), Some(4.0));
+    }
+
+    /// A and B are each other's free alternative: choosing both free nodes is a cycle; the
+    /// optimum takes one leaf and reaches it from the other class.
+    #[test]
+    fn cycles_are_never_extracted() {
+        let ex = graph(
+            vec![
+                vec![leaf(0, 5.0), op(vec![1], 0.0)], // 0: A = a | f(B)
+                vec![leaf(1, 5.0), op(vec![0], 0.0)], // 1: B = b | g(A)
+                vec![op(vec![0, 1], 1.0)],            // 2: root
+            ],
+            2,
+        );
+        // Greedy keeps both private leaves (ties go to the first found): acyclic, not optimal.
+        let greedy = greedy_dag(&ex).expect("extractable");
+        assert_eq!(ex.dag_cost(&greedy), Some(11.0));
+        let (exact, how) = ilp(&ex, &greedy, &IlpSettings::default());
+        assert_eq!(ex.dag_cost(&exact.expect("solved")), Some(6.0));
+        assert!(
+            matches!(how, IlpOutcome::Solved { rounds, .. } if rounds >= 2),
+            "the first solution is the cycle and gets cut: {how:?}"
+        );
+    }
+
+    #[test]
+    fn the_ilp_refuses_large_problems() {
+        let ex = shared_subterm();
+        let greedy = greedy_dag(&ex).expect("extractable");
+        let small = IlpSettings {
+            max_classes: 2,
+            ..IlpSettings::default()
+        };
+        assert!(matches!(
+            ilp(&ex, &greedy, &small),
+            (None, IlpOutcome::TooLarge { classes: 4 })
+        ));
+    }
+}
