@@ -264,3 +264,24 @@ fn tiny_vit_attention_and_gelu_fused() {
         "Q, K, V merged in every layer"
     );
 }
+
+#[test]
+fn an_invalid_input_graph_is_an_error_not_a_panic() {
+    use tessera::ir::{DType, Shape, TensorType};
+    let mut g = Graph::new("bad");
+    let x = g.add_input("x", TensorType::new(DType::F32, Shape::from_dims(&[2, 3])));
+    // Declared [3, 2] where relu of a [2, 3] input gives [2, 3].
+    let y = g.push_node_unchecked(
+        Op::Unary(tessera::ir::UnaryOp::Relu),
+        vec![x],
+        vec![TensorType::new(DType::F32, Shape::from_dims(&[3, 2]))],
+        "act".into(),
+    );
+    g.add_output("y", y[0]);
+    let err = tessera::passes::egraph::optimize(&g, Some(&Reference), &Default::default())
+        .expect_err("the input does not verify");
+    assert!(
+        err.to_string().contains("the input graph does not verify"),
+        "{err}"
+    );
+}

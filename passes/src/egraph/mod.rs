@@ -129,6 +129,11 @@ impl Pass for EGraphOptimizer {
     }
 }
 
+/// The pass only accepts graphs that verify (its conversion relies on program order).
+fn check_input(g: &Graph) -> Result<(), PassError> {
+    verify(g).map_err(|e| fail(format!("the input graph does not verify: {e}")))
+}
+
 fn fail(message: impl Into<String>) -> PassError {
     PassError::Failed {
         pass: "egraph",
@@ -194,6 +199,7 @@ pub fn optimize(
     evaluator: Option<&dyn Evaluator>,
     config: &EGraphConfig,
 ) -> Result<(Graph, Outcome), PassError> {
+    check_input(g)?;
     let model = Roofline::new(config.device.clone());
     let cost_before = graph_cost(&model, g);
     let mut outcome = Outcome {
@@ -356,6 +362,7 @@ pub fn apply_rules(
         only_rules: Some(names.iter().map(|s| s.to_string()).collect()),
         ..EGraphConfig::default()
     };
+    check_input(g)?;
     let inputs = g.inputs().iter().map(|p| g.ty(p.value).clone()).collect();
     let analysis = TensorAnalysis::new(inputs, evaluator, config.fold_limit, config.fold_budget);
     let lowered = convert::lower(g, analysis).map_err(|e| fail(e.to_string()))?;
@@ -394,6 +401,7 @@ pub fn apply_rules(
 /// `g` through the e-graph and back with no rule and no folding: the input's own
 /// extraction. Equals `g` without dead nodes and with structurally identical nodes merged.
 pub fn round_trip(g: &Graph) -> Result<Graph, PassError> {
+    check_input(g)?;
     let inputs = g.inputs().iter().map(|p| g.ty(p.value).clone()).collect();
     let lowered = convert::lower(g, TensorAnalysis::new(inputs, None, 0, 0))
         .map_err(|e| fail(e.to_string()))?;
