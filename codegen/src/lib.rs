@@ -1,8 +1,30 @@
 //! Kernel IR and the printers that lower it: Cranelift for the CPU, CUDA C for NVIDIA GPUs.
 //!
-//! The fusion planner in `tessera-passes` decides which graph nodes form one kernel; this
-//! crate turns each kernel into a small loop-level IR (iteration space, index expressions,
-//! loads, a scalar-op DAG, reductions, stores) and prints it for a backend. It never runs
-//! anything on a device: that is `tessera-runtime`'s job.
+//! * [`kir`]: the kernel IR (loop nests over index expressions, GEMM/convolution/attention
+//!   bodies with epilogues) and its canonical text form.
+//! * [`build`]: turns each group of a [`tessera_passes::fusion::FusionPlan`] into a kernel.
+//! * [`cranelift`]: JIT-compiles loop nests to native code.
 //!
-//! It is created empty by the foundation; the fusion/CPU-backend issue fills it.
+//! This crate never runs kernels; `tessera-runtime` does.
+
+pub mod build;
+pub mod cranelift;
+pub mod kir;
+
+use tessera_ir::NodeRef;
+
+/// Everything that can go wrong while generating code.
+#[derive(Debug, thiserror::Error)]
+pub enum CodegenError {
+    /// A group the builder cannot turn into a kernel.
+    #[error("{node}: {message}")]
+    Node { node: NodeRef, message: String },
+
+    /// Cranelift rejected a function (a bug in the lowering).
+    #[error("compiling kernel {kernel}: {message}")]
+    Jit { kernel: String, message: String },
+
+    /// The host is not supported by Cranelift.
+    #[error("native code generation is unavailable: {0}")]
+    Host(String),
+}
