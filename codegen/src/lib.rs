@@ -4,11 +4,13 @@
 //!   bodies with epilogues) and its canonical text form.
 //! * [`build`]: turns each group of a [`tessera_passes::fusion::FusionPlan`] into a kernel.
 //! * [`cranelift`]: JIT-compiles loop nests to native code.
+//! * [`cuda`]: prints kernels as CUDA C, with their launch parameters.
 //!
 //! This crate never runs kernels; `tessera-runtime` does.
 
 pub mod build;
 pub mod cranelift;
+pub mod cuda;
 pub mod kir;
 
 use tessera_ir::NodeRef;
