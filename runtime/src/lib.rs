@@ -1,11 +1,14 @@
 //! Executes tessera graphs.
 //!
 //! * [`reference`]: the reference interpreter, the oracle for every pass and backend.
+//! * [`cpu`]: the compiled CPU backend (fused Cranelift kernels, GEMM library calls, one
+//!   arena), and its eager mode.
 //!
 //! Compiled CPU execution (Cranelift kernels over a static arena) and CUDA execution
 //! (feature `cuda`) are added here by later issues, behind the same input/output contract:
 //! one tensor per graph input, in order, checked against the graph's declared types.
 
+pub mod cpu;
 pub mod reference;
 
 use tessera_ir::{Graph, IrError, NodeRef, Tensor};
@@ -32,6 +35,14 @@ pub enum RuntimeError {
 
     #[error("{node}: {message}")]
     Kernel { node: NodeRef, message: String },
+
+    /// Fusion planning failed (compiled backends).
+    #[error(transparent)]
+    Plan(#[from] tessera_passes::PassError),
+
+    /// Kernel generation failed (compiled backends).
+    #[error(transparent)]
+    Codegen(#[from] tessera_codegen::CodegenError),
 }
 
 /// Checks that `inputs` match `g`'s graph inputs in count, dtype and shape.

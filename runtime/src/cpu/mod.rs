@@ -1,0 +1,793 @@
+//! The compiled CPU backend.
+//!
+//! [`compile`] plans fusion ([`tessera_passes::fusion`]), builds one kernel per group
+//! ([`tessera_codegen::build`]), JIT-compiles every loop nest with Cranelift, and places
+//! every stored value and scratch buffer in one arena ([`tessera_passes::memory`]).
+//! [`CpuModel::run`] then executes the kernels in order on a thread pool: loop nests split
+//! over their outer points, GEMMs (the `gemm` crate) split into output tiles with the
+//! epilogue applied to each tile right after it is computed, convolutions as im2col + GEMM
+//! per tile of output rows, attention per block of queries.
+//!
+//! Results do not depend on the thread count: work is split into tiles chosen from the
+//! problem shape alone, and no sum is ever split across threads.
+//!
+//! [`Mode::Eager`] compiles one kernel per node with no fusion: GraphNet's "eager"
+//! baseline on the same runtime.
+
+mod attention;
+mod pool;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tessera_codegen::build::build_kernels;
+use tessera_codegen::cranelift::{
+    Jit, JitCode, NestFn, STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE, parallel_units,
+};
+use tessera_codegen::kir::{Access, Attention, Binding, Body, Conv, Gemm, Kernel, Nest};
+use tessera_ir::{DType, Element, Graph, Tensor, ValueId, dispatch_dtype, verify, with_data};
+use tessera_passes::fusion::{self, FusionPlan};
+use tessera_passes::memory::{ArenaPlan, Buffer, plan_buffers};
+
+pub use pool::Pool;
+pub use tessera_passes::fusion::Mode;
+
+use crate::RuntimeError;
+
+/// How to compile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuOptions {
+    pub mode: Mode,
+    /// Threads, including the caller's (at least 1).
+    pub threads: usize,
+}
+
+impl Default for CpuOptions {
+    fn default() -> Self {
+        CpuOptions {
+            mode: Mode::Fused,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// Below this much work (elements × inner points, or multiply-adds) a kernel runs on
+/// the calling thread.
+const PARALLEL_WORK: usize = 1 << 15;
+
+/// Where a kernel parameter lives.
+#[derive(Clone, Copy, Debug)]
+enum Loc {
+    Arena(usize),
+    Input(usize),
+    Const(usize),
+}
+
+struct KernelExec {
+    kernel: Kernel,
+    locs: Vec<Loc>,
+    /// JIT function of each nest of the body (loops; im2col then epilogue for others).
+    fns: Vec<usize>,
+    /// Batch offsets of GEMM/attention operands.
+    offsets: Vec<Vec<isize>>,
+}
+
+struct Arena {
+    ptr: *mut u8,
+    size: usize,
+}
+
+impl Arena {
+    fn new(size: usize) -> Arena {
+        if size == 0 {
+            return Arena {
+                ptr: std::ptr::NonNull::<u64>::dangling().as_ptr() as *mut u8,
+                size,
+            };
+        }
+        let layout = std::alloc::Layout::from_size_align(size, 64)
+            .expect("invariant: the arena size fits a layout");
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Arena { ptr, size }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        if self.size > 0 {
+            let layout = std::alloc::Layout::from_size_align(self.size, 64)
+                .expect("invariant: the arena size fits a layout");
+            // SAFETY: allocated in `Arena::new` with this layout.
+            unsafe { std::alloc::dealloc(self.ptr, layout) };
+        }
+    }
+}
+
+/// Per-run mutable state: the arena and the parameter tables.
+struct State {
+    arena: Arena,
+    ptrs: Vec<Vec<*mut u8>>,
+}
+
+// SAFETY: the raw pointers point into the arena (owned here) or into tensors the model
+// owns or the caller lends for one run; access is serialized by the model's mutex.
+unsafe impl Send for State {}
+
+/// A compiled model.
+pub struct CpuModel {
+    graph: Graph,
+    plan: FusionPlan,
+    kernels: Vec<KernelExec>,
+    /// Keeps the constants the parameter tables point into alive.
+    _consts: Vec<Tensor>,
+    code: JitCode,
+    memory: ArenaPlan,
+    /// Arena offset of every stored value.
+    offsets: HashMap<ValueId, usize>,
+    pool: Pool,
+    state: Mutex<State>,
+    compile_seconds: f64,
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr<T>(T);
+// SAFETY: used only to pass pointer tables to pool tasks that the caller waits for.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+fn tensor_ptr(t: &Tensor) -> *mut u8 {
+    with_data!(t.data(), v => v.as_ptr() as *mut u8)
+}
+
+/// Compiles `g` for the CPU.
+pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
+    let start = Instant::now();
+    verify(g)?;
+    let plan = fusion::plan(g, opts.mode)?;
+    let kernels = build_kernels(g, &plan)?;
+    let mut jit = Jit::new()?;
+    let mut fns_of = Vec::new();
+    for k in &kernels {
+        let nests: Vec<&Nest> = match &k.body {
+            Body::Loops(n) => n.iter().collect(),
+            Body::Gemm(gm) => gm.epilogue.iter().collect(),
+            Body::Conv(c) => c.im2col.iter().chain(c.epilogue.iter()).collect(),
+            Body::Attention(_) => Vec::new(),
+        };
+        let mut fns = Vec::new();
+        for n in nests {
+            fns.push(jit.add_nest(&k.name, n, &k.params)?);
+        }
+        fns_of.push(fns);
+    }
+    let code = jit.finish()?;
+
+    // Memory plan: stored values from their first write to their last read; scratch for
+    // one step.
+    let steps = kernels.len();
+    let mut last: HashMap<ValueId, usize> = HashMap::new();
+    for (s, k) in kernels.iter().enumerate() {
+        for p in &k.params {
+            if let Binding::Value(v) = p.binding {
+                let e = last.entry(v).or_insert(s);
+                *e = (*e).max(s);
+            }
+        }
+    }
+    for p in g.outputs() {
+        last.insert(p.value, steps.saturating_sub(1));
+    }
+    let mut bufs: Vec<Buffer> = Vec::new();
+    let mut buf_of: HashMap<ValueId, usize> = HashMap::new();
+    let mut scratch_buf: HashMap<(usize, usize), usize> = HashMap::new();
+    for (s, k) in kernels.iter().enumerate() {
+        for (pi, p) in k.params.iter().enumerate() {
+            let bytes = p.len * p.dtype.size_bytes();
+            match p.binding {
+                Binding::Value(v) if p.access != Access::Read && !buf_of.contains_key(&v) => {
+                    let reuse = k
+                        .in_place
+                        .iter()
+                        .find(|&&(_, o)| o as usize == pi)
+                        .and_then(|&(i, _)| match k.params[i as usize].binding {
+                            Binding::Value(iv) => buf_of.get(&iv).copied(),
+                            Binding::Scratch => None,
+                        })
+                        .filter(|&b| bufs[b].last == s);
+                    buf_of.insert(v, bufs.len());
+                    bufs.push(Buffer {
+                        bytes,
+                        first: s,
+                        last: last.get(&v).copied().unwrap_or(s).max(s),
+                        reuse,
+                    });
+                }
+                Binding::Scratch => {
+                    scratch_buf.insert((s, pi), bufs.len());
+                    bufs.push(Buffer {
+                        bytes,
+                        first: s,
+                        last: s,
+                        reuse: None,
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+    let memory = plan_buffers(&bufs);
+    let offsets: HashMap<ValueId, usize> = buf_of
+        .iter()
+        .map(|(&v, &b)| (v, memory.offsets[b]))
+        .collect();
+
+    // Parameter locations.
+    let input_of: HashMap<ValueId, usize> = g
+        .inputs()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.value, i))
+        .collect();
+    let mut consts: Vec<Tensor> = Vec::new();
+    let mut const_of: HashMap<ValueId, usize> = HashMap::new();
+    let mut execs = Vec::new();
+    for (s, (k, fns)) in kernels.into_iter().zip(fns_of).enumerate() {
+        let mut locs = Vec::new();
+        for (pi, p) in k.params.iter().enumerate() {
+            let loc = match p.binding {
+                Binding::Scratch => Loc::Arena(memory.offsets[scratch_buf[&(s, pi)]]),
+                Binding::Value(v) => {
+                    if let Some(&o) = offsets.get(&v) {
+                        Loc::Arena(o)
+                    } else if let Some(&i) = input_of.get(&v) {
+                        Loc::Input(i)
+                    } else if let Some(t) = g.constant(v) {
+                        let c = *const_of.entry(v).or_insert_with(|| {
+                            consts.push(t.clone());
+                            consts.len() - 1
+                        });
+                        Loc::Const(c)
+                    } else {
+                        return Err(RuntimeError::Kernel {
+                            node: g.node_ref(k.nodes[0]),
+                            message: format!("kernel {} reads {v}, which nothing stores", k.name),
+                        });
+                    }
+                }
+            };
+            locs.push(loc);
+        }
+        let offsets = match &k.body {
+            Body::Gemm(gm) => vec![
+                attention::batch_offsets(&gm.a.batch_offset, &gm.batch),
+                attention::batch_offsets(&gm.b.batch_offset, &gm.batch),
+            ],
+            Body::Attention(a) => {
+                let mut o = vec![
+                    attention::batch_offsets(&a.q.batch_offset, &a.batch),
+                    attention::batch_offsets(&a.k.batch_offset, &a.batch),
+                    attention::batch_offsets(&a.v.batch_offset, &a.batch),
+                ];
+                o.push(match &a.mask {
+                    Some(m) => attention::batch_offsets(&m.batch_offset, &a.batch),
+                    None => Vec::new(),
+                });
+                o
+            }
+            _ => Vec::new(),
+        };
+        execs.push(KernelExec {
+            kernel: k,
+            locs,
+            fns,
+            offsets,
+        });
+    }
+    let arena = Arena::new(memory.peak_bytes);
+    let ptrs = execs
+        .iter()
+        .map(|e| {
+            e.locs
+                .iter()
+                .map(|l| match *l {
+                    // SAFETY: offsets lie inside the arena (the planner's peak bounds them).
+                    Loc::Arena(o) => unsafe { arena.ptr.add(o) },
+                    Loc::Const(c) => tensor_ptr(&consts[c]),
+                    Loc::Input(_) => std::ptr::null_mut(),
+                })
+                .collect()
+        })
+        .collect();
+    Ok(CpuModel {
+        graph: g.clone(),
+        plan,
+        kernels: execs,
+        _consts: consts,
+        code,
+        memory,
+        offsets,
+        pool: Pool::new(opts.threads),
+        state: Mutex::new(State { arena, ptrs }),
+        compile_seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+impl CpuModel {
+    /// The graph this model was compiled from.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn plan(&self) -> &FusionPlan {
+        &self.plan
+    }
+
+    /// The kernels, in execution order.
+    pub fn kernels(&self) -> impl Iterator<Item = &Kernel> {
+        self.kernels.iter().map(|k| &k.kernel)
+    }
+
+    /// The arena plan (peak and liveness lower bound).
+    pub fn memory(&self) -> &ArenaPlan {
+        &self.memory
+    }
+
+    /// Arena offset of a stored value.
+    pub fn offset(&self, v: ValueId) -> Option<usize> {
+        self.offsets.get(&v).copied()
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Seconds spent in [`compile`].
+    pub fn compile_seconds(&self) -> f64 {
+        self.compile_seconds
+    }
+
+    /// Runs the model on `inputs` (one per graph input, in order).
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+        crate::check_inputs(&self.graph, inputs)?;
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let st = &mut *st;
+        for (k, e) in self.kernels.iter().enumerate() {
+            for (pi, l) in e.locs.iter().enumerate() {
+                if let Loc::Input(i) = *l {
+                    st.ptrs[k][pi] = tensor_ptr(&inputs[i]);
+                }
+            }
+        }
+        for (k, e) in self.kernels.iter().enumerate() {
+            let status = AtomicU64::new(0);
+            self.exec(e, &st.ptrs[k], &status);
+            let code = status.load(Ordering::Acquire);
+            if code != 0 {
+                let what = match code {
+                    STATUS_INDEX_OUT_OF_RANGE => "a gathered index is out of range",
+                    STATUS_DIVISION_BY_ZERO => "integer division by zero",
+                    _ => "the kernel reported an error",
+                };
+                return Err(RuntimeError::Kernel {
+                    node: self.graph.node_ref(e.kernel.nodes[0]),
+                    message: format!("kernel {}: {what}", e.kernel.name),
+                });
+            }
+        }
+        let mut outs = Vec::new();
+        for p in self.graph.outputs() {
+            let ty = self.graph.ty(p.value);
+            let t = if let Some(&o) = self.offsets.get(&p.value) {
+                // SAFETY: the value was written at this offset and the arena holds it.
+                unsafe { read_tensor(ty.dtype, ty.shape.clone(), st.arena.ptr.add(o)) }
+            } else if let Some(i) = self.graph.inputs().iter().position(|q| q.value == p.value) {
+                inputs[i].clone()
+            } else if let Some(t) = self.graph.constant(p.value) {
+                t.clone()
+            } else {
+                return Err(RuntimeError::Kernel {
+                    node: self.graph.node_ref(
+                        self.graph
+                            .producer(p.value)
+                            .expect("graph outputs that are not inputs have producers"),
+                    ),
+                    message: format!("output {:?} was not computed", p.name),
+                });
+            };
+            outs.push(t);
+        }
+        Ok(outs)
+    }
+
+    fn f(&self, i: usize) -> NestFn {
+        self.code.get(i)
+    }
+
+    fn exec(&self, e: &KernelExec, ptrs: &[*mut u8], status: &AtomicU64) {
+        match &e.kernel.body {
+            Body::Loops(nests) => {
+                for (n, &fi) in nests.iter().zip(&e.fns) {
+                    self.exec_nest(n, self.f(fi), ptrs, status);
+                }
+            }
+            Body::Gemm(gm) => match gm.dtype {
+                DType::F64 => self.exec_gemm::<f64>(e, gm, ptrs, status),
+                _ => self.exec_gemm::<f32>(e, gm, ptrs, status),
+            },
+            Body::Conv(c) => match c.dtype {
+                DType::F64 => self.exec_conv::<f64>(e, c, ptrs, status),
+                _ => self.exec_conv::<f32>(e, c, ptrs, status),
+            },
+            Body::Attention(a) => self.exec_attention(e, a, ptrs),
+        }
+    }
+
+    fn exec_nest(&self, n: &Nest, f: NestFn, ptrs: &[*mut u8], status: &AtomicU64) {
+        let units = parallel_units(n);
+        let cols = n.inner.last().copied().unwrap_or(0) as u64;
+        let work = n.outer_points() * n.inner_points().max(1);
+        let st = status.as_ptr();
+        let p = ptrs.as_ptr();
+        if self.pool.threads() == 1 || work < PARALLEL_WORK || units < 2 {
+            // SAFETY: the parameter table matches the nest's kernel and the range is whole.
+            unsafe { f(p, st, 0, units as u64, 0, cols) };
+            return;
+        }
+        let tasks = units.min(self.pool.threads() * 4);
+        let chunk = units.div_ceil(tasks);
+        let (sp, sst) = (SendPtr(p), SendPtr(st));
+        self.pool.run(units.div_ceil(chunk), &|t| {
+            let lo = t * chunk;
+            let hi = ((t + 1) * chunk).min(units);
+            let (p, st) = (sp, sst);
+            // SAFETY: as above; tasks cover disjoint outer ranges.
+            unsafe { f(p.0, st.0, lo as u64, hi as u64, 0, cols) };
+        });
+    }
+
+    fn exec_gemm<T: GemmScalar>(
+        &self,
+        e: &KernelExec,
+        gm: &Gemm,
+        ptrs: &[*mut u8],
+        status: &AtomicU64,
+    ) {
+        let (m, n, k) = (gm.m, gm.n, gm.k);
+        let nb: usize = gm.batch.iter().product();
+        if m == 0 || n == 0 || nb == 0 {
+            return;
+        }
+        let (rt, ct) = tiles(m, n, k);
+        let (mt, nt) = (m.div_ceil(rt), n.div_ceil(ct));
+        let tasks = nb * mt * nt;
+        let epi = e.fns.first().map(|&i| self.f(i));
+        let a = ptrs[gm.a.param as usize] as *const T;
+        let b = ptrs[gm.b.param as usize] as *const T;
+        let acc = ptrs[gm.acc as usize] as *mut T;
+        let alpha = T::from_f64(gm.alpha);
+        let (sp, sst) = (SendPtr(ptrs.as_ptr()), SendPtr(status.as_ptr()));
+        let (sa, sb, sacc) = (SendPtr(a), SendPtr(b), SendPtr(acc));
+        let task = |t: usize| {
+            let (sp, sst, sa, sb, sacc) = (sp, sst, sa, sb, sacc);
+            let bi = t / (mt * nt);
+            let r0 = (t / nt) % mt * rt;
+            let c0 = t % nt * ct;
+            let (r1, c1) = ((r0 + rt).min(m), (c0 + ct).min(n));
+            let ap =
+                sa.0.wrapping_offset(e.offsets[0][bi] + r0 as isize * gm.a.row_stride as isize);
+            let bp =
+                sb.0.wrapping_offset(e.offsets[1][bi] + c0 as isize * gm.b.col_stride as isize);
+            let dst = sacc.0.wrapping_add((bi * m + r0) * n + c0);
+            // SAFETY: the views address the operands' elements; the tile lies inside acc.
+            unsafe {
+                if k == 0 {
+                    for r in 0..r1 - r0 {
+                        for c in 0..c1 - c0 {
+                            *dst.add(r * n + c) = T::default();
+                        }
+                    }
+                } else {
+                    gemm::gemm(
+                        r1 - r0,
+                        c1 - c0,
+                        k,
+                        dst,
+                        1,
+                        n as isize,
+                        false,
+                        ap,
+                        gm.a.col_stride as isize,
+                        gm.a.row_stride as isize,
+                        bp,
+                        gm.b.col_stride as isize,
+                        gm.b.row_stride as isize,
+                        T::default(),
+                        alpha,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                if let Some(f) = epi {
+                    let row = (bi * m) as u64;
+                    f(
+                        sp.0,
+                        sst.0,
+                        row + r0 as u64,
+                        row + r1 as u64,
+                        c0 as u64,
+                        c1 as u64,
+                    );
+                }
+            }
+        };
+        if self.pool.threads() == 1 || tasks == 1 || m * n * k < PARALLEL_WORK {
+            (0..tasks).for_each(task);
+        } else {
+            self.pool.run(tasks, &task);
+        }
+    }
+
+    fn exec_conv<T: GemmScalar>(
+        &self,
+        e: &KernelExec,
+        c: &Conv,
+        ptrs: &[*mut u8],
+        status: &AtomicU64,
+    ) {
+        let p: usize = c.out_spatial.iter().product();
+        let ow = *c.out_spatial.last().unwrap_or(&1);
+        let rows = p / ow.max(1);
+        let cg = c.channels / c.group;
+        let mg = c.out_channels / c.group;
+        let kk = cg * c.kernel.iter().product::<usize>();
+        let s_in: usize = c.in_spatial.iter().product();
+        if p == 0 || mg == 0 {
+            return;
+        }
+        let mut fi = e.fns.iter();
+        let im2col = c
+            .im2col
+            .as_ref()
+            .and_then(|_| fi.next())
+            .map(|&i| self.f(i));
+        let epi = c
+            .epilogue
+            .as_ref()
+            .and_then(|_| fi.next())
+            .map(|&i| self.f(i));
+        // Output rows per tile: about 256 columns, from the shape only.
+        let rb = (256 / ow.max(1)).clamp(1, rows.max(1));
+        let tiles_per = rows.div_ceil(rb);
+        let x = ptrs[c.x as usize] as *const T;
+        let w = ptrs[c.w as usize] as *const T;
+        let acc = ptrs[c.acc as usize] as *mut T;
+        let col = c.col.map(|q| ptrs[q as usize] as *const T);
+        let big = mg * p * kk >= PARALLEL_WORK && self.pool.threads() > 1;
+        for n in 0..c.batch {
+            for gi in 0..c.group {
+                let xs = x.wrapping_add((n * c.channels + gi * cg) * s_in);
+                let (sx, sw, sacc, scol) = (SendPtr(xs), SendPtr(w), SendPtr(acc), SendPtr(col));
+                let (sp, sst) = (SendPtr(ptrs), SendPtr(status.as_ptr()));
+                let task = |t: usize| {
+                    let (sx, sw, sacc, scol, sp, sst) = (sx, sw, sacc, scol, sp, sst);
+                    let r0 = t * rb;
+                    let r1 = (r0 + rb).min(rows);
+                    let (c0, c1) = (r0 * ow, r1 * ow);
+                    // SAFETY: pointers address the image/group slices described by `c`.
+                    unsafe {
+                        if let Some(f) = im2col {
+                            let mut table = sp.0.to_vec();
+                            table[c.x as usize] = sx.0 as *mut u8;
+                            f(
+                                table.as_ptr(),
+                                sst.0,
+                                (r0 * kk) as u64,
+                                (r1 * kk) as u64,
+                                0,
+                                ow as u64,
+                            );
+                        }
+                        let rhs = match scol.0 {
+                            Some(cp) => cp.wrapping_add(c0),
+                            None => sx.0.wrapping_add(c0),
+                        };
+                        let dst = sacc.0.wrapping_add((n * c.out_channels + gi * mg) * p + c0);
+                        gemm::gemm(
+                            mg,
+                            c1 - c0,
+                            kk,
+                            dst,
+                            1,
+                            p as isize,
+                            false,
+                            sw.0.wrapping_add(gi * mg * kk),
+                            1,
+                            kk as isize,
+                            rhs,
+                            1,
+                            p as isize,
+                            T::default(),
+                            T::from_f64(1.0),
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                        if let Some(f) = epi {
+                            let row = (n * c.out_channels + gi * mg) as u64;
+                            f(
+                                sp.0.as_ptr(),
+                                sst.0,
+                                row,
+                                row + mg as u64,
+                                c0 as u64,
+                                c1 as u64,
+                            );
+                        }
+                    }
+                };
+                if big {
+                    self.pool.run(tiles_per, &task);
+                } else {
+                    (0..tiles_per).for_each(task);
+                }
+            }
+        }
+    }
+
+    fn exec_attention(&self, e: &KernelExec, a: &Attention, ptrs: &[*mut u8]) {
+        let nb: usize = a.batch.iter().product();
+        let qbs = a.s.div_ceil(a.block_q.max(1));
+        let tasks = nb * qbs;
+        let params = &e.kernel.params;
+        let run = |ops: &attention::Operands<f32>| {
+            let task = |t: usize| {
+                // SAFETY: views were checked when the kernel was built.
+                unsafe { attention::block(a, ops, t / qbs, t % qbs) }
+            };
+            if self.pool.threads() == 1 || tasks == 1 {
+                (0..tasks).for_each(task);
+            } else {
+                self.pool.run(tasks, &task);
+            }
+        };
+        let offs = [
+            e.offsets[0].clone(),
+            e.offsets[1].clone(),
+            e.offsets[2].clone(),
+            e.offsets[3].clone(),
+        ];
+        match a.dtype {
+            DType::F32 => {
+                let ops = attention::Operands {
+                    q: ptrs[a.q.param as usize] as *const f32,
+                    k: ptrs[a.k.param as usize] as *const f32,
+                    v: ptrs[a.v.param as usize] as *const f32,
+                    mask: a
+                        .mask
+                        .as_ref()
+                        .map(|m| ptrs[m.param as usize] as *const f32),
+                    out: ptrs[a.out as usize] as *mut f32,
+                    offs,
+                };
+                run(&ops);
+            }
+            DType::F64 => {
+                let ops = attention::Operands {
+                    q: ptrs[a.q.param as usize] as *const f64,
+                    k: ptrs[a.k.param as usize] as *const f64,
+                    v: ptrs[a.v.param as usize] as *const f64,
+                    mask: a
+                        .mask
+                        .as_ref()
+                        .map(|m| ptrs[m.param as usize] as *const f64),
+                    out: ptrs[a.out as usize] as *mut f64,
+                    offs,
+                };
+                let task = |t: usize| {
+                    // SAFETY: views were checked when the kernel was built.
+                    unsafe { attention::block(a, &ops, t / qbs, t % qbs) }
+                };
+                (0..tasks).for_each(task);
+            }
+            half_type => {
+                // f16/bf16: widen whole operands to f32, run, narrow the output.
+                let widen = |pi: u32| -> Vec<f32> {
+                    let p = &params[pi as usize];
+                    // SAFETY: parameter `pi` holds `p.len` elements of `p.dtype`.
+                    unsafe {
+                        read_tensor(
+                            p.dtype,
+                            tessera_ir::Shape::from_dims(&[p.len]),
+                            ptrs[pi as usize],
+                        )
+                    }
+                    .to_f64_vec()
+                    .into_iter()
+                    .map(|x| x as f32)
+                    .collect()
+                };
+                let (q, k, v) = (widen(a.q.param), widen(a.k.param), widen(a.v.param));
+                let mask = a.mask.as_ref().map(|m| widen(m.param));
+                let out_len = params[a.out as usize].len;
+                let mut out = vec![0f32; out_len];
+                let ops = attention::Operands {
+                    q: q.as_ptr(),
+                    k: k.as_ptr(),
+                    v: v.as_ptr(),
+                    mask: mask.as_ref().map(|m| m.as_ptr()),
+                    out: out.as_mut_ptr(),
+                    offs,
+                };
+                run(&ops);
+                let t = Tensor::from_vec(tessera_ir::Shape::from_dims(&[out_len]), out)
+                    .expect("one element per output")
+                    .cast(half_type);
+                let bytes = t.to_le_bytes();
+                // SAFETY: the output parameter holds `out_len` elements of `half_type`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptrs[a.out as usize], bytes.len())
+                };
+            }
+        }
+    }
+}
+
+/// GEMM output tile `(rows, cols)`, from the problem shape only.
+fn tiles(m: usize, n: usize, k: usize) -> (usize, usize) {
+    if m * n * k < 1 << 18 {
+        return (m, n);
+    }
+    let ct = if n > 512 { 256 } else { n };
+    let col_tiles = n.div_ceil(ct);
+    let want_rows = (8 / col_tiles).max(1);
+    let rt = if want_rows > 1 && m >= 64 {
+        m.div_ceil(want_rows).next_multiple_of(16).min(m)
+    } else {
+        m
+    };
+    (rt, ct)
+}
+
+/// The element types the GEMM library kernels run in.
+pub(crate) trait GemmScalar: Copy + Default + 'static + Send + Sync {
+    fn from_f64(v: f64) -> Self;
+}
+
+impl GemmScalar for f32 {
+    fn from_f64(v: f64) -> f32 {
+        v as f32
+    }
+}
+
+impl GemmScalar for f64 {
+    fn from_f64(v: f64) -> f64 {
+        v
+    }
+}
+
+/// Copies `shape.numel()` elements of `dtype` at `p` into a tensor.
+///
+/// # Safety
+/// `p` must point to that many initialized elements (bools as 0/1 bytes).
+unsafe fn read_tensor(dtype: DType, shape: tessera_ir::Shape, p: *const u8) -> Tensor {
+    unsafe fn go<T: Element>(shape: tessera_ir::Shape, p: *const u8) -> Tensor {
+        let n = shape.numel();
+        // SAFETY: the caller guarantees `n` valid elements of `T` at `p`.
+        let v = unsafe { std::slice::from_raw_parts(p as *const T, n) }.to_vec();
+        Tensor::from_vec(shape, v).expect("invariant: one element per position")
+    }
+    // SAFETY: forwarded contract.
+    unsafe { dispatch_dtype!(dtype, go(shape, p)) }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,315 @@
+//! Compiled vs reference on small hand-built graphs, in both modes and with 1 and 2 threads.
+
+use tessera_ir::{
+    BinaryOp, ConvAttrs, DType, Graph, Op, PoolAttrs, PoolKind, ReduceOp, Shape, Tensor,
+    TensorType, UnaryOp,
+};
+
+use super::{CpuOptions, Mode, compile};
+use crate::reference;
+
+fn rand_tensor(dtype: DType, dims: &[usize], seed: u64) -> Tensor {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+    let n: usize = dims.iter().product();
+    let v: Vec<f64> = (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 2000) as f64 / 1000.0 - 1.0
+        })
+        .collect();
+    Tensor::from_vec(Shape::from_dims(dims), v)
+        .expect("shape")
+        .cast(dtype)
+}
+
+pub(crate) fn check(g: &Graph, inputs: &[Tensor], tol: f64) {
+    let want = reference::run(g, inputs).expect("reference runs");
+    for mode in [Mode::Fused, Mode::Eager] {
+        for threads in [1, 2] {
+            let m = compile(g, &CpuOptions { mode, threads })
+                .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+            let got = m.run(inputs).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+            for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(a.ty(), b.ty(), "{mode:?} output {k}");
+                let (x, y) = (a.to_f64_vec(), b.to_f64_vec());
+                for (i, (p, q)) in x.iter().zip(&y).enumerate() {
+                    let ok = (p - q).abs() <= tol * (1.0 + q.abs()) || (p.is_nan() && q.is_nan());
+                    assert!(ok, "{mode:?} threads {threads} output {k}[{i}]: {p} vs {q}");
+                }
+            }
+        }
+    }
+}
+
+fn ty(d: DType, dims: &[usize]) -> TensorType {
+    TensorType::new(d, Shape::from_dims(dims))
+}
+
+#[test]
+fn pointwise_chain_with_broadcast() {
+    let mut g = Graph::new("t");
+    let x = g.add_input("x", ty(DType::F32, &[3, 37]));
+    let b = g.add_input("b", ty(DType::F32, &[37]));
+    let a = g
+        .add_node1(Op::Binary(BinaryOp::Add), &[x, b], "add")
+        .unwrap();
+    let r = g.add_node1(Op::Unary(UnaryOp::Relu), &[a], "relu").unwrap();
+    let e = g.add_node1(Op::Unary(UnaryOp::Exp), &[r], "exp").unwrap();
+    let t = g.add_node1(Op::Unary(UnaryOp::Tanh), &[a], "tanh").unwrap();
+    let s = g
+        .add_node1(Op::Binary(BinaryOp::Mul), &[e, t], "mul")
+        .unwrap();
+    let er = g.add_node1(Op::Unary(UnaryOp::Erf), &[s], "erf").unwrap();
+    g.add_output("y", er);
+    check(
+        &g,
+        &[
+            rand_tensor(DType::F32, &[3, 37], 1),
+            rand_tensor(DType::F32, &[37], 2),
+        ],
+        1e-5,
+    );
+}
+
+#[test]
+fn softmax_layernorm_reduce() {
+    let mut g = Graph::new("t");
+    let x = g.add_input("x", ty(DType::F32, &[2, 5, 33]));
+    let sc = g.add_input("s", ty(DType::F32, &[33]));
+    let sm = g.add_node1(Op::Softmax { axis: 2 }, &[x], "sm").unwrap();
+    let ln = g
+        .add_node(
+            Op::LayerNorm {
+                axis: 2,
+                epsilon: 1e-5,
+                stats: true,
+            },
+            &[sm, sc, sc],
+            "ln",
+        )
+        .unwrap();
+    let r = g
+        .add_node1(
+            Op::Reduce {
+                op: ReduceOp::Mean,
+                axes: vec![1],
+                keep_dims: false,
+            },
+            &[ln[0]],
+            "r",
+        )
+        .unwrap();
+    g.add_output("y", ln[0]);
+    g.add_output("m", ln[1]);
+    g.add_output("r", r);
+    check(
+        &g,
+        &[
+            rand_tensor(DType::F32, &[2, 5, 33], 3),
+            rand_tensor(DType::F32, &[33], 4),
+        ],
+        1e-5,
+    );
+}
+
+#[test]
+fn matmul_bias_transpose_epilogue() {
+    let mut g = Graph::new("t");
+    let x = g.add_input("x", ty(DType::F32, &[2, 45, 32]));
+    let w = g.add_input("w", ty(DType::F32, &[32, 40]));
+    let b = g.add_input("b", ty(DType::F32, &[40]));
+    let m = g.add_node1(Op::MatMul, &[x, w], "mm").unwrap();
+    let a = g
+        .add_node1(Op::Binary(BinaryOp::Add), &[m, b], "bias")
+        .unwrap();
+    let r = g
+        .add_node1(
+            Op::Reshape {
+                shape: Shape::from_dims(&[2, 45, 4, 10]),
+            },
+            &[a],
+            "r",
+        )
+        .unwrap();
+    let t = g
+        .add_node1(
+            Op::Transpose {
+                perm: vec![0, 2, 1, 3],
+            },
+            &[r],
+            "t",
+        )
+        .unwrap();
+    let kt = g
+        .add_node1(
+            Op::Transpose {
+                perm: vec![0, 1, 3, 2],
+            },
+            &[t],
+            "kt",
+        )
+        .unwrap();
+    let s = g.add_node1(Op::MatMul, &[t, kt], "scores").unwrap();
+    g.add_output("y", s);
+    check(
+        &g,
+        &[
+            rand_tensor(DType::F32, &[2, 45, 32], 5),
+            rand_tensor(DType::F32, &[32, 40], 6),
+            rand_tensor(DType::F32, &[40], 7),
+        ],
+        1e-5,
+    );
+}
+
+#[test]
+fn conv_bn_relu_pool() {
+    let mut g = Graph::new("t");
+    let x = g.add_input("x", ty(DType::F32, &[1, 3, 17, 19]));
+    let w = g.add_input("w", ty(DType::F32, &[8, 3, 3, 3]));
+    let p = g.add_input("p", ty(DType::F32, &[8]));
+    let c = g
+        .add_node1(
+            Op::Conv(ConvAttrs {
+                strides: vec![2, 1],
+                pads: vec![1, 1, 1, 1],
+                dilations: vec![1, 1],
+                group: 1,
+            }),
+            &[x, w, p],
+            "conv",
+        )
+        .unwrap();
+    let bn = g
+        .add_node1(Op::BatchNorm { epsilon: 1e-5 }, &[c, p, p, p, p], "bn")
+        .unwrap();
+    let v = g.add_node1(Op::Unary(UnaryOp::Abs), &[p], "abs").unwrap();
+    let bn2 = g
+        .add_node1(Op::BatchNorm { epsilon: 1e-5 }, &[bn, p, p, p, v], "bn2")
+        .unwrap();
+    let r = g
+        .add_node1(Op::Unary(UnaryOp::Relu), &[bn2], "relu")
+        .unwrap();
+    let mp = g
+        .add_node(
+            Op::Pool {
+                kind: PoolKind::Max { indices: true },
+                attrs: PoolAttrs {
+                    kernel: vec![3, 3],
+                    strides: vec![2, 2],
+                    pads: vec![1, 1, 1, 1],
+                    dilations: vec![1, 1],
+                    ceil_mode: false,
+                },
+            },
+            &[r],
+            "mp",
+        )
+        .unwrap();
+    let dw = g.add_input("dw", ty(DType::F32, &[8, 1, 3, 3]));
+    let d = g
+        .add_node1(
+            Op::Conv(ConvAttrs {
+                strides: vec![1, 1],
+                pads: vec![1, 1, 1, 1],
+                dilations: vec![1, 1],
+                group: 8,
+            }),
+            &[mp[0], dw],
+            "dw",
+        )
+        .unwrap();
+    let ap = g
+        .add_node1(
+            Op::Pool {
+                kind: PoolKind::Average {
+                    count_include_pad: false,
+                },
+                attrs: PoolAttrs {
+                    kernel: vec![2, 2],
+                    strides: vec![1, 1],
+                    pads: vec![0, 1, 0, 1],
+                    dilations: vec![1, 1],
+                    ceil_mode: false,
+                },
+            },
+            &[d],
+            "ap",
+        )
+        .unwrap();
+    g.add_output("y", ap);
+    g.add_output("i", mp[1]);
+    check(
+        &g,
+        &[
+            rand_tensor(DType::F32, &[1, 3, 17, 19], 8),
+            rand_tensor(DType::F32, &[8, 3, 3, 3], 9),
+            rand_tensor(DType::F32, &[8], 10),
+            rand_tensor(DType::F32, &[8, 1, 3, 3], 11),
+        ],
+        1e-5,
+    );
+}
+
+#[test]
+fn attention_matches_reference() {
+    let mut g = Graph::new("t");
+    let q = g.add_input("q", ty(DType::F32, &[2, 37, 8]));
+    let k = g.add_input("k", ty(DType::F32, &[2, 70, 8]));
+    let v = g.add_input("v", ty(DType::F32, &[2, 70, 5]));
+    let m = g.add_input("m", ty(DType::F32, &[37, 70]));
+    let a = g
+        .add_node1(Op::Attention { scale: 0.35 }, &[q, k, v, m], "attn")
+        .unwrap();
+    g.add_output("y", a);
+    check(
+        &g,
+        &[
+            rand_tensor(DType::F32, &[2, 37, 8], 12),
+            rand_tensor(DType::F32, &[2, 70, 8], 13),
+            rand_tensor(DType::F32, &[2, 70, 5], 14),
+            rand_tensor(DType::F32, &[37, 70], 15),
+        ],
+        1e-5,
+    );
+}
+
+#[test]
+fn integer_and_bool_ops() {
+    let mut g = Graph::new("t");
+    let x = g.add_input("x", ty(DType::I64, &[4, 6]));
+    let y = g.add_input("y", ty(DType::I64, &[6]));
+    let d = g
+        .add_node1(Op::Binary(BinaryOp::Mul), &[x, y], "mul")
+        .unwrap();
+    let c = g
+        .add_node1(Op::Binary(BinaryOp::Greater), &[d, x], "gt")
+        .unwrap();
+    let n = g.add_node1(Op::Unary(UnaryOp::Not), &[c], "not").unwrap();
+    let w = g.add_node1(Op::Where, &[n, d, x], "where").unwrap();
+    let s = g
+        .add_node1(
+            Op::Reduce {
+                op: ReduceOp::Sum,
+                axes: vec![0],
+                keep_dims: true,
+            },
+            &[w],
+            "sum",
+        )
+        .unwrap();
+    let f = g
+        .add_node1(Op::Cast { to: DType::F32 }, &[s], "cast")
+        .unwrap();
+    g.add_output("f", f);
+    g.add_output("n", n);
+    let xs = Tensor::from_vec(
+        Shape::from_dims(&[4, 6]),
+        (0..24i64).map(|i| i * 7 - 50).collect(),
+    )
+    .unwrap();
+    let ys = Tensor::from_vec(Shape::from_dims(&[6]), vec![3i64, -2, 0, 5, 1, -9]).unwrap();
+    check(&g, &[xs, ys], 0.0);
+}
