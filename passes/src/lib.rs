@@ -15,6 +15,7 @@ pub mod egraph;
 pub mod fusion;
 pub mod memory;
 mod pass;
+pub mod train;
 
 pub use dce::DeadCodeElimination;
 pub use egraph::EGraphOptimizer;

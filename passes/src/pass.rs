@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use tessera_ir::{Evaluator, Graph, IrError, verify};
+use tessera_ir::{Evaluator, Graph, IrError, NodeRef, verify};
 
 /// Statistics of an e-graph run, for passes that use one.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -43,6 +43,14 @@ pub enum PassError {
     #[error("pass {pass}: {message}")]
     Failed { pass: &'static str, message: String },
 
+    /// A pass could not handle one node; names our node id, its source name and op.
+    #[error("pass {pass}: {node}: {message}")]
+    Node {
+        pass: &'static str,
+        node: NodeRef,
+        message: String,
+    },
+
     #[error("pass {pass} left an invalid graph: {error}")]
     Invalid { pass: &'static str, error: IrError },
 
@@ -69,6 +77,9 @@ pub fn registry() -> Vec<Box<dyn Pass>> {
     vec![
         Box::new(crate::DeadCodeElimination),
         Box::new(crate::EGraphOptimizer::default()),
+        Box::new(crate::train::Autodiff::default()),
+        Box::new(crate::train::Checkpoint::default()),
+        Box::new(crate::train::TwoStage),
     ]
 }
 
