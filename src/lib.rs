@@ -25,6 +25,9 @@ pub use tessera_runtime as runtime;
 
 use tessera_ir::{Graph, Tensor};
 use tessera_onnx::{ImportError, ImportOptions};
+use tessera_passes::cost::DeviceProfile;
+use tessera_passes::egraph::{EGraphConfig, EGraphOptimizer};
+use tessera_passes::{PassContext, PassError, PassReport};
 use tessera_runtime::reference::Reference;
 
 /// Imports an ONNX model file, folding constant shape subgraphs with the reference
@@ -50,4 +53,33 @@ pub fn load_onnx_bytes(bytes: &[u8], bind: HashMap<String, Tensor>) -> Result<Gr
             ..ImportOptions::default()
         },
     )
+}
+
+/// Runs the named pass pipeline (`tessera_passes::pipeline`) on `g`, lending the reference
+/// interpreter for constant folding; with `device`, the e-graph pass prices kernels for
+/// that profile instead of its default. Stops after the first `stop_after` passes when
+/// given. Returns the final graph and one report per pass run.
+pub fn optimize(
+    g: &Graph,
+    pipeline: &str,
+    device: Option<DeviceProfile>,
+    stop_after: Option<usize>,
+) -> Result<(Graph, Vec<PassReport>), PassError> {
+    let mut passes = tessera_passes::pipeline(pipeline)?;
+    if let Some(device) = device {
+        for p in passes.iter_mut() {
+            if p.name() == "egraph" {
+                *p = Box::new(EGraphOptimizer {
+                    config: EGraphConfig {
+                        device: device.clone(),
+                        ..EGraphConfig::default()
+                    },
+                });
+            }
+        }
+    }
+    let cx = PassContext {
+        evaluator: Some(&Reference),
+    };
+    tessera_passes::run_pipeline(g, &passes, &cx, stop_after)
 }

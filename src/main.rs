@@ -40,6 +40,28 @@ enum Command {
         #[command(flatten)]
         bind: Bind,
     },
+    /// Optimize a model with a pass pipeline; print the result (stdout) and a pass table
+    /// (stderr).
+    Compile {
+        model: PathBuf,
+        /// What to print.
+        #[arg(long, value_enum, default_value = "ir")]
+        emit: cli::compile::Emit,
+        /// The pass pipeline (`default` = dce, egraph, dce; `none`).
+        #[arg(long, default_value = "default")]
+        pipeline: String,
+        /// Run only the first N passes of the pipeline (to bisect a bad rewrite).
+        #[arg(long, value_name = "N")]
+        stop_after: Option<usize>,
+        /// Device profile the e-graph cost model prices kernels for (`h200`, `cpu`).
+        #[arg(long)]
+        device: Option<String>,
+        /// Show large constants by fingerprint instead of their data.
+        #[arg(long)]
+        elide: bool,
+        #[command(flatten)]
+        bind: Bind,
+    },
     /// Run a model and write each output as an ONNX TensorProto file.
     Run {
         /// An .onnx file, or a sample directory (then its inputs are used and outputs
@@ -56,6 +78,9 @@ enum Command {
         /// Write `<output name>.pb` files here.
         #[arg(long)]
         output_dir: Option<PathBuf>,
+        /// Run the graph after the `default` pass pipeline (e-graph optimizer included).
+        #[arg(long)]
+        optimize: bool,
         #[command(flatten)]
         bind: Bind,
     },
@@ -86,14 +111,32 @@ fn main() -> ExitCode {
                 )
             );
         }),
+        Command::Compile {
+            model,
+            emit,
+            pipeline,
+            stop_after,
+            device,
+            elide,
+            bind,
+        } => cli::compile::compile(&cli::compile::CompileArgs {
+            model,
+            emit: *emit,
+            pipeline,
+            stop_after: *stop_after,
+            device: device.as_deref(),
+            elide: *elide,
+            bind,
+        }),
         Command::Run {
             model,
             backend: _,
             inputs,
             seed,
             output_dir,
+            optimize,
             bind,
-        } => cli::run::run(model, inputs, *seed, output_dir.as_deref(), bind),
+        } => cli::run::run(model, inputs, *seed, output_dir.as_deref(), *optimize, bind),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The verbs of the `tessera` CLI, one module each.
 
 pub mod common;
+pub mod compile;
 pub mod inspect;
 pub mod run;

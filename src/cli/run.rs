@@ -42,9 +42,16 @@ pub fn run(
     inputs: &[String],
     seed: u64,
     output_dir: Option<&Path>,
+    optimize: bool,
     bind: &Bind,
 ) -> Result<()> {
-    let (g, sample) = load(model, bind)?;
+    let (mut g, sample) = load(model, bind)?;
+    if optimize {
+        let (out, reports) = tessera::optimize(&g, "default", None, None)
+            .with_context(|| format!("optimizing {}", model.display()))?;
+        eprint!("{}", super::compile::pass_table(&reports));
+        g = out;
+    }
     let mut given = parse_pairs(inputs)?;
     let from_sample = match &sample {
         Some(s) if given.is_empty() => Some(s.inputs()?),

@@ -1,0 +1,118 @@
+//! `tessera compile`: optimize a model with a pass pipeline and emit the result.
+//!
+//! The emitted artifact goes to stdout (so `> out.tir` keeps it parseable); the pass table
+//! goes to stderr.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use tessera::ir::text;
+use tessera::passes::PassReport;
+use tessera::passes::cost::DeviceProfile;
+
+use super::common::load;
+use crate::Bind;
+
+/// What `compile` writes to stdout. Later backends add their artifacts here (kernels,
+/// buffer plans, Graphviz, CUDA C).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    /// The optimized graph in the canonical text IR.
+    Ir,
+}
+
+/// Options of the verb, as parsed by clap in `main.rs`.
+pub struct CompileArgs<'a> {
+    pub model: &'a Path,
+    pub emit: Emit,
+    pub pipeline: &'a str,
+    pub stop_after: Option<usize>,
+    pub device: Option<&'a str>,
+    pub elide: bool,
+    pub bind: &'a Bind,
+}
+
+pub fn compile(a: &CompileArgs) -> Result<()> {
+    let device = a.device.map(device_profile).transpose()?;
+    let (g, _) = load(a.model, a.bind)?;
+    let (out, reports) = tessera::optimize(&g, a.pipeline, device, a.stop_after)
+        .with_context(|| format!("optimizing {}", a.model.display()))?;
+    match a.emit {
+        Emit::Ir => print!(
+            "{}",
+            text::print(
+                &out,
+                &text::PrintOptions {
+                    elide_constants: a.elide
+                }
+            )
+        ),
+    }
+    eprint!("{}", pass_table(&reports));
+    Ok(())
+}
+
+/// The device profile named on the command line.
+pub fn device_profile(name: &str) -> Result<DeviceProfile> {
+    DeviceProfile::named(name).ok_or_else(|| {
+        anyhow!(
+            "unknown device {name:?}; known: {}",
+            DeviceProfile::NAMES.join(", ")
+        )
+    })
+}
+
+/// Formats modeled seconds with a unit that keeps three significant digits.
+pub fn seconds(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.3} s")
+    } else if s >= 1e-3 {
+        format!("{:.3} ms", s * 1e3)
+    } else {
+        format!("{:.3} us", s * 1e6)
+    }
+}
+
+/// One line per pass: what it changed, node counts, wall time and e-graph statistics.
+pub fn pass_table(reports: &[PassReport]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "{:<3} {:<10} {:<7} {:>13} {:>10}  details",
+        "#", "pass", "changed", "nodes", "time"
+    );
+    for (i, r) in reports.iter().enumerate() {
+        let mut details = String::new();
+        if let Some(e) = &r.egraph {
+            let change = if e.cost_before > 0.0 {
+                format!(" ({:+.1}%)", 100.0 * (e.cost_after / e.cost_before - 1.0))
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                details,
+                "{} iterations, {} e-nodes, {} e-classes, {}; modeled cost {} -> {}{change}",
+                e.iterations,
+                e.enodes,
+                e.eclasses,
+                e.stop_reason,
+                seconds(e.cost_before),
+                seconds(e.cost_after),
+            );
+        }
+        let line = format!(
+            "{:<3} {:<10} {:<7} {:>13} {:>10}  {details}",
+            i + 1,
+            r.pass,
+            if r.changed { "yes" } else { "no" },
+            format!("{} -> {}", r.nodes_before, r.nodes_after),
+            format!("{:.1} ms", r.time.as_secs_f64() * 1e3),
+        );
+        let _ = writeln!(t, "{}", line.trim_end());
+        for n in &r.notes {
+            let _ = writeln!(t, "    {n}");
+        }
+    }
+    t
+}
