@@ -387,7 +387,7 @@ impl Default for IlpSettings {
         IlpSettings {
             max_classes: 120,
             time_limit: Duration::from_secs(5),
-            max_rounds: 16,
+            max_rounds: 32,
         }
     }
 }
@@ -433,14 +433,17 @@ where
         return (None, IlpOutcome::NotSolved("no valid incumbent".into()));
     };
     // Classes reachable from the roots through e-nodes that may be chosen.
-    let usable = |node: &ExNode| node.cost.is_finite() && node.cost <= bound * (1.0 + 1e-9);
+    // A node that reads its own class can never be chosen.
+    let usable = |c: usize, node: &ExNode| {
+        node.cost.is_finite() && node.cost <= bound * (1.0 + 1e-9) && !node.children.contains(&c)
+    };
     let mut reach = vec![false; ex.classes.len()];
     let mut stack: Vec<usize> = ex.roots.clone();
     while let Some(c) = stack.pop() {
         if std::mem::replace(&mut reach[c], true) {
             continue;
         }
-        for node in ex.classes[c].nodes.iter().filter(|n| usable(n)) {
+        for node in ex.classes[c].nodes.iter().filter(|n| usable(c, n)) {
             stack.extend(node.children.iter().copied().filter(|&k| !reach[k]));
         }
     }
@@ -461,7 +464,7 @@ where
         let mut x: HashMap<(usize, usize), Variable> = HashMap::new();
         for &c in &classes {
             for (k, node) in ex.classes[c].nodes.iter().enumerate() {
-                if usable(node) {
+                if usable(c, node) {
                     x.insert((c, k), vars.add(variable().binary()));
                 }
             }
@@ -549,7 +552,7 @@ where
                     },
                 );
             }
-            Err(Some(_)) => cuts.push(cycle_of(ex, &choice)),
+            Err(Some(_)) => cuts.extend(cycles_of(ex, &choice)),
             Err(None) => {
                 return (
                     None,
@@ -567,50 +570,45 @@ where
     )
 }
 
-/// The (class, node) pairs of one cycle of `choice` (which must have one).
-fn cycle_of(ex: &ExGraph, choice: &Choice) -> Vec<(usize, usize)> {
+/// Cycles of `choice` reachable from the roots, as (class, node) pairs: one per back edge
+/// of a depth-first search, so a re-solve can cut several at once.
+fn cycles_of(ex: &ExGraph, choice: &Choice) -> Vec<Vec<(usize, usize)>> {
+    // 0 = unvisited, 1 = on the stack, 2 = done.
     let mut state = vec![0u8; ex.classes.len()];
-    let mut path: Vec<usize> = Vec::new();
-    fn dfs(
-        ex: &ExGraph,
-        choice: &Choice,
-        c: usize,
-        state: &mut [u8],
-        path: &mut Vec<usize>,
-    ) -> Option<Vec<usize>> {
-        state[c] = 1;
-        path.push(c);
-        if let Some(n) = choice[c] {
-            for &child in &ex.classes[c].nodes[n].children {
+    let mut out = Vec::new();
+    for &root in &ex.roots {
+        if state[root] != 0 {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        state[root] = 1;
+        while let Some(&mut (c, ref mut next)) = stack.last_mut() {
+            let children = choice[c].map_or(&[][..], |k| &ex.classes[c].nodes[k].children[..]);
+            if let Some(&child) = children.get(*next) {
+                *next += 1;
                 match state[child] {
                     0 => {
-                        if let Some(cyc) = dfs(ex, choice, child, state, path) {
-                            return Some(cyc);
-                        }
+                        state[child] = 1;
+                        stack.push((child, 0));
                     }
                     1 => {
-                        let start = path.iter().position(|&p| p == child).unwrap_or(0);
-                        return Some(path[start..].to_vec());
+                        let start = stack.iter().position(|&(s, _)| s == child).unwrap_or(0);
+                        out.push(
+                            stack[start..]
+                                .iter()
+                                .filter_map(|&(s, _)| choice[s].map(|k| (s, k)))
+                                .collect(),
+                        );
                     }
                     _ => {}
                 }
+            } else {
+                state[c] = 2;
+                stack.pop();
             }
         }
-        state[c] = 2;
-        path.pop();
-        None
     }
-    for &r in &ex.roots {
-        if state[r] == 0
-            && let Some(cyc) = dfs(ex, choice, r, &mut state, &mut path)
-        {
-            return cyc
-                .into_iter()
-                .filter_map(|c| choice[c].map(|n| (c, n)))
-                .collect();
-        }
-    }
-    Vec::new()
+    out
 }
 
 #[cfg(test)]

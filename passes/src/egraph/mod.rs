@@ -42,7 +42,8 @@ pub enum Extraction {
     Auto,
     /// Greedy DAG only.
     Greedy,
-    /// The ILP, falling back to greedy DAG when it gives no answer.
+    /// The ILP whatever the e-graph's size (within its time limit), and greedy DAG; the
+    /// cheaper wins.
     Ilp,
 }
 
@@ -305,9 +306,14 @@ fn extract_best(
     let mut ilp_note = String::new();
     if config.extraction != Extraction::Greedy {
         let incumbent = greedy.clone().unwrap_or_else(|| original.clone());
-        let (sol, how) = extract::ilp(&ex, &incumbent, &config.ilp);
-        let run_it =
-            config.extraction == Extraction::Ilp || !matches!(how, IlpOutcome::TooLarge { .. });
+        let settings = match config.extraction {
+            Extraction::Ilp => IlpSettings {
+                max_classes: usize::MAX,
+                ..config.ilp.clone()
+            },
+            _ => config.ilp.clone(),
+        };
+        let (sol, how) = extract::ilp(&ex, &incumbent, &settings);
         ilp_note = match &how {
             IlpOutcome::Solved { classes, rounds } => {
                 format!("ilp solved ({classes} classes, {rounds} rounds)")
@@ -315,7 +321,7 @@ fn extract_best(
             IlpOutcome::TooLarge { classes } => format!("ilp skipped ({classes} classes)"),
             IlpOutcome::NotSolved(why) => format!("ilp gave no answer ({why})"),
         };
-        if let (Some(s), true) = (sol, run_it) {
+        if let Some(s) = sol {
             candidates.push(("ilp", s));
         }
     }
