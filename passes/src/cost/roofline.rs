@@ -36,20 +36,22 @@ impl DeviceProfile {
         }
     }
 
-    /// The 2-core AMD EPYC (AVX2/FMA) development and CI machine, from
-    /// `cargo bench -p tessera-passes --bench roofline_cpu` (8-wide FMA chains, a streaming
-    /// copy, and the round trip of handing a tiny kernel to a worker thread). Provisional
-    /// figures taken while other builds loaded the machine (~95 GFLOP/s, ~10 GB/s, 8-11 µs);
-    /// BENCHMARKS.md has the measurement. 16-bit floats have no native arithmetic on this
-    /// CPU, so they run at the f32 rate.
+    /// The 2-core AMD EPYC (AVX2/FMA) development and CI machine, measured with
+    /// `cargo bench -p tessera-passes --bench roofline_cpu` (best of 16 runs on a shared
+    /// machine; BENCHMARKS.md has the figures): 8-wide FMA chains reach 101 GFLOP/s on one
+    /// core, 4-wide (what Cranelift emits on x64) 51 GFLOP/s on both, so 100 GFLOP/s f32;
+    /// a two-thread copy moves 19.6 GB/s at best and 8-11 GB/s under load, so 15 GB/s;
+    /// handing a kernel to a parked worker thread and waiting for it takes 8-11 µs, so 10 µs
+    /// per kernel. f64 at half the f32 rate; f16/bf16 have no native arithmetic here and
+    /// run at the f32 rate.
     pub fn cpu_epyc_2core() -> DeviceProfile {
         DeviceProfile {
             name: "cpu",
             f32_flops: 1.0e11,
             f16_flops: 1.0e11,
-            f64_flops: 0.5e11,
-            bandwidth: 1.0e10,
-            launch: 5e-6,
+            f64_flops: 5.0e10,
+            bandwidth: 1.5e10,
+            launch: 1.0e-5,
         }
     }
 
