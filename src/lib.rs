@@ -83,3 +83,63 @@ pub fn optimize(
     };
     tessera_passes::run_pipeline(g, &passes, &cx, stop_after)
 }
+
+/// A model compiled for the CPU (see [`compile`]).
+pub use tessera_runtime::cpu::CpuModel as CompiledModel;
+
+/// Options of [`compile`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// The pass pipeline run before fusion (`default`: the optimizer; `none`).
+    pub pipeline: String,
+    /// Fused kernels, or one kernel per node (GraphNet's eager baseline).
+    pub mode: tessera_runtime::cpu::Mode,
+    /// Threads, the caller's included.
+    pub threads: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            pipeline: "default".into(),
+            mode: tessera_runtime::cpu::Mode::Fused,
+            threads: tessera_runtime::cpu::CpuOptions::default().threads,
+        }
+    }
+}
+
+impl Options {
+    /// The eager baseline: no rewrites, no fusion, one kernel per node.
+    pub fn eager() -> Options {
+        Options {
+            pipeline: "none".into(),
+            mode: tessera_runtime::cpu::Mode::Eager,
+            ..Options::default()
+        }
+    }
+}
+
+/// Why [`compile`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("optimizing: {0}")]
+    Pass(#[from] tessera_passes::PassError),
+    #[error(transparent)]
+    Runtime(#[from] tessera_runtime::RuntimeError),
+}
+
+/// Compiles `g` for the CPU: the pass pipeline of `options`, then fusion, kernel
+/// generation (Cranelift) and memory planning. Run the result with
+/// [`CompiledModel::run`].
+pub fn compile(g: &Graph, options: Options) -> Result<CompiledModel, CompileError> {
+    let passes = tessera_passes::pipeline(&options.pipeline)?;
+    let cx = tessera_passes::PassContext {
+        evaluator: Some(&Reference),
+    };
+    let (g, _) = tessera_passes::run_pipeline(g, &passes, &cx, None)?;
+    let cpu = tessera_runtime::cpu::CpuOptions {
+        mode: options.mode,
+        threads: options.threads,
+    };
+    Ok(tessera_runtime::cpu::compile(&g, &cpu)?)
+}
