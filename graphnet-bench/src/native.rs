@@ -87,6 +87,23 @@ impl Executable for ReferenceExec {
     }
 }
 
+struct CpuExec(tessera::CompiledModel);
+
+impl Executable for CpuExec {
+    fn run(&mut self, inputs: &[Tensor]) -> std::result::Result<Vec<Tensor>, String> {
+        self.0.run(inputs).map_err(|e| e.to_string())
+    }
+}
+
+fn compile_cpu(
+    graph: &Graph,
+    options: tessera::Options,
+) -> std::result::Result<Box<dyn Executable>, String> {
+    tessera::compile(graph, options)
+        .map(|m| Box::new(CpuExec(m)) as Box<dyn Executable>)
+        .map_err(|e| e.to_string())
+}
+
 /// Prepares `graph` for `backend` (this is the timed "compile" step).
 pub fn prepare(
     backend: Backend,
@@ -94,6 +111,8 @@ pub fn prepare(
 ) -> std::result::Result<Box<dyn Executable>, String> {
     match backend {
         Backend::Reference => Ok(Box::new(ReferenceExec(graph.clone()))),
+        Backend::Eager => compile_cpu(graph, tessera::Options::eager()),
+        Backend::Cpu => compile_cpu(graph, tessera::Options::default()),
         other => Err(format!(
             "backend {} is not available in this build",
             other.name()
