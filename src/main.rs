@@ -84,6 +84,8 @@ enum Command {
         #[command(flatten)]
         bind: Bind,
     },
+    /// Build the training graph; plan checkpointing, the B/W split and pipeline schedules.
+    TrainPlan(cli::train_plan::Args),
 }
 
 #[derive(clap::Args)]
@@ -137,6 +139,7 @@ fn main() -> ExitCode {
             optimize,
             bind,
         } => cli::run::run(model, inputs, *seed, output_dir.as_deref(), *optimize, bind),
+        Command::TrainPlan(args) => cli::train_plan::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,3 +4,4 @@ pub mod common;
 pub mod compile;
 pub mod inspect;
 pub mod run;
+pub mod train_plan;
