@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use tessera::ir::{DType, Graph, Op, Shape, Tensor, TensorType, UnaryOp, ValueId};
 use tessera::passes::train::checkpoint::{self, Policy, banned_from_recompute, min_cut};
 use tessera::passes::train::models::{self, Weights};
-use tessera::passes::train::schedule::{is_resident, peak_count, value_bytes};
+use tessera::passes::train::schedule::{arena, is_resident, peak_count, value_bytes};
 use tessera::passes::train::{self, Loss, ParamSelection, TrainGraph, TrainSpec, revolve};
 use tessera::sample::SplitMix64;
 use train_support::{run, uniform};
@@ -337,4 +337,57 @@ fn policies_parse_and_reject_garbage() {
             .unwrap_err()
             .contains("unknown checkpoint policy")
     );
+}
+
+#[test]
+fn simulated_peak_equals_the_memory_planners_liveness_bound() {
+    let g = models::residual_chain(32, 4, 8, DType::F32, Weights::Inputs);
+    let t = train_chain(&g);
+    for policy in [Policy::StoreAll, Policy::Sqrt, Policy::MinCut] {
+        let p = checkpoint::plan(&t.graph, t.boundary, policy).unwrap();
+        let a = arena(&t.graph, &p.schedule);
+        assert_eq!(
+            a.lower_bound_bytes as u64,
+            p.memory.peak_bytes,
+            "{}",
+            policy.name()
+        );
+        assert!(a.peak_bytes as u64 >= p.memory.peak_bytes);
+    }
+}
+
+#[test]
+fn sqrt_segments_a_chain_whose_layers_all_read_one_side_input() {
+    // a_i = tanh(a_{i-1}·W_i + s) with s = relu(x) computed once and as large as a layer:
+    // no cut has a single live value, but s outlives every layer and is carried.
+    let n = 64;
+    let mut g = Graph::new("side");
+    let ty = TensorType::new(DType::F32, Shape::from_dims(&[8, 8]));
+    let x = g.add_input("x", ty.clone());
+    let side = g.add_node1(Op::Unary(UnaryOp::Relu), &[x], "side").unwrap();
+    let mut a = x;
+    for i in 1..=n {
+        let w = g.add_input(format!("w{i}"), ty.clone());
+        let h = g.add_node1(Op::MatMul, &[a, w], format!("fc{i}")).unwrap();
+        let hs = g
+            .add_node1(
+                Op::Binary(tessera::ir::BinaryOp::Add),
+                &[h, side],
+                format!("add{i}"),
+            )
+            .unwrap();
+        a = g
+            .add_node1(Op::Unary(UnaryOp::Tanh), &[hs], format!("act{i}"))
+            .unwrap();
+    }
+    g.add_output("y", a);
+    let t = train_chain(&g);
+    let unit = layer_unit(&t, n);
+    let p = checkpoint::plan(&t.graph, t.boundary, Policy::Sqrt).unwrap();
+    let units = p.memory.peak_bytes as f64 / unit;
+    assert!(
+        units <= 2.0 * (n as f64).sqrt() + 3.0,
+        "{units:.2} layer units"
+    );
+    assert!(p.recompute_flops <= p.forward_flops);
 }

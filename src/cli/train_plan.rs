@@ -9,7 +9,7 @@ use serde_json::json;
 use tessera::ir::{Graph, ValueId, text};
 use tessera::passes::train::checkpoint::{self, CheckpointPlan, Policy};
 use tessera::passes::train::pipeline::{self, Kind, StageCosts, Timeline};
-use tessera::passes::train::schedule::{Schedule, profile};
+use tessera::passes::train::schedule::{Schedule, arena, profile};
 use tessera::passes::train::split::{self, Partition};
 use tessera::passes::train::{self, Loss, ParamSelection, TrainGraph, TrainSpec};
 
@@ -110,6 +110,8 @@ fn mib(b: u64) -> String {
 
 struct Plan {
     train: TrainGraph,
+    /// Arena bytes the static memory planner lays out for the checkpointed schedule.
+    arena_bytes: u64,
     /// The store-all training graph's peak, before any policy.
     store_all_peak: u64,
     ckpt: CheckpointPlan,
@@ -179,7 +181,9 @@ pub fn run(a: &Args) -> Result<()> {
             timelines.push(t);
         }
     }
+    let arena_bytes = arena(&train.graph, &ckpt.schedule).peak_bytes as u64;
     let plan = Plan {
+        arena_bytes,
         train,
         store_all_peak,
         ckpt,
@@ -213,6 +217,7 @@ fn json_report(p: &Plan, policy: Policy) -> serde_json::Value {
         "forward_flops": c.forward_flops,
         "backward_flops": c.backward_flops,
         "store_all_peak_bytes": p.store_all_peak,
+        "arena_bytes": p.arena_bytes,
         "policy": policy.name(),
         "saved_tensors": c.saved.len(),
         "recomputed_nodes": c.recompute_nodes,
@@ -291,10 +296,43 @@ fn text_report(p: &Plan, policy: Policy, loss: &str) -> String {
     );
     let _ = writeln!(
         s,
+        "  memory planner arena for this schedule: {} (peak of live bytes {})",
+        mib(p.arena_bytes),
+        mib(c.memory.peak_bytes)
+    );
+    let _ = writeln!(
+        s,
         "  resident (parameters, inputs): {}; outputs (loss, gradients): {}",
         mib(c.memory.resident_bytes),
         mib(c.memory.output_bytes)
     );
+    let sched = &c.schedule;
+    let at = sched.steps.get(c.memory.peak_step).map(|st| st.node);
+    let mut live: Vec<ValueId> = c
+        .memory
+        .live_at_peak
+        .iter()
+        .map(|&i| sched.instances[i].value)
+        .collect();
+    live.sort_by_key(|&v| std::cmp::Reverse(g.ty(v).size_bytes()));
+    let _ = writeln!(
+        s,
+        "live at the peak (step {}{}), largest first:",
+        c.memory.peak_step,
+        at.map_or(String::new(), |n| format!(", {}", g.node_ref(n)))
+    );
+    for &v in live.iter().take(6) {
+        let _ = writeln!(
+            s,
+            "  {:<40} {:<20} {}",
+            value_label(g, v),
+            g.ty(v).to_string(),
+            g.ty(v).size_bytes()
+        );
+    }
+    if live.len() > 6 {
+        let _ = writeln!(s, "  ... and {} more", live.len() - 6);
+    }
     let mut saved: Vec<ValueId> = c.saved.clone();
     saved.sort_by_key(|&v| std::cmp::Reverse(g.ty(v).size_bytes()));
     let _ = writeln!(s, "saved tensors (largest first):");

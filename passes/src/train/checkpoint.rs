@@ -9,8 +9,9 @@
 //!   which the backward pass starts with.
 //! * [`Policy::Budget`] is Chen's greedy planner under a byte budget: for every segment
 //!   threshold `b` it closes a segment when the saved bytes accumulated (from the loss
-//!   backwards) exceed `b`, simulates the plan exactly and keeps the cheapest one (fewest
-//!   recomputed FLOPs) whose peak fits the budget.
+//!   backwards) exceed `b`; with these, the equal-layer-count segmentations (√n's among
+//!   them) are candidates too. Every candidate is simulated exactly, and the cheapest one
+//!   (fewest recomputed FLOPs) whose peak fits the budget wins.
 //! * [`Policy::MinCut`] is PyTorch's min-cut rematerialization partitioner: each forward
 //!   value splits into `in → out` with capacity = its bytes, data edges and
 //!   "the backward reads it" edges are infinite, and values of contractions (matmul,
@@ -166,59 +167,75 @@ pub fn evaluate(g: &Graph, boundary: usize, policy: Policy, keep: &[ValueId]) ->
     }
 }
 
-/// The forward pass cut into layers at articulation values.
+/// A crossing value counts as significant at a cut unless it is this many times smaller
+/// than the largest one there (an attention mask beside the residual stream, say).
+const SIGNIFICANT: u64 = 16;
+
+/// The forward pass cut into layers at articulation cuts: points of the forward order
+/// where one non-resident value defined right before the cut is live across it, beside
+/// only small values or values carried past its next reader (side inputs such as an
+/// attention mask). A checkpoint at a cut keeps every value live across it.
 struct Layers {
-    /// For each layer, the articulation value that ends it, in forward order.
-    ends: Vec<ValueId>,
-    /// For each layer end, the index of the node defining it.
+    /// For each layer, the values live across the cut that ends it (the significant one
+    /// first), in forward order of the layers.
+    ends: Vec<Vec<ValueId>>,
+    /// For each layer end, the index of the node before the cut.
     end_nodes: Vec<usize>,
 }
 
 impl Layers {
     fn new(g: &Graph, boundary: usize) -> Layers {
         let saved: HashSet<ValueId> = super::saved_values(g, boundary).into_iter().collect();
-        // Last forward reader of every value.
-        let mut last_fwd: Vec<Option<usize>> = vec![None; g.num_values()];
+        // Forward readers of every value, in order.
+        let mut readers: Vec<Vec<usize>> = vec![Vec::new(); g.num_values()];
         for (k, (_, n)) in g.nodes().take(boundary).enumerate() {
             for v in &n.inputs {
-                last_fwd[v.index()] = Some(k);
-            }
-        }
-        // Number of non-resident forward values crossing the cut after node k.
-        let mut delta = vec![0i64; boundary + 1];
-        for (k, (_, n)) in g.nodes().take(boundary).enumerate() {
-            for &v in &n.outputs {
-                if let Some(l) = last_fwd[v.index()]
-                    && l > k
-                    && !is_resident(g, v)
-                {
-                    delta[k] += 1;
-                    delta[l] -= 1;
+                if readers[v.index()].last() != Some(&k) {
+                    readers[v.index()].push(k);
                 }
             }
         }
+        let last_fwd: Vec<Option<usize>> = readers.iter().map(|r| r.last().copied()).collect();
         let mut ends = Vec::new();
         let mut end_nodes = Vec::new();
-        let mut crossing = 0i64;
+        let mut live: std::collections::BTreeSet<ValueId> = std::collections::BTreeSet::new();
         let mut mem_since = 0u64;
         for (k, (_, n)) in g.nodes().take(boundary).enumerate() {
-            crossing += delta[k];
+            live.retain(|v| last_fwd[v.index()].is_some_and(|l| l > k));
+            for &v in &n.outputs {
+                if last_fwd[v.index()].is_some_and(|l| l > k) && !is_resident(g, v) {
+                    live.insert(v);
+                }
+            }
             mem_since += n
                 .outputs
                 .iter()
                 .filter(|v| saved.contains(v))
                 .map(|&v| value_bytes(g, v))
                 .sum::<u64>();
-            // An articulation value: the one live value crossing, defined right here.
-            let only = n
-                .outputs
-                .iter()
-                .find(|v| last_fwd[v.index()].is_some_and(|l| l > k) && !is_resident(g, **v));
-            if crossing == 1
-                && let Some(&v) = only
+            let Some(big) = live.iter().map(|&v| value_bytes(g, v)).max() else {
+                continue;
+            };
+            // A candidate main value is defined here; every other live value must be small
+            // or carried past the main value's next reader (a side input every layer reads,
+            // like an attention mask), so the checkpoint holds one layer's worth of state.
+            let main = n.outputs.iter().copied().find(|v| live.contains(v));
+            if let Some(main) = main
                 && mem_since > 0
             {
-                ends.push(v);
+                // Live values are read after k, so main has a reader after k.
+                let next = readers[main.index()].first().copied().unwrap_or(boundary);
+                let side_ok = |v: ValueId| {
+                    v == main
+                        || value_bytes(g, v) * SIGNIFICANT < big
+                        || last_fwd[v.index()].is_some_and(|l| l > next)
+                };
+                if !live.iter().all(|&v| side_ok(v)) {
+                    continue;
+                }
+                let mut cut = vec![main];
+                cut.extend(live.iter().copied().filter(|&v| v != main));
+                ends.push(cut);
                 end_nodes.push(k);
                 mem_since = 0;
             }
@@ -251,7 +268,10 @@ impl Layers {
     /// Keep set for checkpoints at the given layer ends: the checkpoint values, plus every
     /// saved value after the last checkpoint (the segment the backward pass starts with).
     fn keep_at(&self, g: &Graph, boundary: usize, checkpoints: &[usize]) -> Vec<ValueId> {
-        let mut keep: Vec<ValueId> = checkpoints.iter().map(|&j| self.ends[j]).collect();
+        let mut keep: Vec<ValueId> = checkpoints
+            .iter()
+            .flat_map(|&j| self.ends[j].iter().copied())
+            .collect();
         let tail_from = checkpoints
             .iter()
             .max()
@@ -299,6 +319,11 @@ fn budget_plan(g: &Graph, boundary: usize, budget: u64) -> Result<CheckpointPlan
     thresholds.sort_unstable();
     thresholds.dedup();
     let mut candidates: Vec<Vec<ValueId>> = vec![super::saved_values(g, boundary)];
+    // Segments of equal layer counts (the sqrt plan among them), so that a budget the
+    // sqrt plan meets is always met.
+    for seg in 1..=layers.ends.len() {
+        candidates.push(layers.keep_uniform(g, boundary, seg, seg));
+    }
     for &t in &thresholds {
         let mut cps = Vec::new();
         let mut temp = 0u64;

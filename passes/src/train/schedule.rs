@@ -12,11 +12,14 @@
 //!
 //! One function is both the search objective of the checkpoint policies and the oracle of
 //! their tests; [`Schedule::to_graph`] turns a schedule into the IR graph that runs it, so
-//! the reference interpreter executes exactly what was measured.
+//! the reference interpreter executes exactly what was measured. [`arena`] hands the same
+//! live ranges to the static memory planner ([`crate::memory::plan_buffers`]) for the size
+//! of an actual arena (offsets, alignment and fragmentation included).
 
 use tessera_ir::{Graph, NodeId, Op, ValueId};
 
 use super::cost::node_flops;
+use crate::memory::{ArenaPlan, Buffer, plan_buffers};
 
 /// One computation of a value: the value and which run of its producer made it (0 = the
 /// first).
@@ -302,4 +305,27 @@ pub fn peak_count(g: &Graph, s: &Schedule, pred: impl Fn(ValueId) -> bool) -> us
         best = best.max(acc);
     }
     best as usize
+}
+
+/// The arena the static memory planner lays out for the transient instances of `s`: one
+/// buffer per instance, live from its defining step to its last reader. Its
+/// `lower_bound_bytes` equals [`profile`]'s `peak_bytes`.
+pub fn arena(g: &Graph, s: &Schedule) -> ArenaPlan {
+    let iv = intervals(s);
+    let tr = transient(g, s);
+    let bufs: Vec<Buffer> = s
+        .instances
+        .iter()
+        .enumerate()
+        .filter_map(|(i, inst)| match (tr[i], iv[i]) {
+            (true, Some((first, last))) => Some(Buffer {
+                bytes: value_bytes(g, inst.value) as usize,
+                first,
+                last,
+                reuse: None,
+            }),
+            _ => None,
+        })
+        .collect();
+    plan_buffers(&bufs)
 }
