@@ -106,9 +106,11 @@ fn every_op_runs_exactly_once() {
 }
 
 #[test]
-fn empty_pipelines_are_rejected() {
+fn empty_and_oversized_pipelines_are_rejected() {
     let err = pipeline::simulate(Kind::ZbH1, 0, 4, costs(1, 1, 1)).unwrap_err();
     assert!(err.to_string().contains("at least one stage"), "{err}");
+    let err = pipeline::simulate(Kind::ZbH1, 4096, 4096, costs(1, 1, 1)).unwrap_err();
+    assert!(err.to_string().contains("exceeds the simulator's limit"), "{err}");
 }
 
 #[test]

@@ -5,6 +5,9 @@
 //! Weights are either constants with deterministic pseudo-random values (so the graphs run
 //! and gradients can be checked) or graph inputs (for shape-only analysis of large models,
 //! where materializing the weights would only cost memory).
+//!
+//! These builders are for benchmarks and tests: they panic if a size exceeds the IR's
+//! limits ([`tessera_ir::MAX_ELEMENTS`]) rather than returning an error.
 
 use tessera_ir::{
     BinaryOp, DType, GeluApprox, Graph, Op, Shape, Tensor, TensorType, UnaryOp, ValueId,

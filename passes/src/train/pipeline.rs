@@ -21,6 +21,7 @@
 //! Memory: a microbatch holds `activation_bytes` on a stage from the end of its F until its
 //! B (or combined backward) ends, and then `stash_bytes` until its W ends.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::PassError;
@@ -98,6 +99,15 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// Position in `ops` of each `(stage, microbatch, pass)`.
+    fn index(&self) -> HashMap<(usize, usize, Pass), usize> {
+        self.ops
+            .iter()
+            .enumerate()
+            .map(|(i, o)| ((o.stage, o.microbatch, o.pass), i))
+            .collect()
+    }
+
     /// Work per stage: `m·(T_F + T_B + T_W)`.
     pub fn work(&self) -> u64 {
         self.microbatches as u64 * (self.costs.f + self.costs.b + self.costs.w)
@@ -121,11 +131,8 @@ impl Timeline {
     /// Every op starts after its stage's previous op and its dependencies end; returns the
     /// first violation.
     pub fn check(&self) -> Result<(), String> {
-        let find = |s: usize, j: usize, k: Pass| {
-            self.ops
-                .iter()
-                .find(|o| o.stage == s && o.microbatch == j && o.pass == k)
-        };
+        let index = self.index();
+        let find = |s: usize, j: usize, k: Pass| index.get(&(s, j, k)).map(|&i| &self.ops[i]);
         let combined = self.kind == Kind::OneFOneB;
         for o in &self.ops {
             let mut deps = Vec::new();
@@ -215,6 +222,9 @@ pub fn stage_order(kind: Kind, p: usize, m: usize) -> Vec<Vec<(Pass, usize)>> {
         .collect()
 }
 
+/// The most stage × microbatch pairs [`simulate`] accepts (each is up to three ops).
+pub const MAX_STAGE_MICROBATCHES: usize = 1 << 20;
+
 /// Simulates `kind` on `p` stages and `m` microbatches.
 pub fn simulate(kind: Kind, p: usize, m: usize, costs: StageCosts) -> Result<Timeline, PassError> {
     let fail = |message: String| PassError::Failed {
@@ -224,6 +234,12 @@ pub fn simulate(kind: Kind, p: usize, m: usize, costs: StageCosts) -> Result<Tim
     if p == 0 || m == 0 {
         return Err(fail(format!(
             "a pipeline needs at least one stage and one microbatch (got p={p}, m={m})"
+        )));
+    }
+    if p.saturating_mul(m) > MAX_STAGE_MICROBATCHES {
+        return Err(fail(format!(
+            "p·m = {} exceeds the simulator's limit of {MAX_STAGE_MICROBATCHES} (p={p}, m={m})",
+            p.saturating_mul(m)
         )));
     }
     let order = stage_order(kind, p, m);
@@ -305,16 +321,17 @@ pub fn simulate(kind: Kind, p: usize, m: usize, costs: StageCosts) -> Result<Tim
 
 /// Per stage: peak microbatches in flight and peak bytes held.
 fn memory(ops: &[TimedOp], p: usize, m: usize, c: StageCosts) -> (Vec<usize>, Vec<u64>) {
+    let index: HashMap<(usize, usize, Pass), &TimedOp> = ops
+        .iter()
+        .map(|o| ((o.stage, o.microbatch, o.pass), o))
+        .collect();
     let mut counts = Vec::with_capacity(p);
     let mut bytes = Vec::with_capacity(p);
     for s in 0..p {
         // Events (time, order, Δcount, Δbytes); releases sort before acquisitions at a tie.
         let mut ev: Vec<(u64, u8, i64, i64)> = Vec::new();
         for j in 0..m {
-            let get = |k: Pass| {
-                ops.iter()
-                    .find(|o| o.stage == s && o.microbatch == j && o.pass == k)
-            };
+            let get = |k: Pass| index.get(&(s, j, k)).copied();
             let Some(f) = get(Pass::F) else { continue };
             let act = c.activation_bytes as i64;
             let stash = c.stash_bytes as i64;
