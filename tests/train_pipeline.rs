@@ -110,7 +110,10 @@ fn empty_and_oversized_pipelines_are_rejected() {
     let err = pipeline::simulate(Kind::ZbH1, 0, 4, costs(1, 1, 1)).unwrap_err();
     assert!(err.to_string().contains("at least one stage"), "{err}");
     let err = pipeline::simulate(Kind::ZbH1, 4096, 4096, costs(1, 1, 1)).unwrap_err();
-    assert!(err.to_string().contains("exceeds the simulator's limit"), "{err}");
+    assert!(
+        err.to_string().contains("exceeds the simulator's limit"),
+        "{err}"
+    );
 }
 
 #[test]
