@@ -1,6 +1,7 @@
 //! The ONNX backend node tests (onnx 1.23.2, all 1884), run through import + the
 //! reference interpreter and compared with rtol 1e-3 / atol 1e-7, the ONNX runner's
-//! defaults.
+//! defaults. Every test the reference interpreter passes also runs on the compiled CPU
+//! backend (`tessera::compile`, one thread) and must pass there too (second column).
 //!
 //! The tests are generated, not committed: `scripts/fixtures.sh` writes them to
 //! `.fixtures/onnx-node/` (the README's test command does it). The outcome of every
@@ -109,6 +110,8 @@ struct Case {
     /// Plain, foundation ops only, and only f32/i64/bool inputs and outputs.
     target: bool,
     outcome: Result<(), String>,
+    /// On the compiled CPU backend, for tests the reference interpreter passes.
+    cpu: Option<Result<(), String>>,
 }
 
 fn elem_types(m: &ModelProto) -> Vec<Option<i32>> {
@@ -137,7 +140,53 @@ fn short(s: &str) -> String {
     }
 }
 
-fn run_case(dir: &Path) -> Result<(), String> {
+/// Outcome of one test: on the reference interpreter, and (when that passes) on the
+/// compiled CPU backend.
+struct Outcome {
+    reference: Result<(), String>,
+    cpu: Option<Result<(), String>>,
+}
+
+fn run_case(dir: &Path) -> Outcome {
+    let mut cpu = None;
+    let reference = run_case_on(dir, &mut cpu);
+    Outcome { reference, cpu }
+}
+
+/// Compares `outs` with `expected` at the ONNX runner's tolerances.
+fn check_outputs(outs: &[Tensor], expected: &[Tensor]) -> Result<(), String> {
+    if outs.len() != expected.len() {
+        return Err(format!(
+            "mismatch: {} outputs, expected {}",
+            outs.len(),
+            expected.len()
+        ));
+    }
+    for (k, (a, e)) in outs.iter().zip(expected).enumerate() {
+        if a.ty() != e.ty() {
+            return Err(format!(
+                "mismatch: output {k} is {}, expected {}",
+                a.ty(),
+                e.ty()
+            ));
+        }
+        let (atol, rtol) = if e.dtype().is_float() {
+            (1e-7, 1e-3)
+        } else {
+            (0.0, 0.0)
+        };
+        let c = tessera::sample::compare(a, e, atol, rtol).expect("types checked above");
+        if !c.all_close {
+            return Err(format!(
+                "mismatch: output {k} max abs error {:.3e}",
+                c.max_abs
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn run_case_on(dir: &Path, cpu: &mut Option<Result<(), String>>) -> Result<(), String> {
     let data = dir.join("test_data_set_0");
     let mut inputs = Vec::new();
     let mut expected = Vec::new();
@@ -217,34 +266,21 @@ fn run_case(dir: &Path) -> Result<(), String> {
         .collect();
     let outs = tessera::runtime::reference::run(&graph, &args)
         .map_err(|e| format!("run: {}", short(&e.to_string())))?;
-    if outs.len() != expected.len() {
-        return Err(format!(
-            "mismatch: {} outputs, expected {}",
-            outs.len(),
-            expected.len()
-        ));
-    }
-    for (k, (a, e)) in outs.iter().zip(&expected).enumerate() {
-        if a.ty() != e.ty() {
-            return Err(format!(
-                "mismatch: output {k} is {}, expected {}",
-                a.ty(),
-                e.ty()
-            ));
-        }
-        let (atol, rtol) = if e.dtype().is_float() {
-            (1e-7, 1e-3)
-        } else {
-            (0.0, 0.0)
-        };
-        let c = tessera::sample::compare(a, e, atol, rtol).expect("types checked above");
-        if !c.all_close {
-            return Err(format!(
-                "mismatch: output {k} max abs error {:.3e}",
-                c.max_abs
-            ));
-        }
-    }
+    check_outputs(&outs, &expected)?;
+    // The compiled CPU backend (optimizer pipeline, fused kernels), one thread.
+    let options = tessera::Options {
+        threads: 1,
+        ..tessera::Options::default()
+    };
+    *cpu = Some(
+        tessera::compile(&graph, options)
+            .map_err(|e| format!("compile: {}", short(&e.to_string())))
+            .and_then(|m| {
+                m.run(&args)
+                    .map_err(|e| format!("run: {}", short(&e.to_string())))
+            })
+            .and_then(|outs| check_outputs(&outs, &expected)),
+    );
     Ok(())
 }
 
@@ -285,13 +321,17 @@ fn onnx_backend_node_tests() {
                 && proto
                     .as_ref()
                     .is_some_and(|m| elem_types(m).iter().all(|t| ok_types.contains(t)));
-            let outcome = run_case(&dir);
+            let Outcome {
+                reference: outcome,
+                cpu,
+            } = run_case(&dir);
             Case {
                 name,
                 plain,
                 foundation,
                 target,
                 outcome,
+                cpu,
             }
         })
         .collect();
@@ -332,12 +372,23 @@ fn onnx_backend_node_tests() {
         count(&|c| c.target)
     );
     let _ = writeln!(report, "failures by kind: {failure_kinds:?}");
+    let _ = writeln!(
+        report,
+        "compiled CPU backend:            {} of {} reference-passing tests pass",
+        count(&|c| c.cpu.as_ref().is_some_and(|r| r.is_ok())),
+        count(&passed)
+    );
     let _ = writeln!(report);
     for c in &cases {
         let mark = if c.target { " [target]" } else { "" };
         match &c.outcome {
             Ok(()) => {
-                let _ = writeln!(report, "{}{mark}: pass", c.name);
+                let cpu = match &c.cpu {
+                    Some(Ok(())) => "pass".to_string(),
+                    Some(Err(e)) => format!("FAIL {e}"),
+                    None => "not run".to_string(),
+                };
+                let _ = writeln!(report, "{}{mark}: pass | cpu {cpu}", c.name);
             }
             Err(e) => {
                 let _ = writeln!(report, "{}{mark}: FAIL {e}", c.name);
@@ -345,6 +396,19 @@ fn onnx_backend_node_tests() {
         }
     }
     insta::assert_snapshot!("onnx_node_tests", report);
+
+    let cpu_failures: Vec<String> = cases
+        .iter()
+        .filter_map(|c| match &c.cpu {
+            Some(Err(e)) => Some(format!("{}: {e}", c.name)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        cpu_failures.is_empty(),
+        "tests the reference interpreter passes fail on the compiled CPU backend:\n{}",
+        cpu_failures.join("\n")
+    );
 
     let unexpected: Vec<String> = cases
         .iter()

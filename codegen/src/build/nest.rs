@@ -40,6 +40,10 @@ pub(crate) fn dims(g: &Graph, v: ValueId) -> Vec<usize> {
 
 /// `flat` (an index into a row-major tensor of `shape`) as one index per axis.
 pub(crate) fn unflatten(flat: &Index, shape: &[usize]) -> Vec<Index> {
+    if shape.contains(&0) {
+        // No element exists; the index is never evaluated.
+        return vec![Index::zero(); shape.len()];
+    }
     let strides = row_major(shape);
     shape
         .iter()
@@ -367,7 +371,17 @@ impl<'k, 'g> NestBuilder<'k, 'g> {
         super::ops::eval_node(self, p, slot, idx)
     }
 
-    pub fn finish(self, schedule: Option<Schedule>) -> Nest {
+    /// The finished nest, with a schedule chosen for it.
+    pub fn finish(self) -> Nest {
+        self.finish_with(true)
+    }
+
+    /// The finished nest for a kernel that runs it on tiles of outer points.
+    pub fn finish_tiled(self) -> Nest {
+        self.finish_with(false)
+    }
+
+    fn finish_with(self, allow_outer: bool) -> Nest {
         let mut nest = Nest {
             outer: self.outer,
             inner: self.inner,
@@ -381,7 +395,7 @@ impl<'k, 'g> NestBuilder<'k, 'g> {
                 gpu: crate::kir::GpuMapping::Elementwise { block: 256 },
             },
         };
-        nest.schedule = schedule.unwrap_or_else(|| super::schedule::choose(&nest, &self.kb.params));
+        nest.schedule = super::schedule::choose(&nest, &self.kb.params, allow_outer);
         nest
     }
 }

@@ -149,7 +149,7 @@ fn best_of(
     for l in candidates {
         let mut nb = NestBuilder::new(kb, l.outer.clone(), l.inner.clone());
         build(&mut nb, &l)?;
-        let nest = nb.finish(None);
+        let nest = nb.finish();
         let cost = inner_divmods(&nest);
         if best.as_ref().is_none_or(|(c, _)| cost < *c) {
             let done = cost == 0;
@@ -184,7 +184,10 @@ pub(crate) fn pointwise(kb: &mut KernelBuilder) -> Result<Vec<Nest>, CodegenErro
         }
     }
     let mut nests = Vec::new();
-    for s in shapes {
+    for s in shapes
+        .into_iter()
+        .filter(|s| s.iter().product::<usize>() > 0)
+    {
         let values: Vec<ValueId> = kb
             .group
             .outputs
@@ -530,7 +533,7 @@ pub(crate) fn window(kb: &mut KernelBuilder) -> Result<Nest, CodegenError> {
     let mut nb = NestBuilder::new(kb, loops.outer.clone(), loops.inner.clone());
     window_root(&mut nb, root, &space, &loops.binding, &w)?;
     store_all(&mut nb, &space, &loops.binding, &[], &[])?;
-    Ok(nb.finish(None))
+    Ok(nb.finish())
 }
 
 /// `value at idx of external value v`, through views: a guarded load.
@@ -986,7 +989,7 @@ fn epilogue(
     if nb.phases.is_empty() {
         return Ok(None);
     }
-    Ok(Some(nb.finish(None)))
+    Ok(Some(nb.finish_tiled()))
 }
 
 pub(crate) fn contraction(kb: &mut KernelBuilder) -> Result<Body, CodegenError> {
@@ -1209,7 +1212,7 @@ fn im2col_nest(
             value: v,
         }],
     });
-    Ok(nb.finish(None))
+    Ok(nb.finish_tiled())
 }
 
 pub(crate) fn attention(kb: &mut KernelBuilder) -> Result<Body, CodegenError> {

@@ -176,8 +176,10 @@ fn vectorizable(nest: &Nest, params: &[Param], deps: &[u64], v: Var) -> Option<u
     Some(gathers)
 }
 
-/// Picks the schedule of `nest`.
-pub(crate) fn choose(nest: &Nest, params: &[Param]) -> Schedule {
+/// Picks the schedule of `nest`. Nests the runtime calls on tiles of their outer points
+/// (epilogues, im2col) pass `allow_outer = false`: an outer-vectorized nest counts its
+/// parallel units differently.
+pub(crate) fn choose(nest: &Nest, params: &[Param], allow_outer: bool) -> Schedule {
     let deps = var_deps(nest);
     let has_reduce = nest.phases.iter().any(|p| matches!(p, Phase::Reduce(_)));
     let inner_last = nest.inner.last().copied().unwrap_or(0);
@@ -185,7 +187,7 @@ pub(crate) fn choose(nest: &Nest, params: &[Param]) -> Schedule {
     let inner = (inner_last >= 4)
         .then(|| vectorizable(nest, params, &deps, Var::Inner(nest.inner.len() as u8 - 1)))
         .flatten();
-    let outer = (outer_last >= 4)
+    let outer = (allow_outer && outer_last >= 4)
         .then(|| vectorizable(nest, params, &deps, Var::Outer(nest.outer.len() as u8 - 1)))
         .flatten();
     let vector = match (inner, outer) {

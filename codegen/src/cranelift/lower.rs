@@ -381,7 +381,22 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     fn phases(&mut self) -> Result<(), String> {
+        let empty_inner = self.nest.inner.contains(&0);
         for p in 0..self.nest.phases.len() {
+            if empty_inner {
+                // The inner loops never run: reductions keep their initial values and
+                // nothing they would load may be touched (a hoisted load would read an
+                // empty buffer).
+                match &self.nest.phases[p] {
+                    Phase::Reduce(rs) => {
+                        let rs = rs.clone();
+                        self.empty_reduction(p, &rs)?;
+                        continue;
+                    }
+                    Phase::Store { looped: true, .. } => continue,
+                    Phase::Store { looped: false, .. } => {}
+                }
+            }
             let needed = self.needed(p);
             self.preemit(&needed, self.host)?;
             let phase = self.nest.phases[p].clone();
@@ -1329,6 +1344,31 @@ impl<'a, 'b> Lower<'a, 'b> {
                 } else {
                     Val::S(result)
                 });
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds the results of a reduction over an empty inner space: the initial values.
+    fn empty_reduction(&mut self, p: usize, rs: &[crate::kir::Reduction]) -> Result<(), String> {
+        for (slot, r) in rs.iter().enumerate() {
+            let v = self.reduce_init(r.kind, r.dtype);
+            let outer_vec = matches!(self.vec_var, Some(Var::Outer(_))) && self.lanes == 4;
+            let val = if outer_vec {
+                if ct(r.dtype) != F32 {
+                    return Err("a vector accumulator of a non-f32 type".into());
+                }
+                Val::V(self.b.ins().splat(F32X4, v))
+            } else {
+                Val::S(v)
+            };
+            if let Some(a) = self.nest.exprs.iter().position(|e| {
+                e.op == ExprOp::Acc {
+                    phase: p as u16,
+                    slot: slot as u16,
+                }
+            }) {
+                self.cache[a] = Some(val);
             }
         }
         Ok(())

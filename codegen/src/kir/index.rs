@@ -224,19 +224,29 @@ impl Index {
         idx
     }
 
-    /// `k·d·(x / d) + k·(x mod d) → k·x`, repeatedly.
+    /// `k·d·(x / d) + k·(x mod d) → k·x`, and its nested form
+    /// `k·d·(x / (a·d)) + k·((x / a) mod d) → k·(x / a)`, repeatedly.
     fn recombine(&mut self) {
         loop {
             let mut found = None;
             'search: for (i, (a, ca)) in self.terms.iter().enumerate() {
-                let Atom::Div(x, d) = a else { continue };
+                let Atom::Div(x, dd) = a else { continue };
                 for (j, (b, cb)) in self.terms.iter().enumerate() {
-                    if let Atom::Mod(y, e) = b
-                        && e == d
-                        && x == y
-                        && *ca == cb * d
-                    {
+                    let Atom::Mod(y, e) = b else { continue };
+                    if *ca != cb * e {
+                        continue;
+                    }
+                    if e == dd && x == y {
                         found = Some((i, j, (**x).clone(), *cb));
+                        break 'search;
+                    }
+                    // y = x / a (a lone division) and dd = a·e.
+                    if let [(Atom::Div(x2, a2), 1)] = y.terms.as_slice()
+                        && y.constant == 0
+                        && x2 == x
+                        && a2 * e == *dd
+                    {
+                        found = Some((i, j, Index::atom(Atom::Div(x2.clone(), *a2)), *cb));
                         break 'search;
                     }
                 }
@@ -308,9 +318,12 @@ impl Index {
         None
     }
 
-    /// Floor division by a positive constant. The index must be non-negative.
+    /// Floor division by a positive constant. The index must be non-negative. (A divisor
+    /// of 0 only arises from empty tensors, whose indices are never evaluated: 0.)
     pub fn div(&self, d: i64) -> Index {
-        assert!(d > 0, "invariant: division by a positive constant");
+        if d <= 0 {
+            return Index::zero();
+        }
         if d == 1 {
             return self.clone();
         }
@@ -356,9 +369,12 @@ impl Index {
         q.add(&inner)
     }
 
-    /// Remainder by a positive constant. The index must be non-negative.
+    /// Remainder by a positive constant. The index must be non-negative. (A divisor of 0
+    /// only arises from empty tensors: 0.)
     pub fn rem(&self, d: i64) -> Index {
-        assert!(d > 0, "invariant: modulo by a positive constant");
+        if d <= 0 {
+            return Index::zero();
+        }
         if d == 1 {
             return Index::zero();
         }
@@ -516,6 +532,14 @@ mod tests {
             &[1800, 40, 1],
         );
         assert_eq!(back, flat);
+    }
+
+    #[test]
+    fn nested_unflatten_recombines() {
+        // o0 over [4, 4, 8] (rows of a [.., 4, 4, 8, 16] tensor), re-flattened.
+        let o = v(0, 128);
+        let idx = [o.div(32), o.div(8).rem(4), o.rem(8)];
+        assert_eq!(Index::dot(&idx, &[512, 128, 16]), o.scale(16));
     }
 
     #[test]

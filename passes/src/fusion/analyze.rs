@@ -8,7 +8,7 @@
 //!
 //! Rules, checked by [`analyze`]:
 //! 1. Roots: none (a pointwise group); or exactly one concat, window, contraction or
-//!    attention node; or reductions that all read an input of one shape `S` and reduce the
+//!    attention node (attention alone); or reductions that all read an input of one shape `S` and reduce the
 //!    same axes `R`.
 //! 2. Window, contraction and attention roots read only values from outside the group.
 //! 3. A tainted value is read only by pointwise nodes or reduction roots, directly (no views
@@ -142,6 +142,9 @@ pub fn analyze(cx: &Context, nodes: &[NodeId], stored: &[ValueId]) -> Result<Gro
                 return Err(format!("{} roots cannot share a kernel", roots.len()));
             }
             let r = roots[0];
+            if cx.class[r.index()] == OpClass::Attention && nodes.len() > 1 {
+                return Err("fused attention takes no prologue or epilogue".into());
+            }
             let kind = match cx.class[r.index()] {
                 OpClass::Window => GroupKind::Window,
                 OpClass::Contraction => GroupKind::Contraction,

@@ -63,6 +63,8 @@ enum Loc {
     Arena(usize),
     Input(usize),
     Const(usize),
+    /// A value with no elements: never read or written.
+    Empty,
 }
 
 struct KernelExec {
@@ -245,6 +247,8 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
                 Binding::Value(v) => {
                     if let Some(&o) = offsets.get(&v) {
                         Loc::Arena(o)
+                    } else if p.len == 0 {
+                        Loc::Empty
                     } else if let Some(&i) = input_of.get(&v) {
                         Loc::Input(i)
                     } else if let Some(t) = g.constant(v) {
@@ -300,6 +304,7 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
                     Loc::Arena(o) => unsafe { arena.ptr.add(o) },
                     Loc::Const(c) => tensor_ptr(&consts[c]),
                     Loc::Input(_) => std::ptr::null_mut(),
+                    Loc::Empty => std::ptr::NonNull::<u64>::dangling().as_ptr() as *mut u8,
                 })
                 .collect()
         })
@@ -383,7 +388,9 @@ impl CpuModel {
         let mut outs = Vec::new();
         for p in self.graph.outputs() {
             let ty = self.graph.ty(p.value);
-            let t = if let Some(&o) = self.offsets.get(&p.value) {
+            let t = if ty.shape.numel() == 0 {
+                Tensor::full(ty.dtype, ty.shape.clone(), 0.0)
+            } else if let Some(&o) = self.offsets.get(&p.value) {
                 // SAFETY: the value was written at this offset and the arena holds it.
                 unsafe { read_tensor(ty.dtype, ty.shape.clone(), st.arena.ptr.add(o)) }
             } else if let Some(i) = self.graph.inputs().iter().position(|q| q.value == p.value) {
