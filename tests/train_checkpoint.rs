@@ -100,7 +100,8 @@ fn budget_mode_is_within_1_2x_of_the_revolve_optimum() {
                 "n={n} budget={budget}: {recomputed} recomputed layers holding {slots} states; optimum {opt}"
             );
             checked += 1;
-            budget += unit;
+            // Every layer step for short chains; the bench sweeps every step for all n.
+            budget += if n >= 64 { 4 * unit } else { unit };
         }
         assert!(checked >= 2, "n={n}: only {checked} budgets checked");
     }
