@@ -143,3 +143,48 @@ pub fn compile(g: &Graph, options: Options) -> Result<CompiledModel, CompileErro
     };
     Ok(tessera_runtime::cpu::compile(&g, &cpu)?)
 }
+
+/// The CUDA kernels of `g` (no GPU needed): the pass pipeline `pipeline`, fusion in
+/// `mode`, kernel generation and the CUDA C printer. Returns the graph the kernels
+/// compute (after the pipeline), the kernels and their CUDA sources.
+pub fn cuda_kernels(
+    g: &Graph,
+    pipeline: &str,
+    mode: tessera_passes::fusion::Mode,
+) -> Result<
+    (
+        Graph,
+        Vec<tessera_codegen::kir::Kernel>,
+        Vec<tessera_codegen::cuda::CudaKernel>,
+    ),
+    CompileError,
+> {
+    let passes = tessera_passes::pipeline(pipeline)?;
+    let cx = PassContext {
+        evaluator: Some(&Reference),
+    };
+    let (g, _) = tessera_passes::run_pipeline(g, &passes, &cx, None)?;
+    let plan = tessera_passes::fusion::plan(&g, mode)?;
+    let kernels = tessera_codegen::build::build_kernels(&g, &plan)
+        .map_err(tessera_runtime::RuntimeError::from)?;
+    let cuda = tessera_codegen::cuda::emit_kernels(&g, &kernels)
+        .map_err(tessera_runtime::RuntimeError::from)?;
+    Ok((g, kernels, cuda))
+}
+
+/// Compiles `g` for a CUDA GPU (feature `cuda`): the pass pipeline `pipeline`, then
+/// [`tessera_runtime::cuda::compile`]. Without a driver or GPU this returns an error
+/// saying so.
+#[cfg(feature = "cuda")]
+pub fn compile_cuda(
+    g: &Graph,
+    pipeline: &str,
+    options: &tessera_runtime::cuda::CudaOptions,
+) -> Result<tessera_runtime::cuda::CudaModel, CompileError> {
+    let passes = tessera_passes::pipeline(pipeline)?;
+    let cx = PassContext {
+        evaluator: Some(&Reference),
+    };
+    let (g, _) = tessera_passes::run_pipeline(g, &passes, &cx, None)?;
+    Ok(tessera_runtime::cuda::compile(&g, options)?)
+}

@@ -59,6 +59,9 @@ enum Command {
         /// Show large constants by fingerprint instead of their data.
         #[arg(long)]
         elide: bool,
+        /// Directory for `--emit cuda` (kernels, PTX, manifest.json).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
         #[command(flatten)]
         bind: Bind,
     },
@@ -67,7 +70,7 @@ enum Command {
         /// An .onnx file, or a sample directory (then its inputs are used and outputs
         /// are compared with its reference outputs).
         model: PathBuf,
-        #[arg(long, default_value = "reference", value_parser = ["reference"])]
+        #[arg(long, default_value = "reference", value_parser = ["reference", "cuda"])]
         backend: String,
         /// NAME=FILE.pb: the value of a graph input (others are random, by --seed).
         #[arg(long = "input", value_name = "NAME=FILE.pb")]
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
             stop_after,
             device,
             elide,
+            out,
             bind,
         } => cli::compile::compile(&cli::compile::CompileArgs {
             model,
@@ -129,16 +133,25 @@ fn main() -> ExitCode {
             device: device.as_deref(),
             elide: *elide,
             bind,
+            out: out.as_deref(),
         }),
         Command::Run {
             model,
-            backend: _,
+            backend,
             inputs,
             seed,
             output_dir,
             optimize,
             bind,
-        } => cli::run::run(model, inputs, *seed, output_dir.as_deref(), *optimize, bind),
+        } => cli::run::run(
+            model,
+            backend,
+            inputs,
+            *seed,
+            output_dir.as_deref(),
+            *optimize,
+            bind,
+        ),
         Command::TrainPlan(args) => cli::train_plan::run(args),
     };
     match result {

@@ -72,3 +72,24 @@ fn emission_is_deterministic() {
         assert_eq!(a, b, "{name}");
     }
 }
+
+#[test]
+fn kernels_differing_only_in_name_share_a_canonical_source() {
+    let two = "graph \"two\" {\n  input \"x\" %0: f32[4,64]\n  %1: f32[4,64] = exp(%0) \"e\"\n  %2: f32[4,64] = relu(%1) \"r\"\n  output \"y\" %2\n}\n";
+    let one = "graph \"one\" {\n  input \"x\" %0: f32[4,64]\n  %1: f32[4,64] = relu(%0) \"r\"\n  output \"y\" %1\n}\n";
+    let eager = |src: &str| {
+        let g = text::parse(src).unwrap();
+        let plan = fusion::plan(&g, Mode::Eager).unwrap();
+        cuda::emit_kernels(&g, &build_kernels(&g, &plan).unwrap()).unwrap()
+    };
+    let (a, b) = (eager(two), eager(one));
+    assert_eq!(
+        (a[1].name.as_str(), b[0].name.as_str()),
+        ("k1_relu", "k0_relu")
+    );
+    assert_ne!(a[1].source, b[0].source);
+    assert_eq!(a[1].canonical_source(), b[0].canonical_source());
+    assert!(!a[1].canonical_source().contains("k1_relu"));
+    assert_eq!(a[1].canonical_function("k1_relu"), "kernel");
+    assert_ne!(a[0].canonical_source(), a[1].canonical_source());
+}

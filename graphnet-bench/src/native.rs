@@ -113,11 +113,39 @@ pub fn prepare(
         Backend::Reference => Ok(Box::new(ReferenceExec(graph.clone()))),
         Backend::Eager => compile_cpu(graph, tessera::Options::eager()),
         Backend::Cpu => compile_cpu(graph, tessera::Options::default()),
-        other => Err(format!(
-            "backend {} is not available in this build",
-            other.name()
-        )),
+        Backend::Cuda => compile_cuda(graph),
     }
+}
+
+#[cfg(feature = "cuda")]
+struct CudaExec(tessera::runtime::cuda::CudaModel);
+
+#[cfg(feature = "cuda")]
+impl Executable for CudaExec {
+    fn run(&mut self, inputs: &[Tensor]) -> std::result::Result<Vec<Tensor>, String> {
+        self.0.run(inputs).map_err(|e| e.to_string())
+    }
+}
+
+/// tessera's CUDA backend on GPU 0 (fails with the reason when there is no GPU).
+#[cfg(feature = "cuda")]
+fn compile_cuda(graph: &Graph) -> std::result::Result<Box<dyn Executable>, String> {
+    use tessera::runtime::cuda::{CudaOptions, standard_include_dirs};
+    let opts = CudaOptions {
+        include_dirs: standard_include_dirs(),
+        ..CudaOptions::default()
+    };
+    tessera::compile_cuda(graph, "default", &opts)
+        .map(|m| Box::new(CudaExec(m)) as Box<dyn Executable>)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn compile_cuda(_: &Graph) -> std::result::Result<Box<dyn Executable>, String> {
+    Err(
+        "backend cuda is not available in this build (build graphnet-bench with --features cuda)"
+            .into(),
+    )
 }
 
 /// GraphNet's timing protocol.

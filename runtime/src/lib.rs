@@ -3,12 +3,16 @@
 //! * [`reference`]: the reference interpreter, the oracle for every pass and backend.
 //! * [`cpu`]: the compiled CPU backend (fused Cranelift kernels, GEMM library calls, one
 //!   arena), and its eager mode.
+//! * `cuda` (feature `cuda`): the CUDA backend (NVRTC-compiled kernels, cuBLAS, one device
+//!   arena, CUDA graphs), and its eager mode.
 //!
 //! Compiled CPU execution (Cranelift kernels over a static arena) and CUDA execution
 //! (feature `cuda`) are added here by later issues, behind the same input/output contract:
 //! one tensor per graph input, in order, checked against the graph's declared types.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod reference;
 
 use tessera_ir::{Graph, IrError, NodeRef, Tensor};
@@ -43,6 +47,10 @@ pub enum RuntimeError {
     /// Kernel generation failed (compiled backends).
     #[error(transparent)]
     Codegen(#[from] tessera_codegen::CodegenError),
+
+    /// The CUDA backend: no driver or device, a failed driver/NVRTC/cuBLAS call.
+    #[error("CUDA: {0}")]
+    Cuda(String),
 }
 
 /// Checks that `inputs` match `g`'s graph inputs in count, dtype and shape.

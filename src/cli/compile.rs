@@ -20,6 +20,9 @@ use crate::Bind;
 pub enum Emit {
     /// The optimized graph in the canonical text IR.
     Ir,
+    /// Every kernel as a CUDA C file, its PTX (when NVRTC loads) and a launch manifest,
+    /// into `--out DIR`.
+    Cuda,
 }
 
 /// Options of the verb, as parsed by clap in `main.rs`.
@@ -31,6 +34,8 @@ pub struct CompileArgs<'a> {
     pub device: Option<&'a str>,
     pub elide: bool,
     pub bind: &'a Bind,
+    /// Output directory (`--emit cuda`).
+    pub out: Option<&'a Path>,
 }
 
 pub fn compile(a: &CompileArgs) -> Result<()> {
@@ -48,6 +53,12 @@ pub fn compile(a: &CompileArgs) -> Result<()> {
                 }
             )
         ),
+        Emit::Cuda => {
+            let dir = a
+                .out
+                .ok_or_else(|| anyhow!("--emit cuda writes files: give --out DIR"))?;
+            super::cuda::emit(&out, dir)?;
+        }
     }
     eprint!("{}", pass_table(&reports));
     Ok(())

@@ -2,6 +2,7 @@
 
 pub mod common;
 pub mod compile;
+pub mod cuda;
 pub mod inspect;
 pub mod run;
 pub mod train_plan;

@@ -39,6 +39,7 @@ fn file_safe(name: &str) -> String {
 
 pub fn run(
     model: &Path,
+    backend: &str,
     inputs: &[String],
     seed: u64,
     output_dir: Option<&Path>,
@@ -84,10 +85,19 @@ pub fn run(
         bail!("--input {name:?} is not a graph input");
     }
     let start = Instant::now();
-    let outs = tessera::runtime::reference::run(&g, &args)?;
+    let outs = if backend == "cuda" {
+        super::cuda::run(&g, &args)?
+    } else {
+        tessera::runtime::reference::run(&g, &args)?
+    };
     eprintln!(
-        "ran {} nodes on the reference interpreter in {:.3} s",
+        "ran {} nodes on the {} in {:.3} s",
         g.num_nodes(),
+        if backend == "cuda" {
+            "CUDA backend"
+        } else {
+            "reference interpreter"
+        },
         start.elapsed().as_secs_f64()
     );
     let expected = match &sample {

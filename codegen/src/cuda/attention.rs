@@ -111,7 +111,7 @@ pub(crate) fn emit(
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "extern \"C\" __global__ void __launch_bounds__(128) {}({sig}) {{",
+        "extern \"C\" __global__ void __launch_bounds__(128, 4) {}({sig}) {{",
         k.name
     );
     let _ = writeln!(s, "  __shared__ {at} Qs[4][{rw}][{}];", d.max(1));

@@ -126,6 +126,25 @@ pub struct ParamInfo {
 }
 
 impl CudaKernel {
+    /// The source without its header comment and with the kernel's name replaced by
+    /// `kernel`: kernels that differ only in name and provenance share it, so a compiler
+    /// cache keyed by it compiles each distinct kernel once. Its functions are named by
+    /// [`CudaKernel::canonical_function`].
+    pub fn canonical_source(&self) -> String {
+        let body = self
+            .source
+            .lines()
+            .skip_while(|l| l.starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        format!("{}\n", body.replace(&self.name, "kernel"))
+    }
+
+    /// The name function `f` of this kernel has in [`CudaKernel::canonical_source`].
+    pub fn canonical_function(&self, f: &str) -> String {
+        f.replacen(&self.name, "kernel", 1)
+    }
+
     /// Every function name the steps launch (the builtin and the epilogue of GEMMs).
     pub fn functions(&self) -> Vec<&str> {
         let mut v = Vec::new();

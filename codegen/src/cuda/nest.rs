@@ -938,6 +938,16 @@ fn choose_mode(nest: &Nest, info: &NestInfo) -> Mode {
     Mode::Rows(RowMap::Block { threads })
 }
 
+/// `__launch_bounds__` for `threads` per block, asking for 512 resident threads per SM.
+/// (ptxas 13 given only the block size aims for full occupancy and spills registers
+/// to get it; 512 threads allow 128 registers.)
+fn launch_bounds(threads: u32) -> String {
+    format!(
+        "__launch_bounds__({threads}, {})",
+        (512 / threads.max(1)).max(1)
+    )
+}
+
 /// Emits the function `name` computing `nest`; returns its launch (`None` when the nest
 /// has no points).
 pub(crate) fn emit(
@@ -990,7 +1000,7 @@ pub(crate) fn emit(
             em.indent -= 1;
             em.line("}");
             let grid = c::grid_for(points, block as usize, MAX_BLOCKS);
-            let head = format!("__launch_bounds__({block})");
+            let head = launch_bounds(block);
             ([block, 1, 1], [grid, 1, 1], 0, (head, points))
         }
         Mode::Rows(map) => {
@@ -1023,7 +1033,7 @@ pub(crate) fn emit(
             let threads = t * r;
             let grid = c::grid_for(rows, r as usize, MAX_BLOCKS);
             let block = if t == 1 { [r, 1, 1] } else { [t, r, 1] };
-            let head = format!("__launch_bounds__({threads})");
+            let head = launch_bounds(threads);
             (block, [grid, 1, 1], shared, (head, rows))
         }
     };
@@ -1117,6 +1127,29 @@ fn rows_body(
                         };
                         em.bind(a as ExprId, vec![name]);
                     }
+                }
+            }
+            Phase::Store {
+                looped: true,
+                stores,
+            } if chunks > 0
+                && inner_list.is_empty()
+                && stores.iter().all(|s| {
+                    (0..nest.inner.len()).all(|k| !s.index.mentions(Var::Inner(k as u8)))
+                }) =>
+            {
+                // The same stores at every inner point: once is enough.
+                em.line(&format!(
+                    "// phase {p}: store (the same at every inner point)"
+                ));
+                if t > 1 {
+                    em.line("if (lane == 0) {");
+                    em.indent += 1;
+                }
+                em.stores(stores);
+                if t > 1 {
+                    em.indent -= 1;
+                    em.line("}");
                 }
             }
             Phase::Store {
