@@ -150,7 +150,9 @@ fn best_of(
         let mut nb = NestBuilder::new(kb, l.outer.clone(), l.inner.clone());
         build(&mut nb, &l)?;
         let nest = nb.finish();
-        let cost = inner_divmods(&nest);
+        // Divisions in inner loops first, then an unvectorized nest, then gathers.
+        let gathers = super::schedule::gathers(&nest, &kb.params);
+        let cost = inner_divmods(&nest) * 1000 + gathers.map_or(100, |g| g.min(99));
         if best.as_ref().is_none_or(|(c, _)| cost < *c) {
             let done = cost == 0;
             best = Some((cost, nest));
@@ -300,18 +302,13 @@ pub(crate) fn reduction(kb: &mut KernelBuilder) -> Result<Nest, CodegenError> {
     let space = kb.group.shape.space.clone();
     let reduced = kb.group.shape.reduced.clone();
     let outer: Vec<usize> = (0..space.len()).filter(|a| !reduced.contains(a)).collect();
-    let candidates = vec![
-        grouped(
-            &space,
-            std::slice::from_ref(&outer),
-            std::slice::from_ref(&reduced),
-        ),
-        grouped(
-            &space,
-            std::slice::from_ref(&outer),
-            &reduced.iter().map(|&a| vec![a]).collect::<Vec<_>>(),
-        ),
-    ];
+    let each = |axes: &[usize]| axes.iter().map(|&a| vec![a]).collect::<Vec<_>>();
+    let mut candidates = Vec::new();
+    for o in [vec![outer.clone()], each(&outer)] {
+        for i in [vec![reduced.clone()], each(&reduced)] {
+            candidates.push(grouped(&space, &o, &i));
+        }
+    }
     best_of(kb, candidates, &|nb, l| {
         reduction_roots(nb, &space, &l.binding, &reduced)?;
         store_all(nb, &space, &l.binding, &reduced, &[])

@@ -176,6 +176,17 @@ fn vectorizable(nest: &Nest, params: &[Param], deps: &[u64], v: Var) -> Option<u
     Some(gathers)
 }
 
+/// Varying loads and stores that are not contiguous along the vectorized loop (`None`
+/// when nothing is vectorized).
+pub(crate) fn gathers(nest: &Nest, params: &[Param]) -> Option<usize> {
+    let v = match nest.schedule.vector {
+        VectorAxis::None => return None,
+        VectorAxis::Inner => Var::Inner(nest.inner.len() as u8 - 1),
+        VectorAxis::Outer => Var::Outer(nest.outer.len() as u8 - 1),
+    };
+    vectorizable(nest, params, &var_deps(nest), v)
+}
+
 /// Picks the schedule of `nest`. Nests the runtime calls on tiles of their outer points
 /// (epilogues, im2col) pass `allow_outer = false`: an outer-vectorized nest counts its
 /// parallel units differently.

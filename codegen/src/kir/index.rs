@@ -91,8 +91,11 @@ impl Index {
         Index::constant(0)
     }
 
-    /// A loop variable with its extent.
+    /// A loop variable with its extent (a loop of one iteration, or none, is index 0).
     pub fn var(v: Var, extent: usize) -> Index {
+        if extent <= 1 {
+            return Index::zero();
+        }
         Index::atom(Atom::Var(v, extent as i64))
     }
 

@@ -7,7 +7,8 @@
 //! [`analyze`] for which groups the backend can generate and [`classify`] for each op's
 //! role.
 //!
-//! [`plan`] starts from one group per node and greedily merges a producer group into a
+//! Nodes no graph output depends on are left out. [`plan`] starts from one group per
+//! node and greedily merges a producer group into a
 //! consumer group, always taking the merge that saves the most bytes of memory traffic
 //! ([`metric`]), as long as the merged group is legal, the group graph stays acyclic and
 //! the plan's liveness peak ([`crate::memory::plan_liveness`]) does not grow (a fusion that
@@ -17,6 +18,7 @@
 pub mod analyze;
 pub mod classify;
 pub mod metric;
+pub mod report;
 pub mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -348,9 +350,22 @@ pub fn plan(g: &Graph, mode: Mode) -> Result<FusionPlan, PassError> {
         let out = node.outputs.iter().any(|&o| p.graph_out[o.index()]);
         materialize[n.index()] = out || (mode == Mode::Eager && !is_alias(&node.op));
     }
+    // Nodes no graph output depends on are not computed at all.
+    let mut live = vec![false; g.num_nodes()];
+    let mut stack: Vec<ValueId> = g.outputs().iter().map(|o| o.value).collect();
+    while let Some(v) = stack.pop() {
+        if let Some(n) = g.producer(v)
+            && !std::mem::replace(&mut live[n.index()], true)
+        {
+            stack.extend(g.node(n).inputs.iter().copied());
+        }
+    }
     for (n, _) in g.nodes() {
         let c = p.class[n.index()];
-        if c != OpClass::Constant && (c != OpClass::View || materialize[n.index()]) {
+        if live[n.index()]
+            && c != OpClass::Constant
+            && (c != OpClass::View || materialize[n.index()])
+        {
             p.group_of[n.index()] = Some(p.members.len());
             p.members.push(vec![n]);
         }

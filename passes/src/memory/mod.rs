@@ -41,7 +41,8 @@ pub struct ArenaPlan {
     pub offsets: Vec<usize>,
     /// Arena size: the end of the highest buffer.
     pub peak_bytes: usize,
-    /// [`liveness_lower_bound`] of the buffers after in-place sharing.
+    /// [`liveness_lower_bound`] of the buffers after in-place sharing, each rounded up to
+    /// [`ALIGN`] (the arena's placement unit).
     pub lower_bound_bytes: usize,
     /// How many in-place reuses were applied.
     pub in_place: usize,
@@ -102,7 +103,15 @@ pub fn plan_buffers(bufs: &[Buffer]) -> ArenaPlan {
             }
         }
     }
-    let lower_bound_bytes = liveness_lower_bound(&slots);
+    // The bound of the buffers as they must be placed: every one on an ALIGN boundary.
+    let aligned: Vec<Buffer> = slots
+        .iter()
+        .map(|b| Buffer {
+            bytes: round_up(b.bytes),
+            ..b.clone()
+        })
+        .collect();
+    let lower_bound_bytes = liveness_lower_bound(&aligned);
     let slot_offsets = greedy_by_size(&slots);
     let peak_bytes = slots
         .iter()
@@ -199,6 +208,35 @@ impl MemoryPlan {
     }
 }
 
+/// A text table of a memory plan: one line per buffer (offset, size, live steps), then
+/// the peak and the liveness lower bound.
+pub fn print_memory(g: &Graph, plan: &MemoryPlan) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for s in &plan.slots {
+        let _ = writeln!(
+            out,
+            "{:>12} +{:<10} steps {:>3}..={:<3} {} {}",
+            s.offset,
+            s.bytes,
+            s.first,
+            s.last,
+            s.value,
+            g.ty(s.value)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "peak {} bytes, liveness lower bound {} bytes ({:.3}x), {} in place, {} steps",
+        plan.peak_bytes,
+        plan.lower_bound_bytes,
+        plan.ratio(),
+        plan.in_place,
+        plan.steps
+    );
+    out
+}
+
 fn finish(steps: usize, values: Vec<ValueId>, bufs: Vec<Buffer>) -> MemoryPlan {
     let arena = plan_buffers(&bufs);
     let slots = values
@@ -223,7 +261,8 @@ fn finish(steps: usize, values: Vec<ValueId>, bufs: Vec<Buffer>) -> MemoryPlan {
 
 /// Memory plan for running `g` node by node: every non-constant node is a step, every
 /// value it produces a buffer, except aliases (identity, reshape, inference dropout),
-/// which share their input's buffer. Graph outputs live to the end. An elementwise node
+/// which share their input's buffer. Graph outputs live past the last step (nothing
+/// reuses them). An elementwise node
 /// whose same-size input dies at it writes in place.
 pub fn plan_memory(g: &Graph) -> MemoryPlan {
     let mut step_of = vec![usize::MAX; g.num_nodes()];
@@ -254,7 +293,7 @@ pub fn plan_memory(g: &Graph) -> MemoryPlan {
     }
     for p in g.outputs() {
         let r = root[p.value.index()];
-        last[r.index()] = Some(steps.saturating_sub(1));
+        last[r.index()] = Some(steps);
     }
     let mut values = Vec::new();
     let mut bufs: Vec<Buffer> = Vec::new();
@@ -291,7 +330,7 @@ pub fn plan_memory(g: &Graph) -> MemoryPlan {
 }
 
 /// Memory plan for a fusion plan: each group is a step, each value it stores a buffer
-/// (live to the last group reading it; graph outputs to the end). A pointwise or
+/// (live to the last group reading it; graph outputs past the last step). A pointwise or
 /// reduction kernel writes a stored value in place of an input that dies at it when the
 /// kernel reads that input only directly, at the stored value's own shape.
 pub fn plan_memory_fused(g: &Graph, plan: &FusionPlan) -> MemoryPlan {
@@ -303,7 +342,7 @@ pub fn plan_memory_fused(g: &Graph, plan: &FusionPlan) -> MemoryPlan {
         }
     }
     for p in g.outputs() {
-        last[p.value.index()] = Some(steps.saturating_sub(1));
+        last[p.value.index()] = Some(steps);
     }
     let mut values = Vec::new();
     let mut bufs: Vec<Buffer> = Vec::new();
@@ -345,7 +384,7 @@ pub fn plan_liveness(g: &Graph, plan: &FusionPlan) -> usize {
         }
     }
     for p in g.outputs() {
-        last[p.value.index()] = steps.saturating_sub(1);
+        last[p.value.index()] = steps;
     }
     let bufs: Vec<Buffer> = (0..g.num_values())
         .filter_map(|i| {
@@ -396,6 +435,12 @@ mod tests {
         assert_eq!(p.in_place, 1);
         assert_eq!(p.peak_bytes, 256);
         assert_eq!(p.offsets, vec![0, 0]);
+    }
+
+    #[test]
+    fn the_bound_counts_aligned_sizes() {
+        let p = plan_buffers(&[b(24, 0, 1), b(32, 1, 2)]);
+        assert_eq!((p.lower_bound_bytes, p.peak_bytes), (128, 128));
     }
 
     #[test]

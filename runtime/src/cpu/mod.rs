@@ -183,7 +183,8 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
         }
     }
     for p in g.outputs() {
-        last.insert(p.value, steps.saturating_sub(1));
+        // Graph outputs live past the last step: nothing may reuse them.
+        last.insert(p.value, steps);
     }
     let mut bufs: Vec<Buffer> = Vec::new();
     let mut buf_of: HashMap<ValueId, usize> = HashMap::new();
