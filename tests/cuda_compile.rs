@@ -1,8 +1,8 @@
 //! Every CUDA kernel tessera emits for its corpus compiles, on a machine without a GPU:
 //! NVRTC to `compute_90` PTX, then ptxas to an `sm_90` cubin, with zero errors. The corpus
-//! is the CUDA cases (`tests/cases/cuda`), the seven bundled samples (fused and eager)
-//! and every ONNX node test the kernel builder supports (fused). Identical kernel sources
-//! are compiled once.
+//! is the CUDA cases (`tests/cases/cuda`), the seven bundled samples (fused, eager, and
+//! fused after the default pipeline) and every ONNX node test the kernel builder supports
+//! (fused). Kernels that differ only in name are compiled once.
 //!
 //! Snapshots record, per model, the kernel and function counts and ptxas's register,
 //! spill, shared-memory and stack figures (the target is no spills), so a change in any
@@ -233,19 +233,17 @@ fn samples(tk: &Toolkit, c: &mut Compiler) {
     let mut models = Vec::new();
     for name in cuda_support::SAMPLES {
         let (g, _) = cuda_support::sample(name);
-        for mode in [Mode::Fused, Mode::Eager] {
-            let ks = emit(&g, mode).unwrap_or_else(|e| panic!("{name} ({mode:?}): {e}"));
-            models.push((
-                format!(
-                    "{name} ({})",
-                    if mode == Mode::Fused {
-                        "fused"
-                    } else {
-                        "eager"
-                    }
-                ),
-                ks,
-            ));
+        // As imported (fused and eager), and after the default pipeline (the e-graph
+        // optimizer: fused attention, merged GEMMs), as `tessera compile` emits them.
+        let (opt, _) = tessera::optimize(&g, "default", None, None)
+            .unwrap_or_else(|e| panic!("{name}: optimize: {e}"));
+        for (label, graph, mode) in [
+            ("fused", &g, Mode::Fused),
+            ("eager", &g, Mode::Eager),
+            ("optimized, fused", &opt, Mode::Fused),
+        ] {
+            let ks = emit(graph, mode).unwrap_or_else(|e| panic!("{name} ({label}): {e}"));
+            models.push((format!("{name} ({label})"), ks));
         }
     }
     let all: Vec<&CudaKernel> = models.iter().flat_map(|(_, k)| k).collect();

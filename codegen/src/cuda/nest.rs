@@ -27,7 +27,7 @@ use super::c::{self, IndexCx};
 use super::{Launch, prelude::STATUS_INDEX_OUT_OF_RANGE};
 use crate::build::var_deps;
 use crate::kir::{
-    Expr, ExprId, ExprOp, GpuMapping, Guard, Index, Nest, Param, ParamId, Phase, ReduceKind,
+    Atom, Expr, ExprId, ExprOp, GpuMapping, Guard, Index, Nest, Param, ParamId, Phase, ReduceKind,
     Reduction, Store, Var,
 };
 
@@ -79,10 +79,25 @@ fn index_of(e: &Expr) -> Option<(ParamId, &Index)> {
     }
 }
 
-/// True if `ix`'s terms other than `v` and its constant are multiples of `lanes`, and
-/// `v` occurs only with stride 1.
-fn aligned_contiguous(ix: &Index, v: Var, lanes: usize) -> bool {
-    if ix.stride_of(v) != Some(1) {
+/// True if a gathered value inside `ix` (an `Atom::Value`) depends on a loop variable in
+/// `mask` (bits as in `var_deps`).
+fn values_vary(ix: &Index, deps: &[u64], mask: u64) -> bool {
+    ix.terms().iter().any(|(a, _)| match a {
+        Atom::Value(x, _) => deps[*x as usize] & mask != 0,
+        Atom::Div(e, _) | Atom::Mod(e, _) => values_vary(e, deps, mask),
+        Atom::Var(..) => false,
+    })
+}
+
+/// True if `ix` varies along `v` (directly or through a gathered value).
+fn index_varies(ix: &Index, deps: &[u64], v: Var) -> bool {
+    ix.mentions(v) || values_vary(ix, deps, var_bit(v))
+}
+
+/// True if `ix` is `v` with stride 1 plus terms that do not vary along `v` and are
+/// multiples of `lanes`: `lanes` consecutive values of `v` address one aligned vector.
+fn aligned_contiguous(ix: &Index, deps: &[u64], v: Var, lanes: usize) -> bool {
+    if ix.stride_of(v) != Some(1) || values_vary(ix, deps, var_bit(v)) {
         return false;
     }
     let base = ix.without(v);
@@ -146,12 +161,16 @@ impl<'a> NestInfo<'a> {
             if let Some((p, ix)) = index_of(e)
                 && ix.stride_of(v) == Some(1)
                 && ix.mentions(v)
+                && !values_vary(ix, &self.deps, bit)
             {
                 sizes.push(self.params[p as usize].dtype.size_bytes());
             }
         }
         for st in self.stores() {
-            if st.index.stride_of(v) == Some(1) && st.index.mentions(v) {
+            if st.index.stride_of(v) == Some(1)
+                && st.index.mentions(v)
+                && !values_vary(&st.index, &self.deps, bit)
+            {
                 sizes.push(self.params[st.param as usize].dtype.size_bytes());
             }
         }
@@ -169,14 +188,14 @@ impl<'a> NestInfo<'a> {
         for (i, e) in nest.exprs.iter().enumerate() {
             if let Some((_, ix)) = index_of(e)
                 && self.deps[i] & bit != 0
-                && aligned_contiguous(ix, v, lanes)
+                && aligned_contiguous(ix, &self.deps, v, lanes)
             {
                 loads.insert(i as ExprId);
             }
         }
         let any_store = self
             .stores()
-            .any(|s| s.index.mentions(v) && aligned_contiguous(&s.index, v, lanes));
+            .any(|s| s.index.mentions(v) && aligned_contiguous(&s.index, &self.deps, v, lanes));
         if loads.is_empty() && !any_store {
             return;
         }
@@ -510,7 +529,8 @@ impl<'i, 'a> ExprEmitter<'i, 'a> {
             let lanes = match self.info.vvar {
                 Some(v)
                     if self.info.lanes > 1
-                        && (s.index.mentions(v) || self.info.varies(s.value)) =>
+                        && (index_varies(&s.index, &self.info.deps, v)
+                            || self.info.varies(s.value)) =>
                 {
                     self.info.lanes
                 }
@@ -524,7 +544,7 @@ impl<'i, 'a> ExprEmitter<'i, 'a> {
                 && self
                     .info
                     .vvar
-                    .is_some_and(|v| aligned_contiguous(&s.index, v, lanes));
+                    .is_some_and(|v| aligned_contiguous(&s.index, &self.info.deps, v, lanes));
             if vectorizable {
                 let size = pd.size_bytes();
                 let (vt, words) = vector_type(lanes * size);
@@ -1136,6 +1156,7 @@ fn rows_body(
                 && inner_list.is_empty()
                 && stores.iter().all(|s| {
                     (0..nest.inner.len()).all(|k| !s.index.mentions(Var::Inner(k as u8)))
+                        && !values_vary(&s.index, &em.info.deps, INNER_MASK)
                 }) =>
             {
                 // The same stores at every inner point: once is enough.

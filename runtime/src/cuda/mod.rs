@@ -23,7 +23,8 @@ pub mod nvrtc;
 
 pub use driver::{DeviceInfo, driver_present};
 pub use model::{
-    CompileStats, CudaModel, CudaOptions, GemmBackend, compile, probe, standard_include_dirs,
+    CompileStats, CudaModel, CudaOptions, GemmBackend, StepTime, Timing, compile, probe,
+    standard_include_dirs,
 };
 
 /// True if cuBLAS can be loaded.

@@ -61,6 +61,29 @@ impl Default for CudaOptions {
     }
 }
 
+/// Per-run times of [`CudaModel::time`], milliseconds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Timing {
+    pub device_ms: Vec<f64>,
+    pub wall_ms: Vec<f64>,
+}
+
+/// Device time of one step of a model (a launch or a library GEMM).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepTime {
+    /// The kernel (`k<position>_<op>`).
+    pub kernel: String,
+    /// The launched function, or `cublas` for a library GEMM.
+    pub function: String,
+    /// Median milliseconds over the profiled runs.
+    pub ms: f64,
+    /// Bytes of the kernel's parameters (each read or written once): a lower bound on
+    /// its memory traffic.
+    pub bytes: usize,
+    /// True for loop-nest kernels (elementwise and reductions): memory-bound by design.
+    pub memory_bound: bool,
+}
+
 /// Compilation statistics.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CompileStats {
@@ -87,6 +110,7 @@ enum Op {
         block: [u32; 3],
     },
     Gemm {
+        kernel: usize,
         plan: BlasPlan,
         a: CUdeviceptr,
         b: CUdeviceptr,
@@ -380,6 +404,7 @@ pub fn compile(g: &Graph, opts: &CudaOptions) -> Result<CudaModel, RuntimeError>
                         Some((plan, lg)) => {
                             stats.library_gemms += 1;
                             ops.push(Op::Gemm {
+                                kernel: s,
                                 plan,
                                 a: args[s][lg.a.param as usize],
                                 b: args[s][lg.b.param as usize],
@@ -545,7 +570,9 @@ impl CudaModel {
                     grid,
                     block,
                 } => launch(*function, name, *grid, *block, stream, &mut args[*kernel])?,
-                Op::Gemm { plan, a, b, acc } => {
+                Op::Gemm {
+                    plan, a, b, acc, ..
+                } => {
                     let blas = self
                         .blas
                         .as_ref()
@@ -612,6 +639,83 @@ impl CudaModel {
         Ok(())
     }
 
+    /// Times every step on its own (no CUDA graph): `iters` runs after one warm-up run,
+    /// median milliseconds per step.
+    pub fn profile(
+        &mut self,
+        inputs: &[Tensor],
+        iters: usize,
+    ) -> Result<Vec<StepTime>, RuntimeError> {
+        self.ctx.make_current()?;
+        self.upload_inputs(inputs)?;
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); self.ops.len()];
+        let (a, b) = (Event::new()?, Event::new()?);
+        for it in 0..=iters {
+            self.stream.memset(self.status.ptr, 0, self.status.bytes)?;
+            for (i, op) in self.ops.iter().enumerate() {
+                a.record(&self.stream)?;
+                match op {
+                    Op::Launch {
+                        kernel,
+                        function,
+                        name,
+                        grid,
+                        block,
+                    } => launch(
+                        *function,
+                        name,
+                        *grid,
+                        *block,
+                        &self.stream,
+                        &mut self.args[*kernel],
+                    )?,
+                    Op::Gemm {
+                        plan,
+                        a: pa,
+                        b: pb,
+                        acc,
+                        ..
+                    } => {
+                        let blas = self
+                            .blas
+                            .as_ref()
+                            .ok_or_else(|| RuntimeError::Cuda("cuBLAS handle missing".into()))?;
+                        plan.run(blas, *pa, *pb, *acc)?;
+                    }
+                }
+                b.record(&self.stream)?;
+                let ms = a.elapsed_ms(&b)? as f64;
+                if it > 0 {
+                    samples[i].push(ms);
+                }
+            }
+        }
+        self.stream.sync()?;
+        self.check_status()?;
+        let mut out = Vec::new();
+        for (op, mut t) in self.ops.iter().zip(samples) {
+            t.sort_by(f64::total_cmp);
+            let ms = t.get(t.len() / 2).copied().unwrap_or(0.0);
+            let (k, function) = match op {
+                Op::Launch { kernel, name, .. } => (*kernel, name.clone()),
+                Op::Gemm { kernel, .. } => (*kernel, "cublas".to_string()),
+            };
+            let kern = &self.kernels[k];
+            out.push(StepTime {
+                kernel: kern.name.clone(),
+                function,
+                ms,
+                bytes: kern
+                    .params
+                    .iter()
+                    .map(|p| p.len * p.dtype.size_bytes())
+                    .sum(),
+                memory_bound: matches!(kern.body, Body::Loops(_)),
+            });
+        }
+        Ok(out)
+    }
+
     /// Runs the model on `inputs` (one per graph input, in order).
     pub fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
         self.ctx.make_current()?;
@@ -643,14 +747,15 @@ impl CudaModel {
         Ok(outs)
     }
 
-    /// Device time of `iters` runs after `warmup` runs, in milliseconds each, measured with
-    /// CUDA events around the launches (inputs uploaded once, outputs not read back).
+    /// Times `iters` runs after `warmup` runs (inputs uploaded once, outputs not read
+    /// back): device milliseconds from CUDA events around each run, and host wall-clock
+    /// milliseconds from before the launch to the end of the run.
     pub fn time(
         &mut self,
         inputs: &[Tensor],
         warmup: usize,
         iters: usize,
-    ) -> Result<Vec<f64>, RuntimeError> {
+    ) -> Result<Timing, RuntimeError> {
         self.ctx.make_current()?;
         self.upload_inputs(inputs)?;
         self.execute()?;
@@ -660,16 +765,20 @@ impl CudaModel {
         for _ in 0..warmup {
             self.execute()?;
         }
+        self.stream.sync()?;
         let (a, b) = (Event::new()?, Event::new()?);
-        let mut out = Vec::with_capacity(iters);
+        let mut t = Timing::default();
         for _ in 0..iters {
+            let start = Instant::now();
             a.record(&self.stream)?;
             self.execute()?;
             b.record(&self.stream)?;
-            out.push(a.elapsed_ms(&b)? as f64);
+            let device = a.elapsed_ms(&b)? as f64;
+            t.wall_ms.push(start.elapsed().as_secs_f64() * 1e3);
+            t.device_ms.push(device);
         }
         self.stream.sync()?;
         self.check_status()?;
-        Ok(out)
+        Ok(t)
     }
 }
