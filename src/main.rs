@@ -70,7 +70,7 @@ enum Command {
         /// An .onnx file, or a sample directory (then its inputs are used and outputs
         /// are compared with its reference outputs).
         model: PathBuf,
-        #[arg(long, default_value = "reference", value_parser = ["reference", "cuda"])]
+        #[arg(long, default_value = "reference", value_parser = ["reference", "eager", "cpu", "cuda"])]
         backend: String,
         /// NAME=FILE.pb: the value of a graph input (others are random, by --seed).
         #[arg(long = "input", value_name = "NAME=FILE.pb")]
@@ -89,6 +89,31 @@ enum Command {
     },
     /// Build the training graph; plan checkpointing, the B/W split and pipeline schedules.
     TrainPlan(cli::train_plan::Args),
+    /// Time the compiled CPU backend against its eager mode (interleaved runs, medians).
+    Bench {
+        /// An .onnx file, or a sample directory (then its inputs are used).
+        model: PathBuf,
+        /// Threads, the caller's included.
+        #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
+        threads: usize,
+        /// Timed runs of each mode.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Untimed runs of each mode first.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Print one JSON object: eager_ms, compiled_ms, speedup, compile_s, threads, ...
+        #[arg(long)]
+        json: bool,
+        /// Seed for random inputs (models that are not sample directories).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Also print the N compiled kernels taking the most time (stderr).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        profile: usize,
+        #[command(flatten)]
+        bind: Bind,
+    },
 }
 
 #[derive(clap::Args)]
@@ -153,6 +178,25 @@ fn main() -> ExitCode {
             bind,
         ),
         Command::TrainPlan(args) => cli::train_plan::run(args),
+        Command::Bench {
+            model,
+            threads,
+            runs,
+            warmup,
+            json,
+            seed,
+            profile,
+            bind,
+        } => cli::bench::bench(&cli::bench::BenchArgs {
+            model,
+            threads: *threads,
+            runs: *runs,
+            warmup: *warmup,
+            json: *json,
+            seed: *seed,
+            profile: *profile,
+            bind,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

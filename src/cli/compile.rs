@@ -23,6 +23,12 @@ pub enum Emit {
     /// Every kernel as a CUDA C file, its PTX (when NVRTC loads) and a launch manifest,
     /// into `--out DIR`.
     Cuda,
+    /// The fused CPU kernels in the kernel IR text form.
+    Kernels,
+    /// The fusion plan, its data movement, and the memory plan.
+    Plan,
+    /// Graphviz of the fusion plan (one cluster per kernel).
+    Dot,
 }
 
 /// Options of the verb, as parsed by clap in `main.rs`.
@@ -59,6 +65,9 @@ pub fn compile(a: &CompileArgs) -> Result<()> {
                 .ok_or_else(|| anyhow!("--emit cuda writes files: give --out DIR"))?;
             super::cuda::emit(&out, dir)?;
         }
+        Emit::Kernels => print!("{}", super::cpu::emit(&out, super::cpu::Artifact::Kernels)?),
+        Emit::Plan => print!("{}", super::cpu::emit(&out, super::cpu::Artifact::Plan)?),
+        Emit::Dot => print!("{}", super::cpu::emit(&out, super::cpu::Artifact::Dot)?),
     }
     eprint!("{}", pass_table(&reports));
     Ok(())

@@ -1,7 +1,9 @@
 //! The verbs of the `tessera` CLI, one module each.
 
+pub mod bench;
 pub mod common;
 pub mod compile;
+pub mod cpu;
 pub mod cuda;
 pub mod inspect;
 pub mod run;

@@ -85,18 +85,19 @@ pub fn run(
         bail!("--input {name:?} is not a graph input");
     }
     let start = Instant::now();
-    let outs = if backend == "cuda" {
-        super::cuda::run(&g, &args)?
-    } else {
-        tessera::runtime::reference::run(&g, &args)?
+    let outs = match backend {
+        "cuda" => super::cuda::run(&g, &args)?,
+        "eager" | "cpu" => super::cpu::run(&g, &args, backend == "eager")?,
+        _ => tessera::runtime::reference::run(&g, &args)?,
     };
     eprintln!(
         "ran {} nodes on the {} in {:.3} s",
         g.num_nodes(),
-        if backend == "cuda" {
-            "CUDA backend"
-        } else {
-            "reference interpreter"
+        match backend {
+            "cuda" => "CUDA backend",
+            "eager" => "CPU backend, eager (compile included)",
+            "cpu" => "CPU backend (compile included)",
+            _ => "reference interpreter",
         },
         start.elapsed().as_secs_f64()
     );

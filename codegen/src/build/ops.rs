@@ -77,7 +77,10 @@ pub(crate) fn eval_node(
             let ve = nb.bin(BinaryOp::Add, var, eps);
             let sd = nb.un(UnaryOp::Sqrt, ve);
             let d = nb.bin(BinaryOp::Sub, x, mean);
-            let q = nb.bin(BinaryOp::Div, d, sd);
+            // The reciprocal depends on the channel only: computed once per channel.
+            let one = nb.lit_f(out_dtype, 1.0);
+            let inv = nb.bin(BinaryOp::Div, one, sd);
+            let q = nb.bin(BinaryOp::Mul, d, inv);
             let s = nb.bin(BinaryOp::Mul, q, scale);
             nb.bin(BinaryOp::Add, s, bias)
         }

@@ -367,7 +367,10 @@ fn reduction_roots(
                 let e = nb.un(UnaryOp::Exp, d);
                 let s = one_reduction(nb, ReduceKind::Sum, e);
                 let y = if matches!(node.op, Op::Softmax { .. }) {
-                    nb.bin(BinaryOp::Div, e, s)
+                    // One division per row, a multiplication per element (within an ulp).
+                    let one = nb.lit_f(cd, 1.0);
+                    let inv = nb.bin(BinaryOp::Div, one, s);
+                    nb.bin(BinaryOp::Mul, e, inv)
                 } else {
                     let ls = nb.un(UnaryOp::Log, s);
                     nb.bin(BinaryOp::Sub, d, ls)

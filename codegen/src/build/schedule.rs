@@ -213,8 +213,18 @@ pub(crate) fn choose(nest: &Nest, params: &[Param], allow_outer: bool) -> Schedu
         (None, Some(_)) => VectorAxis::Outer,
         (None, None) => VectorAxis::None,
     };
+    // Transcendental functions need many registers: four unrolled copies spill.
+    let heavy = nest.exprs.iter().any(|e| {
+        matches!(
+            e.op,
+            ExprOp::Unary(
+                UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Erf | UnaryOp::Sigmoid,
+                _
+            )
+        )
+    });
     let unroll = match vector {
-        VectorAxis::Inner if inner_last >= 64 => 4,
+        VectorAxis::Inner if inner_last >= 64 && !heavy => 4,
         VectorAxis::Inner if inner_last >= 16 => 2,
         _ => 1,
     };

@@ -65,6 +65,13 @@ impl Jit {
             .set("use_colocated_libcalls", "false")
             .map_err(|e| host(&e))?;
         flags.set("is_pic", "false").map_err(|e| host(&e))?;
+        // The IR verifier runs in debug builds (tests); release builds skip its cost.
+        let verify = if cfg!(debug_assertions) {
+            "true"
+        } else {
+            "false"
+        };
+        flags.set("enable_verifier", verify).map_err(|e| host(&e))?;
         let isa = cranelift_native::builder()
             .map_err(|e| host(&e))?
             .finish(settings::Flags::new(flags))
@@ -195,3 +202,6 @@ impl Drop for JitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

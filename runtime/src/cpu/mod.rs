@@ -360,6 +360,27 @@ impl CpuModel {
 
     /// Runs the model on `inputs` (one per graph input, in order).
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+        self.run_timed(inputs, None)
+    }
+
+    /// [`CpuModel::run`], also returning each kernel's wall time in seconds.
+    pub fn run_profiled(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<f64>), RuntimeError> {
+        let mut times = Vec::with_capacity(self.kernels.len());
+        let outs = self.run_timed(inputs, Some(&mut times))?;
+        Ok((outs, times))
+    }
+
+    /// Bytes kernel `i` moves (see [`tessera_passes::fusion::metric`]).
+    pub fn kernel_bytes(&self, i: usize) -> u64 {
+        let grp = &self.plan.groups[i];
+        tessera_passes::fusion::metric::kernel_bytes(&self.graph, &grp.inputs, &grp.outputs)
+    }
+
+    fn run_timed(
+        &self,
+        inputs: &[Tensor],
+        mut times: Option<&mut Vec<f64>>,
+    ) -> Result<Vec<Tensor>, RuntimeError> {
         crate::check_inputs(&self.graph, inputs)?;
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let st = &mut *st;
@@ -372,7 +393,11 @@ impl CpuModel {
         }
         for (k, e) in self.kernels.iter().enumerate() {
             let status = AtomicU64::new(0);
+            let start = times.as_ref().map(|_| Instant::now());
             self.exec(e, &st.ptrs[k], &status);
+            if let (Some(t), Some(s)) = (times.as_deref_mut(), start) {
+                t.push(s.elapsed().as_secs_f64());
+            }
             let code = status.load(Ordering::Acquire);
             if code != 0 {
                 let what = match code {

@@ -1,0 +1,235 @@
+//! `tessera bench`: the compiled CPU backend against its own eager mode, side by side in
+//! one process. Runs alternate between the two (the order flips every round), after
+//! warm-up runs; medians are reported, and so is the achieved bandwidth of the
+//! compiled model's largest memory-bound kernel against a measured copy bandwidth.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use tessera::ir::{DType, Tensor};
+use tessera::passes::fusion::analyze::GroupKind;
+use tessera::sample::splitmix64_uniform;
+use tessera::{CompiledModel, Options};
+
+use super::common::load;
+use crate::Bind;
+
+/// Options of the verb.
+pub struct BenchArgs<'a> {
+    pub model: &'a Path,
+    pub threads: usize,
+    pub runs: usize,
+    pub warmup: usize,
+    pub json: bool,
+    pub seed: u64,
+    /// Print the compiled kernels taking the most time.
+    pub profile: usize,
+    pub bind: &'a Bind,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn time_run(m: &CompiledModel, inputs: &[Tensor]) -> Result<f64> {
+    let start = Instant::now();
+    m.run(inputs)?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Copy bandwidth (bytes read + written per second) for copies of `bytes` bytes split
+/// over `threads` threads, best of `reps` rounds; each thread repeats its part so that
+/// a round moves about 64 MiB.
+fn copy_bandwidth(bytes: usize, threads: usize, reps: usize) -> f64 {
+    let threads = threads.max(1);
+    let n = (bytes / 2 / 4).max(threads);
+    let src = vec![1.0f32; n];
+    let mut dst = vec![0.0f32; n];
+    let inner = ((64usize << 20) / (2 * 4 * n)).clamp(1, 100_000);
+    let chunk = n.div_ceil(threads);
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for (d, c) in dst.chunks_mut(chunk).zip(src.chunks(chunk)) {
+                s.spawn(move || {
+                    for _ in 0..inner {
+                        d.copy_from_slice(std::hint::black_box(c));
+                        std::hint::black_box(&mut *d);
+                    }
+                });
+            }
+        });
+        best = best.min(start.elapsed().as_secs_f64() / inner as f64);
+    }
+    (2 * n * 4) as f64 / best
+}
+
+pub fn bench(a: &BenchArgs) -> Result<()> {
+    let (g, sample) = load(a.model, a.bind)?;
+    let inputs: Vec<Tensor> = match &sample {
+        Some(s) => s.inputs()?,
+        None => g
+            .inputs()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let ty = g.ty(p.value);
+                let (lo, hi) = match ty.dtype {
+                    d if d.is_float() => (-1.0, 1.0),
+                    DType::Bool => (0.0, 1.0),
+                    _ => (0.0, 10.0),
+                };
+                splitmix64_uniform(ty.dtype, ty.shape.clone(), a.seed + i as u64, lo, hi)
+            })
+            .collect(),
+    };
+    let start = Instant::now();
+    let compiled = tessera::compile(
+        &g,
+        Options {
+            threads: a.threads,
+            ..Options::default()
+        },
+    )
+    .context("compiling")?;
+    let compile_s = start.elapsed().as_secs_f64();
+    let eager = tessera::compile(
+        &g,
+        Options {
+            threads: a.threads,
+            ..Options::eager()
+        },
+    )
+    .context("compiling the eager baseline")?;
+    for _ in 0..a.warmup {
+        time_run(&eager, &inputs)?;
+        time_run(&compiled, &inputs)?;
+    }
+    let (mut te, mut tc) = (Vec::new(), Vec::new());
+    for i in 0..a.runs {
+        if i % 2 == 0 {
+            te.push(time_run(&eager, &inputs)?);
+            tc.push(time_run(&compiled, &inputs)?);
+        } else {
+            tc.push(time_run(&compiled, &inputs)?);
+            te.push(time_run(&eager, &inputs)?);
+        }
+    }
+    let (eager_s, compiled_s) = (median(&mut te), median(&mut tc));
+
+    // Per-kernel times of the compiled model; the memory-bound kernel moving most bytes.
+    let profiles = a.runs.clamp(3, 21);
+    let nk = compiled.kernels().count();
+    let mut per: Vec<Vec<f64>> = vec![Vec::new(); nk];
+    for _ in 0..profiles {
+        let (_, t) = compiled.run_profiled(&inputs)?;
+        for (k, x) in t.into_iter().enumerate() {
+            per[k].push(x);
+        }
+    }
+    let memory_bound = |k: usize| {
+        !matches!(
+            compiled.plan().groups[k].kind(),
+            GroupKind::Contraction | GroupKind::Attention
+        )
+    };
+    let big = (0..nk)
+        .filter(|&k| memory_bound(k))
+        .max_by_key(|&k| (compiled.kernel_bytes(k), std::cmp::Reverse(k)));
+    let kernel = big.map(|k| {
+        let t = median(&mut per[k]);
+        let bytes = compiled.kernel_bytes(k);
+        let name = compiled
+            .kernels()
+            .nth(k)
+            .map(|x| x.name.clone())
+            .unwrap_or_default();
+        (name, bytes, t)
+    });
+    if a.profile > 0 {
+        let mut order: Vec<(f64, usize)> = (0..nk).map(|k| (median(&mut per[k]), k)).collect();
+        order.sort_by(|x, y| y.0.total_cmp(&x.0));
+        let total: f64 = order.iter().map(|x| x.0).sum();
+        let kernels: Vec<_> = compiled.kernels().collect();
+        eprintln!(
+            "top kernels (median of {profiles} profiled runs; sum {:.3} ms):",
+            total * 1e3
+        );
+        for &(t, k) in order.iter().take(a.profile) {
+            eprintln!(
+                "  {:>9.1} us {:>5.1}%  {:<28} {:>10} B  {:>8.2} GB/s  {:?}",
+                t * 1e6,
+                100.0 * t / total,
+                kernels[k].name,
+                compiled.kernel_bytes(k),
+                compiled.kernel_bytes(k) as f64 / t / 1e9,
+                compiled.plan().groups[k].shape.space
+            );
+        }
+    }
+    let copy_gbps = copy_bandwidth(64 << 20, a.threads, 5) / 1e9;
+    let copy_same = kernel
+        .as_ref()
+        .map(|(_, b, _)| copy_bandwidth(*b as usize, a.threads, 5) / 1e9);
+
+    let speedup = eager_s / compiled_s;
+    if a.json {
+        let mut j = serde_json::json!({
+            "model": a.model.display().to_string(),
+            "threads": a.threads,
+            "runs": a.runs,
+            "eager_ms": eager_s * 1e3,
+            "compiled_ms": compiled_s * 1e3,
+            "speedup": speedup,
+            "compile_s": compile_s,
+            "eager_kernels": eager.kernels().count(),
+            "compiled_kernels": nk,
+            "copy_gbps": copy_gbps,
+        });
+        if let (Some((name, bytes, t)), Some(same)) = (&kernel, copy_same) {
+            j["mem_kernel"] = (*name).clone().into();
+            j["mem_kernel_bytes"] = (*bytes).into();
+            j["mem_kernel_us"] = (t * 1e6).into();
+            j["mem_kernel_gbps"] = (*bytes as f64 / t / 1e9).into();
+            j["copy_same_size_gbps"] = same.into();
+        }
+        println!("{j}");
+    } else {
+        println!(
+            "{}: {} nodes, {} threads, median of {} interleaved runs",
+            a.model.display(),
+            g.num_nodes(),
+            a.threads,
+            a.runs
+        );
+        println!(
+            "  eager     {:>10.3} ms  ({} kernels)",
+            eager_s * 1e3,
+            eager.kernels().count()
+        );
+        println!(
+            "  compiled  {:>10.3} ms  ({nk} kernels, compiled in {compile_s:.3} s)",
+            compiled_s * 1e3
+        );
+        println!("  speedup   {speedup:>10.2}x");
+        if let (Some((name, bytes, t)), Some(same)) = (&kernel, copy_same) {
+            println!(
+                "  largest memory-bound kernel {name}: {bytes} bytes in {:.1} us = {:.2} GB/s \
+                 (copy: {copy_gbps:.2} GB/s at 64 MiB, {same:.2} GB/s at the same size)",
+                t * 1e6,
+                *bytes as f64 / t / 1e9
+            );
+        }
+    }
+    Ok(())
+}
