@@ -596,52 +596,64 @@ impl CpuModel {
             .as_ref()
             .and_then(|_| fi.next())
             .map(|&i| self.f(i));
-        // Output rows per tile: about 256 columns, from the shape only.
+        // Tiles from the shape only: output rows of about 256 columns, and when that
+        // gives fewer than 8 tiles, blocks of output channels too.
         let rb = (256 / ow.max(1)).clamp(1, rows.max(1));
-        let tiles_per = rows.div_ceil(rb);
+        let col_tiles = rows.div_ceil(rb);
+        let m_want = (8 / col_tiles).clamp(1, (mg / 16).max(1));
+        let mb = mg.div_ceil(m_want).next_multiple_of(8).min(mg);
+        let m_tiles = mg.div_ceil(mb);
         let x = ptrs[c.x as usize] as *const T;
         let w = ptrs[c.w as usize] as *const T;
         let acc = ptrs[c.acc as usize] as *mut T;
         let col = c.col.map(|q| ptrs[q as usize] as *const T);
         let big = mg * p * kk >= PARALLEL_WORK && self.pool.threads() > 1;
+        let run = |tasks: usize, f: &(dyn Fn(usize) + Sync)| {
+            if big {
+                self.pool.run(tasks, f);
+            } else {
+                (0..tasks).for_each(f);
+            }
+        };
         for n in 0..c.batch {
             for gi in 0..c.group {
                 let xs = x.wrapping_add((n * c.channels + gi * cg) * s_in);
                 let (sx, sw, sacc, scol) = (SendPtr(xs), SendPtr(w), SendPtr(acc), SendPtr(col));
                 let (sp, sst) = (SendPtr(ptrs), SendPtr(status.as_ptr()));
-                let task = |t: usize| {
-                    let (sx, sw, sacc, scol, sp, sst) = (sx, sw, sacc, scol, sp, sst);
-                    let r0 = t * rb;
-                    let r1 = (r0 + rb).min(rows);
-                    let (c0, c1) = (r0 * ow, r1 * ow);
-                    // SAFETY: pointers address the image/group slices described by `c`.
-                    unsafe {
-                        if let Some(f) = im2col {
-                            let mut table = sp.0.to_vec();
-                            table[c.x as usize] = sx.0 as *mut u8;
-                            f(
-                                table.as_ptr(),
-                                sst.0,
-                                (r0 * kk) as u64,
-                                (r1 * kk) as u64,
-                                0,
-                                ow as u64,
-                            );
-                        }
-                        let rhs = match scol.0 {
-                            Some(cp) => cp.wrapping_add(c0),
-                            None => sx.0.wrapping_add(c0),
+                let fill = |ct: usize| {
+                    let (sx, sp, sst) = (sx, sp, sst);
+                    let (r0, r1) = (ct * rb, ((ct + 1) * rb).min(rows));
+                    if let Some(f) = im2col {
+                        let mut table = sp.0.to_vec();
+                        table[c.x as usize] = sx.0 as *mut u8;
+                        // SAFETY: the image/group slice and the column buffer are valid.
+                        unsafe {
+                            f(table.as_ptr(), sst.0, (r0 * kk) as u64, (r1 * kk) as u64, 0, ow as u64)
                         };
-                        let dst = sacc.0.wrapping_add((n * c.out_channels + gi * mg) * p + c0);
+                    }
+                };
+                let product = |mt: usize, ct: usize| {
+                    let (sx, sw, sacc, scol, sp, sst) = (sx, sw, sacc, scol, sp, sst);
+                    let (r0, r1) = (ct * rb, ((ct + 1) * rb).min(rows));
+                    let (c0, c1) = (r0 * ow, r1 * ow);
+                    let (m0, m1) = (mt * mb, ((mt + 1) * mb).min(mg));
+                    let rhs = match scol.0 {
+                        Some(cp) => cp.wrapping_add(c0),
+                        None => sx.0.wrapping_add(c0),
+                    };
+                    let row = n * c.out_channels + gi * mg + m0;
+                    let dst = sacc.0.wrapping_add(row * p + c0);
+                    // SAFETY: weights, columns and accumulator tile are inside their buffers.
+                    unsafe {
                         gemm::gemm(
-                            mg,
+                            m1 - m0,
                             c1 - c0,
                             kk,
                             dst,
                             1,
                             p as isize,
                             false,
-                            sw.0.wrapping_add(gi * mg * kk),
+                            sw.0.wrapping_add((gi * mg + m0) * kk),
                             1,
                             kk as isize,
                             rhs,
@@ -655,22 +667,20 @@ impl CpuModel {
                             gemm::Parallelism::None,
                         );
                         if let Some(f) = epi {
-                            let row = (n * c.out_channels + gi * mg) as u64;
-                            f(
-                                sp.0.as_ptr(),
-                                sst.0,
-                                row,
-                                row + mg as u64,
-                                c0 as u64,
-                                c1 as u64,
-                            );
+                            let (r, rr) = (row as u64, (row + m1 - m0) as u64);
+                            f(sp.0.as_ptr(), sst.0, r, rr, c0 as u64, c1 as u64);
                         }
                     }
                 };
-                if big {
-                    self.pool.run(tiles_per, &task);
+                if m_tiles == 1 {
+                    // Each tile fills its columns and multiplies while they are in cache.
+                    run(col_tiles, &|ct| {
+                        fill(ct);
+                        product(0, ct);
+                    });
                 } else {
-                    (0..tiles_per).for_each(task);
+                    run(col_tiles, &fill);
+                    run(m_tiles * col_tiles, &|t| product(t / col_tiles, t % col_tiles));
                 }
             }
         }
