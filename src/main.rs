@@ -108,6 +108,9 @@ enum Command {
         /// Seed for random inputs (models that are not sample directories).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Pass pipeline of the compiled side (`default`, `none`); eager runs none.
+        #[arg(long, default_value = "default")]
+        pipeline: String,
         /// Also print the N compiled kernels taking the most time (stderr).
         #[arg(long, default_value_t = 0, value_name = "N")]
         profile: usize,
@@ -185,6 +188,7 @@ fn main() -> ExitCode {
             warmup,
             json,
             seed,
+            pipeline,
             profile,
             bind,
         } => cli::bench::bench(&cli::bench::BenchArgs {
@@ -194,6 +198,7 @@ fn main() -> ExitCode {
             warmup: *warmup,
             json: *json,
             seed: *seed,
+            pipeline,
             profile: *profile,
             bind,
         }),

@@ -23,6 +23,8 @@ pub struct BenchArgs<'a> {
     pub warmup: usize,
     pub json: bool,
     pub seed: u64,
+    /// The pass pipeline of the compiled side (the eager side runs none).
+    pub pipeline: &'a str,
     /// Print the compiled kernels taking the most time.
     pub profile: usize,
     pub bind: &'a Bind,
@@ -98,6 +100,7 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         &g,
         Options {
             threads: a.threads,
+            pipeline: a.pipeline.to_string(),
             ..Options::default()
         },
     )
@@ -188,6 +191,7 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
             "model": a.model.display().to_string(),
             "threads": a.threads,
             "runs": a.runs,
+            "pipeline": a.pipeline,
             "eager_ms": eager_s * 1e3,
             "compiled_ms": compiled_s * 1e3,
             "speedup": speedup,

@@ -283,7 +283,10 @@ fn store_all(
             }
         }
     }
-    nb.store_phase(true, full);
+    // Window nests loop over the window inside each output point: their stores happen
+    // once per point, outside those loops.
+    let window = nb.kb.group.kind() == tessera_passes::fusion::analyze::GroupKind::Window;
+    nb.store_phase(!window, full);
     nb.store_phase(false, rows);
     Ok(())
 }

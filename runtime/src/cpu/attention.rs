@@ -1,7 +1,9 @@
 //! Fused attention on the CPU: per batch element and block of queries, scores against one
 //! block of keys at a time (a GEMM), an online softmax (running max and sum, rescaling the
-//! partial output), and the output update (a GEMM). No score matrix larger than one
-//! `block_q × block_k` tile exists.
+//! partial output), and the output update (a GEMM). No score matrix larger than one tile
+//! exists. The CPU picks its own tile sizes ([`block_rows`]; keys in blocks of up to 512):
+//! few large GEMM calls beat many small ones; the kernel's `block_q`/`block_k` are the
+//! GPU's tiles.
 
 use tessera_codegen::kir::{Attention, Index, MatView, Var};
 
@@ -22,6 +24,59 @@ pub(crate) trait Real:
     const NEG_INF: Self;
     fn from_f64(v: f64) -> Self;
     fn exp(self) -> Self;
+
+    /// Softmax numerators of one row of scores in place, against the running maximum
+    /// `m`: returns the new maximum and the row's sum of `exp(x - max)`.
+    fn exp_row(row: &mut [Self], m: Self) -> (Self, Self) {
+        exp_row_generic(row, m)
+    }
+}
+
+/// [`Real::exp_row`] in portable code.
+#[inline(always)]
+fn exp_row_generic<T: Real>(row: &mut [T], m: T) -> (T, T) {
+    // Eight independent running maxima (one dependency chain would cost a compare's
+    // latency per element). A NaN score makes the row NaN through exp(NaN - max), as in
+    // the reference.
+    let mut part = [m; 8];
+    let mut octs = row.chunks_exact(8);
+    for o in &mut octs {
+        for (p, &x) in part.iter_mut().zip(o) {
+            *p = if x > *p { x } else { *p };
+        }
+    }
+    let mut mx = part.iter().fold(m, |a, &x| if x > a { x } else { a });
+    for &x in octs.remainder() {
+        mx = if x > mx { x } else { mx };
+    }
+    // exp and eight partial sums in one pass, in a fixed order (vectorizable and
+    // deterministic).
+    let mut sums = [T::ZERO; 8];
+    let mut octs = row.chunks_exact_mut(8);
+    for o in &mut octs {
+        for (p, x) in sums.iter_mut().zip(o.iter_mut()) {
+            *x = (*x - mx).exp();
+            *p = *p + *x;
+        }
+    }
+    let mut sum =
+        ((sums[0] + sums[1]) + (sums[2] + sums[3])) + ((sums[4] + sums[5]) + (sums[6] + sums[7]));
+    for x in octs.into_remainder() {
+        *x = (*x - mx).exp();
+        sum = sum + *x;
+    }
+    (mx, sum)
+}
+
+/// The same code compiled for AVX2 + FMA (8 lanes; the crate's baseline target has only
+/// SSE2, where the exp loop does not vectorize well).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_row_avx2(row: &mut [f32], m: f32) -> (f32, f32) {
+    exp_row_generic(row, m)
 }
 
 impl Real for f32 {
@@ -33,6 +88,16 @@ impl Real for f32 {
     }
     fn exp(self) -> f32 {
         exp_f32(self)
+    }
+
+    fn exp_row(row: &mut [f32], m: f32) -> (f32, f32) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: both features were just detected.
+            return unsafe { exp_row_avx2(row, m) };
+        }
+        exp_row_generic(row, m)
     }
 }
 
@@ -66,10 +131,11 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    let n = fx as i32;
-    let pow2 = f32::from_bits(((n + 126) as u32) << 23);
+    // 2^(fx-1) from the bits of fx + 2^23 + 126 (no saturating float-to-int conversion,
+    // which would not vectorize).
+    let pow2 = f32::from_bits((fx + 8_388_734.0).to_bits() << 23);
     y * pow2 * 2.0
 }
 
@@ -107,26 +173,73 @@ pub(crate) struct Operands<T> {
 unsafe impl<T> Send for Operands<T> {}
 unsafe impl<T> Sync for Operands<T> {}
 
+/// Query rows per CPU tile: the whole sequence when its score tile has at most 64K
+/// elements, else as many rows as fit (at least 32).
+pub(crate) fn block_rows(a: &Attention) -> usize {
+    let t = a.t.clamp(1, 512);
+    (65_536 / t).max(32).min(a.s.max(1))
+}
+
 /// Runs query block `qb` of batch element `b`.
 ///
 /// # Safety
 /// The pointers must be valid for the views of `a` over every batch element.
 pub(crate) unsafe fn block<T: Real>(a: &Attention, ops: &Operands<T>, b: usize, qb: usize) {
-    let i0 = qb * a.block_q;
-    let i1 = (i0 + a.block_q).min(a.s);
+    let rows = block_rows(a);
+    let i0 = qb * rows;
+    let i1 = (i0 + rows).min(a.s);
     if i0 >= i1 {
         return;
     }
     let bq = i1 - i0;
-    let (t, d, e) = (a.t, a.d, a.e);
-    // The CPU takes keys in blocks of up to 512: one or two blocks for the sequence
-    // lengths of the bundled models (the kernel's block_k is the GPU's tile size).
+    let e = a.e;
     let bk = a.t.clamp(1, 512);
+    SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        let n = bq * bk + bq * e + 2 * bq;
+        let words = (n * std::mem::size_of::<T>()).div_ceil(8);
+        if buf.len() < words {
+            buf.resize(words, 0);
+        }
+        // SAFETY: the buffer holds at least `n` elements of T (u64 storage is aligned for
+        // f32 and f64) and is only used by this call on this thread.
+        let all = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut T, n) };
+        let (s, rest) = all.split_at_mut(bq * bk);
+        let (acc, rest) = rest.split_at_mut(bq * e);
+        let (m, l) = rest.split_at_mut(bq);
+        acc.fill(T::ZERO);
+        m.fill(T::NEG_INF);
+        l.fill(T::ZERO);
+        // SAFETY: forwarded contract.
+        unsafe { block_in(a, ops, b, i0, bq, bk, s, acc, m, l) }
+    })
+}
+
+thread_local! {
+    /// Per-thread scratch for attention tiles (large enough tiles would otherwise be mapped
+    /// and unmapped on every call).
+    static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The body of [`block`] on scratch slices.
+///
+/// # Safety
+/// As for [`block`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_in<T: Real>(
+    a: &Attention,
+    ops: &Operands<T>,
+    b: usize,
+    i0: usize,
+    bq: usize,
+    bk: usize,
+    s: &mut [T],
+    acc: &mut [T],
+    m: &mut [T],
+    l: &mut [T],
+) {
+    let (t, d, e) = (a.t, a.d, a.e);
     let scale = T::from_f64(a.scale);
-    let mut s = vec![T::ZERO; bq * bk];
-    let mut acc = vec![T::ZERO; bq * e];
-    let mut m = vec![T::NEG_INF; bq];
-    let mut l = vec![T::ZERO; bq];
     let view = |v: &MatView, base: *const T, off: isize, r: usize, c: usize| -> *const T {
         base.wrapping_offset(
             off + r as isize * v.row_stride as isize + c as isize * v.col_stride as isize,
@@ -170,24 +283,8 @@ pub(crate) unsafe fn block<T: Real>(a: &Attention, ops: &Operands<T>, b: usize, 
                     *x = *x + unsafe { *view(mv, mp, ops.offs[3][b], i0 + r, j0 + c) };
                 }
             }
-            // A NaN score makes the row NaN through exp(NaN - max), as in the reference.
-            let mx = row.iter().fold(m[r], |a, &x| if x > a { x } else { a });
+            let (mx, sum) = T::exp_row(row, m[r]);
             let corr = (m[r] - mx).exp();
-            for x in row.iter_mut() {
-                *x = (*x - mx).exp();
-            }
-            // Four partial sums in a fixed order: vectorizable and deterministic.
-            let mut part = [T::ZERO; 4];
-            let mut quads = row.chunks_exact(4);
-            for q in &mut quads {
-                for (p, &x) in part.iter_mut().zip(q) {
-                    *p = *p + x;
-                }
-            }
-            let mut sum = (part[0] + part[1]) + (part[2] + part[3]);
-            for &x in quads.remainder() {
-                sum = sum + x;
-            }
             l[r] = l[r] * corr + sum;
             for y in &mut acc[r * e..(r + 1) * e] {
                 *y = *y * corr;

@@ -628,7 +628,14 @@ impl CpuModel {
                         table[c.x as usize] = sx.0 as *mut u8;
                         // SAFETY: the image/group slice and the column buffer are valid.
                         unsafe {
-                            f(table.as_ptr(), sst.0, (r0 * kk) as u64, (r1 * kk) as u64, 0, ow as u64)
+                            f(
+                                table.as_ptr(),
+                                sst.0,
+                                (r0 * kk) as u64,
+                                (r1 * kk) as u64,
+                                0,
+                                ow as u64,
+                            )
                         };
                     }
                 };
@@ -680,7 +687,9 @@ impl CpuModel {
                     });
                 } else {
                     run(col_tiles, &fill);
-                    run(m_tiles * col_tiles, &|t| product(t / col_tiles, t % col_tiles));
+                    run(m_tiles * col_tiles, &|t| {
+                        product(t / col_tiles, t % col_tiles)
+                    });
                 }
             }
         }
@@ -688,7 +697,7 @@ impl CpuModel {
 
     fn exec_attention(&self, e: &KernelExec, a: &Attention, ptrs: &[*mut u8]) {
         let nb: usize = a.batch.iter().product();
-        let qbs = a.s.div_ceil(a.block_q.max(1));
+        let qbs = a.s.div_ceil(attention::block_rows(a));
         let tasks = nb * qbs;
         let params = &e.kernel.params;
         let run = |ops: &attention::Operands<f32>| {
