@@ -153,6 +153,7 @@ pub fn toolkit_dir() -> PathBuf {
 }
 
 /// The toolkit, or the reason it is missing.
+#[cfg(feature = "cuda")]
 pub fn toolkit() -> Result<Toolkit, String> {
     let dir = toolkit_dir();
     let include = dir.join("include");
@@ -174,6 +175,8 @@ pub fn toolkit() -> Result<Toolkit, String> {
 
 /// The toolkit, or a loud failure with instructions; `None` only when the caller opted out
 /// with `TESSERA_SKIP_NVRTC=1` (then a SKIPPED line is printed).
+#[cfg(feature = "cuda")]
+#[allow(clippy::print_stderr)] // the loud SKIPPED line is the point
 pub fn toolkit_or_fail(test: &str) -> Option<Toolkit> {
     match toolkit() {
         Ok(t) => Some(t),

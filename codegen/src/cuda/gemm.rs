@@ -138,13 +138,16 @@ fn emit_tiled(out: &mut String, t: &Tiled) -> Launch {
         t.batches
     );
     s.push_str(&t.batch_prologue);
+    // Output tiles, row-major (m tile, n tile), grid-stride like every kernel: correct
+    // for any grid.
     let _ = writeln!(
         s,
-        "    for ({it} by = blockIdx.y; by < {mt}; by += gridDim.y) {{"
+        "    for ({it} tile = ({it})blockIdx.y * gridDim.x + blockIdx.x; tile < {}; tile += ({it})gridDim.x * gridDim.y) {{",
+        mt * nt
     );
     let _ = writeln!(
         s,
-        "      const {it} m0 = by * {bm}, n0 = ({it})blockIdx.x * {bn};"
+        "      const {it} m0 = t_div(tile, {nt}) * {bm}, n0 = t_mod(tile, {nt}) * {bn};"
     );
     let _ = writeln!(s, "      {at} acc[{tm}][{tn}];");
     let _ = writeln!(s, "      #pragma unroll");
@@ -240,7 +243,7 @@ fn emit_tiled(out: &mut String, t: &Tiled) -> Launch {
     Launch {
         function: t.name.clone(),
         grid: [
-            nt.max(1) as u32,
+            nt.clamp(1, i32::MAX as usize) as u32,
             mt.clamp(1, MAX_GRID_YZ) as u32,
             t.batches.clamp(1, MAX_GRID_YZ) as u32,
         ],

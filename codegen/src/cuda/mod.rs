@@ -26,7 +26,9 @@
 //! last kernel argument.
 //!
 //! Every kernel function takes the kernel's parameters in order (`p0`, `p1`, …) and then
-//! `unsigned long long* status`.
+//! `unsigned long long* status`. Every function loops over its work with grid strides in
+//! every grid dimension, so any grid of at least one block computes the same result; the
+//! [`Launch`] grid is the one that gives each block one unit of work (capped).
 
 mod attention;
 mod c;
