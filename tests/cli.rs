@@ -85,4 +85,9 @@ fn errors_are_reported_not_panics() {
     let (ok, _, err) = tessera(&["run", "samples/mlp_iris/model.onnx", "--input", "nope=x.pb"]);
     assert!(!ok);
     assert!(err.contains("cannot read x.pb"), "{err}");
+    // The I/O cause is printed once, not once by our message and again by the chain.
+    let (ok, _, err) = tessera(&["inspect", "no/such/model.onnx"]);
+    assert!(!ok);
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
