@@ -1127,6 +1127,9 @@ pub(crate) fn contraction(kb: &mut KernelBuilder) -> Result<Body, CodegenError> 
                 in_spatial: xd[2..].to_vec(),
                 kernel,
                 out_spatial: out_sp,
+                strides: attrs.strides.clone(),
+                dilations: attrs.dilations.clone(),
+                pads_begin: attrs.pads[..sp].to_vec(),
                 im2col,
                 epilogue: epi,
             }))

@@ -315,6 +315,12 @@ pub struct Conv {
     pub in_spatial: Vec<usize>,
     pub kernel: Vec<usize>,
     pub out_spatial: Vec<usize>,
+    /// Per spatial axis: stride, dilation and begin padding. `im2col` already encodes
+    /// them in its indexing; they are repeated here so a runtime may fill `col` with a
+    /// native routine (row copies) that computes exactly what the nest computes.
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    pub pads_begin: Vec<usize>,
     /// Fills `col` for one image and group: outer `[rows, K]` where rows are the output
     /// positions but the last spatial axis, inner the last output axis; reads `x` from the
     /// image-and-group's first channel.

@@ -173,7 +173,7 @@ fn gemm(out: &mut String, g: &Gemm) {
 fn conv(out: &mut String, c: &Conv) {
     let _ = writeln!(
         out,
-        "  conv {} n {} c {} m {} group {} in {} kernel {} out {}",
+        "  conv {} n {} c {} m {} group {} in {} kernel {} out {} stride {} dilation {} pad {}",
         c.dtype,
         c.batch,
         c.channels,
@@ -181,7 +181,10 @@ fn conv(out: &mut String, c: &Conv) {
         c.group,
         dims(&c.in_spatial),
         dims(&c.kernel),
-        dims(&c.out_spatial)
+        dims(&c.out_spatial),
+        dims(&c.strides),
+        dims(&c.dilations),
+        dims(&c.pads_begin)
     );
     let col = c
         .col

@@ -607,6 +607,7 @@ impl CpuModel {
         let w = ptrs[c.w as usize] as *const T;
         let acc = ptrs[c.acc as usize] as *mut T;
         let col = c.col.map(|q| ptrs[q as usize] as *const T);
+        let native = Im2col::new(c);
         let big = mg * p * kk >= PARALLEL_WORK && self.pool.threads() > 1;
         let run = |tasks: usize, f: &(dyn Fn(usize) + Sync)| {
             if big {
@@ -621,9 +622,13 @@ impl CpuModel {
                 let (sx, sw, sacc, scol) = (SendPtr(xs), SendPtr(w), SendPtr(acc), SendPtr(col));
                 let (sp, sst) = (SendPtr(ptrs), SendPtr(status.as_ptr()));
                 let fill = |ct: usize| {
-                    let (sx, sp, sst) = (sx, sp, sst);
+                    let (sx, sp, sst, scol) = (sx, sp, sst, scol);
                     let (r0, r1) = (ct * rb, ((ct + 1) * rb).min(rows));
-                    if let Some(f) = im2col {
+                    if let (Some(geom), Some(cp)) = (&native, scol.0) {
+                        // SAFETY: the image/group slice holds `cg` channels of the input
+                        // and `col` holds `kk · p` elements (checked when built).
+                        unsafe { geom.fill(sx.0, cp as *mut T, r0, r1) };
+                    } else if let Some(f) = im2col {
                         let mut table = sp.0.to_vec();
                         table[c.x as usize] = sx.0 as *mut u8;
                         // SAFETY: the image/group slice and the column buffer are valid.
@@ -810,6 +815,113 @@ fn tiles(m: usize, n: usize, k: usize) -> (usize, usize) {
 }
 
 /// The element types the GEMM library kernels run in.
+/// A native im2col for 1-D and 2-D convolutions: fills the rows of `col` that the
+/// kernel's JIT-compiled `im2col` nest fills, with the same values (a load of `x` or zero
+/// in the padding), as row copies instead of per-element guarded loads.
+struct Im2col {
+    /// Input height and width (height 1 for 1-D).
+    h: usize,
+    w: usize,
+    /// Kernel height and width, output width.
+    kh: usize,
+    kw: usize,
+    ow: usize,
+    /// Stride, dilation, begin padding: (height, width).
+    s: (usize, usize),
+    d: (usize, usize),
+    pad: (usize, usize),
+    /// `cg · kh · kw` and the number of output positions.
+    kk: usize,
+    p: usize,
+}
+
+impl Im2col {
+    fn new(c: &Conv) -> Option<Im2col> {
+        c.col?;
+        let cg = c.channels / c.group.max(1);
+        let p: usize = c.out_spatial.iter().product();
+        let at = |v: &[usize], i: usize| v.get(i).copied();
+        let geom = match c.in_spatial.len() {
+            1 => Im2col {
+                h: 1,
+                w: c.in_spatial[0],
+                kh: 1,
+                kw: c.kernel[0],
+                ow: c.out_spatial[0],
+                s: (1, at(&c.strides, 0)?),
+                d: (1, at(&c.dilations, 0)?),
+                pad: (0, at(&c.pads_begin, 0)?),
+                kk: cg * c.kernel[0],
+                p,
+            },
+            2 => Im2col {
+                h: c.in_spatial[0],
+                w: c.in_spatial[1],
+                kh: c.kernel[0],
+                kw: c.kernel[1],
+                ow: c.out_spatial[1],
+                s: (at(&c.strides, 0)?, at(&c.strides, 1)?),
+                d: (at(&c.dilations, 0)?, at(&c.dilations, 1)?),
+                pad: (at(&c.pads_begin, 0)?, at(&c.pads_begin, 1)?),
+                kk: cg * c.kernel[0] * c.kernel[1],
+                p,
+            },
+            _ => return None,
+        };
+        (geom.s.1 > 0 && geom.ow > 0).then_some(geom)
+    }
+
+    /// Fills output rows `r0..r1` (output positions but the last axis) of every column.
+    ///
+    /// # Safety
+    /// `x` points at `kk / (kh·kw)` channels of `h × w` elements, `col` at `kk · p`.
+    unsafe fn fill<T: Copy + Default>(&self, x: *const T, col: *mut T, r0: usize, r1: usize) {
+        let nk = self.kh * self.kw;
+        let (w, ow, sw) = (self.w as i64, self.ow, self.s.1 as i64);
+        for k in 0..self.kk {
+            let (ci, kr) = (k / nk, k % nk);
+            let (ky, kx) = (kr / self.kw, kr % self.kw);
+            // Output columns whose input column lies inside the row: lo ≤ o < hi.
+            let base = (kx * self.d.1) as i64 - self.pad.1 as i64;
+            let lo = if base >= 0 { 0 } else { (-base + sw - 1) / sw };
+            let hi = if w - base <= 0 {
+                0
+            } else {
+                (w - base + sw - 1) / sw
+            };
+            let lo = (lo.max(0) as usize).min(ow);
+            let hi = (hi.max(0) as usize).clamp(lo, ow);
+            for r in r0..r1 {
+                // SAFETY (all accesses): k < kk, r < p / ow, and the input index is
+                // checked against the row bounds above.
+                let dst = unsafe { col.add(k * self.p + r * ow) };
+                let iy = (r * self.s.0 + ky * self.d.0) as i64 - self.pad.0 as i64;
+                if iy < 0 || iy >= self.h as i64 {
+                    unsafe { std::slice::from_raw_parts_mut(dst, ow) }.fill(T::default());
+                    continue;
+                }
+                let row = unsafe { x.add((ci * self.h + iy as usize) * self.w) };
+                let out = unsafe { std::slice::from_raw_parts_mut(dst, ow) };
+                out[..lo].fill(T::default());
+                out[hi..].fill(T::default());
+                if hi == lo {
+                    continue;
+                }
+                let start = lo as i64 * sw + base;
+                if sw == 1 {
+                    let src =
+                        unsafe { std::slice::from_raw_parts(row.add(start as usize), hi - lo) };
+                    out[lo..hi].copy_from_slice(src);
+                } else {
+                    for (j, o) in out[lo..hi].iter_mut().enumerate() {
+                        *o = unsafe { *row.add(start as usize + j * self.s.1) };
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub(crate) trait GemmScalar: Copy + Default + 'static + Send + Sync {
     fn from_f64(v: f64) -> Self;
 }

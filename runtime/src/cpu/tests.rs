@@ -313,3 +313,106 @@ fn integer_and_bool_ops() {
     let ys = Tensor::from_vec(Shape::from_dims(&[6]), vec![3i64, -2, 0, 5, 1, -9]).unwrap();
     check(&g, &[xs, ys], 0.0);
 }
+
+/// Convolutions whose columns the native im2col fills (1-D and 2-D) and one it leaves to
+/// the JIT-compiled nest (3-D), over strides, dilations, asymmetric and oversized pads,
+/// groups and batches: every one must match the reference.
+#[test]
+fn conv_geometries() {
+    struct Case {
+        x: Vec<usize>,
+        w: Vec<usize>,
+        strides: Vec<usize>,
+        pads: Vec<usize>,
+        dilations: Vec<usize>,
+        group: usize,
+    }
+    let case = |x: &[usize], w: &[usize], s: &[usize], p: &[usize], d: &[usize], group| Case {
+        x: x.to_vec(),
+        w: w.to_vec(),
+        strides: s.to_vec(),
+        pads: p.to_vec(),
+        dilations: d.to_vec(),
+        group,
+    };
+    let cases = [
+        case(&[1, 2, 9], &[3, 2, 3], &[1], &[1, 1], &[1], 1),
+        case(&[2, 4, 11], &[4, 2, 2], &[3], &[0, 2], &[2], 2),
+        case(
+            &[1, 3, 7, 9],
+            &[5, 3, 3, 3],
+            &[1, 1],
+            &[1, 1, 1, 1],
+            &[1, 1],
+            1,
+        ),
+        case(
+            &[1, 3, 8, 10],
+            &[4, 3, 3, 2],
+            &[2, 3],
+            &[2, 0, 1, 3],
+            &[1, 1],
+            1,
+        ),
+        case(
+            &[2, 4, 9, 9],
+            &[6, 2, 3, 3],
+            &[1, 2],
+            &[0, 1, 2, 0],
+            &[2, 3],
+            2,
+        ),
+        // Pads wider than the kernel reach: whole rows and columns of zeros.
+        case(
+            &[1, 1, 4, 5],
+            &[2, 1, 2, 2],
+            &[3, 2],
+            &[4, 4, 3, 5],
+            &[1, 1],
+            1,
+        ),
+        // Depthwise, stride 2.
+        case(
+            &[1, 6, 10, 7],
+            &[6, 1, 3, 3],
+            &[2, 2],
+            &[1, 1, 1, 1],
+            &[1, 1],
+            6,
+        ),
+        case(
+            &[1, 2, 4, 5, 6],
+            &[3, 2, 2, 3, 2],
+            &[1, 2, 1],
+            &[1, 0, 1, 0, 1, 1],
+            &[1, 1, 2],
+            1,
+        ),
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        let mut g = Graph::new("t");
+        let x = g.add_input("x", ty(DType::F32, &c.x));
+        let w = g.add_input("w", ty(DType::F32, &c.w));
+        let out = g
+            .add_node1(
+                Op::Conv(ConvAttrs {
+                    strides: c.strides.clone(),
+                    pads: c.pads.clone(),
+                    dilations: c.dilations.clone(),
+                    group: c.group,
+                }),
+                &[x, w],
+                "conv",
+            )
+            .unwrap_or_else(|e| panic!("case {i}: {e}"));
+        g.add_output("y", out);
+        check(
+            &g,
+            &[
+                rand_tensor(DType::F32, &c.x, 40 + i as u64),
+                rand_tensor(DType::F32, &c.w, 80 + i as u64),
+            ],
+            1e-5,
+        );
+    }
+}
