@@ -43,7 +43,7 @@ enum Command {
         /// The eager variant, likewise (default: tessera's eager backend).
         #[arg(long, default_value = "eager")]
         baseline: String,
-        /// Result directory (default results/<label>).
+        /// Result directory (default `results/<label>`).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Result-set label (default: the compiled variant's label).

@@ -1,6 +1,6 @@
 //! Executes tessera graphs.
 //!
-//! * [`reference`]: the reference interpreter, the oracle for every pass and backend.
+//! * [`reference`](mod@reference): the reference interpreter, the oracle for every pass and backend.
 //! * [`cpu`]: the compiled CPU backend (fused Cranelift kernels, GEMM library calls, one
 //!   arena), and its eager mode.
 //! * `cuda` (feature `cuda`): the CUDA backend (NVRTC-compiled kernels, cuBLAS, one device

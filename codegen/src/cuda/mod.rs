@@ -4,19 +4,19 @@
 //! The printer reads the same kernels the Cranelift backend runs and keeps their meaning;
 //! the schedule's GPU mapping is a hint it refines from the nest's shape:
 //!
-//! * Loop nests ([`nest`]): a nest with only looped stores is elementwise (one thread per
+//! * Loop nests (`nest.rs`): a nest with only looped stores is elementwise (one thread per
 //!   element, grid-stride); a nest with reductions runs one row (outer point) per thread,
 //!   per warp or per block, reducing across threads with warp shuffles and, past one
 //!   warp, shared memory. Along the last inner loop a thread handles `L` neighbouring
 //!   elements with 16-byte loads and stores when every contiguous access is aligned to
 //!   `L` elements (`L = 16 / widest element`); other accesses stay scalar. Index math is
 //!   32-bit unless a size needs 64 bits.
-//! * GEMM and convolution ([`gemm`]): a tiled shared-memory kernel (implicit GEMM for
+//! * GEMM and convolution (`gemm.rs`): a tiled shared-memory kernel (implicit GEMM for
 //!   convolutions: the im2col nest's load is evaluated while filling the tile, so no
 //!   column buffer is written) with the epilogue nest applied to each output element in
 //!   registers. For GEMMs a [`Step::Gemm`] also describes the cuBLAS call a runtime may
 //!   make instead, followed by the epilogue as its own elementwise kernel.
-//! * Attention ([`attention`]): one kernel, a warp per query row, key/value tiles in
+//! * Attention (`attention.rs`): one kernel, a warp per query row, key/value tiles in
 //!   shared memory and an online softmax; no score matrix is stored.
 //!
 //! f16 and bf16 values compute in f32 and are rounded to their type after every

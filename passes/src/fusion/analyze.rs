@@ -1,6 +1,6 @@
 //! Which node sets form a kernel the backend can generate: the planner's legality check.
 //!
-//! A group gets its loop structure from its roots (see [`super::classify`]). Every value
+//! A group gets its loop structure from its roots (see [`super::classify`](mod@super::classify)). Every value
 //! downstream of a root inside the group is *tainted*: it exists only for the current
 //! point of the kernel's outer loop, so it must be read at its own position (identity), or,
 //! for a per-row result of a reduction, broadcast along the reduced axes. Values that do

@@ -7,7 +7,7 @@
 //! perfect reuse inside a kernel, so it is a lower bound on real traffic (a GEMM re-reads
 //! tiles), and it is exact and deterministic, so plans can be snapshotted.
 //!
-//! The unfused figure is the same sum over the [`Mode::Eager`](super::Mode::Eager) plan:
+//! The unfused figure is the same sum over the [`Mode::Eager`] plan:
 //! one kernel per node, views other than aliases copied.
 
 use tessera_ir::{Graph, Op, ValueId};

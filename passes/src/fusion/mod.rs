@@ -4,7 +4,7 @@
 //! constants are kernel parameters; views (reshape, transpose, slice, expand, split) are
 //! read through by their consumers and belong to no group unless they must be stored —
 //! a graph output, or an operand a GEMM cannot read through strides. See
-//! [`analyze`] for which groups the backend can generate and [`classify`] for each op's
+//! [`analyze`](mod@analyze) for which groups the backend can generate and [`classify`](mod@classify) for each op's
 //! role.
 //!
 //! Nodes no graph output depends on are left out. [`plan`] starts from one group per

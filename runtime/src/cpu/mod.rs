@@ -6,7 +6,7 @@
 //! [`CpuModel::run`] then executes the kernels in order on a thread pool: loop nests split
 //! over their outer points, GEMMs (the `gemm` crate) split into output tiles with the
 //! epilogue applied to each tile right after it is computed, convolutions as im2col + GEMM
-//! per tile of output rows (1-D and 2-D columns filled by a native routine, [`Im2col`],
+//! per tile of output rows (1-D and 2-D columns filled by a native routine, `Im2col`,
 //! others by the kernel's im2col nest), attention per block of queries.
 //!
 //! Results do not depend on the thread count: work is split into tiles chosen from the

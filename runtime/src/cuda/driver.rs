@@ -35,7 +35,7 @@ pub(crate) struct Context {
     ctx: sys::CUcontext,
 }
 
-/// What [`Context::new`] found.
+/// What `Context::new` found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceInfo {
     pub ordinal: usize,
