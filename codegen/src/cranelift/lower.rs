@@ -11,6 +11,12 @@
 //! vary along the vector loop are f32x4 (bool masks i32x4); the innermost vector loop is
 //! unrolled with independent accumulators and followed by a one-vector loop and a scalar
 //! tail. Integers compute in i64 and bools in i8, mirroring the reference interpreter.
+//!
+//! Windows (pools, depthwise convolutions): the row-only part of each load's index is
+//! computed once per row; lanes of a strided load are loads at constant offsets from one
+//! address; and in outer-vectorized nests each row runs as border, interior, border,
+//! where the interior is the interval of the vector loop on which every column guard
+//! holds for every window tap (`interior`), so it runs without them.
 
 use std::collections::HashMap;
 
@@ -82,6 +88,61 @@ pub(crate) struct Lower<'a, 'b> {
     ptrs: Vec<Option<Value>>,
     err: Variable,
     col: (Value, Value),
+    /// Set while emitting the interior of an outer-vectorized row, where every column
+    /// guard (see [`column_guard`]) is known to hold and is not emitted.
+    interior: bool,
+    /// Per load expression, the part of its index that depends only on the current row
+    /// (constant plus terms in row variables), computed once at the top of the row.
+    row_base: Vec<Option<Value>>,
+    /// Outer variables that are fixed for a whole row (all but the vector one).
+    row_vars: usize,
+}
+
+/// A guard that depends on the vector loop `vv` with a positive coefficient and otherwise
+/// only on inner loops (a window's column bound): it holds for every inner point on one
+/// interval of `vv`, computed by [`interior`]. The bounds `(lo, hi)` of `vv` when it is.
+fn column_guard(g: &Guard, vv: Var) -> Option<(i64, i64)> {
+    fn only_inner(i: &Index) -> bool {
+        i.terms().iter().all(|(a, _)| match a {
+            Atom::Var(v, _) => matches!(v, Var::Inner(_)),
+            Atom::Div(e, _) | Atom::Mod(e, _) => only_inner(e),
+            Atom::Value(..) => false,
+        })
+    }
+    let a = g.index.stride_of(vv)?;
+    let rest = g.index.without(vv);
+    if a <= 0 || !only_inner(&rest) {
+        return None;
+    }
+    let (rmin, rmax) = rest.range();
+    // a·v + rmin ≥ lo and a·v + rmax < hi for every inner point.
+    let lo = (g.lo - rmin).max(0);
+    let lo = (lo + a - 1) / a;
+    let top = g.hi - 1 - rmax;
+    let hi = if top < 0 { 0 } else { top / a + 1 };
+    Some((lo, hi))
+}
+
+/// The interval `[lo, hi)` of the vector loop on which every column guard of `nest`
+/// holds, when there is at least one column guard.
+fn interior(nest: &Nest, vv: Var) -> Option<(i64, i64)> {
+    let mut found = false;
+    let (mut lo, mut hi) = (0i64, i64::MAX);
+    for e in &nest.exprs {
+        let gs = match &e.op {
+            ExprOp::LoadIf { guards, .. } => guards,
+            ExprOp::InRange(gs) => gs,
+            _ => continue,
+        };
+        for g in gs {
+            if let Some((l, h)) = column_guard(g, vv) {
+                found = true;
+                lo = lo.max(l);
+                hi = hi.min(h);
+            }
+        }
+    }
+    found.then_some((lo, hi))
 }
 
 /// Lowers `nest` into the (empty) function of `b`.
@@ -139,6 +200,13 @@ pub(crate) fn lower_nest(
         ptrs,
         err,
         col: (cb, ce),
+        interior: false,
+        row_base: vec![None; nest.exprs.len()],
+        row_vars: if host == 2 {
+            nest.outer.len() - 1
+        } else {
+            nest.outer.len()
+        },
     };
     l.levels = l.compute_levels();
     // Row loop over parallel units.
@@ -167,26 +235,45 @@ pub(crate) fn lower_nest(
             };
             l.outer_vals[k] = Some(v);
         }
+        l.row_bases();
         if l.host == 2 {
             let all: Vec<u32> = (0..l.nest.phases.len()).flat_map(|p| l.needed(p)).collect();
             l.preemit(&all, 1)?;
             let ol = l.nest.outer[l.nest.outer.len() - 1] as i64;
-            let zero = l.b.ins().iconst(I64, 0);
-            let olv = l.b.ins().iconst(I64, ol);
-            l.lanes = 4;
-            let after = l.counted_loop(zero, olv, 4, &mut |l, ov| {
+            // Windows: the columns where no column guard can fail run without them.
+            let split = l
+                .vec_var
+                .and_then(|vv| interior(l.nest, vv))
+                .map(|(lo, hi)| (lo.clamp(0, ol), hi.clamp(0, ol)))
+                .filter(|(lo, hi)| hi - lo >= 8);
+            let segments = match split {
+                Some((lo, hi)) => vec![(0, lo, false), (lo, hi, true), (hi, ol, false)],
+                None => vec![(0, ol, false)],
+            };
+            for (from, to, inside) in segments {
+                if from >= to {
+                    continue;
+                }
+                l.interior = inside;
+                let fv = l.b.ins().iconst(I64, from);
+                let tv = l.b.ins().iconst(I64, to);
+                l.lanes = 4;
+                let after = l.counted_loop(fv, tv, 4, &mut |l, ov| {
+                    l.clear_from(2);
+                    l.vec_base = Some(ov);
+                    l.vec_off = 0;
+                    l.phases()
+                })?;
+                l.lanes = 1;
+                l.counted_loop(after, tv, 1, &mut |l, ov| {
+                    l.clear_from(2);
+                    l.vec_base = Some(ov);
+                    l.vec_off = 0;
+                    l.phases()
+                })?;
                 l.clear_from(2);
-                l.vec_base = Some(ov);
-                l.vec_off = 0;
-                l.phases()
-            })?;
-            l.lanes = 1;
-            l.counted_loop(after, olv, 1, &mut |l, ov| {
-                l.clear_from(2);
-                l.vec_base = Some(ov);
-                l.vec_off = 0;
-                l.phases()
-            })?;
+            }
+            l.interior = false;
             l.lanes = 4;
             Ok(())
         } else {
@@ -504,6 +591,135 @@ impl<'a, 'b> Lower<'a, 'b> {
         }
     }
 
+    /// Whether `a` depends only on row variables (and so is fixed for the whole row).
+    fn row_only(&self, a: &Atom) -> bool {
+        match a {
+            Atom::Var(Var::Outer(k), _) => (*k as usize) < self.row_vars,
+            Atom::Var(Var::Inner(_), _) | Atom::Value(..) => false,
+            Atom::Div(e, _) | Atom::Mod(e, _) => e.terms().iter().all(|(a, _)| self.row_only(a)),
+        }
+    }
+
+    /// Computes `row_base` for every load emitted below the row level whose index has a
+    /// row-only term: its divisions and products then run once per row, not per point.
+    fn row_bases(&mut self) {
+        for e in 0..self.nest.exprs.len() {
+            self.row_base[e] = None;
+            if self.levels[e] <= 1 {
+                continue;
+            }
+            let index = match &self.nest.exprs[e].op {
+                ExprOp::Load { index, .. } | ExprOp::LoadIf { index, .. } => index.clone(),
+                _ => continue,
+            };
+            if !index.terms().iter().any(|(a, _)| self.row_only(a)) {
+                continue;
+            }
+            let mut acc = self.b.ins().iconst(I64, index.constant_part());
+            for (a, c) in index.terms() {
+                if !self.row_only(a) {
+                    continue;
+                }
+                let Ok(v) = self.atom(a, 0) else {
+                    return;
+                };
+                let t = if *c == 1 {
+                    v
+                } else {
+                    self.b.ins().imul_imm_s(v, *c)
+                };
+                acc = self.b.ins().iadd(acc, t);
+            }
+            self.row_base[e] = Some(self.opaque(acc));
+        }
+    }
+
+    /// `v` through a stack slot. Without it Cranelift's egraph sinks a pure row-level
+    /// computation back into the loops that use it: in a max pool's optimized CLIF the
+    /// magic-number division for `(o0)/55` ran at every window tap; with it, once per row
+    /// (the store/load pair itself is forwarded away).
+    fn opaque(&mut self, v: Value) -> Value {
+        let slot = self
+            .b
+            .create_sized_stack_slot(cranelift_codegen::ir::StackSlotData::new(
+                cranelift_codegen::ir::StackSlotKind::ExplicitSlot,
+                8,
+                3,
+            ));
+        self.b.ins().stack_store(I64, v, slot, 0);
+        self.b.ins().stack_load(I64, I64, slot, 0)
+    }
+
+    /// The index of load expression `e` at `lane`, from its row base when it has one.
+    fn load_index(&mut self, e: ExprId, i: &Index, lane: i64) -> Result<Value, String> {
+        let Some(base) = self.row_base[e as usize] else {
+            return self.index(i, lane);
+        };
+        let mut acc = base;
+        for (a, c) in i.terms() {
+            if self.row_only(a) {
+                continue;
+            }
+            let v = self.atom(a, lane)?;
+            let t = if *c == 1 {
+                v
+            } else {
+                self.b.ins().imul_imm_s(v, *c)
+            };
+            acc = self.b.ins().iadd(acc, t);
+        }
+        Ok(acc)
+    }
+
+    /// Four lanes of f32 `param` at `index`, `stride` elements apart along the vector loop
+    /// (`None`: not affine in it), as scalar loads from one address when the stride is known.
+    fn lanes_f32(
+        &mut self,
+        e: ExprId,
+        param: u32,
+        index: &Index,
+        stride: Option<i64>,
+    ) -> Result<Value, String> {
+        let mut lanes = Vec::new();
+        match stride {
+            Some(st) if self.params[param as usize].dtype == DType::F32 && st.abs() < 1 << 20 => {
+                let i = self.load_index(e, index, 0)?;
+                let a = self.addr(param, i);
+                for lane in 0..4 {
+                    let off = (lane * st * 4) as i32;
+                    lanes.push(self.b.ins().load(F32, trusted(), a, off));
+                }
+            }
+            _ => {
+                for lane in 0..4 {
+                    let i = self.load_index(e, index, lane)?;
+                    lanes.push(self.load_scalar(param, i));
+                }
+            }
+        }
+        Ok(self.pack_f(&lanes))
+    }
+
+    fn atom(&mut self, a: &Atom, lane: i64) -> Result<Value, String> {
+        Ok(match a {
+            Atom::Var(v, _) => self.var_value(*v, lane),
+            Atom::Div(e, d) => {
+                let x = self.index(e, lane)?;
+                let dv = self.b.ins().iconst(I64, *d);
+                self.b.ins().udiv(x, dv)
+            }
+            Atom::Mod(e, d) => {
+                let x = self.index(e, lane)?;
+                let dv = self.b.ins().iconst(I64, *d);
+                self.b.ins().urem(x, dv)
+            }
+            Atom::Value(x, _) => match self.cache[*x as usize] {
+                Some(Val::S(v)) => v,
+                _ => return Err(format!("index value e{x} is not available as a scalar")),
+            },
+        })
+    }
+
     fn index(&mut self, i: &Index, lane: i64) -> Result<Value, String> {
         let mut acc = self.b.ins().iconst(I64, i.constant_part());
         for (a, c) in i.terms() {
@@ -669,9 +885,22 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     /// Guards as a scalar bool for one lane.
+    /// The guards that must still be checked (all but the column guards in the interior).
+    fn live(&self, gs: &[Guard]) -> Vec<Guard> {
+        match (self.interior, self.vec_var) {
+            (true, Some(vv)) => gs
+                .iter()
+                .filter(|g| column_guard(g, vv).is_none())
+                .cloned()
+                .collect(),
+            _ => gs.to_vec(),
+        }
+    }
+
     fn guards(&mut self, gs: &[Guard], lane: i64) -> Result<Value, String> {
+        let gs = self.live(gs);
         let mut acc = self.b.ins().iconst(I8, 1);
-        for g in gs {
+        for g in &gs {
             let i = self.index(&g.index, lane)?;
             let d = self.b.ins().iadd_imm_s(i, -g.lo);
             let ok = self
@@ -699,17 +928,13 @@ impl<'a, 'b> Lower<'a, 'b> {
         let vv = self.vec_var.expect("vector mode");
         Ok(match &expr.op {
             ExprOp::Load { param, index } => {
-                if index.stride_of(vv) == Some(1) {
-                    let i = self.index(index, 0)?;
+                let stride = index.stride_of(vv);
+                if stride == Some(1) {
+                    let i = self.load_index(e, index, 0)?;
                     let a = self.addr(*param, i);
                     self.b.ins().load(F32X4, trusted(), a, 0)
                 } else {
-                    let mut lanes = Vec::new();
-                    for l in 0..4 {
-                        let i = self.index(index, l)?;
-                        lanes.push(self.load_scalar(*param, i));
-                    }
-                    self.pack_f(&lanes)
+                    self.lanes_f32(e, *param, index, stride)?
                 }
             }
             ExprOp::LoadIf {
@@ -725,7 +950,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                     let mut lanes = Vec::new();
                     for lane in 0..4 {
                         let ok = l.guards(guards, lane)?;
-                        let i = l.index(index, lane)?;
+                        let i = l.load_index(e, index, lane)?;
                         let z = l.b.ins().iconst(I64, 0);
                         let safe = l.b.ins().select(ok, i, z);
                         let x = l.load_scalar(*param, safe);
@@ -734,6 +959,19 @@ impl<'a, 'b> Lower<'a, 'b> {
                     }
                     Ok(l.pack_f(&lanes))
                 };
+                if fast && self.live(guards).is_empty() {
+                    // The interior of a window: every guard is known to hold.
+                    return self.emit_vector(
+                        e,
+                        &crate::kir::Expr {
+                            dtype: expr.dtype,
+                            op: ExprOp::Load {
+                                param: *param,
+                                index: index.clone(),
+                            },
+                        },
+                    );
+                }
                 if !fast {
                     return slow(self);
                 }
@@ -744,16 +982,11 @@ impl<'a, 'b> Lower<'a, 'b> {
                     F32X4,
                     &mut |l| {
                         if stride == Some(1) {
-                            let i = l.index(index, 0)?;
+                            let i = l.load_index(e, index, 0)?;
                             let a = l.addr(*param, i);
                             Ok(l.b.ins().load(F32X4, trusted(), a, 0))
                         } else {
-                            let mut lanes = Vec::new();
-                            for lane in 0..4 {
-                                let i = l.index(index, lane)?;
-                                lanes.push(l.load_scalar(*param, i));
-                            }
-                            Ok(l.pack_f(&lanes))
+                            l.lanes_f32(e, *param, index, stride)
                         }
                     },
                     &mut |l| slow(l),
@@ -774,7 +1007,10 @@ impl<'a, 'b> Lower<'a, 'b> {
                     }
                     Ok(v)
                 };
-                if gs.iter().all(|g| g.index.stride_of(vv).is_some()) {
+                if self.live(gs).is_empty() {
+                    let m1 = self.b.ins().iconst(I32, -1);
+                    self.b.ins().splat(I32X4, m1)
+                } else if gs.iter().all(|g| g.index.stride_of(vv).is_some()) {
                     self.branch_lanes(
                         gs,
                         I32X4,
@@ -983,7 +1219,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         let v = match &expr.op {
             ExprOp::Lit(l) => return Ok(self.lit(*l, dt)),
             ExprOp::Load { param, index } => {
-                let i = self.index(index, 0)?;
+                let i = self.load_index(e, index, 0)?;
                 return Ok(self.load_scalar(*param, i));
             }
             ExprOp::LoadIf {
@@ -992,8 +1228,12 @@ impl<'a, 'b> Lower<'a, 'b> {
                 guards,
                 default,
             } => {
+                if self.live(guards).is_empty() {
+                    let i = self.load_index(e, index, 0)?;
+                    return Ok(self.load_scalar(*param, i));
+                }
                 let ok = self.guards(guards, 0)?;
-                let i = self.index(index, 0)?;
+                let i = self.load_index(e, index, 0)?;
                 let z = self.b.ins().iconst(I64, 0);
                 let safe = self.b.ins().select(ok, i, z);
                 let x = self.load_scalar(*param, safe);

@@ -416,3 +416,107 @@ fn conv_geometries() {
         );
     }
 }
+
+/// Windows wide enough that their rows split into guarded borders and an unguarded
+/// interior (the JIT skips column guards there): pools and depthwise convolutions over
+/// strides, dilations, asymmetric pads and ceil mode, against the reference.
+#[test]
+fn window_interiors() {
+    let pools = [
+        // (input [n, c, h, w], kernel, strides, pads, dilations, ceil_mode, max?)
+        (
+            [1, 3, 9, 37],
+            [3, 3],
+            [2, 2],
+            [1, 1, 1, 1],
+            [1, 1],
+            false,
+            true,
+        ),
+        (
+            [2, 2, 6, 41],
+            [2, 5],
+            [1, 3],
+            [0, 2, 1, 1],
+            [1, 1],
+            true,
+            true,
+        ),
+        (
+            [1, 2, 7, 33],
+            [3, 3],
+            [1, 1],
+            [1, 1, 1, 1],
+            [2, 2],
+            false,
+            false,
+        ),
+        (
+            [1, 4, 5, 29],
+            [1, 4],
+            [1, 2],
+            [0, 3, 0, 0],
+            [1, 1],
+            true,
+            false,
+        ),
+    ];
+    for (i, (x, k, s, p, d, ceil, max)) in pools.into_iter().enumerate() {
+        let mut g = Graph::new("t");
+        let xi = g.add_input("x", ty(DType::F32, &x));
+        let kind = if max {
+            PoolKind::Max { indices: false }
+        } else {
+            PoolKind::Average {
+                count_include_pad: i % 2 == 0,
+            }
+        };
+        let attrs = PoolAttrs {
+            kernel: k.to_vec(),
+            strides: s.to_vec(),
+            pads: p.to_vec(),
+            dilations: d.to_vec(),
+            ceil_mode: ceil,
+        };
+        let y = g
+            .add_node(Op::Pool { kind, attrs }, &[xi], "pool")
+            .unwrap_or_else(|e| panic!("pool {i}: {e}"));
+        g.add_output("y", y[0]);
+        check(&g, &[rand_tensor(DType::F32, &x, 200 + i as u64)], 1e-5);
+    }
+    let depthwise = [
+        // (input, kernel, strides, pads, dilations)
+        ([1, 3, 8, 40], [3, 3], [1, 1], [1, 1, 1, 1], [1, 1]),
+        ([2, 2, 7, 45], [3, 5], [2, 2], [1, 2, 0, 3], [1, 2]),
+        ([1, 4, 6, 30], [1, 3], [1, 3], [0, 0, 0, 2], [1, 1]),
+    ];
+    for (i, (x, k, s, p, d)) in depthwise.into_iter().enumerate() {
+        let c = x[1];
+        let w = [c, 1, k[0], k[1]];
+        let mut g = Graph::new("t");
+        let xi = g.add_input("x", ty(DType::F32, &x));
+        let wi = g.add_input("w", ty(DType::F32, &w));
+        let y = g
+            .add_node1(
+                Op::Conv(ConvAttrs {
+                    strides: s.to_vec(),
+                    pads: p.to_vec(),
+                    dilations: d.to_vec(),
+                    group: c,
+                }),
+                &[xi, wi],
+                "dw",
+            )
+            .unwrap_or_else(|e| panic!("depthwise {i}: {e}"));
+        let r = g.add_node1(Op::Unary(UnaryOp::Relu), &[y], "relu").unwrap();
+        g.add_output("y", r);
+        check(
+            &g,
+            &[
+                rand_tensor(DType::F32, &x, 300 + i as u64),
+                rand_tensor(DType::F32, &w, 400 + i as u64),
+            ],
+            1e-5,
+        );
+    }
+}
