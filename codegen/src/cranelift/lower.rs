@@ -1788,9 +1788,13 @@ impl<'a, 'b> Lower<'a, 'b> {
                 continue;
             }
             let val = self.get(r.value)?;
+            // A mask that is the literal `true` (pools without padding) selects nothing.
+            let always = |m: ExprId| {
+                matches!(self.nest.exprs[m as usize].op, ExprOp::Lit(Lit::B(true)))
+            };
             let mask = match r.mask {
-                Some(m) => Some(self.get(m)?),
-                None => None,
+                Some(m) if !always(m) => Some(self.get(m)?),
+                _ => None,
             };
             let var = match copy {
                 Copy::Vector(u) if !accs.vec[slot].is_empty() => accs.vec[slot][u],
