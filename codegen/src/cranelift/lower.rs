@@ -4,7 +4,8 @@
 //! `[begin, end)` is a range of parallel units: outer points (row-major over all outer
 //! loops), or in outer-vectorized nests, rows of all outer loops but the last, which is
 //! run whole, four lanes at a time. `[col_begin, col_end)` restricts the last inner loop
-//! (GEMM epilogues run per output tile); callers pass the full extent otherwise.
+//! (GEMM epilogues run per output tile); callers pass the full extent otherwise, and always
+//! for outer-vectorized nests.
 //!
 //! Expressions are emitted at the loop level of their innermost dependency (loop-invariant
 //! code is computed once per row or per outer iteration). In vectorized nests, values that
@@ -16,7 +17,8 @@
 //! computed once per row; lanes of a strided load are loads at constant offsets from one
 //! address; and in outer-vectorized nests each row runs as border, interior, border,
 //! where the interior is the interval of the vector loop on which every column guard
-//! holds for every window tap (`interior`), so it runs without them.
+//! holds for every window tap (`interior`), so it runs without them; windows of at most
+//! 32 taps are unrolled into straight-line code.
 
 use std::collections::HashMap;
 
@@ -522,6 +524,20 @@ impl<'a, 'b> Lower<'a, 'b> {
             (z, e)
         };
         let vectorized = last && self.vec_var == Some(Var::Inner(depth as u8));
+        // Small windows of outer-vectorized nests (pools, depthwise convolutions; callers
+        // never restrict their columns) are unrolled: the taps become straight-line code
+        // whose indices and guards fold against constant offsets.
+        let taps: usize = self.nest.inner.iter().product();
+        if self.host == 2 && taps <= 32 {
+            for i in 0..self.nest.inner[depth] {
+                self.clear_from(level);
+                self.inner_vals[depth] = Some(self.b.ins().iconst(I64, i as i64));
+                self.preemit(needed, level)?;
+                self.inner(depth + 1, needed, body)?;
+            }
+            self.clear_from(level);
+            return Ok(());
+        }
         if !vectorized {
             self.counted_loop(start, end, 1, &mut |l, i| {
                 l.clear_from(level);
@@ -1789,9 +1805,8 @@ impl<'a, 'b> Lower<'a, 'b> {
             }
             let val = self.get(r.value)?;
             // A mask that is the literal `true` (pools without padding) selects nothing.
-            let always = |m: ExprId| {
-                matches!(self.nest.exprs[m as usize].op, ExprOp::Lit(Lit::B(true)))
-            };
+            let always =
+                |m: ExprId| matches!(self.nest.exprs[m as usize].op, ExprOp::Lit(Lit::B(true)));
             let mask = match r.mask {
                 Some(m) if !always(m) => Some(self.get(m)?),
                 _ => None,

@@ -27,7 +27,8 @@ pub use lower::{STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE};
 /// # Safety
 /// `params` must point to one pointer per kernel parameter, each valid for the
 /// parameter's length and dtype; `status` to a writable u64; `begin <= end <=`
-/// [`parallel_units`]; `col_begin <= col_end <=` the last inner extent.
+/// [`parallel_units`]; `col_begin <= col_end <=` the last inner extent, and for
+/// outer-vectorized nests exactly the whole extent (their small windows are unrolled).
 pub type NestFn = unsafe extern "C" fn(*const *mut u8, *mut u64, u64, u64, u64, u64);
 
 /// How many independent units `[begin, end)` ranges over for `nest`.
