@@ -5,7 +5,7 @@
 //!
 //! * [`ir`]: the graph IR, its text form and verifier.
 //! * [`onnx`]: the ONNX importer.
-//! * [`runtime`]: the reference interpreter (and, later, compiled backends).
+//! * [`runtime`]: the reference interpreter and the compiled CPU (and CUDA) backends.
 //! * [`passes`], [`codegen`]: the optimizer and kernel generation.
 //! * [`sample`]: the on-disk sample format (model, inputs, reference outputs).
 //!
@@ -29,6 +29,25 @@ use tessera_passes::cost::DeviceProfile;
 use tessera_passes::egraph::{EGraphConfig, EGraphOptimizer};
 use tessera_passes::{PassContext, PassError, PassReport};
 use tessera_runtime::reference::Reference;
+
+/// An error and its causes on one line, `: `-separated, leaving out a cause whose text the
+/// line already contains (our errors quote their I/O source in their own message). Both
+/// command-line tools report errors this way.
+pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
 
 /// Imports an ONNX model file, folding constant shape subgraphs with the reference
 /// interpreter. `bind` replaces graph inputs by constant values (by name).

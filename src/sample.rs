@@ -111,6 +111,37 @@ impl SplitMix64 {
     }
 }
 
+/// The range random inputs of `dtype` are drawn from when nothing says otherwise: floats
+/// in `[-1, 1)`, bools either value, integers in `[0, int_high)` (keep it below the
+/// smallest dimension an integer input may index).
+pub fn default_range(dtype: DType, int_high: f64) -> (f64, f64) {
+    match dtype {
+        d if d.is_float() => (-1.0, 1.0),
+        DType::Bool => (0.0, 1.0),
+        _ => (0.0, int_high),
+    }
+}
+
+/// Random values for every input of `g`: input `k` from seed `seed + k` in
+/// [`default_range`].
+pub fn random_inputs(g: &tessera_ir::Graph, seed: u64, int_high: f64) -> Vec<Tensor> {
+    g.inputs()
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            let ty = g.ty(p.value);
+            let (lo, hi) = default_range(ty.dtype, int_high);
+            splitmix64_uniform(
+                ty.dtype,
+                ty.shape.clone(),
+                seed.wrapping_add(k as u64),
+                lo,
+                hi,
+            )
+        })
+        .collect()
+}
+
 /// A tensor from the `splitmix64-uniform` generator: floats uniform in `[low, high)`,
 /// integers `low + next % (high - low)`, bools from the top bit. Row-major order.
 pub fn splitmix64_uniform(dtype: DType, shape: Shape, seed: u64, low: f64, high: f64) -> Tensor {

@@ -22,40 +22,11 @@ use std::process::Command;
 
 mod cuda_support;
 
-use tessera::codegen::cuda::{CudaKernel, Launch, Step};
+use tessera::codegen::cuda::{CudaKernel, Launch, Step, storage};
 use tessera::codegen::kir::{Access, Binding, Kernel};
-use tessera::ir::{DType, Graph, Tensor, ValueId};
+use tessera::ir::{Graph, Tensor, ValueId};
 use tessera::passes::fusion::Mode;
-use tessera::sample::{compare, splitmix64_uniform};
-
-fn storage(d: DType) -> &'static str {
-    match d {
-        DType::F32 => "float",
-        DType::F64 => "double",
-        DType::F16 => "__half",
-        DType::BF16 => "__nv_bfloat16",
-        DType::I8 => "signed char",
-        DType::I16 => "short",
-        DType::I32 => "int",
-        DType::I64 => "long long",
-        DType::U8 => "unsigned char",
-        DType::U16 => "unsigned short",
-        DType::U32 => "unsigned int",
-        DType::U64 => "unsigned long long",
-        DType::Bool => "bool",
-    }
-}
-
-/// GraphNet's tolerances (graphnet-bench's `tolerance::tolerance`, three digits).
-fn tolerance(d: DType) -> (f64, f64) {
-    match d {
-        DType::F32 => (1e-5, 1.30e-6),
-        DType::F16 => (1e-3, 1.58e-2),
-        DType::BF16 => (1e-3, 8.36e-2),
-        DType::F64 => (1e-7, 1e-7),
-        _ => (0.0, 0.0),
-    }
-}
+use tessera::sample::{compare, random_inputs};
 
 fn launches(k: &CudaKernel) -> Vec<&Launch> {
     k.steps
@@ -255,22 +226,6 @@ fn run(
         .collect()
 }
 
-fn random_inputs(g: &Graph) -> Vec<Tensor> {
-    g.inputs()
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let ty = g.ty(p.value);
-            let (lo, hi) = match ty.dtype {
-                d if d.is_float() => (-1.0, 1.0),
-                DType::Bool => (0.0, 1.0),
-                _ => (0.0, 8.0),
-            };
-            splitmix64_uniform(ty.dtype, ty.shape.clone(), 77 + i as u64, lo, hi)
-        })
-        .collect()
-}
-
 /// Emits, builds, runs and compares one model; the problems found.
 fn check(name: &str, g: &Graph, inputs: &[Tensor], mode: Mode) -> Vec<String> {
     let (g, kernels, cuda) =
@@ -285,7 +240,7 @@ fn check(name: &str, g: &Graph, inputs: &[Tensor], mode: Mode) -> Vec<String> {
     };
     let mut problems = Vec::new();
     for (k, (a, e)) in outs.iter().zip(&expected).enumerate() {
-        let (atol, rtol) = tolerance(e.dtype());
+        let (atol, rtol) = cuda_support::tolerance(e.dtype());
         match compare(a, e, atol, rtol) {
             Some(c) if c.all_close => {}
             Some(c) => problems.push(format!(
@@ -304,7 +259,7 @@ fn check(name: &str, g: &Graph, inputs: &[Tensor], mode: Mode) -> Vec<String> {
 fn cuda_cases_compute_the_reference_results() {
     let mut problems = Vec::new();
     for (name, g) in cuda_support::cases() {
-        let inputs = random_inputs(&g);
+        let inputs = random_inputs(&g, 77, 8.0);
         for mode in [Mode::Fused, Mode::Eager] {
             problems.extend(check(&format!("{name}_{mode:?}"), &g, &inputs, mode));
         }

@@ -20,38 +20,10 @@ mod cuda_support;
 
 use std::time::Instant;
 
-use tessera::ir::{DType, Graph, Tensor};
+use tessera::ir::{Graph, Tensor};
 use tessera::passes::fusion::Mode;
 use tessera::runtime::cuda::{CudaOptions, GemmBackend, probe, standard_include_dirs};
-use tessera::sample::{compare, splitmix64_uniform};
-
-/// GraphNet's tolerance per output dtype (graphnet-bench's `tolerance::tolerance`, rounded
-/// to three digits): t = −5 for f32/f64, t = −3 for f16/bf16.
-fn tolerance(d: DType) -> (f64, f64) {
-    match d {
-        DType::F32 => (1e-5, 1.30e-6),
-        DType::F16 => (1e-3, 1.58e-2),
-        DType::BF16 => (1e-3, 8.36e-2),
-        DType::F64 => (1e-7, 1e-7),
-        _ => (0.0, 0.0),
-    }
-}
-
-fn random_inputs(g: &Graph) -> Vec<Tensor> {
-    g.inputs()
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let ty = g.ty(p.value);
-            let (lo, hi) = match ty.dtype {
-                d if d.is_float() => (-1.0, 1.0),
-                DType::Bool => (0.0, 1.0),
-                _ => (0.0, 8.0),
-            };
-            splitmix64_uniform(ty.dtype, ty.shape.clone(), 1000 + i as u64, lo, hi)
-        })
-        .collect()
-}
+use tessera::sample::{compare, random_inputs};
 
 fn options(mode: Mode, gemm: GemmBackend) -> CudaOptions {
     CudaOptions {
@@ -91,7 +63,7 @@ fn check(name: &str, g: &Graph, inputs: &[Tensor], opts: &CudaOptions) -> Vec<St
             }
         };
         for (k, (a, e)) in outs.iter().zip(&expected).enumerate() {
-            let (atol, rtol) = tolerance(e.dtype());
+            let (atol, rtol) = cuda_support::tolerance(e.dtype());
             match compare(a, e, atol, rtol) {
                 Some(c) if c.all_close => {}
                 Some(c) => problems.push(format!(
@@ -154,7 +126,7 @@ fn cuda_runs_match_the_reference_interpreter() {
         }
     }
     for (name, g) in cuda_support::cases() {
-        let inputs = random_inputs(&g);
+        let inputs = random_inputs(&g, 1000, 8.0);
         for mode in [Mode::Fused, Mode::Eager] {
             problems.extend(check(
                 &format!("{name} ({mode:?})"),

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use tessera::ir::{DType, Tensor};
+use tessera::ir::Tensor;
 use tessera::passes::fusion::analyze::GroupKind;
-use tessera::sample::splitmix64_uniform;
+use tessera::sample::random_inputs;
 use tessera::{CompiledModel, Options};
 
 use super::common::load;
@@ -80,20 +80,7 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
     let (g, sample) = load(a.model, a.bind)?;
     let inputs: Vec<Tensor> = match &sample {
         Some(s) => s.inputs()?,
-        None => g
-            .inputs()
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let ty = g.ty(p.value);
-                let (lo, hi) = match ty.dtype {
-                    d if d.is_float() => (-1.0, 1.0),
-                    DType::Bool => (0.0, 1.0),
-                    _ => (0.0, 10.0),
-                };
-                splitmix64_uniform(ty.dtype, ty.shape.clone(), a.seed + i as u64, lo, hi)
-            })
-            .collect(),
+        None => random_inputs(&g, a.seed, 10.0),
     };
     let start = Instant::now();
     let compiled = tessera::compile(

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use tessera::ir::{DType, Tensor};
-use tessera::sample::{compare, splitmix64_uniform};
+use tessera::ir::Tensor;
+use tessera::sample::{compare, default_range, splitmix64_uniform};
 
 use super::common::{load, parse_pairs};
 use crate::Bind;
@@ -66,11 +66,7 @@ pub fn run(
         } else if let Some(s) = &from_sample {
             s[i].clone()
         } else {
-            let (lo, hi) = match ty.dtype {
-                d if d.is_float() => (-1.0, 1.0),
-                DType::Bool => (0.0, 1.0),
-                _ => (0.0, 10.0),
-            };
+            let (lo, hi) = default_range(ty.dtype, 10.0);
             eprintln!(
                 "input {:?}: random {} in [{lo}, {hi}) (seed {})",
                 p.name,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use prost::Message;
-use tessera::ir::{Graph, Tensor, text};
+use tessera::ir::{DType, Graph, Tensor, text};
 use tessera::onnx::proto::ModelProto;
 use tessera::onnx::{ImportError, read_tensor_file};
 use tessera::sample::Sample;
@@ -21,6 +21,18 @@ pub const SAMPLES: [&str; 7] = [
     "tiny_gptj_cls",
     "tiny_vit",
 ];
+
+/// GraphNet's tolerance per output dtype (graphnet-bench's `tolerance::tolerance`, rounded
+/// to three digits): t = −5 for f32/f64, t = −3 for f16/bf16; integers and bools exact.
+pub fn tolerance(d: DType) -> (f64, f64) {
+    match d {
+        DType::F32 => (1e-5, 1.30e-6),
+        DType::F16 => (1e-3, 1.58e-2),
+        DType::BF16 => (1e-3, 8.36e-2),
+        DType::F64 => (1e-7, 1e-7),
+        _ => (0.0, 0.0),
+    }
+}
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -631,21 +631,10 @@ impl<'a, 'b> Lower<'a, 'b> {
             if !index.terms().iter().any(|(a, _)| self.row_only(a)) {
                 continue;
             }
-            let mut acc = self.b.ins().iconst(I64, index.constant_part());
-            for (a, c) in index.terms() {
-                if !self.row_only(a) {
-                    continue;
-                }
-                let Ok(v) = self.atom(a, 0) else {
-                    return;
-                };
-                let t = if *c == 1 {
-                    v
-                } else {
-                    self.b.ins().imul_imm_s(v, *c)
-                };
-                acc = self.b.ins().iadd(acc, t);
-            }
+            let c = self.b.ins().iconst(I64, index.constant_part());
+            let Ok(acc) = self.add_terms(c, &index, 0, &|l, a| l.row_only(a)) else {
+                return;
+            };
             self.row_base[e] = Some(self.opaque(acc));
         }
     }
@@ -671,20 +660,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         let Some(base) = self.row_base[e as usize] else {
             return self.index(i, lane);
         };
-        let mut acc = base;
-        for (a, c) in i.terms() {
-            if self.row_only(a) {
-                continue;
-            }
-            let v = self.atom(a, lane)?;
-            let t = if *c == 1 {
-                v
-            } else {
-                self.b.ins().imul_imm_s(v, *c)
-            };
-            acc = self.b.ins().iadd(acc, t);
-        }
-        Ok(acc)
+        self.add_terms(base, i, lane, &|l, a| !l.row_only(a))
     }
 
     /// Four lanes of f32 `param` at `index`, `stride` elements apart along the vector loop
@@ -737,25 +713,23 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     fn index(&mut self, i: &Index, lane: i64) -> Result<Value, String> {
-        let mut acc = self.b.ins().iconst(I64, i.constant_part());
+        let c = self.b.ins().iconst(I64, i.constant_part());
+        self.add_terms(c, i, lane, &|_, _| true)
+    }
+
+    /// `acc` plus the terms of `i` that `pick` selects, at `lane`.
+    fn add_terms(
+        &mut self,
+        mut acc: Value,
+        i: &Index,
+        lane: i64,
+        pick: &dyn Fn(&Self, &Atom) -> bool,
+    ) -> Result<Value, String> {
         for (a, c) in i.terms() {
-            let v = match a {
-                Atom::Var(v, _) => self.var_value(*v, lane),
-                Atom::Div(e, d) => {
-                    let x = self.index(e, lane)?;
-                    let dv = self.b.ins().iconst(I64, *d);
-                    self.b.ins().udiv(x, dv)
-                }
-                Atom::Mod(e, d) => {
-                    let x = self.index(e, lane)?;
-                    let dv = self.b.ins().iconst(I64, *d);
-                    self.b.ins().urem(x, dv)
-                }
-                Atom::Value(x, _) => match self.cache[*x as usize] {
-                    Some(Val::S(v)) => v,
-                    _ => return Err(format!("index value e{x} is not available as a scalar")),
-                },
-            };
+            if !pick(self, a) {
+                continue;
+            }
+            let v = self.atom(a, lane)?;
             let t = if *c == 1 {
                 v
             } else {

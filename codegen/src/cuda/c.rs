@@ -12,7 +12,7 @@ use crate::kir::{Access, Atom, Index, Lit, Param, ParamId, Var};
 pub(crate) const NARROW_LIMIT: i64 = 1 << 30;
 
 /// The C type a value of `d` is stored as.
-pub(crate) fn storage(d: DType) -> &'static str {
+pub fn storage(d: DType) -> &'static str {
     match d {
         DType::F32 => "float",
         DType::F64 => "double",

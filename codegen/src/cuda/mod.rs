@@ -43,6 +43,7 @@ use tessera_ir::{DType, Graph, ValueDef, ValueId};
 use crate::CodegenError;
 use crate::kir::{Access, Binding, Body, Kernel, ParamId};
 
+pub use c::storage;
 pub use prelude::{STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE, prelude};
 
 /// One kernel launch.
