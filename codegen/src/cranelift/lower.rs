@@ -632,8 +632,9 @@ impl<'a, 'b> Lower<'a, 'b> {
                 continue;
             }
             let c = self.b.ins().iconst(I64, index.constant_part());
+            // Row-only atoms are variables and divisions of them: nothing here can fail.
             let Ok(acc) = self.add_terms(c, &index, 0, &|l, a| l.row_only(a)) else {
-                return;
+                continue;
             };
             self.row_base[e] = Some(self.opaque(acc));
         }
@@ -874,7 +875,6 @@ impl<'a, 'b> Lower<'a, 'b> {
         }
     }
 
-    /// Guards as a scalar bool for one lane.
     /// The guards that must still be checked (all but the column guards in the interior).
     fn live(&self, gs: &[Guard]) -> Vec<Guard> {
         match (self.interior, self.vec_var) {
@@ -887,6 +887,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         }
     }
 
+    /// Guards as a scalar bool for one lane.
     fn guards(&mut self, gs: &[Guard], lane: i64) -> Result<Value, String> {
         let gs = self.live(gs);
         let mut acc = self.b.ins().iconst(I8, 1);
