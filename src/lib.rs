@@ -49,6 +49,61 @@ pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
     line
 }
 
+/// Imports an ONNX model file whose graph inputs (in order, initializers excluded) take the
+/// values `inputs`. Shapes are static, so the inputs a shape depends on — those the
+/// importer reports with [`ImportError::NeedsBinding`] — are bound to their values; the
+/// graph and the values of the inputs it still takes, in order, are returned. An input
+/// the importer needs but `inputs` lacks returns that `NeedsBinding` error.
+pub fn load_onnx_with_inputs(
+    path: &Path,
+    inputs: &[Tensor],
+) -> Result<(Graph, Vec<Tensor>), ImportError> {
+    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let names = tessera_onnx::graph_input_names(&bytes)?;
+    let mut bind: HashMap<String, Tensor> = HashMap::new();
+    let graph = loop {
+        match load_onnx(path, bind.clone()) {
+            Ok(g) => break g,
+            Err(ImportError::NeedsBinding {
+                node,
+                input,
+                graph_inputs,
+            }) => {
+                // Each needed input: known, supplied, and not bound already (else the
+                // importer would loop).
+                let fresh: Option<Vec<(String, Tensor)>> = graph_inputs
+                    .iter()
+                    .map(|n| {
+                        let t = inputs.get(names.iter().position(|x| x == n)?)?;
+                        (!bind.contains_key(n)).then(|| (n.clone(), t.clone()))
+                    })
+                    .collect();
+                match fresh {
+                    Some(v) => bind.extend(v),
+                    None => {
+                        return Err(ImportError::NeedsBinding {
+                            node,
+                            input,
+                            graph_inputs,
+                        });
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let rest = names
+        .iter()
+        .zip(inputs)
+        .filter(|(n, _)| !bind.contains_key(*n))
+        .map(|(_, t)| t.clone())
+        .collect();
+    Ok((graph, rest))
+}
+
 /// Imports an ONNX model file, folding constant shape subgraphs with the reference
 /// interpreter. `bind` replaces graph inputs by constant values (by name).
 pub fn load_onnx(path: &Path, bind: HashMap<String, Tensor>) -> Result<Graph, ImportError> {

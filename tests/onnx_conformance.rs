@@ -8,7 +8,7 @@
 //! test is snapshotted, so a test that stops passing (or starts) shows up as a diff; the
 //! target set, plain float32/int64/bool tests of the foundation's op list, must pass.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -205,51 +205,17 @@ fn run_case_on(dir: &Path, cpu: &mut Option<Result<(), String>>) -> Result<(), S
             out.push(t);
         }
     }
-    let model = dir.join("model.onnx");
-    let proto = ModelProto::decode(std::fs::read(&model).map_err(|e| e.to_string())?.as_slice())
-        .map_err(|e| format!("decode: {e}"))?;
-    let input_names: Vec<String> = proto
-        .graph
-        .as_ref()
-        .map(|g| {
-            let inits: Vec<_> = g
-                .initializer
-                .iter()
-                .filter_map(|t| t.name.clone())
-                .collect();
-            g.input
-                .iter()
-                .filter_map(|vi| vi.name.clone())
-                .filter(|n| !inits.contains(n))
-                .collect()
-        })
-        .unwrap_or_default();
     // Shapes are static: inputs that fix a shape are bound to the test's values.
-    let mut bind: HashMap<String, Tensor> = HashMap::new();
-    let graph = loop {
-        match tessera::load_onnx(&model, bind.clone()) {
-            Ok(g) => break g,
-            Err(ImportError::NeedsBinding { graph_inputs, .. })
-                if graph_inputs.iter().all(|n| !bind.contains_key(n)) =>
-            {
-                for n in graph_inputs {
-                    let k = input_names
-                        .iter()
-                        .position(|x| *x == n)
-                        .ok_or("binding an unknown input")?;
-                    let t = inputs.get(k).ok_or("missing input data")?.clone();
-                    bind.insert(n, t);
-                }
-            }
-            Err(ImportError::Unsupported(nodes)) => {
+    let (graph, args) =
+        tessera::load_onnx_with_inputs(&dir.join("model.onnx"), &inputs).map_err(|e| match e {
+            ImportError::Unsupported(nodes) => {
                 let mut ops: Vec<_> = nodes.iter().map(|n| n.op_type.clone()).collect();
                 ops.sort();
                 ops.dedup();
-                return Err(format!("unsupported: {}", ops.join(", ")));
+                format!("unsupported: {}", ops.join(", "))
             }
-            Err(e) => return Err(format!("import: {}", short(&e.to_string()))),
-        }
-    };
+            e => format!("import: {}", short(&e.to_string())),
+        })?;
     // Every imported model also exercises the text form: print, parse, print.
     let opts = tessera::ir::text::PrintOptions::default();
     let text = tessera::ir::text::print(&graph, &opts);
@@ -258,12 +224,6 @@ fn run_case_on(dir: &Path, cpu: &mut Option<Result<(), String>>) -> Result<(), S
     if tessera::ir::text::print(&reparsed, &opts) != text {
         return Err("text round trip: printing the parsed graph differs".into());
     }
-    let args: Vec<Tensor> = input_names
-        .iter()
-        .zip(&inputs)
-        .filter(|(n, _)| !bind.contains_key(*n))
-        .map(|(_, t)| t.clone())
-        .collect();
     let outs = tessera::runtime::reference::run(&graph, &args)
         .map_err(|e| format!("run: {}", short(&e.to_string())))?;
     check_outputs(&outs, &expected)?;
@@ -427,4 +387,26 @@ fn onnx_backend_node_tests() {
         "target tests failing:\n{}",
         unexpected.join("\n")
     );
+}
+
+/// `load_onnx_with_inputs` binds exactly the inputs a shape depends on (Reshape's target
+/// shape) and returns the rest; without that input's value, the importer's request stands.
+#[test]
+fn shape_inputs_are_bound_from_the_given_values() {
+    let dir = fixtures().join("test_reshape_extended_dims");
+    let data = dir.join("test_data_set_0");
+    let inputs: Vec<Tensor> = (0..2)
+        .map(|k| {
+            read_tensor_file(&data.join(format!("input_{k}.pb")))
+                .expect("input")
+                .1
+        })
+        .collect();
+    let model = dir.join("model.onnx");
+    let (g, rest) = tessera::load_onnx_with_inputs(&model, &inputs).expect("imports");
+    assert_eq!(g.inputs().len(), 1, "only the data input remains");
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].ty(), inputs[0].ty());
+    let err = tessera::load_onnx_with_inputs(&model, &inputs[..1]).expect_err("shape missing");
+    assert!(matches!(err, ImportError::NeedsBinding { .. }), "{err}");
 }

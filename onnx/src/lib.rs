@@ -151,6 +151,26 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<Graph, ImportError> 
     convert::model(&model, opts)
 }
 
+/// The names of a serialized model's graph inputs, in order, initializers excluded: the
+/// inputs a caller supplies values for.
+pub fn graph_input_names(bytes: &[u8]) -> Result<Vec<String>, ImportError> {
+    use prost::Message;
+    let model = proto::ModelProto::decode(bytes).map_err(|e| ImportError::Decode(e.to_string()))?;
+    let Some(g) = model.graph else {
+        return Ok(Vec::new());
+    };
+    let inits: std::collections::HashSet<&str> = g
+        .initializer
+        .iter()
+        .filter_map(|t| t.name.as_deref())
+        .collect();
+    Ok(g.input
+        .iter()
+        .filter_map(|vi| vi.name.clone())
+        .filter(|n| !inits.contains(n.as_str()))
+        .collect())
+}
+
 /// Imports a model file; external data is read from the file's folder unless
 /// `opts.base_dir` says otherwise.
 pub fn import_file(path: &Path, opts: ImportOptions) -> Result<Graph, ImportError> {

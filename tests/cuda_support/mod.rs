@@ -3,12 +3,9 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use prost::Message;
 use tessera::ir::{DType, Graph, Tensor, text};
-use tessera::onnx::proto::ModelProto;
 use tessera::onnx::{ImportError, read_tensor_file};
 use tessera::sample::Sample;
 
@@ -99,56 +96,10 @@ pub fn load_node_test(dir: &Path) -> Result<(Graph, Vec<Tensor>), String> {
         let (_, t) = read_tensor_file(&p).map_err(|e| format!("input {k}: {e}"))?;
         inputs.push(t);
     }
-    let model = dir.join("model.onnx");
-    let proto = ModelProto::decode(std::fs::read(&model).map_err(|e| e.to_string())?.as_slice())
-        .map_err(|e| format!("decode: {e}"))?;
-    let names: Vec<String> = proto
-        .graph
-        .as_ref()
-        .map(|g| {
-            let inits: Vec<_> = g
-                .initializer
-                .iter()
-                .filter_map(|t| t.name.clone())
-                .collect();
-            g.input
-                .iter()
-                .filter_map(|vi| vi.name.clone())
-                .filter(|n| !inits.contains(n))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut bind: HashMap<String, Tensor> = HashMap::new();
-    let g = loop {
-        match tessera::load_onnx(&model, bind.clone()) {
-            Ok(g) => break g,
-            Err(ImportError::NeedsBinding { graph_inputs, .. })
-                if graph_inputs.iter().all(|n| !bind.contains_key(n)) =>
-            {
-                for n in graph_inputs {
-                    let k = names
-                        .iter()
-                        .position(|x| *x == n)
-                        .ok_or("binds an unknown input")?;
-                    bind.insert(n, inputs.get(k).ok_or("missing input data")?.clone());
-                }
-            }
-            Err(ImportError::Unsupported(_)) => return Err("unsupported ops".into()),
-            Err(e) => {
-                return Err(format!(
-                    "import: {}",
-                    e.to_string().lines().next().unwrap_or("")
-                ));
-            }
-        }
-    };
-    let args = names
-        .iter()
-        .zip(inputs)
-        .filter(|(n, _)| !bind.contains_key(*n))
-        .map(|(_, t)| t)
-        .collect();
-    Ok((g, args))
+    tessera::load_onnx_with_inputs(&dir.join("model.onnx"), &inputs).map_err(|e| match e {
+        ImportError::Unsupported(_) => "unsupported ops".to_string(),
+        e => format!("import: {}", e.to_string().lines().next().unwrap_or("")),
+    })
 }
 
 /// Where the CUDA toolkit pieces are: `TESSERA_CUDA_DIR`, else `.cuda/nvidia/cu13` (what
