@@ -10,6 +10,7 @@
 //! (feature `cuda`) are added here by later issues, behind the same input/output contract:
 //! one tensor per graph input, in order, checked against the graph's declared types.
 
+mod arena;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;

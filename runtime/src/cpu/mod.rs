@@ -27,10 +27,10 @@ use tessera_codegen::build::build_kernels;
 use tessera_codegen::cranelift::{
     Jit, JitCode, NestFn, STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE, parallel_units,
 };
-use tessera_codegen::kir::{Access, Attention, Binding, Body, Conv, Gemm, Kernel, Nest};
+use tessera_codegen::kir::{Attention, Binding, Body, Conv, Gemm, Kernel, Nest};
 use tessera_ir::{DType, Element, Graph, Tensor, ValueId, dispatch_dtype, verify, with_data};
 use tessera_passes::fusion::{self, FusionPlan};
-use tessera_passes::memory::{ArenaPlan, Buffer, plan_buffers};
+use tessera_passes::memory::ArenaPlan;
 
 pub use pool::Pool;
 pub use tessera_passes::fusion::Mode;
@@ -171,65 +171,11 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
     }
     let code = jit.finish()?;
 
-    // Memory plan: stored values from their first write to their last read; scratch for
-    // one step.
-    let steps = kernels.len();
-    let mut last: HashMap<ValueId, usize> = HashMap::new();
-    for (s, k) in kernels.iter().enumerate() {
-        for p in &k.params {
-            if let Binding::Value(v) = p.binding {
-                let e = last.entry(v).or_insert(s);
-                *e = (*e).max(s);
-            }
-        }
-    }
-    for p in g.outputs() {
-        // Graph outputs live past the last step: nothing may reuse them.
-        last.insert(p.value, steps);
-    }
-    let mut bufs: Vec<Buffer> = Vec::new();
-    let mut buf_of: HashMap<ValueId, usize> = HashMap::new();
-    let mut scratch_buf: HashMap<(usize, usize), usize> = HashMap::new();
-    for (s, k) in kernels.iter().enumerate() {
-        for (pi, p) in k.params.iter().enumerate() {
-            let bytes = p.len * p.dtype.size_bytes();
-            match p.binding {
-                Binding::Value(v) if p.access != Access::Read && !buf_of.contains_key(&v) => {
-                    let reuse = k
-                        .in_place
-                        .iter()
-                        .find(|&&(_, o)| o as usize == pi)
-                        .and_then(|&(i, _)| match k.params[i as usize].binding {
-                            Binding::Value(iv) => buf_of.get(&iv).copied(),
-                            Binding::Scratch => None,
-                        })
-                        .filter(|&b| bufs[b].last == s);
-                    buf_of.insert(v, bufs.len());
-                    bufs.push(Buffer {
-                        bytes,
-                        first: s,
-                        last: last.get(&v).copied().unwrap_or(s).max(s),
-                        reuse,
-                    });
-                }
-                Binding::Scratch => {
-                    scratch_buf.insert((s, pi), bufs.len());
-                    bufs.push(Buffer {
-                        bytes,
-                        first: s,
-                        last: s,
-                        reuse: None,
-                    });
-                }
-                _ => {}
-            }
-        }
-    }
-    let memory = plan_buffers(&bufs);
-    let offsets: HashMap<ValueId, usize> = buf_of
-        .iter()
-        .map(|(&v, &b)| (v, memory.offsets[b]))
-        .collect();
+    let crate::arena::KernelArena {
+        memory,
+        value: offsets,
+        scratch,
+    } = crate::arena::plan(g, &kernels, &|_, _| true);
 
     // Parameter locations.
     let input_of: HashMap<ValueId, usize> = g
@@ -245,7 +191,7 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
         let mut locs = Vec::new();
         for (pi, p) in k.params.iter().enumerate() {
             let loc = match p.binding {
-                Binding::Scratch => Loc::Arena(memory.offsets[scratch_buf[&(s, pi)]]),
+                Binding::Scratch => Loc::Arena(scratch[&(s, pi)]),
                 Binding::Value(v) => {
                     if let Some(&o) = offsets.get(&v) {
                         Loc::Arena(o)

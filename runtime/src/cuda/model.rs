@@ -11,10 +11,10 @@ use tessera_codegen::build::build_kernels;
 use tessera_codegen::cuda::{
     self, CudaKernel, Launch, STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE, Step,
 };
-use tessera_codegen::kir::{Access, Binding, Body, Kernel};
+use tessera_codegen::kir::{Binding, Body, Kernel};
 use tessera_ir::{Graph, Tensor, ValueId, verify};
 use tessera_passes::fusion::{self, Mode};
-use tessera_passes::memory::{ArenaPlan, Buffer as PlanBuffer, plan_buffers};
+use tessera_passes::memory::ArenaPlan;
 
 use super::blas::{self, Blas, BlasPlan};
 use super::driver::{Buffer, Context, DeviceInfo, Event, GraphExec, Module, Stream, launch};
@@ -190,69 +190,15 @@ pub fn compile(g: &Graph, opts: &CudaOptions) -> Result<CudaModel, RuntimeError>
         ..CompileStats::default()
     };
 
-    // Memory plan: stored values from their first write to their last read, scratch for
-    // one step; in-place pairs may share storage (the kernels read every element before
-    // writing the same position).
-    let steps = kernels.len();
-    let mut last: HashMap<ValueId, usize> = HashMap::new();
-    for (s, k) in kernels.iter().enumerate() {
-        for p in &k.params {
-            if let Binding::Value(v) = p.binding {
-                let e = last.entry(v).or_insert(s);
-                *e = (*e).max(s);
-            }
-        }
-    }
-    for p in g.outputs() {
-        last.insert(p.value, steps.saturating_sub(1));
-    }
-    let mut bufs: Vec<PlanBuffer> = Vec::new();
-    let mut buf_of: HashMap<ValueId, usize> = HashMap::new();
-    let mut scratch_buf: HashMap<(usize, usize), usize> = HashMap::new();
-    for (s, k) in kernels.iter().enumerate() {
-        let unused_col = match &k.body {
-            Body::Conv(c) => c.col,
-            _ => None,
-        };
-        for (pi, p) in k.params.iter().enumerate() {
-            let bytes = p.len * p.dtype.size_bytes();
-            match p.binding {
-                Binding::Value(v) if p.access != Access::Read && !buf_of.contains_key(&v) => {
-                    let reuse = k
-                        .in_place
-                        .iter()
-                        .find(|&&(_, o)| o as usize == pi)
-                        .and_then(|&(i, _)| match k.params[i as usize].binding {
-                            Binding::Value(iv) => buf_of.get(&iv).copied(),
-                            Binding::Scratch => None,
-                        })
-                        .filter(|&b| bufs[b].last == s);
-                    buf_of.insert(v, bufs.len());
-                    bufs.push(PlanBuffer {
-                        bytes,
-                        first: s,
-                        last: last.get(&v).copied().unwrap_or(s).max(s),
-                        reuse,
-                    });
-                }
-                Binding::Scratch if unused_col != Some(pi as u32) => {
-                    scratch_buf.insert((s, pi), bufs.len());
-                    bufs.push(PlanBuffer {
-                        bytes,
-                        first: s,
-                        last: s,
-                        reuse: None,
-                    });
-                }
-                _ => {}
-            }
-        }
-    }
-    let memory = plan_buffers(&bufs);
-    let offsets: HashMap<ValueId, usize> = buf_of
-        .iter()
-        .map(|(&v, &b)| (v, memory.offsets[b]))
-        .collect();
+    // The implicit-GEMM convolution reads its input directly: no column buffer.
+    let crate::arena::KernelArena {
+        memory,
+        value: offsets,
+        scratch,
+    } = crate::arena::plan(g, &kernels, &|k, pi| match &k.body {
+        Body::Conv(c) => c.col != Some(pi as u32),
+        _ => true,
+    });
 
     // Constants: one buffer, each 256-byte aligned.
     let input_of: HashMap<ValueId, usize> = g
@@ -268,8 +214,8 @@ pub fn compile(g: &Graph, opts: &CudaOptions) -> Result<CudaModel, RuntimeError>
         let mut l = Vec::new();
         for (pi, p) in k.params.iter().enumerate() {
             l.push(match p.binding {
-                Binding::Scratch => match scratch_buf.get(&(s, pi)) {
-                    Some(&b) => Loc::Arena(memory.offsets[b]),
+                Binding::Scratch => match scratch.get(&(s, pi)) {
+                    Some(&o) => Loc::Arena(o),
                     None => Loc::Unused,
                 },
                 Binding::Value(v) => {
