@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::json;
-use tessera::passes::fusion::Mode;
+use tessera::lower::fusion::Mode;
 use tessera::runtime::cuda::{CudaModel, CudaOptions, GemmBackend, probe, standard_include_dirs};
 use tessera::sample::{Sample, compare};
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tessera::passes::cost::{DeviceProfile, Roofline, graph_cost, kernel_count};
 use tessera::passes::egraph::{EGraphConfig, optimize};
-use tessera::runtime::reference::Reference;
+use tessera::reference::Reference;
 use tessera::sample::Sample;
 
 const SAMPLES: [&str; 7] = [

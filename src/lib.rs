@@ -19,8 +19,10 @@ use std::path::Path;
 
 pub use tessera_codegen as codegen;
 pub use tessera_ir as ir;
+pub use tessera_lower as lower;
 pub use tessera_onnx as onnx;
 pub use tessera_passes as passes;
+pub use tessera_reference as reference;
 pub use tessera_runtime as runtime;
 
 use tessera_ir::{Graph, Tensor};
@@ -28,7 +30,7 @@ use tessera_onnx::{ImportError, ImportOptions};
 use tessera_passes::cost::DeviceProfile;
 use tessera_passes::egraph::{EGraphConfig, EGraphOptimizer};
 use tessera_passes::{PassContext, PassError, PassReport};
-use tessera_runtime::reference::Reference;
+use tessera_reference::Reference;
 
 /// An error and its causes on one line, `: `-separated, leaving out a cause whose text the
 /// line already contains (our errors quote their I/O source in their own message). Both
@@ -224,11 +226,11 @@ pub fn compile(g: &Graph, options: Options) -> Result<CompiledModel, CompileErro
 pub fn cuda_kernels(
     g: &Graph,
     pipeline: &str,
-    mode: tessera_passes::fusion::Mode,
+    mode: tessera_lower::fusion::Mode,
 ) -> Result<
     (
         Graph,
-        Vec<tessera_codegen::kir::Kernel>,
+        Vec<tessera_lower::kir::Kernel>,
         Vec<tessera_codegen::cuda::CudaKernel>,
     ),
     CompileError,
@@ -238,11 +240,9 @@ pub fn cuda_kernels(
         evaluator: Some(&Reference),
     };
     let (g, _) = tessera_passes::run_pipeline(g, &passes, &cx, None)?;
-    let plan = tessera_passes::fusion::plan(&g, mode)?;
-    let kernels = tessera_codegen::build::build_kernels(&g, &plan)
+    let lowering = tessera_lower::lower(&g, mode, &mut tessera_codegen::cuda::CudaTarget)
         .map_err(tessera_runtime::RuntimeError::from)?;
-    let cuda = tessera_codegen::cuda::emit_kernels(&g, &kernels)
-        .map_err(tessera_runtime::RuntimeError::from)?;
+    let (kernels, cuda) = (lowering.kernels, lowering.code);
     Ok((g, kernels, cuda))
 }
 

@@ -354,7 +354,7 @@ fn external_data_loads_from_the_model_folder() {
     let g = tessera::load_onnx(&path, Default::default()).unwrap();
     let x =
         tessera::ir::Tensor::from_vec(tessera::ir::Shape::from_dims(&[4]), vec![1f32; 4]).unwrap();
-    let y = tessera::runtime::reference::run(&g, &[x]).unwrap();
+    let y = tessera::reference::run(&g, &[x]).unwrap();
     assert_eq!(y[0].as_slice::<f32>().unwrap(), &[2.5, -1.0, 4.25, 1.0]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

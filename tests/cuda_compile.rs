@@ -28,10 +28,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use cuda_support::Toolkit;
-use tessera::codegen::build::build_kernels;
 use tessera::codegen::cuda::{self, CudaKernel};
 use tessera::ir::Graph;
-use tessera::passes::fusion::{self, Mode};
+use tessera::lower::build::build_kernels;
+use tessera::lower::fusion::{self, Mode};
 use tessera::runtime::cuda::nvrtc::{self, FunctionStats};
 
 fn hash(s: &str) -> u64 {

@@ -8,10 +8,10 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use tessera::codegen::build::build_kernels;
 use tessera::codegen::cuda::{self, CudaKernel};
 use tessera::ir::{text, verify};
-use tessera::passes::fusion::{self, Mode};
+use tessera::lower::build::build_kernels;
+use tessera::lower::fusion::{self, Mode};
 
 fn cases() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases/cuda");

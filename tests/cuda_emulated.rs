@@ -23,9 +23,9 @@ use std::process::Command;
 mod cuda_support;
 
 use tessera::codegen::cuda::{CudaKernel, Launch, Step, storage};
-use tessera::codegen::kir::{Access, Binding, Kernel};
 use tessera::ir::{Graph, Tensor, ValueId};
-use tessera::passes::fusion::Mode;
+use tessera::lower::fusion::Mode;
+use tessera::lower::kir::{Access, Binding, Kernel};
 use tessera::sample::{compare, random_inputs};
 
 fn launches(k: &CudaKernel) -> Vec<&Launch> {
@@ -233,7 +233,7 @@ fn check(name: &str, g: &Graph, inputs: &[Tensor], mode: Mode) -> Vec<String> {
     let lib_path = build(name, &cuda);
     // SAFETY: a library this test just compiled; its initializers only set up statics.
     let lib = unsafe { libloading::Library::new(&lib_path) }.unwrap();
-    let expected = tessera::runtime::reference::run(&g, inputs).unwrap();
+    let expected = tessera::reference::run(&g, inputs).unwrap();
     let outs = match run(&g, &kernels, &cuda, &lib, inputs) {
         Ok(o) => o,
         Err(e) => return vec![format!("{name}: {e}")],

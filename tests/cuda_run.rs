@@ -21,7 +21,7 @@ mod cuda_support;
 use std::time::Instant;
 
 use tessera::ir::{Graph, Tensor};
-use tessera::passes::fusion::Mode;
+use tessera::lower::fusion::Mode;
 use tessera::runtime::cuda::{CudaOptions, GemmBackend, probe, standard_include_dirs};
 use tessera::sample::{compare, random_inputs};
 
@@ -41,7 +41,7 @@ fn options(mode: Mode, gemm: GemmBackend) -> CudaOptions {
 
 /// Compiles, runs twice, compares; the problems found.
 fn check(name: &str, g: &Graph, inputs: &[Tensor], opts: &CudaOptions) -> Vec<String> {
-    let expected = match tessera::runtime::reference::run(g, inputs) {
+    let expected = match tessera::reference::run(g, inputs) {
         Ok(e) => e,
         // Inputs the reference rejects (an index out of range, say) are not a CUDA test.
         Err(e) => {

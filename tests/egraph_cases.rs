@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use tessera::ir::{Graph, Op, Tensor, text, verify};
 use tessera::passes::{PassContext, PassReport, pipeline, run_pipeline};
-use tessera::runtime::reference::{Reference, run};
+use tessera::reference::{Reference, run};
 use tessera::sample::{Sample, compare, splitmix64_uniform};
 
 const ATOL: f64 = 1e-5;

@@ -298,7 +298,7 @@ fn optimized_node_test_models_match_the_reference() {
     let (mut total, mut changed) = (0, 0);
     for (name, g, args) in node_test_corpus() {
         // Only models the interpreter runs are part of the differential check.
-        let Ok(want) = tessera::runtime::reference::run(&g, &args) else {
+        let Ok(want) = tessera::reference::run(&g, &args) else {
             continue;
         };
         total += 1;
@@ -307,7 +307,7 @@ fn optimized_node_test_models_match_the_reference() {
             changed += 1;
             let _ = writeln!(report, "{name}: {s}");
         }
-        match tessera::runtime::reference::run(&out, &args) {
+        match tessera::reference::run(&out, &args) {
             Ok(got) => {
                 if let Some(m) = mismatch(&got, &want) {
                     failures.push(format!("{name}: {m}"));
@@ -334,7 +334,7 @@ fn optimized_samples_match_onnxruntime_at_t_minus_5() {
         let s = sample(name);
         let g = tessera::load_onnx(&s.model_path(), Default::default()).unwrap();
         let (out, summary) = optimize(&g);
-        let got = tessera::runtime::reference::run(&out, &s.inputs().unwrap()).unwrap();
+        let got = tessera::reference::run(&out, &s.inputs().unwrap()).unwrap();
         if let Some(m) = mismatch(&got, &s.reference_outputs().unwrap()) {
             panic!("{name}: optimized graph vs onnxruntime: {m}");
         }

@@ -260,8 +260,8 @@ fn check(recipe: &[Step], out_sel: u8, seed: u64) -> Result<(), TestCaseError> {
     let (opt, _) = tessera::optimize(&g, "default", None, None)
         .map_err(|e| TestCaseError::fail(format!("optimize: {e}")))?;
     let args = inputs(&g, seed);
-    let want = tessera::runtime::reference::run(&g, &args).expect("the original runs");
-    let got = tessera::runtime::reference::run(&opt, &args)
+    let want = tessera::reference::run(&g, &args).expect("the original runs");
+    let got = tessera::reference::run(&opt, &args)
         .map_err(|e| TestCaseError::fail(format!("optimized graph does not run: {e}")))?;
     prop_assert_eq!(got.len(), want.len());
     for (k, (a, e)) in got.iter().zip(&want).enumerate() {

@@ -2,7 +2,7 @@
 //! written out in primitive ops.
 
 use tessera::ir::*;
-use tessera::runtime::reference::run;
+use tessera::reference::run;
 use tessera::sample::{compare, splitmix64_uniform};
 
 fn f32s(dims: &[usize]) -> TensorType {

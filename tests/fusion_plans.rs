@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
-use tessera::ir::{Graph, Op};
-use tessera::passes::fusion::metric::data_movement;
-use tessera::passes::fusion::report::print_plan;
-use tessera::passes::fusion::{FusionPlan, Mode, plan};
+use tessera::ir::Graph;
+use tessera::lower::fusion::metric::data_movement;
+use tessera::lower::fusion::report::print_plan;
+use tessera::lower::fusion::{FusionPlan, Mode, plan};
 use tessera::runtime::cpu::{CpuOptions, compile};
 use tessera::sample::Sample;
 
@@ -37,40 +37,11 @@ fn load(name: &str) -> Graph {
     tessera::load_onnx(&s.model_path(), Default::default()).expect("imports")
 }
 
-/// Every computing node in exactly one group; every group after the groups it reads.
+/// Every computing node in exactly one group; every group after the groups it reads
+/// (the driver's own check, asserted here so a planner change fails by name).
 fn check_partition(g: &Graph, p: &FusionPlan, name: &str) {
-    let mut seen = vec![0usize; g.num_nodes()];
-    for grp in &p.groups {
-        for &n in &grp.nodes {
-            seen[n.index()] += 1;
-        }
-    }
-    for (n, node) in g.nodes() {
-        let expect = usize::from(!(matches!(node.op, Op::Constant(_)) || p.is_virtual(n)));
-        assert_eq!(
-            seen[n.index()],
-            expect,
-            "{name}: {n} in {} groups",
-            seen[n.index()]
-        );
-    }
-    let mut stored_at = BTreeMap::new();
-    for (i, grp) in p.groups.iter().enumerate() {
-        for &v in &grp.inputs {
-            if let Some(&j) = stored_at.get(&v) {
-                assert!(j < i, "{name}: k{i} reads {v} stored by later k{j}");
-            }
-        }
-        for &v in &grp.outputs {
-            stored_at.insert(v, i);
-        }
-    }
-    for (i, grp) in p.groups.iter().enumerate() {
-        for &v in &grp.inputs {
-            if let Some(&j) = stored_at.get(&v) {
-                assert!(j < i, "{name}: k{i} reads {v} before k{j} stores it");
-            }
-        }
+    if let Err(e) = tessera::lower::fusion::check_plan(g, p) {
+        panic!("{name}: {e}");
     }
 }
 
@@ -104,7 +75,7 @@ fn plans_bytes_and_memory_of_every_sample() {
         );
         for mode in [Mode::Eager, Mode::Fused] {
             let m = compile(&g, &CpuOptions { mode, threads: 1 }).expect("compiles");
-            let mem = m.memory();
+            let mem = &m.memory().arena;
             let ratio = mem.peak_bytes as f64 / mem.lower_bound_bytes.max(1) as f64;
             let _ = writeln!(
                 table,

@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use tessera::codegen::build::build_kernels;
-use tessera::codegen::kir::print_kernel;
 use tessera::ir::{DType, Tensor, text, verify};
-use tessera::passes::fusion::{Mode, plan};
+use tessera::lower::build::build_kernels;
+use tessera::lower::fusion::{Mode, plan};
+use tessera::lower::kir::print_kernel;
 use tessera::runtime::cpu::{CpuOptions, compile};
 use tessera::sample::splitmix64_uniform;
 
@@ -71,7 +71,7 @@ fn kernel_ir_cases() {
                 splitmix64_uniform(ty.dtype, ty.shape.clone(), 7 + i as u64, lo, hi)
             })
             .collect();
-        let want = tessera::runtime::reference::run(&g, &inputs).expect("reference runs");
+        let want = tessera::reference::run(&g, &inputs).expect("reference runs");
         for mode in [Mode::Fused, Mode::Eager] {
             for threads in [1, 2] {
                 let m = compile(&g, &CpuOptions { mode, threads }).expect("compiles");

@@ -182,7 +182,7 @@ proptest! {
                 splitmix64_uniform(ty.dtype, ty.shape.clone(), seed.wrapping_add(i as u64), -2.0, 2.0)
             })
             .collect();
-        let want = tessera::runtime::reference::run(&g, &inputs).expect("reference runs");
+        let want = tessera::reference::run(&g, &inputs).expect("reference runs");
         for mode in [Mode::Fused, Mode::Eager] {
             for threads in [1, 2] {
                 let m = compile(&g, &CpuOptions { mode, threads })

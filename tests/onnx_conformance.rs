@@ -224,7 +224,7 @@ fn run_case_on(dir: &Path, cpu: &mut Option<Result<(), String>>) -> Result<(), S
     if tessera::ir::text::print(&reparsed, &opts) != text {
         return Err("text round trip: printing the parsed graph differs".into());
     }
-    let outs = tessera::runtime::reference::run(&graph, &args)
+    let outs = tessera::reference::run(&graph, &args)
         .map_err(|e| format!("run: {}", short(&e.to_string())))?;
     check_outputs(&outs, &expected)?;
     // The compiled CPU backend (optimizer pipeline, fused kernels), one thread.

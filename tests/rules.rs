@@ -10,7 +10,7 @@ use tessera::ir::{
     BinaryOp, ConvAttrs, DType, Graph, Op, ReduceOp, Shape, Tensor, UnaryOp, ValueId, verify,
 };
 use tessera::passes::egraph::{apply_rules, rules::rule_names};
-use tessera::runtime::reference::{Reference, run};
+use tessera::reference::{Reference, run};
 use tessera::sample::{compare, splitmix64_uniform};
 
 const ATOL: f64 = 1e-5;

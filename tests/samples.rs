@@ -43,7 +43,7 @@ fn samples_match_onnxruntime_at_t_minus_5() {
         verify(&back).unwrap();
         assert_eq!(text::print(&back, &opts), once, "{name}: text round trip");
 
-        let outs = tessera::runtime::reference::run(&g, &sample.inputs().unwrap()).unwrap();
+        let outs = tessera::reference::run(&g, &sample.inputs().unwrap()).unwrap();
         let expected = sample.reference_outputs().unwrap();
         assert_eq!(outs.len(), expected.len(), "{name}: output count");
         for (k, (a, e)) in outs.iter().zip(&expected).enumerate() {

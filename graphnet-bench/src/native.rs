@@ -83,7 +83,7 @@ struct ReferenceExec(Graph);
 
 impl Executable for ReferenceExec {
     fn run(&mut self, inputs: &[Tensor]) -> std::result::Result<Vec<Tensor>, String> {
-        tessera::runtime::reference::run(&self.0, inputs).map_err(|e| e.to_string())
+        tessera::reference::run(&self.0, inputs).map_err(|e| e.to_string())
     }
 }
 

@@ -73,6 +73,23 @@ pub enum IrError {
         message: String,
     },
 
+    /// A run was given the wrong number of inputs ([`crate::Graph::check_inputs`]).
+    #[error("graph {graph:?} takes {expected} input(s), {got} given")]
+    InputCount {
+        graph: String,
+        expected: usize,
+        got: usize,
+    },
+
+    /// A run input whose dtype or shape is not the graph input's
+    /// ([`crate::Graph::check_inputs`]).
+    #[error("input {name:?} must be {expected}, got {got}")]
+    InputType {
+        name: String,
+        expected: String,
+        got: String,
+    },
+
     /// The verifier found violated invariants (all of them, not just the first).
     #[error("graph failed verification with {} error(s):\n{}", .0.len(), join(.0))]
     Verify(Vec<VerifyError>),

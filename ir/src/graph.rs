@@ -240,6 +240,29 @@ impl Graph {
         &self.inputs
     }
 
+    /// Checks that `inputs` match the graph inputs in count, dtype and shape: what every
+    /// backend checks before it runs the graph.
+    pub fn check_inputs(&self, inputs: &[Tensor]) -> Result<(), IrError> {
+        if inputs.len() != self.inputs().len() {
+            return Err(IrError::InputCount {
+                graph: self.name.clone(),
+                expected: self.inputs().len(),
+                got: inputs.len(),
+            });
+        }
+        for (p, t) in self.inputs().iter().zip(inputs) {
+            let want = self.ty(p.value);
+            if &t.ty() != want {
+                return Err(IrError::InputType {
+                    name: p.name.clone(),
+                    expected: want.to_string(),
+                    got: t.ty().to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub fn outputs(&self) -> &[Port] {
         &self.outputs
     }

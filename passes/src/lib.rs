@@ -12,8 +12,6 @@
 pub mod cost;
 mod dce;
 pub mod egraph;
-pub mod fusion;
-pub mod memory;
 mod pass;
 pub mod train;
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use tessera::ir::Tensor;
-use tessera::passes::fusion::analyze::GroupKind;
+use tessera::lower::fusion::analyze::GroupKind;
 use tessera::sample::random_inputs;
 use tessera::{CompiledModel, Options};
 

@@ -5,13 +5,11 @@ use std::fmt::Write;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use tessera::codegen::build::build_kernels;
-use tessera::codegen::kir::print_kernel;
 use tessera::ir::{Graph, Tensor};
-use tessera::passes::fusion::metric::data_movement;
-use tessera::passes::fusion::report::{dot, print_plan};
-use tessera::passes::fusion::{Mode, plan};
-use tessera::passes::memory::{plan_memory_fused, print_memory};
+use tessera::lower::fusion::Mode;
+use tessera::lower::fusion::metric::data_movement;
+use tessera::lower::fusion::report::{dot, print_plan};
+use tessera::lower::kir::print_kernel;
 use tessera::runtime::cpu::{CpuOptions, compile};
 
 /// Which CPU artifact `compile` prints.
@@ -22,23 +20,25 @@ pub enum Artifact {
     Dot,
 }
 
-/// The artifact for `g` (already optimized): fused kernels in the kernel IR text form,
-/// the fusion and memory plans, or Graphviz of the fusion plan.
+/// The artifact for `g` (already optimized), read off the compiled CPU model, so what is
+/// printed is what runs: fused kernels in the kernel IR text form, the fusion plan with
+/// its data movement and the arena's memory plan, or Graphviz of the fusion plan.
 pub fn emit(g: &Graph, what: Artifact) -> Result<String> {
-    let p = plan(g, Mode::Fused).context("planning fusion")?;
+    let m = compile(
+        g,
+        &CpuOptions {
+            mode: Mode::Fused,
+            threads: 1,
+        },
+    )
+    .context("compiling for the CPU")?;
+    let p = m.plan();
     Ok(match what {
-        Artifact::Dot => dot(g, &p),
-        Artifact::Kernels => {
-            let kernels = build_kernels(g, &p).context("building kernels")?;
-            kernels
-                .iter()
-                .map(print_kernel)
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
+        Artifact::Dot => dot(g, p),
+        Artifact::Kernels => m.kernels().map(print_kernel).collect::<Vec<_>>().join("\n"),
         Artifact::Plan => {
-            let mut out = print_plan(g, &p);
-            let dm = data_movement(g, &p).context("planning the eager baseline")?;
+            let mut out = print_plan(g, p);
+            let dm = data_movement(g, p).context("planning the eager baseline")?;
             let _ = writeln!(
                 out,
                 "data movement: eager {} kernels {} bytes, fused {} kernels {} bytes ({:.1}% less)",
@@ -48,21 +48,12 @@ pub fn emit(g: &Graph, what: Artifact) -> Result<String> {
                 dm.fused_bytes,
                 100.0 * dm.reduction()
             );
-            let _ = writeln!(out, "memory plan (stored values, per kernel step):");
-            out.push_str(&print_memory(g, &plan_memory_fused(g, &p)));
-            let m = compile(
-                g,
-                &CpuOptions {
-                    mode: Mode::Fused,
-                    threads: 1,
-                },
-            )?;
-            let a = m.memory();
+            let names: Vec<String> = m.kernels().map(|k| k.name.clone()).collect();
             let _ = writeln!(
                 out,
-                "compiled arena (with scratch buffers): peak {} bytes, liveness lower bound {} bytes, {} in place",
-                a.peak_bytes, a.lower_bound_bytes, a.in_place
+                "memory plan (the arena the kernels run in, per kernel step):"
             );
+            out.push_str(&m.memory().print(g, &|s| names[s].clone()));
             out
         }
     })

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::json;
 use tessera::ir::{Graph, Tensor};
-use tessera::passes::fusion::Mode;
+use tessera::lower::fusion::Mode;
 
 /// The virtual architecture PTX is written for (H100/H200).
 pub const PTX_ARCH: &str = "compute_90";

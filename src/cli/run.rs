@@ -84,7 +84,7 @@ pub fn run(
     let outs = match backend {
         "cuda" => super::cuda::run(&g, &args)?,
         "eager" | "cpu" => super::cpu::run(&g, &args, backend == "eager")?,
-        _ => tessera::runtime::reference::run(&g, &args)?,
+        _ => tessera::reference::run(&g, &args)?,
     };
     eprintln!(
         "ran {} nodes on the {} in {:.3} s",

@@ -6,7 +6,7 @@ use tessera::ir::{
     BinaryOp, DType, Graph, Op, PoolKind, ReduceOp, Shape, Tensor, UnaryOp, ValueId,
 };
 use tessera::passes::train::{self, GradKind, Loss, ParamSelection, TrainGraph, TrainSpec};
-use tessera::runtime::reference;
+use tessera::reference;
 use tessera::sample::SplitMix64;
 
 /// f64 values uniform in `[lo, hi)`.

@@ -29,9 +29,10 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 use tessera_ir::{BinaryOp, DType, UnaryOp};
 
 use super::math::Math;
-use crate::build::var_deps;
-use crate::kir::{
-    Atom, ExprId, ExprOp, Guard, Index, Lit, Nest, Param, Phase, ReduceKind, Var, VectorAxis,
+use tessera_lower::kir::var_deps;
+use tessera_lower::kir::{
+    Atom, ExprId, ExprOp, Guard, Index, Lit, Nest, Param, ParamId, Phase, ReduceKind, Var,
+    VectorAxis,
 };
 
 /// Error codes written to the status word.
@@ -239,7 +240,7 @@ pub(crate) fn lower_nest(
         }
         l.row_bases();
         if l.host == 2 {
-            let all: Vec<u32> = (0..l.nest.phases.len()).flat_map(|p| l.needed(p)).collect();
+            let all: Vec<ExprId> = (0..l.nest.phases.len()).flat_map(|p| l.needed(p)).collect();
             l.preemit(&all, 1)?;
             let ol = l.nest.outer[l.nest.outer.len() - 1] as i64;
             // Windows: the columns where no column guard can fail run without them.
@@ -317,7 +318,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             l = l.max(match a {
                 Atom::Var(v, _) => self.var_level(*v),
                 Atom::Div(e, _) | Atom::Mod(e, _) => self.index_level(e, levels),
-                Atom::Value(x, _) => levels[*x as usize],
+                Atom::Value(x, _) => levels[(*x).index()],
             });
         }
         l
@@ -339,11 +340,11 @@ impl<'a, 'b> Lower<'a, 'b> {
                 ExprOp::InRange(gs) => gs
                     .iter()
                     .fold(1, |m, g| m.max(self.index_level(&g.index, &lv))),
-                ExprOp::Unary(_, a) | ExprOp::Cast(a) => lv[*a as usize],
-                ExprOp::CheckIndex { value, .. } => lv[*value as usize],
-                ExprOp::Binary(_, a, b) => lv[*a as usize].max(lv[*b as usize]),
+                ExprOp::Unary(_, a) | ExprOp::Cast(a) => lv[(*a).index()],
+                ExprOp::CheckIndex { value, .. } => lv[(*value).index()],
+                ExprOp::Binary(_, a, b) => lv[(*a).index()].max(lv[(*b).index()]),
                 ExprOp::Select(c, a, b) => {
-                    lv[*c as usize].max(lv[*a as usize]).max(lv[*b as usize])
+                    lv[(*c).index()].max(lv[(*a).index()]).max(lv[(*b).index()])
                 }
                 ExprOp::Acc { .. } => self.host,
             };
@@ -351,7 +352,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         lv
     }
 
-    fn index_values(i: &Index, out: &mut Vec<u32>) {
+    fn index_values(i: &Index, out: &mut Vec<ExprId>) {
         for (a, _) in i.terms() {
             match a {
                 Atom::Value(x, _) => out.push(*x),
@@ -362,8 +363,8 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     /// Expressions phase `p` needs (transitively), sorted; `Acc`s are leaves.
-    fn needed(&self, p: usize) -> Vec<u32> {
-        let mut stack: Vec<u32> = Vec::new();
+    fn needed(&self, p: usize) -> Vec<ExprId> {
+        let mut stack: Vec<ExprId> = Vec::new();
         match &self.nest.phases[p] {
             Phase::Reduce(rs) => {
                 for r in rs {
@@ -383,11 +384,11 @@ impl<'a, 'b> Lower<'a, 'b> {
         }
         let mut seen = vec![false; self.nest.exprs.len()];
         while let Some(e) = stack.pop() {
-            if std::mem::replace(&mut seen[e as usize], true) {
+            if std::mem::replace(&mut seen[e.index()], true) {
                 continue;
             }
             let mut ops = Vec::new();
-            match &self.nest.exprs[e as usize].op {
+            match &self.nest.exprs[e.index()].op {
                 ExprOp::Lit(_) | ExprOp::Acc { .. } => {}
                 ExprOp::Load { index, .. } | ExprOp::IndexValue(index) => {
                     Self::index_values(index, &mut ops)
@@ -410,8 +411,9 @@ impl<'a, 'b> Lower<'a, 'b> {
             }
             stack.extend(ops);
         }
-        (0..self.nest.exprs.len() as u32)
-            .filter(|&e| seen[e as usize])
+        (0..self.nest.exprs.len())
+            .filter(|&e| seen[e])
+            .map(ExprId::new)
             .collect()
     }
 
@@ -431,11 +433,11 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     /// Emits the needed expressions of exactly `level` (and any missing shallower ones).
-    fn preemit(&mut self, needed: &[u32], level: u8) -> Result<(), String> {
+    fn preemit(&mut self, needed: &[ExprId], level: u8) -> Result<(), String> {
         for &e in needed {
-            if self.levels[e as usize] <= level
-                && self.cache[e as usize].is_none()
-                && !matches!(self.nest.exprs[e as usize].op, ExprOp::Acc { .. })
+            if self.levels[e.index()] <= level
+                && self.cache[e.index()].is_none()
+                && !matches!(self.nest.exprs[e.index()].op, ExprOp::Acc { .. })
             {
                 self.emit(e)?;
             }
@@ -507,7 +509,7 @@ impl<'a, 'b> Lower<'a, 'b> {
     fn inner(
         &mut self,
         depth: usize,
-        needed: &[u32],
+        needed: &[ExprId],
         body: &mut dyn FnMut(&mut Self, Copy) -> Result<(), String>,
     ) -> Result<(), String> {
         let ni = self.nest.inner.len();
@@ -588,7 +590,7 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     fn is_vec(&self, e: ExprId) -> bool {
-        self.vec[e as usize] && self.lanes == 4
+        self.vec[e.index()] && self.lanes == 4
     }
 
     fn var_value(&mut self, v: Var, lane: i64) -> Value {
@@ -658,7 +660,7 @@ impl<'a, 'b> Lower<'a, 'b> {
 
     /// The index of load expression `e` at `lane`, from its row base when it has one.
     fn load_index(&mut self, e: ExprId, i: &Index, lane: i64) -> Result<Value, String> {
-        let Some(base) = self.row_base[e as usize] else {
+        let Some(base) = self.row_base[e.index()] else {
             return self.index(i, lane);
         };
         self.add_terms(base, i, lane, &|l, a| !l.row_only(a))
@@ -669,13 +671,13 @@ impl<'a, 'b> Lower<'a, 'b> {
     fn lanes_f32(
         &mut self,
         e: ExprId,
-        param: u32,
+        param: ParamId,
         index: &Index,
         stride: Option<i64>,
     ) -> Result<Value, String> {
         let mut lanes = Vec::new();
         match stride {
-            Some(st) if self.params[param as usize].dtype == DType::F32 && st.abs() < 1 << 20 => {
+            Some(st) if self.params[param.index()].dtype == DType::F32 && st.abs() < 1 << 20 => {
                 let i = self.load_index(e, index, 0)?;
                 let a = self.addr(param, i);
                 for lane in 0..4 {
@@ -706,9 +708,9 @@ impl<'a, 'b> Lower<'a, 'b> {
                 let dv = self.b.ins().iconst(I64, *d);
                 self.b.ins().urem(x, dv)
             }
-            Atom::Value(x, _) => match self.cache[*x as usize] {
+            Atom::Value(x, _) => match self.cache[(*x).index()] {
                 Some(Val::S(v)) => v,
-                _ => return Err(format!("index value e{x} is not available as a scalar")),
+                _ => return Err(format!("index value {x} is not available as a scalar")),
             },
         })
     }
@@ -741,14 +743,14 @@ impl<'a, 'b> Lower<'a, 'b> {
         Ok(acc)
     }
 
-    fn addr(&mut self, param: u32, idx: Value) -> Value {
-        let size = self.params[param as usize].dtype.size_bytes() as i64;
+    fn addr(&mut self, param: ParamId, idx: Value) -> Value {
+        let size = self.params[param.index()].dtype.size_bytes() as i64;
         let off = if size == 1 {
             idx
         } else {
             self.b.ins().imul_imm_s(idx, size)
         };
-        let base = self.ptrs[param as usize].expect("parameter pointers are loaded");
+        let base = self.ptrs[param.index()].expect("parameter pointers are loaded");
         self.b.ins().iadd(base, off)
     }
 
@@ -759,10 +761,10 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     /// Scalar load of element `idx` of `param`, converted to the compute type.
-    fn load_scalar(&mut self, param: u32, idx: Value) -> Value {
+    fn load_scalar(&mut self, param: ParamId, idx: Value) -> Value {
         let a = self.addr(param, idx);
         let b = &mut self.b;
-        match self.params[param as usize].dtype {
+        match self.params[param.index()].dtype {
             DType::F32 => b.ins().load(F32, trusted(), a, 0),
             DType::F64 => b.ins().load(F64, trusted(), a, 0),
             DType::F16 => {
@@ -785,9 +787,9 @@ impl<'a, 'b> Lower<'a, 'b> {
         }
     }
 
-    fn store_scalar(&mut self, param: u32, idx: Value, v: Value) {
+    fn store_scalar(&mut self, param: ParamId, idx: Value, v: Value) {
         let a = self.addr(param, idx);
-        match self.params[param as usize].dtype {
+        match self.params[param.index()].dtype {
             DType::F32 | DType::F64 | DType::I64 | DType::U64 | DType::Bool => {
                 self.b.ins().store(trusted(), v, a, 0);
             }
@@ -854,7 +856,7 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     fn get(&mut self, e: ExprId) -> Result<Val, String> {
-        match self.cache[e as usize] {
+        match self.cache[e.index()] {
             Some(v) => Ok(v),
             None => self.emit(e),
         }
@@ -863,7 +865,7 @@ impl<'a, 'b> Lower<'a, 'b> {
     fn scalar(&mut self, e: ExprId) -> Result<Value, String> {
         match self.get(e)? {
             Val::S(v) => Ok(v),
-            Val::V(_) => Err(format!("e{e} is a vector where a scalar is needed")),
+            Val::V(_) => Err(format!("{e} is a vector where a scalar is needed")),
         }
     }
 
@@ -904,18 +906,18 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     fn emit(&mut self, e: ExprId) -> Result<Val, String> {
-        let expr = self.nest.exprs[e as usize].clone();
+        let expr = self.nest.exprs[e.index()].clone();
         let vector = self.is_vec(e);
         let v = if vector {
             Val::V(self.emit_vector(e, &expr)?)
         } else {
             Val::S(self.emit_scalar(e, &expr)?)
         };
-        self.cache[e as usize] = Some(v);
+        self.cache[e.index()] = Some(v);
         Ok(v)
     }
 
-    fn emit_vector(&mut self, e: ExprId, expr: &crate::kir::Expr) -> Result<Value, String> {
+    fn emit_vector(&mut self, e: ExprId, expr: &tessera_lower::kir::Expr) -> Result<Value, String> {
         let vv = self.vec_var.expect("vector mode");
         Ok(match &expr.op {
             ExprOp::Load { param, index } => {
@@ -954,7 +956,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                     // The interior of a window: every guard is known to hold.
                     return self.emit_vector(
                         e,
-                        &crate::kir::Expr {
+                        &tessera_lower::kir::Expr {
                             dtype: expr.dtype,
                             op: ExprOp::Load {
                                 param: *param,
@@ -1049,8 +1051,8 @@ impl<'a, 'b> Lower<'a, 'b> {
                     _ => {
                         let x = self.splat_f(av);
                         let y = match bv {
-                            Val::S(s) if self.nest.exprs[*b as usize].dtype != DType::F32 => {
-                                let f = self.f32_of(s, self.nest.exprs[*b as usize].dtype);
+                            Val::S(s) if self.nest.exprs[(*b).index()].dtype != DType::F32 => {
+                                let f = self.f32_of(s, self.nest.exprs[(*b).index()].dtype);
                                 self.b.ins().splat(F32X4, f)
                             }
                             other => self.splat_f(other),
@@ -1067,7 +1069,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 self.vselect(m, x, y)
             }
             ExprOp::Acc { .. } => {
-                return Err(format!("accumulator e{e} was not computed before its use"));
+                return Err(format!("accumulator {e} was not computed before its use"));
             }
             op => return Err(format!("{op:?} cannot be vectorized")),
         })
@@ -1205,7 +1207,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         })
     }
 
-    fn emit_scalar(&mut self, e: ExprId, expr: &crate::kir::Expr) -> Result<Value, String> {
+    fn emit_scalar(&mut self, e: ExprId, expr: &tessera_lower::kir::Expr) -> Result<Value, String> {
         let dt = expr.dtype;
         let v = match &expr.op {
             ExprOp::Lit(l) => return Ok(self.lit(*l, dt)),
@@ -1246,16 +1248,16 @@ impl<'a, 'b> Lower<'a, 'b> {
                 let z = self.b.ins().iconst(I64, 0);
                 return Ok(self.b.ins().select(oob, z, w));
             }
-            ExprOp::Acc { .. } => return Err(format!("accumulator e{e} used before its phase")),
+            ExprOp::Acc { .. } => return Err(format!("accumulator {e} used before its phase")),
             ExprOp::Unary(u, a) => {
-                let adt = self.nest.exprs[*a as usize].dtype;
+                let adt = self.nest.exprs[(*a).index()].dtype;
                 let x = self.scalar(*a)?;
                 self.unary_scalar(*u, x, adt)?
             }
             ExprOp::Binary(op, a, b) => {
                 let (adt, bdt) = (
-                    self.nest.exprs[*a as usize].dtype,
-                    self.nest.exprs[*b as usize].dtype,
+                    self.nest.exprs[(*a).index()].dtype,
+                    self.nest.exprs[(*b).index()].dtype,
                 );
                 let x = self.scalar(*a)?;
                 let y = self.scalar(*b)?;
@@ -1268,7 +1270,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 return Ok(self.b.ins().select(cv, x, y));
             }
             ExprOp::Cast(a) => {
-                let from = self.nest.exprs[*a as usize].dtype;
+                let from = self.nest.exprs[(*a).index()].dtype;
                 let x = self.scalar(*a)?;
                 self.cast(x, from, dt)
             }
@@ -1535,7 +1537,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         self.round_half(v, to)
     }
 
-    fn stores(&mut self, stores: &[crate::kir::Store], _copy: Copy) -> Result<(), String> {
+    fn stores(&mut self, stores: &[tessera_lower::kir::Store], _copy: Copy) -> Result<(), String> {
         for s in stores {
             let val = self.get(s.value)?;
             let vector_store = self.lanes == 4 && self.vec_var.is_some_and(|v| s.index.mentions(v))
@@ -1568,8 +1570,8 @@ impl<'a, 'b> Lower<'a, 'b> {
     fn reduce_phase(
         &mut self,
         p: usize,
-        rs: &[crate::kir::Reduction],
-        needed: &[u32],
+        rs: &[tessera_lower::kir::Reduction],
+        needed: &[ExprId],
     ) -> Result<(), String> {
         let unroll = if self.vec_var.is_some_and(|v| matches!(v, Var::Inner(_))) {
             self.nest.schedule.unroll.max(1) as usize
@@ -1607,10 +1609,10 @@ impl<'a, 'b> Lower<'a, 'b> {
             accs.vec.push(vs);
             accs.arg_state
                 .push(if let ReduceKind::ArgMax { .. } = r.kind {
-                    let vt = ct(self.nest.exprs[r.value as usize].dtype);
+                    let vt = ct(self.nest.exprs[r.value.index()].dtype);
                     let best = self.b.declare_var(vt);
                     let binit =
-                        self.reduce_init(ReduceKind::Max, self.nest.exprs[r.value as usize].dtype);
+                        self.reduce_init(ReduceKind::Max, self.nest.exprs[r.value.index()].dtype);
                     self.b.def_var(best, binit);
                     let found = self.b.declare_var(I8);
                     let z = self.b.ins().iconst(I8, 0);
@@ -1657,7 +1659,11 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     /// Binds the results of a reduction over an empty inner space: the initial values.
-    fn empty_reduction(&mut self, p: usize, rs: &[crate::kir::Reduction]) -> Result<(), String> {
+    fn empty_reduction(
+        &mut self,
+        p: usize,
+        rs: &[tessera_lower::kir::Reduction],
+    ) -> Result<(), String> {
         for (slot, r) in rs.iter().enumerate() {
             let v = self.reduce_init(r.kind, r.dtype);
             let outer_vec = matches!(self.vec_var, Some(Var::Outer(_))) && self.lanes == 4;
@@ -1740,7 +1746,7 @@ impl<'a, 'b> Lower<'a, 'b> {
 
     fn accumulate(
         &mut self,
-        rs: &[crate::kir::Reduction],
+        rs: &[tessera_lower::kir::Reduction],
         accs: &Accs,
         copy: Copy,
     ) -> Result<(), String> {
@@ -1755,7 +1761,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 };
                 let bv = self.b.use_var(best);
                 let fv = self.b.use_var(found);
-                let vdt = self.nest.exprs[r.value as usize].dtype;
+                let vdt = self.nest.exprs[r.value.index()].dtype;
                 let better = if ct(vdt) == F32 || ct(vdt) == F64 {
                     let gt = self.b.ins().fcmp(FloatCC::GreaterThan, v, bv);
                     let vn = self.b.ins().fcmp(FloatCC::Unordered, v, v);
@@ -1781,7 +1787,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             let val = self.get(r.value)?;
             // A mask that is the literal `true` (pools without padding) selects nothing.
             let always =
-                |m: ExprId| matches!(self.nest.exprs[m as usize].op, ExprOp::Lit(Lit::B(true)));
+                |m: ExprId| matches!(self.nest.exprs[m.index()].op, ExprOp::Lit(Lit::B(true)));
             let mask = match r.mask {
                 Some(m) if !always(m) => Some(self.get(m)?),
                 _ => None,

@@ -17,8 +17,8 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 
-use crate::CodegenError;
-use crate::kir::{Nest, Param, VectorAxis};
+use crate::{CodegenError, KernelRef};
+use tessera_lower::kir::{Nest, Param, VectorAxis};
 
 pub use lower::{STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE};
 
@@ -49,10 +49,19 @@ pub struct Jit {
     fma: bool,
 }
 
-fn jit_err(kernel: &str, e: impl std::fmt::Display) -> CodegenError {
-    CodegenError::Jit {
-        kernel: kernel.to_string(),
+fn jit_err(kernel: &KernelRef, e: impl std::fmt::Display) -> CodegenError {
+    CodegenError::Kernel {
+        backend: "cranelift",
+        kernel: kernel.clone(),
         message: e.to_string(),
+    }
+}
+
+/// The pseudo-kernel JIT errors outside any kernel name (helper imports, linking).
+fn module_ref(what: &str) -> KernelRef {
+    KernelRef {
+        name: what.to_string(),
+        nodes: Vec::new(),
     }
 }
 
@@ -92,7 +101,7 @@ impl Jit {
             sig.returns.push(AbiParam::new(h.ret));
             let id = module
                 .declare_function(h.name, Linkage::Import, &sig)
-                .map_err(|e| jit_err(h.name, e))?;
+                .map_err(|e| jit_err(&module_ref(h.name), e))?;
             ids.push((h.name, id));
         }
         #[cfg(target_arch = "x86_64")]
@@ -110,18 +119,20 @@ impl Jit {
         })
     }
 
-    /// Compiles `nest` (whose parameters are `params`); returns its index in the module.
+    /// Compiles `nest` of `kernel` (whose parameters are `params`); returns its index in
+    /// the module.
     pub fn add_nest(
         &mut self,
-        name: &str,
+        kernel: &KernelRef,
         nest: &Nest,
         params: &[Param],
     ) -> Result<usize, CodegenError> {
+        let name = kernel;
         let mut sig = self.module.make_signature();
         for _ in 0..6 {
             sig.params.push(AbiParam::new(I64));
         }
-        let sym = format!("{name}_{}", self.funcs.len());
+        let sym = format!("{}_{}", kernel.name, self.funcs.len());
         let id = self
             .module
             .declare_function(&sym, Linkage::Local, &sig)
@@ -150,7 +161,7 @@ impl Jit {
     pub fn finish(mut self) -> Result<JitCode, CodegenError> {
         self.module
             .finalize_definitions()
-            .map_err(|e| jit_err("module", e))?;
+            .map_err(|e| jit_err(&module_ref("module"), e))?;
         let fns = self
             .funcs
             .iter()

@@ -3,9 +3,9 @@
 use tessera_ir::{DType, UnaryOp, ValueId};
 
 use super::Jit;
-use crate::kir::{
-    Access, Binding, Expr, ExprOp, GpuMapping, Index, Nest, Param, Phase, Schedule, Store, Var,
-    VectorAxis,
+use tessera_lower::kir::{
+    Access, Binding, Expr, ExprId, ExprOp, GpuMapping, Index, Nest, Param, ParamId, Phase,
+    Schedule, Store, Var, VectorAxis,
 };
 
 fn nest(op: UnaryOp, n: usize, vector: bool) -> (Nest, Vec<Param>) {
@@ -31,21 +31,21 @@ fn nest(op: UnaryOp, n: usize, vector: bool) -> (Nest, Vec<Param>) {
             Expr {
                 dtype: DType::F32,
                 op: ExprOp::Load {
-                    param: 0,
+                    param: ParamId(0),
                     index: i.clone(),
                 },
             },
             Expr {
                 dtype: DType::F32,
-                op: ExprOp::Unary(op, 0),
+                op: ExprOp::Unary(op, ExprId(0)),
             },
         ],
         phases: vec![Phase::Store {
             looped: true,
             stores: vec![Store {
-                param: 1,
+                param: ParamId(1),
                 index: i,
-                value: 1,
+                value: ExprId(1),
             }],
         }],
         schedule: Schedule {
@@ -66,7 +66,11 @@ fn nest(op: UnaryOp, n: usize, vector: bool) -> (Nest, Vec<Param>) {
 fn run(op: UnaryOp, xs: &[f32], vector: bool) -> Vec<f32> {
     let (n, p) = nest(op, xs.len(), vector);
     let mut jit = Jit::new().expect("host is supported");
-    let k = jit.add_nest("math", &n, &p).expect("compiles");
+    let name = crate::KernelRef {
+        name: "math".into(),
+        nodes: Vec::new(),
+    };
+    let k = jit.add_nest(&name, &n, &p).expect("compiles");
     let code = jit.finish().expect("links");
     let mut out = vec![0f32; xs.len()];
     let ptrs = [xs.as_ptr() as *mut u8, out.as_mut_ptr() as *mut u8];

@@ -17,7 +17,7 @@ use tessera_ir::DType;
 
 use super::c::{self, IndexCx};
 use super::{Launch, Step};
-use crate::kir::{Attention, Kernel, MatView, Var};
+use tessera_lower::kir::{Attention, Kernel, MatView, Var};
 
 const SHARED_LIMIT: usize = 48 * 1024;
 
@@ -26,7 +26,7 @@ fn view_offset(v: &MatView, wide: bool) -> String {
         Var::Outer(j) => format!("b{j}"),
         Var::Inner(_) => "0".into(),
     };
-    let value = |_: u32| "0".to_string();
+    let value = |_: tessera_lower::kir::ExprId| "0".to_string();
     c::index(
         &v.batch_offset,
         &IndexCx {
@@ -86,11 +86,11 @@ pub(crate) fn emit(
     let zero = if at == "float" { "0.0f" } else { "0.0" };
     let scale = c::real(a.scale, at == "double");
     let ld = |v: &MatView, off: &str, r: &str, col: &str| {
-        let pd = k.params[v.param as usize].dtype;
+        let pd = k.params[v.param.index()].dtype;
         let x = c::load_conv(
             pd,
             &format!(
-                "p{}[{off} + ({it})({r}) * {} + ({it})({col}) * {}]",
+                "{}[{off} + ({it})({r}) * {} + ({it})({col}) * {}]",
                 v.param, v.row_stride, v.col_stride
             ),
         );
@@ -293,11 +293,11 @@ pub(crate) fn emit(
     let _ = writeln!(s, "        #pragma unroll");
     let _ = writeln!(s, "        for (int w = 0; w < {epl}; ++w) {{");
     let _ = writeln!(s, "          const int c = lane + 32 * w;");
-    let od = k.params[a.out as usize].dtype;
+    let od = k.params[a.out.index()].dtype;
     let y = c::store_conv(od, &format!("({})(o_i[r][w] / l_i[r])", c::compute(od)));
     let _ = writeln!(
         s,
-        "          if (c < {e}) p{}[(bz * {} + qi) * {e} + c] = {y};",
+        "          if (c < {e}) {}[(bz * {} + qi) * {e} + c] = {y};",
         a.out, a.s
     );
     let _ = writeln!(s, "        }}");

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use tessera_ir::DType;
 
-use crate::kir::{Access, Atom, Index, Lit, Param, ParamId, Var};
+use tessera_lower::kir::{Access, Atom, ExprId, Index, Lit, Param, ParamId, Var};
 
 /// Below this magnitude every index, extent and partial sum fits 32-bit signed math with
 /// room for grid-stride increments.
@@ -205,7 +205,7 @@ pub(crate) struct IndexCx<'a> {
     /// The C expression of a loop variable.
     pub var: &'a dyn Fn(Var) -> String,
     /// The C expression of an integer kernel expression (`Atom::Value`), as `long long`.
-    pub value: &'a dyn Fn(u32) -> String,
+    pub value: &'a dyn Fn(ExprId) -> String,
 }
 
 fn atom(a: &Atom, cx: &IndexCx) -> String {
@@ -262,7 +262,7 @@ pub(crate) fn signature(params: &[Param], in_place: &[(ParamId, ParamId)]) -> St
     for (i, p) in params.iter().enumerate() {
         let aliased = in_place
             .iter()
-            .any(|&(a, b)| a as usize == i || b as usize == i);
+            .any(|&(a, b)| a.index() == i || b.index() == i);
         let ty = storage(p.dtype);
         let decl = match (p.access, aliased) {
             (Access::Read, false) => format!("const {ty}* __restrict__ p{i}"),

@@ -20,7 +20,7 @@ use tessera_ir::DType;
 use super::c::{self, IndexCx};
 use super::nest::{self, ExprEmitter, NestInfo, closure};
 use super::{Launch, LibraryGemm, LibraryOperand, Step};
-use crate::kir::{
+use tessera_lower::kir::{
     Binding, Conv, ExprId, ExprOp, Gemm, Index, Kernel, MatView, Nest, ParamId, Phase, Var,
 };
 
@@ -276,7 +276,7 @@ fn view_offset(v: &MatView, wide: bool) -> String {
         Var::Outer(j) => format!("b{j}"),
         Var::Inner(j) => format!("/*inner {j}*/0"),
     };
-    let value = |_: u32| "0".to_string();
+    let value = |_: tessera_lower::kir::ExprId| "0".to_string();
     c::index(
         &v.batch_offset,
         &IndexCx {
@@ -311,7 +311,7 @@ fn batch_offsets(view: &Index, batch: &[usize]) -> Vec<i64> {
 /// when the epilogue does not overwrite it.
 /// Where an output element of a contraction goes.
 struct Finish<'a> {
-    params: &'a [crate::kir::Param],
+    params: &'a [tessera_lower::kir::Param],
     /// The epilogue to fuse, if any.
     epi: Option<&'a Nest>,
     acc: ParamId,
@@ -358,7 +358,7 @@ fn finish_code(f: &Finish) -> Result<String, String> {
     let raw_store = |s: &mut String| {
         let _ = writeln!(
             s,
-            "          p{acc}[({it})({row}) * {cols} + {col}] = {};",
+            "          {acc}[({it})({row}) * {cols} + {col}] = {};",
             c::store_conv(dtype, "y")
         );
     };
@@ -366,8 +366,7 @@ fn finish_code(f: &Finish) -> Result<String, String> {
         raw_store(&mut s);
         return Ok(s);
     };
-    if params[acc as usize].binding != Binding::Scratch
-        && !epilogue_writes_acc(epi, acc, rows, cols)
+    if params[acc.index()].binding != Binding::Scratch && !epilogue_writes_acc(epi, acc, rows, cols)
     {
         raw_store(&mut s);
     }
@@ -404,19 +403,19 @@ fn finish_code(f: &Finish) -> Result<String, String> {
 /// type, as a statement assigning `dst`.
 fn operand_load(
     v: &MatView,
-    params: &[crate::kir::Param],
+    params: &[tessera_lower::kir::Param],
     at: &str,
     dst: &str,
     r: &str,
     cc: &str,
     it: &str,
 ) -> String {
-    let pd = params[v.param as usize].dtype;
+    let pd = params[v.param.index()].dtype;
     let idx = format!(
         "{dst}_off + ({it})({r}) * {} + ({it})({cc}) * {}",
         v.row_stride, v.col_stride
     );
-    let val = c::load_conv(pd, &format!("p{}[{idx}]", v.param));
+    let val = c::load_conv(pd, &format!("{}[{idx}]", v.param));
     let val = match at {
         "long long" if pd == DType::U64 || pd.is_float() => format!("(long long)({val})"),
         "float" if !c::is_f32_compute(pd) => format!("(float)({val})"),
@@ -584,8 +583,8 @@ pub(crate) fn emit_conv(
     );
     let _ = writeln!(prologue, "    const {it} w_off = grp * {} * {kk};", mg);
     // A = weights of the group: [mg, kk] row-major.
-    let wd = k.params[cv.w as usize].dtype;
-    let wv = c::load_conv(wd, &format!("p{}[w_off + ({it})gr * {kk} + gk]", cv.w));
+    let wd = k.params[cv.w.index()].dtype;
+    let wv = c::load_conv(wd, &format!("{}[w_off + ({it})gr * {kk} + gk]", cv.w));
     let wv = if c::compute(wd) == at {
         wv
     } else {
@@ -593,7 +592,7 @@ pub(crate) fn emit_conv(
     };
     let load_a = format!("            a_val = {wv};\n");
     // B = columns: the im2col nest's value at (row = pos / ow, k, col = pos % ow).
-    let xd = k.params[cv.x as usize].dtype;
+    let xd = k.params[cv.x.index()].dtype;
     let load_b = match &cv.im2col {
         Some(n) => {
             let st = n
@@ -607,7 +606,7 @@ pub(crate) fn emit_conv(
             let info = NestInfo::new(n, &k.params, false);
             let mut em = ExprEmitter::new(&info, 6);
             em.prefix = "ic_".into();
-            em.param_offset[cv.x as usize] = Some("x_off".into());
+            em.param_offset[cv.x.index()] = Some("x_off".into());
             em.line(&format!(
                 "const {it} ic_o0 = t_div(gc, {ow}), ic_o1 = gk, ic_i0 = t_mod(gc, {ow});"
             ));
@@ -615,7 +614,7 @@ pub(crate) fn emit_conv(
             em.emit_all(&closure(n, &[st.value]))?;
             let v = em.name(st.value, 0);
             em.close();
-            let vdt = n.exprs[st.value as usize].dtype;
+            let vdt = n.exprs[st.value.index()].dtype;
             let v = if c::compute(vdt) == at {
                 v
             } else {
@@ -626,7 +625,7 @@ pub(crate) fn emit_conv(
             em.out.trim_end().to_string() + "\n"
         }
         None => {
-            let v = c::load_conv(xd, &format!("p{}[x_off + ({it})gk * {p} + gc]", cv.x));
+            let v = c::load_conv(xd, &format!("{}[x_off + ({it})gk * {p} + gc]", cv.x));
             let v = if c::compute(xd) == at {
                 v
             } else {

@@ -40,8 +40,8 @@ use std::fmt::Write;
 
 use tessera_ir::{DType, Graph, ValueDef, ValueId};
 
-use crate::CodegenError;
-use crate::kir::{Access, Binding, Body, Kernel, ParamId};
+use crate::{CodegenError, KernelRef};
+use tessera_lower::kir::{Access, Binding, Body, Kernel, ParamId};
 
 pub use c::storage;
 pub use prelude::{STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE, prelude};
@@ -62,6 +62,7 @@ pub struct Launch {
 /// `offsets[batch] + r·row_stride + c·col_stride` elements from the parameter's start.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct LibraryOperand {
+    #[serde(serialize_with = "param_id")]
     pub param: ParamId,
     /// One offset per flattened batch element.
     pub offsets: Vec<i64>,
@@ -81,6 +82,7 @@ pub struct LibraryGemm {
     pub alpha: f64,
     pub a: LibraryOperand,
     pub b: LibraryOperand,
+    #[serde(serialize_with = "param_id")]
     pub acc: ParamId,
 }
 
@@ -171,8 +173,33 @@ impl CudaKernel {
     }
 }
 
+fn param_id<S: serde::Serializer>(p: &ParamId, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u32(p.0)
+}
+
 fn dtype_name<S: serde::Serializer>(d: &DType, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(d.name())
+}
+
+/// The CUDA C printer as a lowering target ([`tessera_lower::lower`]). The implicit-GEMM
+/// convolution reads its input directly, so convolutions' column buffers get no memory.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CudaTarget;
+
+impl tessera_lower::Target for CudaTarget {
+    type Code = Vec<CudaKernel>;
+    type Error = CodegenError;
+
+    fn needs_scratch(&self, kernel: &Kernel, param: ParamId) -> bool {
+        match &kernel.body {
+            Body::Conv(c) => c.col != Some(param),
+            _ => true,
+        }
+    }
+
+    fn emit(&mut self, g: &Graph, kernels: &[Kernel]) -> Result<Vec<CudaKernel>, CodegenError> {
+        emit_kernels(g, kernels)
+    }
 }
 
 /// Prints every kernel of a model.
@@ -182,9 +209,10 @@ pub fn emit_kernels(g: &Graph, kernels: &[Kernel]) -> Result<Vec<CudaKernel>, Co
 
 /// Prints one kernel of graph `g`.
 pub fn emit_kernel(g: &Graph, k: &Kernel) -> Result<CudaKernel, CodegenError> {
-    let err = |message: String| CodegenError::Node {
-        node: g.node_ref(k.nodes[0]),
-        message: format!("kernel {}: CUDA: {message}", k.name),
+    let err = |message: String| CodegenError::Kernel {
+        backend: "cuda",
+        kernel: KernelRef::new(g, &k.name, &k.nodes),
+        message,
     };
     let mut body = String::new();
     let mut steps = Vec::new();

@@ -25,8 +25,8 @@ use tessera_ir::{BinaryOp, DType, UnaryOp};
 
 use super::c::{self, IndexCx};
 use super::{Launch, prelude::STATUS_INDEX_OUT_OF_RANGE};
-use crate::build::var_deps;
-use crate::kir::{
+use tessera_lower::kir::var_deps;
+use tessera_lower::kir::{
     Atom, Expr, ExprId, ExprOp, GpuMapping, Guard, Index, Nest, Param, ParamId, Phase, ReduceKind,
     Reduction, Store, Var,
 };
@@ -83,7 +83,7 @@ fn index_of(e: &Expr) -> Option<(ParamId, &Index)> {
 /// `mask` (bits as in `var_deps`).
 fn values_vary(ix: &Index, deps: &[u64], mask: u64) -> bool {
     ix.terms().iter().any(|(a, _)| match a {
-        Atom::Value(x, _) => deps[*x as usize] & mask != 0,
+        Atom::Value(x, _) => deps[(*x).index()] & mask != 0,
         Atom::Div(e, _) | Atom::Mod(e, _) => values_vary(e, deps, mask),
         Atom::Var(..) => false,
     })
@@ -163,7 +163,7 @@ impl<'a> NestInfo<'a> {
                 && ix.mentions(v)
                 && !values_vary(ix, &self.deps, bit)
             {
-                sizes.push(self.params[p as usize].dtype.size_bytes());
+                sizes.push(self.params[p.index()].dtype.size_bytes());
             }
         }
         for st in self.stores() {
@@ -171,7 +171,7 @@ impl<'a> NestInfo<'a> {
                 && st.index.mentions(v)
                 && !values_vary(&st.index, &self.deps, bit)
             {
-                sizes.push(self.params[st.param as usize].dtype.size_bytes());
+                sizes.push(self.params[st.param.index()].dtype.size_bytes());
             }
         }
         let Some(&widest) = sizes.iter().max() else {
@@ -190,7 +190,7 @@ impl<'a> NestInfo<'a> {
                 && self.deps[i] & bit != 0
                 && aligned_contiguous(ix, &self.deps, v, lanes)
             {
-                loads.insert(i as ExprId);
+                loads.insert(ExprId::new(i));
             }
         }
         let any_store = self
@@ -213,11 +213,11 @@ impl<'a> NestInfo<'a> {
 
     fn varies(&self, e: ExprId) -> bool {
         self.vvar
-            .is_some_and(|v| self.deps[e as usize] & var_bit(v) != 0)
+            .is_some_and(|v| self.deps[e.index()] & var_bit(v) != 0)
     }
 
     fn inner_dep(&self, e: ExprId) -> bool {
-        self.deps[e as usize] & INNER_MASK != 0
+        self.deps[e.index()] & INNER_MASK != 0
     }
 
     pub fn it(&self) -> &'static str {
@@ -230,9 +230,11 @@ fn operands(e: &Expr) -> Vec<ExprId> {
     fn index_values(ix: &Index, out: &mut Vec<ExprId>) {
         for (a, _) in ix.terms() {
             match a {
-                crate::kir::Atom::Value(x, _) => out.push(*x),
-                crate::kir::Atom::Div(i, _) | crate::kir::Atom::Mod(i, _) => index_values(i, out),
-                crate::kir::Atom::Var(..) => {}
+                tessera_lower::kir::Atom::Value(x, _) => out.push(*x),
+                tessera_lower::kir::Atom::Div(i, _) | tessera_lower::kir::Atom::Mod(i, _) => {
+                    index_values(i, out)
+                }
+                tessera_lower::kir::Atom::Var(..) => {}
             }
         }
     }
@@ -264,13 +266,14 @@ pub(crate) fn closure(nest: &Nest, roots: &[ExprId]) -> Vec<ExprId> {
     let mut seen = vec![false; nest.exprs.len()];
     let mut stack: Vec<ExprId> = roots.to_vec();
     while let Some(e) = stack.pop() {
-        if std::mem::replace(&mut seen[e as usize], true) {
+        if std::mem::replace(&mut seen[e.index()], true) {
             continue;
         }
-        stack.extend(operands(&nest.exprs[e as usize]));
+        stack.extend(operands(&nest.exprs[e.index()]));
     }
-    (0..nest.exprs.len() as ExprId)
-        .filter(|&e| seen[e as usize])
+    (0..nest.exprs.len())
+        .filter(|&e| seen[e])
+        .map(ExprId::new)
         .collect()
 }
 
@@ -344,12 +347,12 @@ impl<'i, 'a> ExprEmitter<'i, 'a> {
 
     /// The C expression of `e` in lane `l`.
     pub fn name(&self, e: ExprId, l: usize) -> String {
-        let n = &self.names[e as usize];
+        let n = &self.names[e.index()];
         n.get(l).or_else(|| n.first()).cloned().unwrap_or_default()
     }
 
     pub fn bind(&mut self, e: ExprId, names: Vec<String>) {
-        self.names[e as usize] = names;
+        self.names[e.index()] = names;
     }
 
     fn var_name(&self, v: Var, lane: usize) -> String {
@@ -366,7 +369,7 @@ impl<'i, 'a> ExprEmitter<'i, 'a> {
 
     fn index(&self, ix: &Index, lane: usize) -> String {
         let var = |v: Var| self.var_name(v, lane);
-        let value = |x: u32| self.name(x, lane);
+        let value = |x: ExprId| self.name(x, lane);
         c::index(
             ix,
             &IndexCx {
@@ -379,9 +382,9 @@ impl<'i, 'a> ExprEmitter<'i, 'a> {
 
     fn addr(&self, p: ParamId, ix: &Index, lane: usize) -> String {
         let i = self.index(ix, lane);
-        match &self.param_offset[p as usize] {
-            Some(off) => format!("p{p}[{off} + {i}]"),
-            None => format!("p{p}[{i}]"),
+        match &self.param_offset[p.index()] {
+            Some(off) => format!("{p}[{off} + {i}]"),
+            None => format!("{p}[{i}]"),
         }
     }
 
@@ -399,8 +402,8 @@ impl<'i, 'a> ExprEmitter<'i, 'a> {
     /// accumulators, which reductions bind.
     pub fn emit_all(&mut self, list: &[ExprId]) -> Result<(), String> {
         for &e in list {
-            if !self.names[e as usize].is_empty()
-                || matches!(self.info.nest.exprs[e as usize].op, ExprOp::Acc { .. })
+            if !self.names[e.index()].is_empty()
+                || matches!(self.info.nest.exprs[e.index()].op, ExprOp::Acc { .. })
             {
                 continue;
             }
@@ -419,36 +422,36 @@ impl<'i, 'a> ExprEmitter<'i, 'a> {
 
     pub fn close(&mut self) {
         for e in std::mem::take(&mut self.scoped) {
-            self.names[e as usize].clear();
+            self.names[e.index()].clear();
         }
         self.in_loop = false;
     }
 
     fn emit(&mut self, e: ExprId) -> Result<(), String> {
-        let x = &self.info.nest.exprs[e as usize];
+        let x = &self.info.nest.exprs[e.index()];
         let dt = x.dtype;
         let ct = c::compute(dt);
         let lanes = self.lanes_of(e);
         let p = &self.prefix;
         let names: Vec<String> = if lanes == 1 {
-            vec![format!("{p}e{e}")]
+            vec![format!("{p}{e}")]
         } else {
-            (0..lanes).map(|l| format!("{p}e{e}_{l}")).collect()
+            (0..lanes).map(|l| format!("{p}{e}_{l}")).collect()
         };
         if let ExprOp::Lit(l) = &x.op {
-            self.names[e as usize] = vec![c::lit(*l, dt)];
+            self.names[e.index()] = vec![c::lit(*l, dt)];
             return Ok(());
         }
         if let ExprOp::Load { param, index } = &x.op {
             if let Some((rp, with)) = &self.replace_load
                 && rp == param
             {
-                self.names[e as usize] = vec![with.clone()];
+                self.names[e.index()] = vec![with.clone()];
                 return Ok(());
             }
             if lanes > 1 && self.info.vector_loads.contains(&e) {
                 self.vector_load(e, *param, index, &names);
-                self.names[e as usize] = names;
+                self.names[e.index()] = names;
                 return Ok(());
             }
         }
@@ -456,17 +459,17 @@ impl<'i, 'a> ExprEmitter<'i, 'a> {
             let v = self.value(e, x, l)?;
             self.line(&format!("const {ct} {name} = {v};"));
         }
-        self.names[e as usize] = names;
+        self.names[e.index()] = names;
         Ok(())
     }
 
     fn vector_load(&mut self, e: ExprId, param: ParamId, index: &Index, names: &[String]) {
-        let pd = self.info.params[param as usize].dtype;
-        let dt = self.info.nest.exprs[e as usize].dtype;
+        let pd = self.info.params[param.index()].dtype;
+        let dt = self.info.nest.exprs[e.index()].dtype;
         let lanes = self.info.lanes;
         let (vt, words) = vector_type(lanes * pd.size_bytes());
         let addr = self.addr(param, index, 0);
-        let v = format!("{}v{e}", self.prefix);
+        let v = format!("{}v{}", self.prefix, e.0);
         self.line(&format!(
             "const {vt} {v} = *reinterpret_cast<const {vt}*>(&{addr});"
         ));
@@ -482,11 +485,11 @@ impl<'i, 'a> ExprEmitter<'i, 'a> {
     fn value(&self, _e: ExprId, x: &Expr, l: usize) -> Result<String, String> {
         let dt = x.dtype;
         let nm = |o: ExprId| self.name(o, l);
-        let ty = |o: ExprId| self.info.nest.exprs[o as usize].dtype;
+        let ty = |o: ExprId| self.info.nest.exprs[o.index()].dtype;
         Ok(match &x.op {
             ExprOp::Lit(lit) => c::lit(*lit, dt),
             ExprOp::Load { param, index } => {
-                let pd = self.info.params[*param as usize].dtype;
+                let pd = self.info.params[(*param).index()].dtype;
                 let v = c::load_conv(pd, &self.addr(*param, index, l));
                 if pd == dt { v } else { cast(pd, dt, &v) }
             }
@@ -496,7 +499,7 @@ impl<'i, 'a> ExprEmitter<'i, 'a> {
                 guards,
                 default,
             } => {
-                let pd = self.info.params[*param as usize].dtype;
+                let pd = self.info.params[(*param).index()].dtype;
                 let v = c::load_conv(pd, &self.addr(*param, index, l));
                 let v = if pd == dt { v } else { cast(pd, dt, &v) };
                 format!(
@@ -524,8 +527,8 @@ impl<'i, 'a> ExprEmitter<'i, 'a> {
     /// Emits `stores` (values and indices already emitted).
     pub fn stores(&mut self, stores: &[Store]) {
         for s in stores {
-            let pd = self.info.params[s.param as usize].dtype;
-            let vdt = self.info.nest.exprs[s.value as usize].dtype;
+            let pd = self.info.params[s.param.index()].dtype;
+            let vdt = self.info.nest.exprs[s.value.index()].dtype;
             let lanes = match self.info.vvar {
                 Some(v)
                     if self.info.lanes > 1
@@ -1112,7 +1115,7 @@ fn rows_body(
                         reduce_init(r.kind, r.dtype)
                     ));
                     if matches!(r.kind, ReduceKind::ArgMax { .. }) {
-                        let vdt = nest.exprs[r.value as usize].dtype;
+                        let vdt = nest.exprs[r.value.index()].dtype;
                         em.line(&format!(
                             "{} best{p}_{s} = {};",
                             c::compute(vdt),
@@ -1145,7 +1148,7 @@ fn rows_body(
                         } else {
                             format!("acc{p}_{s}")
                         };
-                        em.bind(a as ExprId, vec![name]);
+                        em.bind(ExprId::new(a), vec![name]);
                     }
                 }
             }
@@ -1213,7 +1216,7 @@ fn accumulate(em: &mut ExprEmitter, p: usize, s: usize, r: &Reduction, l: usize)
     let acc = format!("acc{p}_{s}");
     let mask = r.mask.map(|m| em.name(m, l));
     if let ReduceKind::ArgMax { arg } = r.kind {
-        let vdt = em.info.nest.exprs[r.value as usize].dtype;
+        let vdt = em.info.nest.exprs[r.value.index()].dtype;
         let a = em.name(arg, l);
         let best = format!("best{p}_{s}");
         let found = format!("found{p}_{s}");
@@ -1234,7 +1237,7 @@ fn accumulate(em: &mut ExprEmitter, p: usize, s: usize, r: &Reduction, l: usize)
     let v = if r.dtype == DType::Bool {
         format!("(int){v}")
     } else {
-        let vdt = em.info.nest.exprs[r.value as usize].dtype;
+        let vdt = em.info.nest.exprs[r.value.index()].dtype;
         if vdt == r.dtype {
             v
         } else {

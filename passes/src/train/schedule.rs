@@ -13,13 +13,13 @@
 //! One function is both the search objective of the checkpoint policies and the oracle of
 //! their tests; [`Schedule::to_graph`] turns a schedule into the IR graph that runs it, so
 //! the reference interpreter executes exactly what was measured. [`arena`] hands the same
-//! live ranges to the static memory planner ([`crate::memory::plan_buffers`]) for the size
+//! live ranges to the static memory planner ([`tessera_lower::memory::plan_buffers`]) for the size
 //! of an actual arena (offsets, alignment and fragmentation included).
 
 use tessera_ir::{Graph, NodeId, Op, ValueId};
 
 use super::cost::node_flops;
-use crate::memory::{ArenaPlan, Buffer, plan_buffers};
+use tessera_lower::memory::{ArenaPlan, Buffer, plan_buffers};
 
 /// One computation of a value: the value and which run of its producer made it (0 = the
 /// first).

@@ -5,7 +5,7 @@
 //! few large GEMM calls beat many small ones; the kernel's `block_q`/`block_k` are the
 //! GPU's tiles.
 
-use tessera_codegen::kir::{Attention, Index, MatView, Var};
+use tessera_lower::kir::{Attention, Index, MatView, Var};
 
 /// The float types the attention kernel runs in.
 pub(crate) trait Real:

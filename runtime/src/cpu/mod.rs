@@ -1,8 +1,8 @@
 //! The compiled CPU backend.
 //!
-//! [`compile`] plans fusion ([`tessera_passes::fusion`]), builds one kernel per group
-//! ([`tessera_codegen::build`]), JIT-compiles every loop nest with Cranelift, and places
-//! every stored value and scratch buffer in one arena ([`tessera_passes::memory`]).
+//! [`compile`] lowers the graph through the shared driver ([`tessera_lower::lower`]: fusion
+//! plan, kernels, verification, one arena, parameter locations), supplying the part that
+//! is the CPU's: every loop nest JIT-compiled with Cranelift.
 //! [`CpuModel::run`] then executes the kernels in order on a thread pool: loop nests split
 //! over their outer points, GEMMs (the `gemm` crate) split into output tiles with the
 //! epilogue applied to each tile right after it is computed, convolutions as im2col + GEMM
@@ -18,22 +18,21 @@
 mod attention;
 mod pool;
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use tessera_codegen::build::build_kernels;
 use tessera_codegen::cranelift::{
     Jit, JitCode, NestFn, STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE, parallel_units,
 };
-use tessera_codegen::kir::{Attention, Binding, Body, Conv, Gemm, Kernel, Nest};
-use tessera_ir::{DType, Element, Graph, Tensor, ValueId, dispatch_dtype, verify, with_data};
-use tessera_passes::fusion::{self, FusionPlan};
-use tessera_passes::memory::ArenaPlan;
+use tessera_ir::{DType, Element, Graph, Tensor, ValueId, dispatch_dtype, with_data};
+use tessera_lower::fusion::FusionPlan;
+use tessera_lower::kir::{Attention, Body, Conv, Gemm, Kernel, Nest};
+use tessera_lower::memory::MemoryPlan;
+use tessera_lower::{KernelRef, Location, Lowering, Target};
 
 pub use pool::Pool;
-pub use tessera_passes::fusion::Mode;
+pub use tessera_lower::fusion::Mode;
 
 use crate::RuntimeError;
 
@@ -58,19 +57,8 @@ impl Default for CpuOptions {
 /// the calling thread.
 const PARALLEL_WORK: usize = 1 << 15;
 
-/// Where a kernel parameter lives.
-#[derive(Clone, Copy, Debug)]
-enum Loc {
-    Arena(usize),
-    Input(usize),
-    Const(usize),
-    /// A value with no elements: never read or written.
-    Empty,
-}
-
 struct KernelExec {
     kernel: Kernel,
-    locs: Vec<Loc>,
     /// JIT function of each nest of the body (loops; im2col then epilogue for others).
     fns: Vec<usize>,
     /// Batch offsets of GEMM/attention operands.
@@ -127,15 +115,54 @@ pub struct CpuModel {
     graph: Graph,
     plan: FusionPlan,
     kernels: Vec<KernelExec>,
+    /// Where each kernel's parameters live (the driver's locations).
+    locations: Vec<Vec<Location>>,
     /// Keeps the constants the parameter tables point into alive.
     _consts: Vec<Tensor>,
     code: JitCode,
-    memory: ArenaPlan,
-    /// Arena offset of every stored value.
-    offsets: HashMap<ValueId, usize>,
+    memory: MemoryPlan,
     pool: Pool,
     state: Mutex<State>,
     compile_seconds: f64,
+}
+
+/// The CPU's part of the lowering driver: JIT-compiles every loop nest with Cranelift
+/// (GEMM, convolution and attention bodies run natively; only their im2col and epilogue
+/// nests are compiled). Every scratch buffer gets arena memory.
+struct CpuTarget;
+
+/// The JIT code and, per kernel, the indices of its nests' functions.
+struct CpuCode {
+    code: JitCode,
+    fns: Vec<Vec<usize>>,
+}
+
+impl Target for CpuTarget {
+    type Code = CpuCode;
+    type Error = RuntimeError;
+
+    fn emit(&mut self, g: &Graph, kernels: &[Kernel]) -> Result<CpuCode, RuntimeError> {
+        let mut jit = Jit::new()?;
+        let mut fns = Vec::with_capacity(kernels.len());
+        for k in kernels {
+            let kref = KernelRef::new(g, &k.name, &k.nodes);
+            let nests: Vec<&Nest> = match &k.body {
+                Body::Loops(n) => n.iter().collect(),
+                Body::Gemm(gm) => gm.epilogue.iter().collect(),
+                Body::Conv(c) => c.im2col.iter().chain(c.epilogue.iter()).collect(),
+                Body::Attention(_) => Vec::new(),
+            };
+            let mut ids = Vec::with_capacity(nests.len());
+            for n in nests {
+                ids.push(jit.add_nest(&kref, n, &k.params)?);
+            }
+            fns.push(ids);
+        }
+        Ok(CpuCode {
+            code: jit.finish()?,
+            fns,
+        })
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -148,111 +175,65 @@ fn tensor_ptr(t: &Tensor) -> *mut u8 {
     with_data!(t.data(), v => v.as_ptr() as *mut u8)
 }
 
-/// Compiles `g` for the CPU.
+/// Compiles `g` for the CPU through the lowering driver ([`tessera_lower::lower`]).
 pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
     let start = Instant::now();
-    verify(g)?;
-    let plan = fusion::plan(g, opts.mode)?;
-    let kernels = build_kernels(g, &plan)?;
-    let mut jit = Jit::new()?;
-    let mut fns_of = Vec::new();
-    for k in &kernels {
-        let nests: Vec<&Nest> = match &k.body {
-            Body::Loops(n) => n.iter().collect(),
-            Body::Gemm(gm) => gm.epilogue.iter().collect(),
-            Body::Conv(c) => c.im2col.iter().chain(c.epilogue.iter()).collect(),
-            Body::Attention(_) => Vec::new(),
-        };
-        let mut fns = Vec::new();
-        for n in nests {
-            fns.push(jit.add_nest(&k.name, n, &k.params)?);
-        }
-        fns_of.push(fns);
-    }
-    let code = jit.finish()?;
-
-    let crate::arena::KernelArena {
+    let Lowering {
+        plan,
+        kernels,
         memory,
-        value: offsets,
-        scratch,
-    } = crate::arena::plan(g, &kernels, &|_, _| true);
-
-    // Parameter locations.
-    let input_of: HashMap<ValueId, usize> = g
-        .inputs()
+        locations,
+        constants,
+        code: CpuCode { code, fns },
+    } = tessera_lower::lower(g, opts.mode, &mut CpuTarget)?;
+    let consts: Vec<Tensor> = constants
         .iter()
-        .enumerate()
-        .map(|(i, p)| (p.value, i))
+        .map(|&v| {
+            g.constant(v)
+                .cloned()
+                .expect("invariant: the driver lists only constants")
+        })
         .collect();
-    let mut consts: Vec<Tensor> = Vec::new();
-    let mut const_of: HashMap<ValueId, usize> = HashMap::new();
-    let mut execs = Vec::new();
-    for (s, (k, fns)) in kernels.into_iter().zip(fns_of).enumerate() {
-        let mut locs = Vec::new();
-        for (pi, p) in k.params.iter().enumerate() {
-            let loc = match p.binding {
-                Binding::Scratch => Loc::Arena(scratch[&(s, pi)]),
-                Binding::Value(v) => {
-                    if let Some(&o) = offsets.get(&v) {
-                        Loc::Arena(o)
-                    } else if p.len == 0 {
-                        Loc::Empty
-                    } else if let Some(&i) = input_of.get(&v) {
-                        Loc::Input(i)
-                    } else if let Some(t) = g.constant(v) {
-                        let c = *const_of.entry(v).or_insert_with(|| {
-                            consts.push(t.clone());
-                            consts.len() - 1
-                        });
-                        Loc::Const(c)
-                    } else {
-                        return Err(RuntimeError::Kernel {
-                            node: g.node_ref(k.nodes[0]),
-                            message: format!("kernel {} reads {v}, which nothing stores", k.name),
-                        });
-                    }
-                }
-            };
-            locs.push(loc);
-        }
-        let offsets = match &k.body {
-            Body::Gemm(gm) => vec![
-                attention::batch_offsets(&gm.a.batch_offset, &gm.batch),
-                attention::batch_offsets(&gm.b.batch_offset, &gm.batch),
-            ],
-            Body::Attention(a) => {
-                let mut o = vec![
+    let execs: Vec<KernelExec> = kernels
+        .into_iter()
+        .zip(fns)
+        .map(|(k, fns)| {
+            let offsets = match &k.body {
+                Body::Gemm(gm) => vec![
+                    attention::batch_offsets(&gm.a.batch_offset, &gm.batch),
+                    attention::batch_offsets(&gm.b.batch_offset, &gm.batch),
+                ],
+                Body::Attention(a) => vec![
                     attention::batch_offsets(&a.q.batch_offset, &a.batch),
                     attention::batch_offsets(&a.k.batch_offset, &a.batch),
                     attention::batch_offsets(&a.v.batch_offset, &a.batch),
-                ];
-                o.push(match &a.mask {
-                    Some(m) => attention::batch_offsets(&m.batch_offset, &a.batch),
-                    None => Vec::new(),
-                });
-                o
+                    match &a.mask {
+                        Some(m) => attention::batch_offsets(&m.batch_offset, &a.batch),
+                        None => Vec::new(),
+                    },
+                ],
+                _ => Vec::new(),
+            };
+            KernelExec {
+                kernel: k,
+                fns,
+                offsets,
             }
-            _ => Vec::new(),
-        };
-        execs.push(KernelExec {
-            kernel: k,
-            locs,
-            fns,
-            offsets,
-        });
-    }
-    let arena = Arena::new(memory.peak_bytes);
-    let ptrs = execs
+        })
+        .collect();
+    let arena = Arena::new(memory.peak_bytes());
+    let ptrs = locations
         .iter()
-        .map(|e| {
-            e.locs
-                .iter()
+        .map(|locs| {
+            locs.iter()
                 .map(|l| match *l {
                     // SAFETY: offsets lie inside the arena (the planner's peak bounds them).
-                    Loc::Arena(o) => unsafe { arena.ptr.add(o) },
-                    Loc::Const(c) => tensor_ptr(&consts[c]),
-                    Loc::Input(_) => std::ptr::null_mut(),
-                    Loc::Empty => std::ptr::NonNull::<u64>::dangling().as_ptr() as *mut u8,
+                    Location::Arena(o) => unsafe { arena.ptr.add(o) },
+                    Location::Const(c) => tensor_ptr(&consts[c]),
+                    Location::Input(_) => std::ptr::null_mut(),
+                    Location::Empty | Location::Unused => {
+                        std::ptr::NonNull::<u64>::dangling().as_ptr() as *mut u8
+                    }
                 })
                 .collect()
         })
@@ -261,10 +242,10 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
         graph: g.clone(),
         plan,
         kernels: execs,
+        locations,
         _consts: consts,
         code,
         memory,
-        offsets,
         pool: Pool::new(opts.threads),
         state: Mutex::new(State { arena, ptrs }),
         compile_seconds: start.elapsed().as_secs_f64(),
@@ -286,14 +267,15 @@ impl CpuModel {
         self.kernels.iter().map(|k| &k.kernel)
     }
 
-    /// The arena plan (peak and liveness lower bound).
-    pub fn memory(&self) -> &ArenaPlan {
+    /// The memory plan of the arena the kernels run in: lifetimes, offsets, peak and
+    /// liveness lower bound.
+    pub fn memory(&self) -> &MemoryPlan {
         &self.memory
     }
 
     /// Arena offset of a stored value.
     pub fn offset(&self, v: ValueId) -> Option<usize> {
-        self.offsets.get(&v).copied()
+        self.memory.offset(v)
     }
 
     pub fn threads(&self) -> usize {
@@ -317,10 +299,10 @@ impl CpuModel {
         Ok((outs, times))
     }
 
-    /// Bytes kernel `i` moves (see [`tessera_passes::fusion::metric`]).
+    /// Bytes kernel `i` moves (see [`tessera_lower::fusion::metric`]).
     pub fn kernel_bytes(&self, i: usize) -> u64 {
         let grp = &self.plan.groups[i];
-        tessera_passes::fusion::metric::kernel_bytes(&self.graph, &grp.inputs, &grp.outputs)
+        tessera_lower::fusion::metric::kernel_bytes(&self.graph, &grp.inputs, &grp.outputs)
     }
 
     fn run_timed(
@@ -328,12 +310,12 @@ impl CpuModel {
         inputs: &[Tensor],
         mut times: Option<&mut Vec<f64>>,
     ) -> Result<Vec<Tensor>, RuntimeError> {
-        crate::check_inputs(&self.graph, inputs)?;
+        self.graph.check_inputs(inputs)?;
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let st = &mut *st;
-        for (k, e) in self.kernels.iter().enumerate() {
-            for (pi, l) in e.locs.iter().enumerate() {
-                if let Loc::Input(i) = *l {
+        for (k, locs) in self.locations.iter().enumerate() {
+            for (pi, l) in locs.iter().enumerate() {
+                if let Location::Input(i) = *l {
                     st.ptrs[k][pi] = tensor_ptr(&inputs[i]);
                 }
             }
@@ -353,8 +335,8 @@ impl CpuModel {
                     _ => "the kernel reported an error",
                 };
                 return Err(RuntimeError::Kernel {
-                    node: self.graph.node_ref(e.kernel.nodes[0]),
-                    message: format!("kernel {}: {what}", e.kernel.name),
+                    kernel: KernelRef::new(&self.graph, &e.kernel.name, &e.kernel.nodes),
+                    message: what.into(),
                 });
             }
         }
@@ -363,7 +345,7 @@ impl CpuModel {
             let ty = self.graph.ty(p.value);
             let t = if ty.shape.numel() == 0 {
                 Tensor::full(ty.dtype, ty.shape.clone(), 0.0)
-            } else if let Some(&o) = self.offsets.get(&p.value) {
+            } else if let Some(o) = self.memory.offset(p.value) {
                 // SAFETY: the value was written at this offset and the arena holds it.
                 unsafe { read_tensor(ty.dtype, ty.shape.clone(), st.arena.ptr.add(o)) }
             } else if let Some(i) = self.graph.inputs().iter().position(|q| q.value == p.value) {
@@ -371,12 +353,9 @@ impl CpuModel {
             } else if let Some(t) = self.graph.constant(p.value) {
                 t.clone()
             } else {
+                let n = self.graph.producer(p.value);
                 return Err(RuntimeError::Kernel {
-                    node: self.graph.node_ref(
-                        self.graph
-                            .producer(p.value)
-                            .expect("graph outputs that are not inputs have producers"),
-                    ),
+                    kernel: KernelRef::new(&self.graph, "(none)", n.as_slice()),
                     message: format!("output {:?} was not computed", p.name),
                 });
             };
@@ -447,9 +426,9 @@ impl CpuModel {
         let (mt, nt) = (m.div_ceil(rt), n.div_ceil(ct));
         let tasks = nb * mt * nt;
         let epi = e.fns.first().map(|&i| self.f(i));
-        let a = ptrs[gm.a.param as usize] as *const T;
-        let b = ptrs[gm.b.param as usize] as *const T;
-        let acc = ptrs[gm.acc as usize] as *mut T;
+        let a = ptrs[gm.a.param.index()] as *const T;
+        let b = ptrs[gm.b.param.index()] as *const T;
+        let acc = ptrs[gm.acc.index()] as *mut T;
         let alpha = T::from_f64(gm.alpha);
         let (sp, sst) = (SendPtr(ptrs.as_ptr()), SendPtr(status.as_ptr()));
         let (sa, sb, sacc) = (SendPtr(a), SendPtr(b), SendPtr(acc));
@@ -550,10 +529,10 @@ impl CpuModel {
         let m_want = (8 / col_tiles).clamp(1, (mg / 16).max(1));
         let mb = mg.div_ceil(m_want).next_multiple_of(8).min(mg);
         let m_tiles = mg.div_ceil(mb);
-        let x = ptrs[c.x as usize] as *const T;
-        let w = ptrs[c.w as usize] as *const T;
-        let acc = ptrs[c.acc as usize] as *mut T;
-        let col = c.col.map(|q| ptrs[q as usize] as *const T);
+        let x = ptrs[c.x.index()] as *const T;
+        let w = ptrs[c.w.index()] as *const T;
+        let acc = ptrs[c.acc.index()] as *mut T;
+        let col = c.col.map(|q| ptrs[q.index()] as *const T);
         let native = Im2col::new(c);
         let big = mg * p * kk >= PARALLEL_WORK && self.pool.threads() > 1;
         let run = |tasks: usize, f: &(dyn Fn(usize) + Sync)| {
@@ -577,7 +556,7 @@ impl CpuModel {
                         unsafe { geom.fill(sx.0, cp as *mut T, r0, r1) };
                     } else if let Some(f) = im2col {
                         let mut table = sp.0.to_vec();
-                        table[c.x as usize] = sx.0 as *mut u8;
+                        table[c.x.index()] = sx.0 as *mut u8;
                         // SAFETY: the image/group slice and the column buffer are valid.
                         unsafe {
                             f(
@@ -672,28 +651,22 @@ impl CpuModel {
         match a.dtype {
             DType::F32 => {
                 let ops = attention::Operands {
-                    q: ptrs[a.q.param as usize] as *const f32,
-                    k: ptrs[a.k.param as usize] as *const f32,
-                    v: ptrs[a.v.param as usize] as *const f32,
-                    mask: a
-                        .mask
-                        .as_ref()
-                        .map(|m| ptrs[m.param as usize] as *const f32),
-                    out: ptrs[a.out as usize] as *mut f32,
+                    q: ptrs[a.q.param.index()] as *const f32,
+                    k: ptrs[a.k.param.index()] as *const f32,
+                    v: ptrs[a.v.param.index()] as *const f32,
+                    mask: a.mask.as_ref().map(|m| ptrs[m.param.index()] as *const f32),
+                    out: ptrs[a.out.index()] as *mut f32,
                     offs,
                 };
                 run(&ops);
             }
             DType::F64 => {
                 let ops = attention::Operands {
-                    q: ptrs[a.q.param as usize] as *const f64,
-                    k: ptrs[a.k.param as usize] as *const f64,
-                    v: ptrs[a.v.param as usize] as *const f64,
-                    mask: a
-                        .mask
-                        .as_ref()
-                        .map(|m| ptrs[m.param as usize] as *const f64),
-                    out: ptrs[a.out as usize] as *mut f64,
+                    q: ptrs[a.q.param.index()] as *const f64,
+                    k: ptrs[a.k.param.index()] as *const f64,
+                    v: ptrs[a.v.param.index()] as *const f64,
+                    mask: a.mask.as_ref().map(|m| ptrs[m.param.index()] as *const f64),
+                    out: ptrs[a.out.index()] as *mut f64,
                     offs,
                 };
                 let task = |t: usize| {
@@ -704,14 +677,14 @@ impl CpuModel {
             }
             half_type => {
                 // f16/bf16: widen whole operands to f32, run, narrow the output.
-                let widen = |pi: u32| -> Vec<f32> {
-                    let p = &params[pi as usize];
+                let widen = |pi: tessera_lower::kir::ParamId| -> Vec<f32> {
+                    let p = &params[pi.index()];
                     // SAFETY: parameter `pi` holds `p.len` elements of `p.dtype`.
                     unsafe {
                         read_tensor(
                             p.dtype,
                             tessera_ir::Shape::from_dims(&[p.len]),
-                            ptrs[pi as usize],
+                            ptrs[pi.index()],
                         )
                     }
                     .to_f64_vec()
@@ -721,7 +694,7 @@ impl CpuModel {
                 };
                 let (q, k, v) = (widen(a.q.param), widen(a.k.param), widen(a.v.param));
                 let mask = a.mask.as_ref().map(|m| widen(m.param));
-                let out_len = params[a.out as usize].len;
+                let out_len = params[a.out.index()].len;
                 let mut out = vec![0f32; out_len];
                 let ops = attention::Operands {
                     q: q.as_ptr(),
@@ -738,7 +711,7 @@ impl CpuModel {
                 let bytes = t.to_le_bytes();
                 // SAFETY: the output parameter holds `out_len` elements of `half_type`.
                 unsafe {
-                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptrs[a.out as usize], bytes.len())
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptrs[a.out.index()], bytes.len())
                 };
             }
         }

@@ -6,7 +6,7 @@ use tessera_ir::{
 };
 
 use super::{CpuOptions, Mode, compile};
-use crate::reference;
+use tessera_reference as reference;
 
 fn rand_tensor(dtype: DType, dims: &[usize], seed: u64) -> Tensor {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);

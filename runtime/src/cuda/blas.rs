@@ -279,7 +279,7 @@ mod tests {
 
     fn op(rs: i64, cs: i64) -> LibraryOperand {
         LibraryOperand {
-            param: 0,
+            param: tessera_lower::kir::ParamId(0),
             offsets: vec![0],
             row_stride: rs,
             col_stride: cs,

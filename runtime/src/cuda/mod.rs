@@ -1,8 +1,8 @@
 //! The CUDA backend (cargo feature `cuda`): compiles a graph's kernels with NVRTC and runs
 //! them on a GPU through the driver API.
 //!
-//! * [`compile`] plans fusion ([`tessera_passes::fusion`], `Fused` or `Eager`), builds the
-//!   kernels ([`tessera_codegen::build`]), prints them as CUDA C
+//! * [`compile`] plans fusion ([`tessera_lower::fusion`], `Fused` or `Eager`), builds the
+//!   kernels ([`tessera_lower::build`]), prints them as CUDA C
 //!   ([`tessera_codegen::cuda`]), compiles each distinct source (kernels differing only in
 //!   name share one) once per process with NVRTC, in parallel, to a cubin for the device, places every stored value and scratch buffer in one
 //!   device arena ([`tessera_passes::memory`]) and the constants in one buffer.

@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use cudarc::driver::sys::{CUdeviceptr, CUfunction};
-use tessera_codegen::build::build_kernels;
 use tessera_codegen::cuda::{
     self, CudaKernel, Launch, STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE, Step,
 };
-use tessera_codegen::kir::{Binding, Body, Kernel};
-use tessera_ir::{Graph, Tensor, ValueId, verify};
-use tessera_passes::fusion::{self, Mode};
-use tessera_passes::memory::ArenaPlan;
+use tessera_ir::{Graph, Tensor};
+use tessera_lower::fusion::Mode;
+use tessera_lower::kir::{Body, Kernel};
+use tessera_lower::memory::MemoryPlan;
+use tessera_lower::{KernelRef, Location, Lowering};
 
 use super::blas::{self, Blas, BlasPlan};
 use super::driver::{Buffer, Context, DeviceInfo, Event, GraphExec, Module, Stream, launch};
@@ -133,16 +133,6 @@ fn source_hash(s: &str) -> u64 {
     h.finish()
 }
 
-/// Where a kernel parameter lives.
-#[derive(Clone, Copy, Debug)]
-enum Loc {
-    Arena(usize),
-    Input(usize),
-    Const(usize),
-    /// Scratch the CUDA kernels do not use (a convolution's column buffer).
-    Unused,
-}
-
 /// A compiled model on one device.
 pub struct CudaModel {
     graph: Graph,
@@ -152,8 +142,7 @@ pub struct CudaModel {
     ops: Vec<Op>,
     /// Kernel arguments: parameter addresses then the kernel's status word.
     args: Vec<Vec<u64>>,
-    memory: ArenaPlan,
-    offsets: HashMap<ValueId, usize>,
+    memory: MemoryPlan,
     inputs: Vec<Buffer>,
     status: Buffer,
     graph_exec: Option<GraphExec>,
@@ -180,73 +169,37 @@ fn align(n: usize) -> usize {
 /// Compiles `g` for CUDA device `opts.ordinal`.
 pub fn compile(g: &Graph, opts: &CudaOptions) -> Result<CudaModel, RuntimeError> {
     let start = Instant::now();
-    verify(g)?;
     let (ctx, info) = Context::new(opts.ordinal)?;
-    let plan = fusion::plan(g, opts.mode)?;
-    let kernels = build_kernels(g, &plan)?;
-    let sources = cuda::emit_kernels(g, &kernels)?;
+    let Lowering {
+        kernels,
+        memory,
+        locations,
+        constants,
+        code: sources,
+        ..
+    } = tessera_lower::lower(g, opts.mode, &mut cuda::CudaTarget)?;
     let mut stats = CompileStats {
         kernels: kernels.len(),
         ..CompileStats::default()
     };
 
-    // The implicit-GEMM convolution reads its input directly: no column buffer.
-    let crate::arena::KernelArena {
-        memory,
-        value: offsets,
-        scratch,
-    } = crate::arena::plan(g, &kernels, &|k, pi| match &k.body {
-        Body::Conv(c) => c.col != Some(pi as u32),
-        _ => true,
-    });
-
     // Constants: one buffer, each 256-byte aligned.
-    let input_of: HashMap<ValueId, usize> = g
-        .inputs()
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.value, i))
-        .collect();
-    let mut const_of: HashMap<ValueId, usize> = HashMap::new();
     let mut const_bytes: Vec<u8> = Vec::new();
-    let mut locs: Vec<Vec<Loc>> = Vec::new();
-    for (s, k) in kernels.iter().enumerate() {
-        let mut l = Vec::new();
-        for (pi, p) in k.params.iter().enumerate() {
-            l.push(match p.binding {
-                Binding::Scratch => match scratch.get(&(s, pi)) {
-                    Some(&o) => Loc::Arena(o),
-                    None => Loc::Unused,
-                },
-                Binding::Value(v) => {
-                    if let Some(&o) = offsets.get(&v) {
-                        Loc::Arena(o)
-                    } else if let Some(&i) = input_of.get(&v) {
-                        Loc::Input(i)
-                    } else if let Some(t) = g.constant(v) {
-                        let off = *const_of.entry(v).or_insert_with(|| {
-                            let off = align(const_bytes.len());
-                            const_bytes.resize(off, 0);
-                            const_bytes.extend(t.to_le_bytes());
-                            off
-                        });
-                        Loc::Const(off)
-                    } else {
-                        return Err(RuntimeError::Kernel {
-                            node: g.node_ref(k.nodes[0]),
-                            message: format!("kernel {} reads {v}, which nothing stores", k.name),
-                        });
-                    }
-                }
-            });
-        }
-        locs.push(l);
+    let mut const_offset = Vec::with_capacity(constants.len());
+    for &v in &constants {
+        let t = g
+            .constant(v)
+            .expect("invariant: the driver lists only constants");
+        let off = align(const_bytes.len());
+        const_bytes.resize(off, 0);
+        const_bytes.extend(t.to_le_bytes());
+        const_offset.push(off);
     }
-    stats.arena_bytes = memory.peak_bytes;
+    stats.arena_bytes = memory.peak_bytes();
     stats.constant_bytes = const_bytes.len();
 
     let stream = Stream::new()?;
-    let arena = Buffer::new(memory.peak_bytes, "the arena")?;
+    let arena = Buffer::new(memory.peak_bytes(), "the arena")?;
     let consts = Buffer::new(const_bytes.len(), "the constants")?;
     stream.upload(consts.ptr, &const_bytes)?;
     let inputs = g
@@ -260,15 +213,15 @@ pub fn compile(g: &Graph, opts: &CudaOptions) -> Result<CudaModel, RuntimeError>
         })
         .collect::<Result<Vec<_>, _>>()?;
     let status = Buffer::new(8 * kernels.len().max(1), "the status words")?;
-    let addr = |l: Loc| -> u64 {
+    let addr = |l: Location| -> u64 {
         match l {
-            Loc::Arena(o) => arena.ptr + o as u64,
-            Loc::Const(o) => consts.ptr + o as u64,
-            Loc::Input(i) => inputs[i].ptr,
-            Loc::Unused => 0,
+            Location::Arena(o) => arena.ptr + o as u64,
+            Location::Const(c) => consts.ptr + const_offset[c] as u64,
+            Location::Input(i) => inputs[i].ptr,
+            Location::Empty | Location::Unused => 0,
         }
     };
-    let args: Vec<Vec<u64>> = locs
+    let args: Vec<Vec<u64>> = locations
         .iter()
         .enumerate()
         .map(|(s, l)| {
@@ -352,9 +305,9 @@ pub fn compile(g: &Graph, opts: &CudaOptions) -> Result<CudaModel, RuntimeError>
                             ops.push(Op::Gemm {
                                 kernel: s,
                                 plan,
-                                a: args[s][lg.a.param as usize],
-                                b: args[s][lg.b.param as usize],
-                                acc: args[s][lg.acc as usize],
+                                a: args[s][lg.a.param.index()],
+                                b: args[s][lg.b.param.index()],
+                                acc: args[s][lg.acc.index()],
                             });
                             for l in after_library {
                                 push_launch(l, &mut ops)?;
@@ -363,11 +316,9 @@ pub fn compile(g: &Graph, opts: &CudaOptions) -> Result<CudaModel, RuntimeError>
                         None => {
                             if opts.gemm == GemmBackend::Library && library.is_some() {
                                 return Err(RuntimeError::Kernel {
-                                    node: g.node_ref(k.nodes[0]),
-                                    message: format!(
-                                        "kernel {}: cuBLAS cannot run this product (strides or sizes)",
-                                        k.name
-                                    ),
+                                    kernel: KernelRef::new(g, &k.name, &k.nodes),
+                                    message: "cuBLAS cannot run this product (strides or sizes)"
+                                        .into(),
                                 });
                             }
                             stats.builtin_gemms += 1;
@@ -389,7 +340,6 @@ pub fn compile(g: &Graph, opts: &CudaOptions) -> Result<CudaModel, RuntimeError>
         ops,
         args,
         memory,
-        offsets,
         inputs,
         status,
         graph_exec: None,
@@ -455,7 +405,7 @@ fn compile_images(
     let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
     for (i, r) in done {
         let c = r.map_err(|e| RuntimeError::Kernel {
-            node: g.node_ref(kernels[i].nodes[0]),
+            kernel: KernelRef::new(g, &kernels[i].name, &kernels[i].nodes),
             message: e.to_string(),
         })?;
         stats.nvrtc_compiles += 1;
@@ -501,7 +451,7 @@ impl CudaModel {
     }
 
     /// The arena plan.
-    pub fn memory(&self) -> &ArenaPlan {
+    pub fn memory(&self) -> &MemoryPlan {
         &self.memory
     }
 
@@ -544,7 +494,7 @@ impl CudaModel {
     }
 
     fn upload_inputs(&mut self, inputs: &[Tensor]) -> Result<(), RuntimeError> {
-        crate::check_inputs(&self.graph, inputs)?;
+        self.graph.check_inputs(inputs)?;
         for (t, b) in inputs.iter().zip(&self.inputs) {
             self.stream.upload(b.ptr, &t.to_le_bytes())?;
         }
@@ -577,8 +527,8 @@ impl CudaModel {
                 };
                 let kernel = &self.kernels[k];
                 return Err(RuntimeError::Kernel {
-                    node: self.graph.node_ref(kernel.nodes[0]),
-                    message: format!("kernel {}: {what}", kernel.name),
+                    kernel: KernelRef::new(&self.graph, &kernel.name, &kernel.nodes),
+                    message: what.into(),
                 });
             }
         }
@@ -673,7 +623,7 @@ impl CudaModel {
         let mut outs = Vec::new();
         for p in self.graph.outputs() {
             let ty = self.graph.ty(p.value);
-            let t = if let Some(&o) = self.offsets.get(&p.value) {
+            let t = if let Some(o) = self.memory.offset(p.value) {
                 let mut bytes = vec![0u8; ty.size_bytes()];
                 self.stream
                     .download(&mut bytes, self.arena.ptr + o as u64)?;

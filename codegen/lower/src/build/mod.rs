@@ -14,24 +14,22 @@ mod schedule;
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::fusion::{FusionPlan, Group, analyze::GroupKind};
 use tessera_ir::{DType, Graph, NodeId, ValueId};
-use tessera_passes::fusion::{FusionPlan, Group, analyze::GroupKind};
 
-use crate::CodegenError;
+use crate::LowerError;
+use crate::fusion::view::row_major;
 use crate::kir::{Access, Binding, Body, ExprOp, Index, Kernel, Nest, Param, ParamId, Phase};
-use tessera_passes::fusion::view::row_major;
-
-pub(crate) use schedule::var_deps;
 
 /// Builds the kernel of every group of `plan`, in execution order.
-pub fn build_kernels(g: &Graph, plan: &FusionPlan) -> Result<Vec<Kernel>, CodegenError> {
+pub fn build_kernels(g: &Graph, plan: &FusionPlan) -> Result<Vec<Kernel>, LowerError> {
     (0..plan.groups.len())
         .map(|i| build_kernel(g, plan, i))
         .collect()
 }
 
 /// Builds the kernel of group `index` of `plan`.
-pub fn build_kernel(g: &Graph, plan: &FusionPlan, index: usize) -> Result<Kernel, CodegenError> {
+pub fn build_kernel(g: &Graph, plan: &FusionPlan, index: usize) -> Result<Kernel, LowerError> {
     let group = &plan.groups[index];
     let mut kb = KernelBuilder {
         g,
@@ -88,14 +86,14 @@ fn in_place_pairs(params: &[Param], nest: &Nest) -> Vec<(ParamId, ParamId)> {
     let mut ins: Vec<_> = loads.keys().copied().collect();
     ins.sort();
     for i in ins {
-        let pi = &params[i as usize];
+        let pi = &params[i.index()];
         if pi.access != Access::Read {
             continue;
         }
         let mut outs: Vec<_> = stores.keys().copied().collect();
         outs.sort();
         for o in outs {
-            let po = &params[o as usize];
+            let po = &params[o.index()];
             if used_out.contains(&o)
                 || po.len != pi.len
                 || po.dtype.size_bytes() != pi.dtype.size_bytes()
@@ -131,14 +129,14 @@ impl<'g> KernelBuilder<'g> {
 
     fn param(&mut self, v: ValueId, access: Access) -> ParamId {
         if let Some(&p) = self.param_of.get(&v) {
-            let cur = &mut self.params[p as usize].access;
+            let cur = &mut self.params[p.index()].access;
             if *cur != access {
                 *cur = Access::ReadWrite;
             }
             return p;
         }
         let ty = self.g.ty(v);
-        let id = self.params.len() as ParamId;
+        let id = ParamId::new(self.params.len());
         self.params.push(Param {
             dtype: ty.dtype,
             len: ty.shape.numel(),
@@ -158,7 +156,7 @@ impl<'g> KernelBuilder<'g> {
     }
 
     pub fn scratch(&mut self, dtype: DType, len: usize) -> ParamId {
-        let id = self.params.len() as ParamId;
+        let id = ParamId::new(self.params.len());
         self.params.push(Param {
             dtype,
             len,
@@ -192,8 +190,8 @@ impl<'g> KernelBuilder<'g> {
         }
     }
 
-    pub fn error(&self, n: NodeId, message: impl Into<String>) -> CodegenError {
-        CodegenError::Node {
+    pub fn error(&self, n: NodeId, message: impl Into<String>) -> LowerError {
+        LowerError::Build {
             node: self.g.node_ref(n),
             message: message.into(),
         }

@@ -5,7 +5,7 @@ use tessera_ir::{
 };
 
 use super::{from_f64, from_i64};
-use crate::reference::index::broadcast_offsets;
+use crate::index::broadcast_offsets;
 
 fn erf(x: f64) -> f64 {
     libm::erf(x)

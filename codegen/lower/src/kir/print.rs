@@ -52,25 +52,25 @@ fn guards(gs: &[Guard]) -> String {
 fn expr(e: &Expr) -> String {
     match &e.op {
         ExprOp::Lit(l) => format!("lit {}", lit(*l)),
-        ExprOp::Load { param, index } => format!("load p{param}[{index}]"),
+        ExprOp::Load { param, index } => format!("load {param}[{index}]"),
         ExprOp::LoadIf {
             param,
             index,
             guards: g,
             default,
         } => format!(
-            "load_if p{param}[{index}] if {} else {}",
+            "load_if {param}[{index}] if {} else {}",
             guards(g),
             lit(*default)
         ),
         ExprOp::InRange(g) => format!("in_range {}", guards(g)),
-        ExprOp::Unary(u, a) => format!("{} e{a}", u.name()),
-        ExprOp::Binary(b, x, y) => format!("{} e{x}, e{y}", b.name()),
-        ExprOp::Select(c, a, b) => format!("select e{c}, e{a}, e{b}"),
-        ExprOp::Cast(a) => format!("cast e{a}"),
+        ExprOp::Unary(u, a) => format!("{} {a}", u.name()),
+        ExprOp::Binary(b, x, y) => format!("{} {x}, {y}", b.name()),
+        ExprOp::Select(c, a, b) => format!("select {c}, {a}, {b}"),
+        ExprOp::Cast(a) => format!("cast {a}"),
         ExprOp::Acc { phase, slot } => format!("acc {phase}.{slot}"),
         ExprOp::IndexValue(i) => format!("index {i}"),
-        ExprOp::CheckIndex { value, dim } => format!("check_index e{value} < {dim}"),
+        ExprOp::CheckIndex { value, dim } => format!("check_index {value} < {dim}"),
     }
 }
 
@@ -119,10 +119,10 @@ pub fn print_nest(out: &mut String, nest: &Nest, ind: &str) {
                             ReduceKind::Prod => "prod".to_string(),
                             ReduceKind::Max => "max".to_string(),
                             ReduceKind::Min => "min".to_string(),
-                            ReduceKind::ArgMax { arg } => format!("argmax[e{arg}]"),
+                            ReduceKind::ArgMax { arg } => format!("argmax[{arg}]"),
                         };
-                        let m = r.mask.map(|m| format!(" if e{m}")).unwrap_or_default();
-                        format!("{k}(e{}){m}: {}", r.value, r.dtype)
+                        let m = r.mask.map(|m| format!(" if {m}")).unwrap_or_default();
+                        format!("{k}({}){m}: {}", r.value, r.dtype)
                     })
                     .collect();
                 let _ = writeln!(out, "{ind}  phase {p}: reduce {}", accs.join(", "));
@@ -131,7 +131,7 @@ pub fn print_nest(out: &mut String, nest: &Nest, ind: &str) {
                 for st in stores {
                     let _ = writeln!(
                         out,
-                        "{ind}  phase {p}: store{} p{}[{}] = e{}",
+                        "{ind}  phase {p}: store{} {}[{}] = {}",
                         if *looped { " looped" } else { "" },
                         st.param,
                         st.index,
@@ -145,7 +145,7 @@ pub fn print_nest(out: &mut String, nest: &Nest, ind: &str) {
 
 fn mat(name: &str, v: &MatView) -> String {
     format!(
-        "{name} = p{}[{}] rows*{} cols*{}",
+        "{name} = {}[{}] rows*{} cols*{}",
         v.param, v.batch_offset, v.row_stride, v.col_stride
     )
 }
@@ -163,7 +163,7 @@ fn gemm(out: &mut String, g: &Gemm) {
     );
     let _ = writeln!(out, "    {}", mat("a", &g.a));
     let _ = writeln!(out, "    {}", mat("b", &g.b));
-    let _ = writeln!(out, "    acc = p{}", g.acc);
+    let _ = writeln!(out, "    acc = {}", g.acc);
     if let Some(e) = &g.epilogue {
         let _ = writeln!(out, "    epilogue");
         print_nest(out, e, "      ");
@@ -188,11 +188,11 @@ fn conv(out: &mut String, c: &Conv) {
     );
     let col = c
         .col
-        .map(|p| format!("p{p}"))
+        .map(|p| format!("{p}"))
         .unwrap_or_else(|| "none".into());
     let _ = writeln!(
         out,
-        "    x = p{} w = p{} acc = p{} col = {col}",
+        "    x = {} w = {} acc = {} col = {col}",
         c.x, c.w, c.acc
     );
     if let Some(n) = &c.im2col {
@@ -225,7 +225,7 @@ fn attention(out: &mut String, a: &Attention) {
     if let Some(m) = &a.mask {
         let _ = writeln!(out, "    {}", mat("mask", m));
     }
-    let _ = writeln!(out, "    out = p{}", a.out);
+    let _ = writeln!(out, "    out = {}", a.out);
 }
 
 /// The canonical text of one kernel.
@@ -246,7 +246,7 @@ pub fn print_kernel(k: &Kernel) -> String {
         let _ = writeln!(out, "  p{i}: {}[{}] {access} {binding}", p.dtype, p.len);
     }
     for (a, b) in &k.in_place {
-        let _ = writeln!(out, "  in_place p{a} -> p{b}");
+        let _ = writeln!(out, "  in_place {a} -> {b}");
     }
     match &k.body {
         Body::Loops(nests) => {

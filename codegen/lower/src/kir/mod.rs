@@ -20,16 +20,54 @@
 
 mod index;
 mod print;
+mod verify;
 
 pub use index::{Atom, Index, Var};
 pub use print::print_kernel;
+pub use verify::verify;
 
 use tessera_ir::{BinaryOp, DType, NodeId, UnaryOp, ValueId};
 
-/// Index of a kernel parameter.
-pub type ParamId = u32;
-/// Index of an expression in its nest.
-pub type ExprId = u32;
+macro_rules! id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub u32);
+
+        impl $name {
+            /// The id of position `i`.
+            ///
+            /// # Panics
+            /// If `i` does not fit a `u32` (no kernel has 4 billion parameters or
+            /// expressions: the builder would run out of memory first).
+            pub fn new(i: usize) -> $name {
+                $name(u32::try_from(i).expect("invariant: kernel ids fit in u32"))
+            }
+
+            /// The position this id names.
+            pub fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+    };
+}
+
+id!(
+    /// A kernel parameter: position in [`Kernel::params`]; prints `p3`.
+    ParamId,
+    "p"
+);
+id!(
+    /// An expression: position in [`Nest::exprs`]; prints `e5`.
+    ExprId,
+    "e"
+);
 
 /// One compiled unit of work.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,11 +94,29 @@ pub struct Param {
     pub binding: Binding,
 }
 
+impl Param {
+    /// Bytes of the buffer.
+    pub fn bytes(&self) -> usize {
+        self.len * self.dtype.size_bytes()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
     Read,
     Write,
     ReadWrite,
+}
+
+impl Access {
+    /// The text form's name (`read`, `write`, `read_write`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::ReadWrite => "read_write",
+        }
+    }
 }
 
 /// What a parameter is bound to at run time.
@@ -349,4 +405,60 @@ pub struct Attention {
     pub out: ParamId,
     pub block_q: usize,
     pub block_k: usize,
+}
+
+/// Bitset of the loop variables an expression depends on: bit `k` for `Outer(k)`, bit
+/// `32 + k` for `Inner(k)`.
+pub fn var_deps(nest: &Nest) -> Vec<u64> {
+    fn bit(v: Var) -> u64 {
+        match v {
+            Var::Outer(k) => 1 << k,
+            Var::Inner(k) => 1 << (32 + k as u32),
+        }
+    }
+    fn index_deps(i: &Index, deps: &[u64]) -> u64 {
+        let mut m = 0;
+        for (a, _) in i.terms() {
+            m |= match a {
+                Atom::Var(v, _) => bit(*v),
+                Atom::Div(e, _) | Atom::Mod(e, _) => index_deps(e, deps),
+                Atom::Value(x, _) => deps[x.index()],
+            };
+        }
+        m
+    }
+    let inner_mask: u64 = 0xffff_ffff << 32;
+    let mut deps = vec![0u64; nest.exprs.len()];
+    for (i, e) in nest.exprs.iter().enumerate() {
+        deps[i] = match &e.op {
+            ExprOp::Lit(_) => 0,
+            ExprOp::Load { index, .. } => index_deps(index, &deps),
+            ExprOp::LoadIf { index, guards, .. } => {
+                guards.iter().fold(index_deps(index, &deps), |m, g| {
+                    m | index_deps(&g.index, &deps)
+                })
+            }
+            ExprOp::InRange(gs) => gs.iter().fold(0, |m, g| m | index_deps(&g.index, &deps)),
+            ExprOp::Unary(_, a) | ExprOp::Cast(a) => deps[(*a).index()],
+            ExprOp::CheckIndex { value, .. } => deps[(*value).index()],
+            ExprOp::Binary(_, a, b) => deps[(*a).index()] | deps[(*b).index()],
+            ExprOp::Select(c, a, b) => deps[(*c).index()] | deps[(*a).index()] | deps[(*b).index()],
+            ExprOp::IndexValue(ix) => index_deps(ix, &deps),
+            ExprOp::Acc { phase, slot } => match &nest.phases[*phase as usize] {
+                Phase::Reduce(rs) => {
+                    let r = &rs[*slot as usize];
+                    let mut m = deps[r.value.index()];
+                    if let Some(k) = r.mask {
+                        m |= deps[k.index()];
+                    }
+                    if let ReduceKind::ArgMax { arg } = r.kind {
+                        m |= deps[arg.index()];
+                    }
+                    m & !inner_mask
+                }
+                Phase::Store { .. } => 0,
+            },
+        };
+    }
+    deps
 }

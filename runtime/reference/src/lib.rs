@@ -13,9 +13,19 @@
 pub mod index;
 mod kernels;
 
-use tessera_ir::{Evaluator, Graph, NodeRef, Op, Tensor, verify};
+use tessera_ir::{Evaluator, Graph, IrError, NodeRef, Op, Tensor, verify};
 
-use crate::RuntimeError;
+/// Why the interpreter could not run a graph.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// The graph does not verify, or the inputs do not match its inputs.
+    #[error(transparent)]
+    Ir(#[from] IrError),
+
+    /// An op rejected its operands at run time (an out-of-range gather index, say).
+    #[error("{node}: {message}")]
+    Node { node: NodeRef, message: String },
+}
 
 /// Computes one op. Input types are checked against [`Op::infer`] first, so a bad call
 /// returns an error, never panics.
@@ -45,9 +55,9 @@ impl Evaluator for Reference {
 
 /// Runs `g` on `inputs` (one per graph input, in order) and returns the graph outputs in
 /// order. Each intermediate is freed after its last use.
-pub fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+pub fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, ReferenceError> {
     verify(g)?;
-    crate::check_inputs(g, inputs)?;
+    g.check_inputs(inputs)?;
     let mut values: Vec<Option<Tensor>> = vec![None; g.num_values()];
     for (p, t) in g.inputs().iter().zip(inputs) {
         values[p.value.index()] = Some(t.clone());
@@ -72,7 +82,7 @@ pub fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
                     .expect("invariant: verified graphs define values before use")
             })
             .collect();
-        let outs = eval_op(&n.op, &args).map_err(|message| RuntimeError::Kernel {
+        let outs = eval_op(&n.op, &args).map_err(|message| ReferenceError::Node {
             node: g.node_ref(id),
             message,
         })?;

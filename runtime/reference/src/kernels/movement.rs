@@ -3,7 +3,7 @@
 use tessera_ir::{Shape, Tensor, TensorType};
 
 use super::take;
-use crate::reference::index::{broadcast_strides, offsets, strides};
+use crate::index::{broadcast_strides, offsets, strides};
 
 pub(super) fn transpose(x: &Tensor, perm: &[usize], out: &TensorType) -> Tensor {
     let s = strides(x.shape().dims());

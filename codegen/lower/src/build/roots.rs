@@ -1,12 +1,12 @@
 //! Loop structure per group kind, and the roots' phases.
 
+use crate::fusion::analyze::Placement;
+use crate::fusion::view::row_major;
 use tessera_ir::{BinaryOp, DType, NodeId, Op, PoolKind, ReduceOp, UnaryOp, ValueId};
-use tessera_passes::fusion::analyze::Placement;
-use tessera_passes::fusion::view::row_major;
 
 use super::KernelBuilder;
 use super::nest::{NestBuilder, RootValue, broadcast_index, dims, store_of, unflatten};
-use crate::CodegenError;
+use crate::LowerError;
 use crate::kir::{
     Atom, Attention, Body, Conv, ExprId, ExprOp, Gemm, Guard, Index, Lit, MatView, Nest,
     ReduceKind, Reduction, Var,
@@ -143,8 +143,8 @@ fn pointwise_candidates(space: &[usize]) -> Vec<Loops> {
 fn best_of(
     kb: &mut KernelBuilder,
     candidates: Vec<Loops>,
-    build: &dyn Fn(&mut NestBuilder, &Loops) -> Result<(), CodegenError>,
-) -> Result<Nest, CodegenError> {
+    build: &dyn Fn(&mut NestBuilder, &Loops) -> Result<(), LowerError>,
+) -> Result<Nest, LowerError> {
     let mut best: Option<(usize, Nest)> = None;
     for l in candidates {
         let mut nb = NestBuilder::new(kb, l.outer.clone(), l.inner.clone());
@@ -165,7 +165,7 @@ fn best_of(
 }
 
 /// Stores every stored value of `shape` at the binding.
-fn store_full(nb: &mut NestBuilder, values: &[ValueId], b: &[Index]) -> Result<(), CodegenError> {
+fn store_full(nb: &mut NestBuilder, values: &[ValueId], b: &[Index]) -> Result<(), LowerError> {
     let mut stores = Vec::new();
     for &v in values {
         let e = nb.eval(v, b)?;
@@ -176,7 +176,7 @@ fn store_full(nb: &mut NestBuilder, values: &[ValueId], b: &[Index]) -> Result<(
     Ok(())
 }
 
-pub(crate) fn pointwise(kb: &mut KernelBuilder) -> Result<Vec<Nest>, CodegenError> {
+pub(crate) fn pointwise(kb: &mut KernelBuilder) -> Result<Vec<Nest>, LowerError> {
     let g = kb.g;
     let mut shapes: Vec<Vec<usize>> = Vec::new();
     for &v in &kb.group.outputs {
@@ -204,7 +204,7 @@ pub(crate) fn pointwise(kb: &mut KernelBuilder) -> Result<Vec<Nest>, CodegenErro
     Ok(nests)
 }
 
-pub(crate) fn concat(kb: &mut KernelBuilder) -> Result<Vec<Nest>, CodegenError> {
+pub(crate) fn concat(kb: &mut KernelBuilder) -> Result<Vec<Nest>, LowerError> {
     let g = kb.g;
     let root = kb.group.shape.roots[0];
     let node = g.node(root);
@@ -250,7 +250,7 @@ fn store_all(
     b: &[Index],
     reduced: &[usize],
     skip: &[ValueId],
-) -> Result<(), CodegenError> {
+) -> Result<(), LowerError> {
     let g = nb.g();
     let group = nb.kb.group;
     let rflat = reduced_flat(space, b, reduced);
@@ -285,7 +285,7 @@ fn store_all(
     }
     // Window nests loop over the window inside each output point: their stores happen
     // once per point, outside those loops.
-    let window = nb.kb.group.kind() == tessera_passes::fusion::analyze::GroupKind::Window;
+    let window = nb.kb.group.kind() == crate::fusion::analyze::GroupKind::Window;
     nb.store_phase(!window, full);
     nb.store_phase(false, rows);
     Ok(())
@@ -301,7 +301,7 @@ fn one_reduction(nb: &mut NestBuilder, kind: ReduceKind, value: ExprId) -> ExprI
     }])[0]
 }
 
-pub(crate) fn reduction(kb: &mut KernelBuilder) -> Result<Nest, CodegenError> {
+pub(crate) fn reduction(kb: &mut KernelBuilder) -> Result<Nest, LowerError> {
     let space = kb.group.shape.space.clone();
     let reduced = kb.group.shape.reduced.clone();
     let outer: Vec<usize> = (0..space.len()).filter(|a| !reduced.contains(a)).collect();
@@ -323,7 +323,7 @@ fn reduction_roots(
     space: &[usize],
     b: &[Index],
     reduced: &[usize],
-) -> Result<(), CodegenError> {
+) -> Result<(), LowerError> {
     let g = nb.g();
     let n_red: usize = reduced.iter().map(|&a| space[a]).product();
     let rflat = reduced_flat(space, b, reduced);
@@ -468,7 +468,7 @@ fn param_at(
     v: ValueId,
     space: &[usize],
     b: &[Index],
-) -> Result<ExprId, CodegenError> {
+) -> Result<ExprId, LowerError> {
     let idx = broadcast_index(&dims(nb.g(), v), space, b);
     let e = nb.eval(v, &idx)?;
     Ok(nb.widen(e))
@@ -508,7 +508,7 @@ fn lit_zero(dtype: DType) -> Lit {
     }
 }
 
-pub(crate) fn window(kb: &mut KernelBuilder) -> Result<Nest, CodegenError> {
+pub(crate) fn window(kb: &mut KernelBuilder) -> Result<Nest, LowerError> {
     let g = kb.g;
     let root = kb.group.shape.roots[0];
     let node = g.node(root);
@@ -546,7 +546,7 @@ fn guarded(
     idx: &[Index],
     guards: Vec<Guard>,
     n: NodeId,
-) -> Result<ExprId, CodegenError> {
+) -> Result<ExprId, LowerError> {
     let dtype = nb.g().ty(v).dtype;
     let Some((src, flat)) = nb.memory_index(v, idx) else {
         return Err(nb.kb.error(n, "a window input must come from memory"));
@@ -575,7 +575,7 @@ fn window_root(
     space: &[usize],
     b: &[Index],
     w: &[Index],
-) -> Result<(), CodegenError> {
+) -> Result<(), LowerError> {
     let g = nb.g();
     let node = g.node(root);
     let out = node.outputs[0];
@@ -876,7 +876,7 @@ fn mat_view(
     v: ValueId,
     idx: &[Index],
     n: NodeId,
-) -> Result<MatView, CodegenError> {
+) -> Result<MatView, LowerError> {
     let Some((src, flat)) = kb.memory_index(v, idx) else {
         return Err(kb.error(
             n,
@@ -941,13 +941,12 @@ fn accumulator(kb: &mut KernelBuilder, out: ValueId) -> crate::kir::ParamId {
     } else {
         kb.scratch(ty.dtype, ty.shape.numel())
     };
-    kb.params[p as usize].access = crate::kir::Access::ReadWrite;
+    kb.params[p.index()].access = crate::kir::Access::ReadWrite;
     p
 }
 
 /// Adds a library root's own pointwise terms to its accumulator value at an index.
-type RootTerms<'x> =
-    dyn Fn(&mut NestBuilder, ExprId, &[Index]) -> Result<ExprId, CodegenError> + 'x;
+type RootTerms<'x> = dyn Fn(&mut NestBuilder, ExprId, &[Index]) -> Result<ExprId, LowerError> + 'x;
 
 /// The epilogue over `rows × cols` of the accumulator; `extra` adds the root's own
 /// pointwise terms (bias, beta·C) to the accumulator value.
@@ -957,7 +956,7 @@ fn epilogue(
     acc: crate::kir::ParamId,
     cols: usize,
     extra: &RootTerms<'_>,
-) -> Result<Option<Nest>, CodegenError> {
+) -> Result<Option<Nest>, LowerError> {
     let g = kb.g;
     let od = dims(g, out);
     let n: usize = od.iter().product();
@@ -972,7 +971,7 @@ fn epilogue(
         Index::var(Var::Inner(0), cols)
     };
     let b = unflatten(&flat, &od);
-    let acc_is_out = kb.params[acc as usize].binding == crate::kir::Binding::Value(out);
+    let acc_is_out = kb.params[acc.index()].binding == crate::kir::Binding::Value(out);
     let mut nb = NestBuilder::new(kb, outer, vec![cols]);
     let av = nb.push(
         dtype,
@@ -995,7 +994,7 @@ fn epilogue(
     Ok(Some(nb.finish_tiled()))
 }
 
-pub(crate) fn contraction(kb: &mut KernelBuilder) -> Result<Body, CodegenError> {
+pub(crate) fn contraction(kb: &mut KernelBuilder) -> Result<Body, LowerError> {
     let g = kb.g;
     let root = kb.group.shape.roots[0];
     let node = g.node(root);
@@ -1150,8 +1149,8 @@ fn im2col_nest(
     out_sp: &[usize],
     attrs: &tessera_ir::ConvAttrs,
     sp: usize,
-) -> Result<Nest, CodegenError> {
-    let dtype = kb.params[xp as usize].dtype;
+) -> Result<Nest, LowerError> {
+    let dtype = kb.params[xp.index()].dtype;
     let in_sp = &x_chw[1..];
     let nk: usize = kernel.iter().product();
     let kk = cg * nk;
@@ -1221,7 +1220,7 @@ fn im2col_nest(
     Ok(nb.finish_tiled())
 }
 
-pub(crate) fn attention(kb: &mut KernelBuilder) -> Result<Body, CodegenError> {
+pub(crate) fn attention(kb: &mut KernelBuilder) -> Result<Body, LowerError> {
     let g = kb.g;
     let root = kb.group.shape.roots[0];
     let node = g.node(root);

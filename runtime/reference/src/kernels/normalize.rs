@@ -3,7 +3,7 @@
 use tessera_ir::{DType, ReduceOp, Tensor, TensorType};
 
 use super::{from_f64, from_i64};
-use crate::reference::index::{broadcast_offsets, offsets, strides};
+use crate::index::{broadcast_offsets, offsets, strides};
 
 /// Offsets that list `dims` with the axes in `moved` last (in their order), so that each
 /// run of `prod(moved dims)` consecutive offsets is one reduction group.

@@ -3,7 +3,7 @@
 use tessera_ir::{Tensor, TensorType};
 
 use super::from_f64;
-use crate::reference::index::{broadcast_offsets, offsets, strides};
+use crate::index::{broadcast_offsets, offsets, strides};
 
 /// `c += a · b` for row-major `a: [m, k]`, `b: [k, n]`, `c: [m, n]`. The i-k-j order walks
 /// `b` and `c` rows contiguously, which the compiler vectorizes.

@@ -5,7 +5,7 @@ use tessera_ir::{ConvAttrs, PoolAttrs, PoolKind, Tensor, TensorType};
 
 use super::contract::gemm_acc;
 use super::from_f64;
-use crate::reference::index::strides;
+use crate::index::strides;
 
 /// Where one kernel tap of one output position lands in the input.
 #[derive(Clone, Copy)]

@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 
+use crate::fusion::view::row_major;
 use tessera_ir::{DType, Graph, NodeId, Op, ValueId};
-use tessera_passes::fusion::view::row_major;
 
 use super::KernelBuilder;
-use crate::CodegenError;
+use crate::LowerError;
 use crate::kir::{
     Expr, ExprId, ExprOp, Guard, Index, Lit, Nest, Phase, Reduction, Schedule, Store,
 };
@@ -148,7 +148,7 @@ impl<'k, 'g> NestBuilder<'k, 'g> {
         if let Some(&id) = self.memo.get(&e) {
             return id;
         }
-        let id = self.exprs.len() as ExprId;
+        let id = ExprId::new(self.exprs.len());
         self.memo.insert(e.clone(), id);
         self.exprs.push(e);
         id
@@ -156,12 +156,12 @@ impl<'k, 'g> NestBuilder<'k, 'g> {
 
     fn simplify(&mut self, dtype: DType, op: &ExprOp) -> Option<ExprId> {
         use tessera_ir::BinaryOp as B;
-        let lit = |s: &Self, e: ExprId| match s.exprs[e as usize].op {
+        let lit = |s: &Self, e: ExprId| match s.exprs[e.index()].op {
             ExprOp::Lit(l) => Some(l),
             _ => None,
         };
         match *op {
-            ExprOp::Cast(a) if self.exprs[a as usize].dtype == dtype => Some(a),
+            ExprOp::Cast(a) if self.exprs[a.index()].dtype == dtype => Some(a),
             ExprOp::Binary(B::Mul, a, b) if dtype.is_float() => {
                 if lit(self, b).is_some_and(|l| l.as_f64() == 1.0) {
                     Some(a)
@@ -175,7 +175,7 @@ impl<'k, 'g> NestBuilder<'k, 'g> {
                 lit(self, b).is_some_and(|l| l.as_f64() == 1.0).then_some(a)
             }
             ExprOp::Binary(B::Pow, a, b)
-                if dtype.is_float() && self.exprs[b as usize].dtype.is_float() =>
+                if dtype.is_float() && self.exprs[b.index()].dtype.is_float() =>
             {
                 let p = lit(self, b)?.as_f64();
                 if p == 1.0 {
@@ -209,7 +209,7 @@ impl<'k, 'g> NestBuilder<'k, 'g> {
         let dt = if op.is_predicate() {
             DType::Bool
         } else {
-            self.exprs[a as usize].dtype
+            self.exprs[a.index()].dtype
         };
         self.push(dt, ExprOp::Binary(op, a, b))
     }
@@ -218,7 +218,7 @@ impl<'k, 'g> NestBuilder<'k, 'g> {
         let dt = if op.is_predicate() {
             DType::Bool
         } else {
-            self.exprs[a as usize].dtype
+            self.exprs[a.index()].dtype
         };
         self.push(dt, ExprOp::Unary(op, a))
     }
@@ -228,7 +228,7 @@ impl<'k, 'g> NestBuilder<'k, 'g> {
     }
 
     pub fn dtype(&self, e: ExprId) -> DType {
-        self.exprs[e as usize].dtype
+        self.exprs[e.index()].dtype
     }
 
     /// f16/bf16 values are widened to f32 for accumulation.
@@ -323,7 +323,7 @@ impl<'k, 'g> NestBuilder<'k, 'g> {
     }
 
     /// The expression for element `idx` of value `v`.
-    pub fn eval(&mut self, v: ValueId, idx: &[Index]) -> Result<ExprId, CodegenError> {
+    pub fn eval(&mut self, v: ValueId, idx: &[Index]) -> Result<ExprId, LowerError> {
         let g = self.g();
         let vd = dims(g, v);
         let flat = Index::dot(idx, &row_major(&vd));
@@ -340,7 +340,7 @@ impl<'k, 'g> NestBuilder<'k, 'g> {
         v: ValueId,
         idx: &[Index],
         flat: &Index,
-    ) -> Result<ExprId, CodegenError> {
+    ) -> Result<ExprId, LowerError> {
         let g = self.g();
         if let Some(r) = self.roots.get(&v) {
             if r.flat == *flat {

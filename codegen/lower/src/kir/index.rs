@@ -12,6 +12,7 @@
 //! Division and modulo are only built over non-negative operands (see [`Index::div`]), so
 //! backends may lower them as unsigned operations.
 
+use super::ExprId;
 use std::fmt;
 
 /// A loop variable of a nest: one of the outer (parallel) loops or the inner loops.
@@ -40,7 +41,7 @@ pub enum Atom {
     /// Remainder of a non-negative index by a positive constant.
     Mod(Box<Index>, i64),
     /// An integer computed in the kernel (an expression id), known to lie in `[0, bound)`.
-    Value(u32, i64),
+    Value(ExprId, i64),
 }
 
 impl Atom {
@@ -100,7 +101,7 @@ impl Index {
     }
 
     /// An integer expression of the kernel known to lie in `[0, bound)`.
-    pub fn value(expr: u32, bound: usize) -> Index {
+    pub fn value(expr: ExprId, bound: usize) -> Index {
         Index::atom(Atom::Value(expr, bound as i64))
     }
 
@@ -457,7 +458,7 @@ impl fmt::Display for Index {
                 Atom::Var(v, _) => v.to_string(),
                 Atom::Div(e, d) => format!("({e})/{d}"),
                 Atom::Mod(e, d) => format!("({e})%{d}"),
-                Atom::Value(x, _) => format!("e{x}"),
+                Atom::Value(x, _) => format!("{x}"),
             };
             let (sign, mag) = if *c < 0 { ("-", -c) } else { ("+", *c) };
             if first {

@@ -4,7 +4,7 @@
 use tessera_ir::{BinaryOp, DType, GeluApprox, NodeId, Op, UnaryOp};
 
 use super::nest::{NestBuilder, broadcast_index, dims, map_view};
-use crate::CodegenError;
+use crate::LowerError;
 use crate::kir::{ExprId, ExprOp, Index, Lit};
 
 /// Element `idx` of output `slot` of node `n` (a member of the kernel, not a root).
@@ -13,13 +13,13 @@ pub(crate) fn eval_node(
     n: NodeId,
     slot: usize,
     idx: &[Index],
-) -> Result<ExprId, CodegenError> {
+) -> Result<ExprId, LowerError> {
     let g = nb.g();
     let node = g.node(n);
     let out = node.outputs[slot];
     let od = dims(g, out);
     let out_dtype = g.ty(out).dtype;
-    let input = |nb: &mut NestBuilder, k: usize| -> Result<ExprId, CodegenError> {
+    let input = |nb: &mut NestBuilder, k: usize| -> Result<ExprId, LowerError> {
         let v = node.inputs[k];
         let bi = broadcast_index(&dims(nb.g(), v), &od, idx);
         nb.eval(v, &bi)

@@ -13,7 +13,7 @@
 use tessera_ir::{Graph, Op, ValueId};
 
 use super::{FusionPlan, Mode, plan};
-use crate::PassError;
+use crate::LowerError;
 
 /// Bytes moved by one kernel reading `inputs` and storing `outputs`.
 pub fn kernel_bytes(g: &Graph, inputs: &[ValueId], outputs: &[ValueId]) -> u64 {
@@ -61,7 +61,7 @@ impl DataMovement {
 }
 
 /// Compares the eager plan of `g` with `fused` (a [`Mode::Fused`] plan of the same graph).
-pub fn data_movement(g: &Graph, fused: &FusionPlan) -> Result<DataMovement, PassError> {
+pub fn data_movement(g: &Graph, fused: &FusionPlan) -> Result<DataMovement, LowerError> {
     let eager = plan(g, Mode::Eager)?;
     Ok(DataMovement {
         unfused_kernels: eager.groups.len(),

@@ -11,11 +11,12 @@
 //! node and greedily merges a producer group into a
 //! consumer group, always taking the merge that saves the most bytes of memory traffic
 //! ([`metric`]), as long as the merged group is legal, the group graph stays acyclic and
-//! the plan's liveness peak ([`crate::memory::plan_liveness`]) does not grow (a fusion that
+//! the plan's liveness peak ([`FusionPlan::liveness_peak`]) does not grow (a fusion that
 //! raises peak memory is rejected). [`Mode::Eager`] keeps one kernel per node and stores
 //! every view except aliases: GraphNet's "eager" baseline on the same runtime.
 
 pub mod analyze;
+mod check;
 pub mod classify;
 pub mod metric;
 pub mod report;
@@ -25,10 +26,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tessera_ir::{Graph, NodeId, ValueId};
 
-use crate::PassError;
+use crate::LowerError;
+use crate::memory::{self, StepUse, Write};
 use analyze::{Context, GroupKind, GroupShape, analyze};
 use classify::{OpClass, classify};
 use view::{ViewStep, chain_view, is_alias};
+
+pub use check::check_plan;
 
 /// How much to fuse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,6 +97,34 @@ impl FusionPlan {
     /// The value that reading `v` actually reads from memory, and the views crossed.
     pub fn source(&self, g: &Graph, v: ValueId) -> (ValueId, Vec<ViewStep>) {
         view::view_chain(g, v, &|n| self.is_virtual(n))
+    }
+
+    /// What each group reads and stores, as steps for [`memory::lifetimes`]: inputs
+    /// read, outputs written, no in-place sharing and no scratch.
+    pub fn steps(&self, g: &Graph) -> Vec<StepUse> {
+        self.groups
+            .iter()
+            .map(|grp| StepUse {
+                reads: grp.inputs.clone(),
+                writes: grp
+                    .outputs
+                    .iter()
+                    .map(|&value| Write {
+                        value,
+                        bytes: g.ty(value).size_bytes(),
+                        in_place_of: None,
+                    })
+                    .collect(),
+                scratch: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// The largest total size of stored values live at one step: what the planner keeps
+    /// from growing when it fuses.
+    pub fn liveness_peak(&self, g: &Graph) -> usize {
+        let outputs: Vec<ValueId> = g.outputs().iter().map(|p| p.value).collect();
+        memory::liveness_lower_bound(&memory::lifetimes(&self.steps(g), &outputs).buffers)
     }
 
     /// Inputs of group `step` that its stored value `o` may overwrite in place: stored by
@@ -292,7 +324,7 @@ impl<'g> Planner<'g> {
         order
     }
 
-    fn build(&self, mode: Mode, rejected_for_memory: usize) -> Result<FusionPlan, PassError> {
+    fn build(&self, mode: Mode, rejected_for_memory: usize) -> Result<FusionPlan, LowerError> {
         let order = self.schedule();
         let mut group_of = vec![None; self.g.num_nodes()];
         let mut groups = Vec::new();
@@ -302,9 +334,9 @@ impl<'g> Planner<'g> {
             let (inputs, outputs) = self.io(&set);
             let shape = self
                 .shape(&nodes, &outputs)
-                .map_err(|message| PassError::Failed {
-                    pass: "fusion",
-                    message: format!("{}: {message}", self.g.node_ref(nodes[0])),
+                .map_err(|message| LowerError::Plan {
+                    node: self.g.node_ref(nodes[0]),
+                    message,
                 })?;
             for &n in &nodes {
                 group_of[n.index()] = Some(pos);
@@ -327,7 +359,7 @@ impl<'g> Planner<'g> {
 }
 
 /// Partitions `g` (verified) into kernels.
-pub fn plan(g: &Graph, mode: Mode) -> Result<FusionPlan, PassError> {
+pub fn plan(g: &Graph, mode: Mode) -> Result<FusionPlan, LowerError> {
     let class: Vec<OpClass> = g.nodes().map(|(n, _)| classify(g, n)).collect();
     let mut graph_out = vec![false; g.num_values()];
     for p in g.outputs() {
@@ -409,7 +441,7 @@ pub fn plan(g: &Graph, mode: Mode) -> Result<FusionPlan, PassError> {
     let mut refused: BTreeSet<(usize, usize)> = BTreeSet::new();
     let mut current_peak = {
         let plan = p.build(mode, 0)?;
-        crate::memory::plan_liveness(g, &plan)
+        plan.liveness_peak(g)
     };
     loop {
         let live: Vec<usize> = (0..p.members.len())
@@ -452,7 +484,7 @@ pub fn plan(g: &Graph, mode: Mode) -> Result<FusionPlan, PassError> {
         for &n in &saved_b {
             p.group_of[n.index()] = Some(a);
         }
-        let peak = crate::memory::plan_liveness(g, &p.build(mode, 0)?);
+        let peak = p.build(mode, 0)?.liveness_peak(g);
         if peak > current_peak {
             p.members[a] = saved_a;
             p.members[b] = saved_b;

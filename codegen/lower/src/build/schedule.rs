@@ -7,63 +7,9 @@
 
 use tessera_ir::{DType, UnaryOp};
 
-use crate::kir::{ExprOp, GpuMapping, Nest, Param, Phase, ReduceKind, Schedule, Var, VectorAxis};
-
-/// Bitset of the loop variables an expression depends on: bit `k` for `Outer(k)`, bit
-/// `32 + k` for `Inner(k)`.
-pub(crate) fn var_deps(nest: &Nest) -> Vec<u64> {
-    fn bit(v: Var) -> u64 {
-        match v {
-            Var::Outer(k) => 1 << k,
-            Var::Inner(k) => 1 << (32 + k as u32),
-        }
-    }
-    fn index_deps(i: &crate::kir::Index, deps: &[u64]) -> u64 {
-        let mut m = 0;
-        for (a, _) in i.terms() {
-            m |= match a {
-                crate::kir::Atom::Var(v, _) => bit(*v),
-                crate::kir::Atom::Div(e, _) | crate::kir::Atom::Mod(e, _) => index_deps(e, deps),
-                crate::kir::Atom::Value(x, _) => deps[*x as usize],
-            };
-        }
-        m
-    }
-    let inner_mask: u64 = 0xffff_ffff << 32;
-    let mut deps = vec![0u64; nest.exprs.len()];
-    for (i, e) in nest.exprs.iter().enumerate() {
-        deps[i] = match &e.op {
-            ExprOp::Lit(_) => 0,
-            ExprOp::Load { index, .. } => index_deps(index, &deps),
-            ExprOp::LoadIf { index, guards, .. } => {
-                guards.iter().fold(index_deps(index, &deps), |m, g| {
-                    m | index_deps(&g.index, &deps)
-                })
-            }
-            ExprOp::InRange(gs) => gs.iter().fold(0, |m, g| m | index_deps(&g.index, &deps)),
-            ExprOp::Unary(_, a) | ExprOp::Cast(a) => deps[*a as usize],
-            ExprOp::CheckIndex { value, .. } => deps[*value as usize],
-            ExprOp::Binary(_, a, b) => deps[*a as usize] | deps[*b as usize],
-            ExprOp::Select(c, a, b) => deps[*c as usize] | deps[*a as usize] | deps[*b as usize],
-            ExprOp::IndexValue(ix) => index_deps(ix, &deps),
-            ExprOp::Acc { phase, slot } => match &nest.phases[*phase as usize] {
-                Phase::Reduce(rs) => {
-                    let r = &rs[*slot as usize];
-                    let mut m = deps[r.value as usize];
-                    if let Some(k) = r.mask {
-                        m |= deps[k as usize];
-                    }
-                    if let ReduceKind::ArgMax { arg } = r.kind {
-                        m |= deps[arg as usize];
-                    }
-                    m & !inner_mask
-                }
-                Phase::Store { .. } => 0,
-            },
-        };
-    }
-    deps
-}
+use crate::kir::{
+    ExprId, ExprOp, GpuMapping, Nest, Param, Phase, ReduceKind, Schedule, Var, VectorAxis, var_deps,
+};
 
 fn var_bit(v: Var) -> u64 {
     match v {
@@ -76,20 +22,20 @@ fn var_bit(v: Var) -> u64 {
 /// and stores that are not contiguous along it.
 fn vectorizable(nest: &Nest, params: &[Param], deps: &[u64], v: Var) -> Option<usize> {
     let bit = var_bit(v);
-    let varies = |e: u32| deps[e as usize] & bit != 0;
-    let f32_or_mask = |e: u32| {
-        let x = &nest.exprs[e as usize];
+    let varies = |e: ExprId| deps[e.index()] & bit != 0;
+    let f32_or_mask = |e: ExprId| {
+        let x = &nest.exprs[e.index()];
         x.dtype == DType::F32
     };
     let mut gathers = 0;
     for (i, e) in nest.exprs.iter().enumerate() {
-        if !varies(i as u32) {
+        if !varies(ExprId::new(i)) {
             continue;
         }
         let ok = match &e.op {
             ExprOp::Lit(_) => true,
             ExprOp::Load { param, index } | ExprOp::LoadIf { param, index, .. } => {
-                let p = &params[*param as usize];
+                let p = &params[(*param).index()];
                 if index.stride_of(v) != Some(1) {
                     gathers += 1;
                 }
@@ -122,7 +68,7 @@ fn vectorizable(nest: &Nest, params: &[Param], deps: &[u64], v: Var) -> Option<u
             }
             ExprOp::Select(c, a, b) => {
                 e.dtype == DType::F32
-                    && nest.exprs[*c as usize].dtype == DType::Bool
+                    && nest.exprs[(*c).index()].dtype == DType::Bool
                     && f32_or_mask(*a)
                     && f32_or_mask(*b)
             }
@@ -156,12 +102,12 @@ fn vectorizable(nest: &Nest, params: &[Param], deps: &[u64], v: Var) -> Option<u
             }
             Phase::Store { stores, .. } => {
                 for s in stores {
-                    let p = &params[s.param as usize];
+                    let p = &params[s.param.index()];
                     let store_varies = varies(s.value) || s.index.mentions(v);
                     if !store_varies {
                         continue;
                     }
-                    if p.dtype != DType::F32 || nest.exprs[s.value as usize].dtype != DType::F32 {
+                    if p.dtype != DType::F32 || nest.exprs[s.value.index()].dtype != DType::F32 {
                         return None;
                     }
                     if s.index.stride_of(v) != Some(1) {

@@ -1,0 +1,68 @@
+//! The lowering stage's error type.
+
+use std::fmt;
+
+use tessera_ir::{Graph, IrError, NodeId, NodeRef, ValueId};
+
+/// A kernel as errors name it: its name and the graph nodes it computes (our node ids,
+/// source names and ops).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelRef {
+    pub name: String,
+    pub nodes: Vec<NodeRef>,
+}
+
+impl KernelRef {
+    /// The kernel `name` computing `nodes` of `g`.
+    pub fn new(g: &Graph, name: &str, nodes: &[NodeId]) -> KernelRef {
+        KernelRef {
+            name: name.to_string(),
+            nodes: nodes.iter().map(|&n| g.node_ref(n)).collect(),
+        }
+    }
+}
+
+impl fmt::Display for KernelRef {
+    /// `kernel k3_conv (node "conv_1" (conv, n12) and 2 more)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kernel {}", self.name)?;
+        match self.nodes.split_first() {
+            None => Ok(()),
+            Some((first, [])) => write!(f, " ({first})"),
+            Some((first, rest)) => write!(f, " ({first} and {} more)", rest.len()),
+        }
+    }
+}
+
+/// Everything that can go wrong between a verified graph and placed kernels.
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    /// The graph does not verify.
+    #[error(transparent)]
+    Ir(#[from] IrError),
+
+    /// The fusion planner could not give a group a legal shape.
+    #[error("fusion plan: {node}: {message}")]
+    Plan { node: NodeRef, message: String },
+
+    /// A fusion plan breaks an invariant of [`crate::fusion::check_plan`] (all of them
+    /// listed).
+    #[error("fusion plan is not a partition in topological order: {}", .0.join("; "))]
+    InvalidPlan(Vec<String>),
+
+    /// The builder cannot turn a node's group into a kernel.
+    #[error("{node}: {message}")]
+    Build { node: NodeRef, message: String },
+
+    /// A built kernel breaks an invariant of [`crate::kir::verify`] (all of them listed).
+    #[error("{kernel}: invalid kernel IR: {}", .errors.join("; "))]
+    InvalidKernel {
+        kernel: KernelRef,
+        errors: Vec<String>,
+    },
+
+    /// A kernel reads a value that is no graph input or constant and that no kernel
+    /// stores.
+    #[error("{kernel} reads {value}, which nothing stores")]
+    Unstored { kernel: KernelRef, value: ValueId },
+}

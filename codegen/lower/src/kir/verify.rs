@@ -1,0 +1,543 @@
+//! The kernel IR verifier: [`verify`].
+//!
+//! The lowering driver runs it on every kernel the builder makes, before any backend sees
+//! it, so a bad kernel is an error naming the kernel and its graph nodes, never a panic
+//! deep in a code generator. A kernel that verifies satisfies these invariants:
+//!
+//! 1. **Parameters.** Every parameter id a kernel mentions (loads, stores, matrix views,
+//!    accumulators, column buffers, in-place pairs) names one of its parameters. Loads
+//!    read parameters whose access is `read` or `read_write`; stores write `write` or
+//!    `read_write` ones; every `write` parameter is written by some store or body.
+//! 2. **Expressions.** A nest's expressions form a DAG in topological order: every
+//!    operand is an earlier expression. `acc` reads a slot of an earlier reduction phase.
+//! 3. **Types.** A load has its parameter's dtype; arithmetic operands share the result's
+//!    dtype (`pow`'s exponent excepted); comparisons, logic, `is_nan`, `is_inf` and
+//!    `in_range` are bool, and so are select conditions and reduction masks; index values
+//!    and checked gather indices are i64; reduction results have the reduction's dtype.
+//! 4. **Indices.** Every loop variable an index mentions exists in the nest, with the
+//!    nest's extent; every value atom names an earlier integer expression. Unguarded loads
+//!    and all stores stay inside their parameter (`0 ≤ index < len` over the index's value
+//!    range).
+//! 5. **Phases.** Once-per-row stores (`looped: false`) do not depend on inner loops.
+//! 6. **Hints.** A vectorized nest has the loop it vectorizes and a width of at least 1.
+//! 7. **Bodies.** GEMM, convolution and attention sizes match their parameters (the
+//!    accumulator holds the whole result, the column buffer the whole im2col matrix), and
+//!    their epilogue nests iterate over exactly the result's rows and columns.
+//! 8. **In place.** An in-place pair reads a `read` parameter and writes a `write`
+//!    parameter of the same length and element size.
+
+use tessera_ir::{BinaryOp, DType, UnaryOp};
+
+use super::{
+    Access, Atom, Binding, Body, ExprId, ExprOp, Index, Kernel, Lit, MatView, Nest, ParamId, Phase,
+    ReduceKind, Var, VectorAxis, var_deps,
+};
+
+/// Checks `k` against the invariants of this module; returns every violation found, each
+/// naming where (`nest 0 e12`, `gemm`, ...).
+pub fn verify(k: &Kernel) -> Result<(), Vec<String>> {
+    let mut v = Verifier {
+        k,
+        errors: Vec::new(),
+        written: vec![false; k.params.len()],
+    };
+    match &k.body {
+        Body::Loops(nests) => {
+            for (i, n) in nests.iter().enumerate() {
+                v.nest(&format!("nest {i}"), n);
+            }
+        }
+        Body::Gemm(g) => {
+            v.view("gemm a", &g.a, g.batch.len());
+            v.view("gemm b", &g.b, g.batch.len());
+            let nb: usize = g.batch.iter().product();
+            v.result("gemm acc", g.acc, nb * g.m * g.n);
+            if let Some(e) = &g.epilogue {
+                v.rows("gemm epilogue", e, nb * g.m, g.n);
+                v.nest("gemm epilogue", e);
+            }
+        }
+        Body::Conv(c) => {
+            v.param("conv x", c.x, Access::Read);
+            v.param("conv w", c.w, Access::Read);
+            if c.group == 0 || c.channels % c.group != 0 || c.out_channels % c.group != 0 {
+                v.err(
+                    "conv",
+                    format!(
+                        "{} input and {} output channels do not split into {} groups",
+                        c.channels, c.out_channels, c.group
+                    ),
+                );
+            }
+            let rank = c.in_spatial.len();
+            for (what, len) in [
+                ("kernel", c.kernel.len()),
+                ("output", c.out_spatial.len()),
+                ("strides", c.strides.len()),
+                ("dilations", c.dilations.len()),
+                ("pads", c.pads_begin.len()),
+            ] {
+                if len != rank {
+                    v.err("conv", format!("{what} has rank {len}, the input {rank}"));
+                }
+            }
+            let p: usize = c.out_spatial.iter().product();
+            v.result("conv acc", c.acc, c.batch * c.out_channels * p);
+            if let Some(col) = c.col {
+                let cg = c.channels / c.group.max(1);
+                let kk = cg * c.kernel.iter().product::<usize>();
+                v.param("conv col", col, Access::ReadWrite);
+                v.len_at_least("conv col", col, kk * p);
+            }
+            if let Some(n) = &c.im2col {
+                if c.col.is_none() {
+                    v.err(
+                        "conv im2col",
+                        "an im2col nest without a column buffer".into(),
+                    );
+                }
+                v.nest("conv im2col", n);
+            }
+            if let Some(e) = &c.epilogue {
+                v.rows("conv epilogue", e, c.batch * c.out_channels, p);
+                v.nest("conv epilogue", e);
+            }
+        }
+        Body::Attention(a) => {
+            let nb = a.batch.len();
+            v.view("attention q", &a.q, nb);
+            v.view("attention k", &a.k, nb);
+            v.view("attention v", &a.v, nb);
+            if let Some(m) = &a.mask {
+                v.view("attention mask", m, nb);
+            }
+            let b: usize = a.batch.iter().product();
+            v.result("attention out", a.out, b * a.s * a.e);
+            if a.block_q == 0 || a.block_k == 0 {
+                v.err("attention", "a block size of 0".into());
+            }
+        }
+    }
+    for &(i, o) in &k.in_place {
+        let (Some(pi), Some(po)) = (k.params.get(i.index()), k.params.get(o.index())) else {
+            v.err("in_place", format!("{i} -> {o} names a missing parameter"));
+            continue;
+        };
+        if pi.access != Access::Read || po.access != Access::Write {
+            v.err(
+                "in_place",
+                format!("{i} -> {o} must pair a read with a write"),
+            );
+        }
+        if pi.len != po.len || pi.dtype.size_bytes() != po.dtype.size_bytes() {
+            v.err("in_place", format!("{i} -> {o} differ in size"));
+        }
+    }
+    for (i, p) in k.params.iter().enumerate() {
+        if p.access == Access::Write && !v.written[i] && p.len > 0 {
+            v.err(
+                "params",
+                format!("p{i} is write-only but nothing writes it"),
+            );
+        }
+        if let (Binding::Scratch, Access::Read) = (p.binding, p.access) {
+            v.err("params", format!("p{i} is read-only scratch"));
+        }
+    }
+    if v.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(v.errors)
+    }
+}
+
+struct Verifier<'k> {
+    k: &'k Kernel,
+    errors: Vec<String>,
+    written: Vec<bool>,
+}
+
+fn is_int(d: DType) -> bool {
+    !d.is_float() && d != DType::Bool
+}
+
+impl Verifier<'_> {
+    fn err(&mut self, at: &str, message: String) {
+        self.errors.push(format!("{at}: {message}"));
+    }
+
+    /// Checks that `p` exists and allows `access`; records writes.
+    fn param(&mut self, at: &str, p: ParamId, access: Access) -> bool {
+        let Some(param) = self.k.params.get(p.index()) else {
+            self.err(at, format!("{p} is not a parameter"));
+            return false;
+        };
+        let ok = match access {
+            Access::Read => param.access != Access::Write,
+            Access::Write => param.access != Access::Read,
+            Access::ReadWrite => param.access == Access::ReadWrite,
+        };
+        if !ok {
+            let (want, have) = (access.name(), param.access.name());
+            self.err(at, format!("{p} is {have} but used as {want}"));
+        }
+        if access != Access::Read {
+            self.written[p.index()] = true;
+        }
+        true
+    }
+
+    fn len_at_least(&mut self, at: &str, p: ParamId, len: usize) {
+        if let Some(param) = self.k.params.get(p.index())
+            && param.len < len
+        {
+            self.err(
+                at,
+                format!("{p} holds {} elements, {len} needed", param.len),
+            );
+        }
+    }
+
+    /// A whole-result parameter (GEMM accumulator, attention output).
+    fn result(&mut self, at: &str, p: ParamId, len: usize) {
+        if self.param(at, p, Access::Write) {
+            self.len_at_least(at, p, len);
+        }
+    }
+
+    fn view(&mut self, at: &str, m: &MatView, batch_rank: usize) {
+        self.param(at, m.param, Access::Read);
+        for (a, _) in m.batch_offset.terms() {
+            if let Some(msg) = atom_error(a, &|v| match v {
+                Var::Outer(i) if (i as usize) < batch_rank => Ok(None),
+                _ => Err(format!("{v} is not a batch axis")),
+            }) {
+                self.err(at, msg);
+            }
+        }
+    }
+
+    /// An epilogue over `rows × cols` of a result.
+    fn rows(&mut self, at: &str, n: &Nest, rows: usize, cols: usize) {
+        if n.outer_points() != rows || n.inner != [cols] {
+            self.err(
+                at,
+                format!(
+                    "iterates {:?} × {:?}, the result is {rows} × [{cols}]",
+                    n.outer, n.inner
+                ),
+            );
+        }
+    }
+
+    fn nest(&mut self, at: &str, n: &Nest) {
+        let exprs = &n.exprs;
+        let extent = |v: Var| -> Option<usize> {
+            match v {
+                Var::Outer(i) => n.outer.get(i as usize).copied(),
+                Var::Inner(i) => n.inner.get(i as usize).copied(),
+            }
+        };
+        // Loop variables: present, with the nest's extent.
+        let var_ok = |v: Var, ext: i64| -> Result<Option<()>, String> {
+            match extent(v) {
+                Some(e) if e as i64 == ext => Ok(None),
+                Some(e) => Err(format!("{v} has extent {ext}, the loop {e}")),
+                None => Err(format!("{v} is not a loop of this nest")),
+            }
+        };
+        let mut reduce_slots: Vec<Option<usize>> = Vec::new();
+        for ph in &n.phases {
+            reduce_slots.push(match ph {
+                Phase::Reduce(rs) => Some(rs.len()),
+                Phase::Store { .. } => None,
+            });
+        }
+        for (i, e) in exprs.iter().enumerate() {
+            let here = format!("{at} e{i}");
+            let operand = |x: ExprId| -> Result<DType, String> {
+                if x.index() < i {
+                    Ok(exprs[x.index()].dtype)
+                } else {
+                    Err(format!("operand {x} does not precede it"))
+                }
+            };
+            let check_index = |this: &mut Self, what: &str, idx: &Index| {
+                for (a, _) in idx.terms() {
+                    let msg = atom_error(a, &|v| match v {
+                        Var::Outer(_) | Var::Inner(_) => Ok(None),
+                    })
+                    .or_else(|| index_vars_error(a, &var_ok))
+                    .or_else(|| value_atoms_error(a, i, exprs));
+                    if let Some(m) = msg {
+                        this.err(&here, format!("{what}: {m}"));
+                    }
+                }
+            };
+            let want = |this: &mut Self, ok: bool, msg: &dyn Fn() -> String| {
+                if !ok {
+                    this.err(&here, msg());
+                }
+            };
+            match &e.op {
+                ExprOp::Lit(l) => {
+                    let ok = match l {
+                        Lit::F(_) => e.dtype.is_float(),
+                        Lit::I(_) => is_int(e.dtype),
+                        Lit::B(_) => e.dtype == DType::Bool,
+                    };
+                    want(self, ok, &|| format!("literal does not fit {}", e.dtype));
+                }
+                ExprOp::Load { param, index } => {
+                    if self.param(&here, *param, Access::Read) {
+                        let p = &self.k.params[param.index()];
+                        want(self, p.dtype == e.dtype, &|| {
+                            format!("loads {} from a {} parameter", e.dtype, p.dtype)
+                        });
+                        self.in_bounds(&here, *param, index);
+                    }
+                    check_index(self, "index", index);
+                }
+                ExprOp::LoadIf {
+                    param,
+                    index,
+                    guards,
+                    default: _,
+                } => {
+                    if self.param(&here, *param, Access::Read) {
+                        let p = &self.k.params[param.index()];
+                        want(self, p.dtype == e.dtype, &|| {
+                            format!("loads {} from a {} parameter", e.dtype, p.dtype)
+                        });
+                    }
+                    check_index(self, "index", index);
+                    for g in guards {
+                        check_index(self, "guard", &g.index);
+                    }
+                }
+                ExprOp::InRange(guards) => {
+                    want(self, e.dtype == DType::Bool, &|| {
+                        "in_range is not bool".into()
+                    });
+                    for g in guards {
+                        check_index(self, "guard", &g.index);
+                    }
+                }
+                ExprOp::Unary(u, a) => match operand(*a) {
+                    Err(m) => self.err(&here, m),
+                    Ok(d) => {
+                        let ok = if u.is_predicate() {
+                            e.dtype == DType::Bool
+                        } else {
+                            e.dtype == d && (*u != UnaryOp::Not || d == DType::Bool)
+                        };
+                        want(self, ok, &|| {
+                            format!("{} of {d} cannot be {}", u.name(), e.dtype)
+                        });
+                    }
+                },
+                ExprOp::Binary(b, x, y) => match (operand(*x), operand(*y)) {
+                    (Err(m), _) | (_, Err(m)) => self.err(&here, m),
+                    (Ok(dx), Ok(dy)) => {
+                        let same = dx == dy || *b == BinaryOp::Pow;
+                        let result = if b.is_predicate() {
+                            e.dtype == DType::Bool
+                        } else {
+                            e.dtype == dx
+                        };
+                        want(self, same && result, &|| {
+                            format!("{} of {dx} and {dy} cannot be {}", b.name(), e.dtype)
+                        });
+                    }
+                },
+                ExprOp::Select(c, a, b) => match (operand(*c), operand(*a), operand(*b)) {
+                    (Err(m), _, _) | (_, Err(m), _) | (_, _, Err(m)) => self.err(&here, m),
+                    (Ok(dc), Ok(da), Ok(db)) => {
+                        want(
+                            self,
+                            dc == DType::Bool && da == e.dtype && db == e.dtype,
+                            &|| format!("select {dc} ? {da} : {db} cannot be {}", e.dtype),
+                        );
+                    }
+                },
+                ExprOp::Cast(a) => {
+                    if let Err(m) = operand(*a) {
+                        self.err(&here, m);
+                    }
+                }
+                ExprOp::Acc { phase, slot } => {
+                    let ok = matches!(reduce_slots.get(*phase as usize), Some(Some(s)) if (*slot as usize) < *s);
+                    want(self, ok, &|| {
+                        format!("acc {phase}.{slot} names no reduction result")
+                    });
+                }
+                ExprOp::IndexValue(idx) => {
+                    want(self, e.dtype == DType::I64, &|| {
+                        "index value is not i64".into()
+                    });
+                    check_index(self, "index", idx);
+                }
+                ExprOp::CheckIndex { value, dim: _ } => match operand(*value) {
+                    Err(m) => self.err(&here, m),
+                    Ok(d) => want(self, d == DType::I64 && e.dtype == DType::I64, &|| {
+                        format!("check_index of {d} cannot be {}", e.dtype)
+                    }),
+                },
+            }
+        }
+        let deps = var_deps(n);
+        let inner_mask: u64 = 0xffff_ffff << 32;
+        let expr_at = |x: ExprId| x.index() < exprs.len();
+        for (p, ph) in n.phases.iter().enumerate() {
+            let here = format!("{at} phase {p}");
+            match ph {
+                Phase::Reduce(rs) => {
+                    for r in rs {
+                        if !expr_at(r.value) {
+                            self.err(&here, format!("reduces missing {}", r.value));
+                            continue;
+                        }
+                        let d = exprs[r.value.index()].dtype;
+                        match r.kind {
+                            ReduceKind::ArgMax { arg } => {
+                                let ok = expr_at(arg)
+                                    && exprs[arg.index()].dtype == DType::I64
+                                    && r.dtype == DType::I64;
+                                if !ok {
+                                    self.err(
+                                        &here,
+                                        "argmax needs an i64 argument and result".into(),
+                                    );
+                                }
+                            }
+                            _ if d != r.dtype => {
+                                self.err(&here, format!("reduces {d} into {}", r.dtype));
+                            }
+                            _ => {}
+                        }
+                        if let Some(m) = r.mask
+                            && (!expr_at(m) || exprs[m.index()].dtype != DType::Bool)
+                        {
+                            self.err(&here, format!("mask {m} is not a bool expression"));
+                        }
+                    }
+                }
+                Phase::Store { looped, stores } => {
+                    for s in stores {
+                        if self.param(&here, s.param, Access::Write) {
+                            self.in_bounds(&here, s.param, &s.index);
+                        }
+                        if !expr_at(s.value) {
+                            self.err(&here, format!("stores missing {}", s.value));
+                            continue;
+                        }
+                        let pd = self.k.params.get(s.param.index()).map(|p| p.dtype);
+                        let vd = exprs[s.value.index()].dtype;
+                        if pd.is_some_and(|pd| pd != vd) {
+                            self.err(&here, format!("stores {vd} into {}", s.param));
+                        }
+                        if !looped {
+                            let idx_inner = s.index.terms().iter().any(|(a, _)| {
+                                (0..n.inner.len()).any(|k| atom_mentions(a, Var::Inner(k as u8)))
+                            });
+                            if deps[s.value.index()] & inner_mask != 0 || idx_inner {
+                                self.err(
+                                    &here,
+                                    format!(
+                                        "once-per-row store to {} depends on an inner loop",
+                                        s.param
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let h = &n.schedule;
+        let has_axis = match h.vector {
+            VectorAxis::None => true,
+            VectorAxis::Inner => !n.inner.is_empty(),
+            VectorAxis::Outer => !n.outer.is_empty(),
+        };
+        if !has_axis || h.width == 0 || h.unroll == 0 {
+            self.err(
+                at,
+                format!(
+                    "hints {:?} x{} unroll {} do not fit loops {:?} / {:?}",
+                    h.vector, h.width, h.unroll, n.outer, n.inner
+                ),
+            );
+        }
+    }
+
+    /// An index into `p` that must stay inside it over its whole value range.
+    fn in_bounds(&mut self, at: &str, p: ParamId, idx: &Index) {
+        let len = self.k.params[p.index()].len as i64;
+        if len == 0 {
+            return;
+        }
+        let (lo, hi) = idx.range();
+        if lo < 0 || hi >= len {
+            self.err(
+                at,
+                format!("index {idx} of {p} spans [{lo}, {hi}], outside [0, {len})"),
+            );
+        }
+    }
+}
+
+fn atom_mentions(a: &Atom, v: Var) -> bool {
+    match a {
+        Atom::Var(w, _) => *w == v,
+        Atom::Div(e, _) | Atom::Mod(e, _) => e.mentions(v),
+        Atom::Value(..) => false,
+    }
+}
+
+/// Walks an atom's variables through `check`.
+fn atom_error(a: &Atom, check: &dyn Fn(Var) -> Result<Option<()>, String>) -> Option<String> {
+    match a {
+        Atom::Var(v, _) => check(*v).err(),
+        Atom::Div(e, d) | Atom::Mod(e, d) => {
+            if *d <= 0 {
+                return Some(format!("division by {d}"));
+            }
+            e.terms().iter().find_map(|(x, _)| atom_error(x, check))
+        }
+        Atom::Value(..) => None,
+    }
+}
+
+fn index_vars_error(
+    a: &Atom,
+    var_ok: &dyn Fn(Var, i64) -> Result<Option<()>, String>,
+) -> Option<String> {
+    match a {
+        Atom::Var(v, ext) => var_ok(*v, *ext).err(),
+        Atom::Div(e, _) | Atom::Mod(e, _) => e
+            .terms()
+            .iter()
+            .find_map(|(x, _)| index_vars_error(x, var_ok)),
+        Atom::Value(..) => None,
+    }
+}
+
+fn value_atoms_error(a: &Atom, at: usize, exprs: &[super::Expr]) -> Option<String> {
+    match a {
+        Atom::Var(..) => None,
+        Atom::Div(e, _) | Atom::Mod(e, _) => e
+            .terms()
+            .iter()
+            .find_map(|(x, _)| value_atoms_error(x, at, exprs)),
+        Atom::Value(x, _) => {
+            if x.index() >= at {
+                Some(format!("value {x} does not precede its use"))
+            } else if !is_int(exprs[x.index()].dtype) {
+                Some(format!("value {x} is not an integer"))
+            } else {
+                None
+            }
+        }
+    }
+}
