@@ -19,6 +19,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 use tessera::lower::fusion::Mode;
+use tessera::passes::cost::DeviceProfile;
 use tessera::runtime::cuda::{CudaModel, CudaOptions, GemmBackend, probe, standard_include_dirs};
 use tessera::sample::{Sample, compare};
 
@@ -105,14 +106,21 @@ fn measure(
         tessera::load_onnx(&sample.model_path(), Default::default()).map_err(|e| e.to_string())?;
     let inputs = sample.inputs().map_err(|e| e.to_string())?;
     let start = std::time::Instant::now();
-    let mut m =
-        tessera::compile_cuda(&g, pipeline, opts).map_err(|e| format!("{name} ({label}): {e}"))?;
+    let mut m = tessera::compile_cuda(&g, pipeline, &DeviceProfile::h200(), opts)
+        .map_err(|e| format!("{name} ({label}): {e}"))?;
     let compile_s = start.elapsed().as_secs_f64();
     let outs = m
         .run(&inputs)
         .map_err(|e| format!("{name} ({label}): {e}"))?;
     let expected = sample.reference_outputs().map_err(|e| e.to_string())?;
     let mut worst = (0f64, 0f64, true);
+    if outs.len() != expected.len() {
+        return Err(format!(
+            "{name} ({label}): {} outputs, the reference has {}",
+            outs.len(),
+            expected.len()
+        ));
+    }
     for (x, e) in outs.iter().zip(&expected) {
         let c =
             compare(x, e, 1e-5, 1.3e-6).ok_or(format!("{name} ({label}): output types differ"))?;

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use tessera::passes::cost::{DeviceProfile, Roofline, graph_cost, kernel_count};
 use tessera::passes::egraph::{EGraphConfig, optimize};
-use tessera::reference::Reference;
 use tessera::sample::Sample;
 
 const SAMPLES: [&str; 7] = [
@@ -47,10 +46,8 @@ fn main() {
     for device in DeviceProfile::NAMES {
         let profile = DeviceProfile::named(device).expect("invariant: listed profile");
         let model = Roofline::new(profile.clone());
-        let config = EGraphConfig {
-            device: profile,
-            ..EGraphConfig::default()
-        };
+        let config = EGraphConfig::default();
+        let cx = tessera::pass_context(&profile);
         println!("\ndevice profile `{device}`, median of {runs} runs\n");
         println!(
             "| sample | nodes | kernels | e-nodes | e-classes | iterations | stop | time (s) | modeled cost (us) | change |"
@@ -68,7 +65,7 @@ fn main() {
             let mut last = None;
             for _ in 0..runs.max(1) {
                 let t = Instant::now();
-                let r = optimize(&g, Some(&Reference), &config).expect("optimizes");
+                let r = optimize(&g, &cx, &config).expect("optimizes");
                 walls.push(t.elapsed());
                 last = Some(r);
             }

@@ -28,7 +28,6 @@ pub use tessera_runtime as runtime;
 use tessera_ir::{Graph, Tensor};
 use tessera_onnx::{ImportError, ImportOptions};
 use tessera_passes::cost::DeviceProfile;
-use tessera_passes::egraph::{EGraphConfig, EGraphOptimizer};
 use tessera_passes::{PassContext, PassError, PassReport};
 use tessera_reference::Reference;
 
@@ -49,6 +48,21 @@ pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     line
+}
+
+/// True if `e` or one of its causes is a write to a closed pipe: command-line tools end
+/// quietly on it (`tessera dump model.onnx | head`).
+pub fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Imports an ONNX model file whose graph inputs (in order, initializers excluded) take the
@@ -131,40 +145,55 @@ pub fn load_onnx_bytes(bytes: &[u8], bind: HashMap<String, Tensor>) -> Result<Gr
     )
 }
 
-/// Runs the named pass pipeline (`tessera_passes::pipeline`) on `g`, lending the reference
-/// interpreter for constant folding; with `device`, the e-graph pass prices kernels for
-/// that profile instead of its default. Stops after the first `stop_after` passes when
-/// given. Returns the final graph and one report per pass run.
+/// The pass context every entry point uses: the reference interpreter lent for constant
+/// folding, rewrites priced for `device`.
+pub fn pass_context(device: &DeviceProfile) -> PassContext<'static> {
+    PassContext::new(device.clone()).with_evaluator(&Reference)
+}
+
+/// Runs the pass pipeline `pipeline` (`tessera_passes::pipeline`: a name or a comma list
+/// of passes) on `g`, pricing rewrites for `device` and folding constants with the
+/// reference interpreter. Stops after the first `stop_after` passes when given. Returns
+/// the final graph and one report per pass run.
 pub fn optimize(
     g: &Graph,
     pipeline: &str,
-    device: Option<DeviceProfile>,
+    device: &DeviceProfile,
     stop_after: Option<usize>,
 ) -> Result<(Graph, Vec<PassReport>), PassError> {
-    let mut passes = tessera_passes::pipeline(pipeline)?;
-    if let Some(device) = device {
-        for p in passes.iter_mut() {
-            if p.name() == "egraph" {
-                *p = Box::new(EGraphOptimizer {
-                    config: EGraphConfig {
-                        device: device.clone(),
-                        ..EGraphConfig::default()
-                    },
-                });
-            }
-        }
-    }
-    let cx = PassContext {
-        evaluator: Some(&Reference),
-    };
-    tessera_passes::run_pipeline(g, &passes, &cx, stop_after)
+    let passes = tessera_passes::pipeline(pipeline)?;
+    tessera_passes::run_pipeline(g, &passes, &pass_context(device), stop_after)
 }
 
-/// A model compiled for the CPU (see [`compile`]).
-pub use tessera_runtime::cpu::CpuModel as CompiledModel;
+/// A model compiled for the CPU (see [`compile`]): the runnable model and the reports of
+/// the passes that optimized its graph. Derefs to the [`CpuModel`](tessera_runtime::cpu::CpuModel).
+pub struct CompiledModel {
+    model: tessera_runtime::cpu::CpuModel,
+    reports: Vec<PassReport>,
+}
+
+impl CompiledModel {
+    /// One report per pass of the pipeline that ran before lowering.
+    pub fn reports(&self) -> &[PassReport] {
+        &self.reports
+    }
+
+    /// The compiled CPU model.
+    pub fn cpu(&self) -> &tessera_runtime::cpu::CpuModel {
+        &self.model
+    }
+}
+
+impl std::ops::Deref for CompiledModel {
+    type Target = tessera_runtime::cpu::CpuModel;
+
+    fn deref(&self) -> &Self::Target {
+        &self.model
+    }
+}
 
 /// Options of [`compile`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Options {
     /// The pass pipeline run before fusion (`default`: the optimizer; `none`).
     pub pipeline: String,
@@ -172,6 +201,9 @@ pub struct Options {
     pub mode: tessera_runtime::cpu::Mode,
     /// Threads, the caller's included.
     pub threads: usize,
+    /// The device cost-driven passes price rewrites for: the CPU profile by default,
+    /// since [`compile`] compiles for the CPU.
+    pub device: DeviceProfile,
 }
 
 impl Default for Options {
@@ -180,6 +212,7 @@ impl Default for Options {
             pipeline: "default".into(),
             mode: tessera_runtime::cpu::Mode::Fused,
             threads: tessera_runtime::cpu::CpuOptions::default().threads,
+            device: DeviceProfile::cpu_epyc_2core(),
         }
     }
 }
@@ -204,28 +237,28 @@ pub enum CompileError {
     Runtime(#[from] tessera_runtime::RuntimeError),
 }
 
-/// Compiles `g` for the CPU: the pass pipeline of `options`, then fusion, kernel
-/// generation (Cranelift) and memory planning. Run the result with
-/// [`CompiledModel::run`].
+/// Compiles `g` for the CPU: the pass pipeline of `options` (priced for
+/// `options.device`), then the lowering driver (fusion, kernels, verification, memory
+/// plan) and Cranelift. Run the result with [`CompiledModel::run`](tessera_runtime::cpu::CpuModel::run).
 pub fn compile(g: &Graph, options: Options) -> Result<CompiledModel, CompileError> {
-    let passes = tessera_passes::pipeline(&options.pipeline)?;
-    let cx = tessera_passes::PassContext {
-        evaluator: Some(&Reference),
-    };
-    let (g, _) = tessera_passes::run_pipeline(g, &passes, &cx, None)?;
+    let (g, reports) = optimize(g, &options.pipeline, &options.device, None)?;
     let cpu = tessera_runtime::cpu::CpuOptions {
         mode: options.mode,
         threads: options.threads,
     };
-    Ok(tessera_runtime::cpu::compile(&g, &cpu)?)
+    Ok(CompiledModel {
+        model: tessera_runtime::cpu::compile(&g, &cpu)?,
+        reports,
+    })
 }
 
-/// The CUDA kernels of `g` (no GPU needed): the pass pipeline `pipeline`, fusion in
-/// `mode`, kernel generation and the CUDA C printer. Returns the graph the kernels
-/// compute (after the pipeline), the kernels and their CUDA sources.
+/// The CUDA kernels of `g` (no GPU needed): the pass pipeline `pipeline` priced for
+/// `device`, then the lowering driver with the CUDA C printer as its target. Returns the
+/// graph the kernels compute (after the pipeline), the kernels and their CUDA sources.
 pub fn cuda_kernels(
     g: &Graph,
     pipeline: &str,
+    device: &DeviceProfile,
     mode: tessera_lower::fusion::Mode,
 ) -> Result<
     (
@@ -235,30 +268,22 @@ pub fn cuda_kernels(
     ),
     CompileError,
 > {
-    let passes = tessera_passes::pipeline(pipeline)?;
-    let cx = PassContext {
-        evaluator: Some(&Reference),
-    };
-    let (g, _) = tessera_passes::run_pipeline(g, &passes, &cx, None)?;
+    let (g, _) = optimize(g, pipeline, device, None)?;
     let lowering = tessera_lower::lower(&g, mode, &mut tessera_codegen::cuda::CudaTarget)
         .map_err(tessera_runtime::RuntimeError::from)?;
-    let (kernels, cuda) = (lowering.kernels, lowering.code);
-    Ok((g, kernels, cuda))
+    Ok((g, lowering.kernels, lowering.code))
 }
 
-/// Compiles `g` for a CUDA GPU (feature `cuda`): the pass pipeline `pipeline`, then
-/// [`tessera_runtime::cuda::compile`]. Without a driver or GPU this returns an error
-/// saying so.
+/// Compiles `g` for a CUDA GPU (feature `cuda`): the pass pipeline `pipeline` priced for
+/// `device`, then [`tessera_runtime::cuda::compile`]. Without a driver or GPU this returns
+/// an error saying so.
 #[cfg(feature = "cuda")]
 pub fn compile_cuda(
     g: &Graph,
     pipeline: &str,
+    device: &DeviceProfile,
     options: &tessera_runtime::cuda::CudaOptions,
 ) -> Result<tessera_runtime::cuda::CudaModel, CompileError> {
-    let passes = tessera_passes::pipeline(pipeline)?;
-    let cx = PassContext {
-        evaluator: Some(&Reference),
-    };
-    let (g, _) = tessera_passes::run_pipeline(g, &passes, &cx, None)?;
+    let (g, _) = optimize(g, pipeline, device, None)?;
     Ok(tessera_runtime::cuda::compile(&g, options)?)
 }

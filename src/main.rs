@@ -1,6 +1,23 @@
 //! The `tessera` command-line tool. The only place that prints or exits.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// `print!` to stdout that returns the write's `io::Result` instead of panicking, so a
+/// closed pipe (`tessera dump m.onnx | head`) ends the program quietly (see `main`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `println!` counterpart of `out!`.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod cli;
 
 use std::path::PathBuf;
@@ -53,7 +70,8 @@ enum Command {
         /// Run only the first N passes of the pipeline (to bisect a bad rewrite).
         #[arg(long, value_name = "N")]
         stop_after: Option<usize>,
-        /// Device profile the e-graph cost model prices kernels for (`h200`, `cpu`).
+        /// Device profile the e-graph cost model prices kernels for (`cpu`, `h200`);
+        /// default: `h200` for `--emit cuda`, `cpu` otherwise.
         #[arg(long)]
         device: Option<String>,
         /// Show large constants by fingerprint instead of their data.
@@ -70,7 +88,9 @@ enum Command {
         /// An .onnx file, or a sample directory (then its inputs are used and outputs
         /// are compared with its reference outputs).
         model: PathBuf,
-        #[arg(long, default_value = "reference", value_parser = ["reference", "eager", "cpu", "cuda"])]
+        /// `cpu`: compiled (default pipeline, fused kernels), timed against its eager
+        /// baseline; `eager`: one kernel per node; `reference`: the interpreter; `cuda`.
+        #[arg(long, default_value = "cpu", value_parser = ["cpu", "eager", "reference", "cuda"])]
         backend: String,
         /// NAME=FILE.pb: the value of a graph input (others are random, by --seed).
         #[arg(long = "input", value_name = "NAME=FILE.pb")]
@@ -81,9 +101,16 @@ enum Command {
         /// Write `<output name>.pb` files here.
         #[arg(long)]
         output_dir: Option<PathBuf>,
-        /// Run the graph after the `default` pass pipeline (e-graph optimizer included).
+        /// Run the reference or eager backend on the graph after the `default` pass
+        /// pipeline (the compiled backends always run it).
         #[arg(long)]
         optimize: bool,
+        /// Do not compare the outputs with the reference interpreter.
+        #[arg(long)]
+        no_check: bool,
+        /// Timed runs of the compiled model and its eager baseline (`--backend cpu`).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
         #[command(flatten)]
         bind: Bind,
     },
@@ -131,10 +158,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Inspect { model, bind } => {
-            load(model, bind).map(|(g, _)| cli::inspect::inspect(&g))
+            load(model, bind).and_then(|(g, _)| cli::inspect::inspect(&g))
         }
-        Command::Dump { model, elide, bind } => load(model, bind).map(|(g, _)| {
-            print!(
+        Command::Dump { model, elide, bind } => load(model, bind).and_then(|(g, _)| {
+            out!(
                 "{}",
                 text::print(
                     &g,
@@ -142,7 +169,8 @@ fn main() -> ExitCode {
                         elide_constants: *elide
                     }
                 )
-            );
+            )?;
+            Ok(())
         }),
         Command::Compile {
             model,
@@ -170,16 +198,20 @@ fn main() -> ExitCode {
             seed,
             output_dir,
             optimize,
+            no_check,
+            runs,
             bind,
-        } => cli::run::run(
+        } => cli::run::run(&cli::run::RunArgs {
             model,
             backend,
             inputs,
-            *seed,
-            output_dir.as_deref(),
-            *optimize,
+            seed: *seed,
+            output_dir: output_dir.as_deref(),
+            optimize: *optimize,
+            check: !*no_check,
+            runs: *runs,
             bind,
-        ),
+        }),
         Command::TrainPlan(args) => cli::train_plan::run(args),
         Command::Bench {
             model,
@@ -205,6 +237,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): nothing more to say, and nobody to say it to.
+        Err(e) if tessera::is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", tessera::error_line(e.as_ref()));
             ExitCode::FAILURE

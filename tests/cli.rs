@@ -64,14 +64,49 @@ fn run_writes_tensor_files_that_match_the_reference() {
 }
 
 #[test]
-fn run_on_a_sample_reports_the_error_against_its_reference() {
-    let (ok, out, _) = tessera(&["run", "samples/tiny_bert_cls"]);
-    assert!(ok);
+fn run_on_a_sample_compiles_times_and_checks_against_both_references() {
+    let (ok, out, err) = tessera(&["run", "samples/tiny_bert_cls", "--runs", "2"]);
+    assert!(ok, "{err}");
+    // Two outputs, each against the reference interpreter and the sample's outputs.
     assert_eq!(
-        out.matches("within atol 1e-5 / rtol 1.3e-6").count(),
+        out.matches("vs reference interpreter: ").count(),
         2,
         "{out}"
     );
+    assert_eq!(out.matches("vs sample outputs: ").count(), 2, "{out}");
+    assert_eq!(
+        out.matches("within atol 1e-5 / rtol 1.3e-6").count(),
+        4,
+        "{out}"
+    );
+    assert!(
+        err.contains(" kernels in ") && err.contains("x over eager"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_closed_stdout_ends_the_program_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    for verb in ["dump", "inspect"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args([verb, "samples/resnet18_winputs/model.onnx"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        // Read one byte, then close the pipe while the program is still writing.
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut byte = [0u8; 1];
+        stdout.read_exact(&mut byte).expect("some output");
+        drop(stdout);
+        let out = child.wait_with_output().expect("the binary ends");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{verb}: {:?} {err}", out.status);
+        assert!(err.is_empty(), "{verb}: {err}");
+    }
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! `tessera compile` and `tessera run --optimize`: what they print and write.
+//! `tessera compile` and `tessera run --backend reference --optimize`: what they print
+//! and write.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -83,7 +84,8 @@ fn compile_rejects_unknown_devices_and_pipelines() {
     tessera::ir::text::parse(&out).unwrap();
 }
 
-/// `run --optimize` writes the same files as `run`, with values within GraphNet's float32
+/// `run --backend reference --optimize` (the interpreter on the optimized graph) writes the
+/// same files as `run --backend reference`, with values within GraphNet's float32
 /// tolerance at t = −5 of each other.
 #[test]
 fn run_optimize_writes_the_same_outputs() {
@@ -93,6 +95,8 @@ fn run_optimize_writes_the_same_outputs() {
         let mut args = vec![
             "run",
             "samples/tiny_bert_cls",
+            "--backend",
+            "reference",
             "--output-dir",
             dir.to_str().unwrap(),
         ];

@@ -50,6 +50,7 @@ fn samples_match_onnxruntime_on_the_cpu_backend() {
                 let outs = m
                     .run(&inputs)
                     .unwrap_or_else(|e| panic!("{name} {label}: {e}"));
+                assert_eq!(outs.len(), expected.len(), "output counts differ");
                 for (k, (a, e)) in outs.iter().zip(&expected).enumerate() {
                     let c = compare(a, e, ATOL, RTOL).unwrap_or_else(|| {
                         panic!("{name} {label} output {k}: {} vs {}", a.ty(), e.ty())

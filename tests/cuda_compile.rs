@@ -32,6 +32,7 @@ use tessera::codegen::cuda::{self, CudaKernel};
 use tessera::ir::Graph;
 use tessera::lower::build::build_kernels;
 use tessera::lower::fusion::{self, Mode};
+use tessera::passes::cost::DeviceProfile;
 use tessera::runtime::cuda::nvrtc::{self, FunctionStats};
 
 fn hash(s: &str) -> u64 {
@@ -235,7 +236,7 @@ fn samples(tk: &Toolkit, c: &mut Compiler) {
         let (g, _) = cuda_support::sample(name);
         // As imported (fused and eager), and after the default pipeline (the e-graph
         // optimizer: fused attention, merged GEMMs), as `tessera compile` emits them.
-        let (opt, _) = tessera::optimize(&g, "default", None, None)
+        let (opt, _) = tessera::optimize(&g, "default", &DeviceProfile::h200(), None)
             .unwrap_or_else(|e| panic!("{name}: optimize: {e}"));
         for (label, graph, mode) in [
             ("fused", &g, Mode::Fused),

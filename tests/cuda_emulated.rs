@@ -26,6 +26,7 @@ use tessera::codegen::cuda::{CudaKernel, Launch, Step, storage};
 use tessera::ir::{Graph, Tensor, ValueId};
 use tessera::lower::fusion::Mode;
 use tessera::lower::kir::{Access, Binding, Kernel};
+use tessera::passes::cost::DeviceProfile;
 use tessera::sample::{compare, random_inputs};
 
 fn launches(k: &CudaKernel) -> Vec<&Launch> {
@@ -228,8 +229,8 @@ fn run(
 
 /// Emits, builds, runs and compares one model; the problems found.
 fn check(name: &str, g: &Graph, inputs: &[Tensor], mode: Mode) -> Vec<String> {
-    let (g, kernels, cuda) =
-        tessera::cuda_kernels(g, "none", mode).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (g, kernels, cuda) = tessera::cuda_kernels(g, "none", &DeviceProfile::h200(), mode)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     let lib_path = build(name, &cuda);
     // SAFETY: a library this test just compiled; its initializers only set up statics.
     let lib = unsafe { libloading::Library::new(&lib_path) }.unwrap();
@@ -239,6 +240,7 @@ fn check(name: &str, g: &Graph, inputs: &[Tensor], mode: Mode) -> Vec<String> {
         Err(e) => return vec![format!("{name}: {e}")],
     };
     let mut problems = Vec::new();
+    assert_eq!(outs.len(), expected.len(), "output counts differ");
     for (k, (a, e)) in outs.iter().zip(&expected).enumerate() {
         let (atol, rtol) = cuda_support::tolerance(e.dtype());
         match compare(a, e, atol, rtol) {
@@ -272,7 +274,7 @@ fn transformer_samples_compute_the_reference_results() {
     let mut problems = Vec::new();
     for name in ["mlp_iris", "tiny_bert_cls", "tiny_gptj_cls", "tiny_vit"] {
         let (g, inputs) = cuda_support::sample(name);
-        let (opt, _) = tessera::optimize(&g, "default", None, None).unwrap();
+        let (opt, _) = tessera::optimize(&g, "default", &DeviceProfile::h200(), None).unwrap();
         problems.extend(check(&format!("{name}_fused"), &g, &inputs, Mode::Fused));
         problems.extend(check(
             &format!("{name}_optimized"),

@@ -9,8 +9,10 @@
 //! (1e-7), exact for integers and bools. Samples also run with tessera's built-in GEMM
 //! instead of cuBLAS.
 //!
-//! Without a GPU (this project's CI) the test checks the other half of the contract:
-//! compiling fails with an error that says why, and nothing panics.
+//! The plan of configurations is built first, with or without a GPU, and its size is
+//! snapshotted, so a dropped case fails even in CI. Without a GPU (this project's CI) the
+//! test then checks the other half of the contract: compiling fails with an error that
+//! says why, and nothing panics. On a GPU it asserts that every planned configuration ran.
 
 #![cfg(feature = "cuda")]
 // The test reports what it skipped and how long it took on stderr.
@@ -22,6 +24,7 @@ use std::time::Instant;
 
 use tessera::ir::{Graph, Tensor};
 use tessera::lower::fusion::Mode;
+use tessera::passes::cost::DeviceProfile;
 use tessera::runtime::cuda::{CudaOptions, GemmBackend, probe, standard_include_dirs};
 use tessera::sample::{compare, random_inputs};
 
@@ -39,30 +42,123 @@ fn options(mode: Mode, gemm: GemmBackend) -> CudaOptions {
     }
 }
 
-/// Compiles, runs twice, compares; the problems found.
-fn check(name: &str, g: &Graph, inputs: &[Tensor], opts: &CudaOptions) -> Vec<String> {
-    let expected = match tessera::reference::run(g, inputs) {
-        Ok(e) => e,
-        // Inputs the reference rejects (an index out of range, say) are not a CUDA test.
-        Err(e) => {
-            eprintln!("skipped {name}: the reference interpreter fails: {e}");
-            return Vec::new();
-        }
+/// One configuration to run on the GPU: a graph, its inputs, how to compile it and what
+/// the reference interpreter computes (`None` when the reference rejects the inputs: an
+/// index out of range, say, which is not a CUDA test).
+struct Case {
+    name: String,
+    graph: Graph,
+    inputs: Vec<Tensor>,
+    opts: CudaOptions,
+    expected: Result<Vec<Tensor>, String>,
+}
+
+/// Every configuration the GPU run must cover, in order: each sample fused, fused with the
+/// built-in GEMM and eager; each CUDA case fused and eager; each ONNX node test the
+/// kernel builder supports, fused. Built without a GPU, so CI pins its size.
+fn plan() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut push = |name: String, graph: Graph, inputs: Vec<Tensor>, opts: CudaOptions| {
+        let expected = tessera::reference::run(&graph, &inputs).map_err(|e| e.to_string());
+        cases.push(Case {
+            name,
+            graph,
+            inputs,
+            opts,
+            expected,
+        });
     };
-    let mut model = match tessera::compile_cuda(g, "none", opts) {
+    for name in cuda_support::SAMPLES {
+        let (g, inputs) = cuda_support::sample(name);
+        for (mode, gemm, label) in [
+            (Mode::Fused, GemmBackend::Auto, "fused"),
+            (Mode::Fused, GemmBackend::Builtin, "fused, built-in GEMM"),
+            (Mode::Eager, GemmBackend::Auto, "eager"),
+        ] {
+            push(
+                format!("{name} ({label})"),
+                g.clone(),
+                inputs.clone(),
+                options(mode, gemm),
+            );
+        }
+    }
+    for (name, g) in cuda_support::cases() {
+        let inputs = random_inputs(&g, 1000, 8.0);
+        for mode in [Mode::Fused, Mode::Eager] {
+            push(
+                format!("{name} ({mode:?})"),
+                g.clone(),
+                inputs.clone(),
+                options(mode, GemmBackend::Auto),
+            );
+        }
+    }
+    let h200 = DeviceProfile::h200();
+    for dir in cuda_support::node_tests() {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let Ok((g, inputs)) = cuda_support::load_node_test(&dir) else {
+            continue;
+        };
+        if tessera::cuda_kernels(&g, "none", &h200, Mode::Fused).is_err() {
+            continue;
+        }
+        push(name, g, inputs, options(Mode::Fused, GemmBackend::Auto));
+    }
+    cases
+}
+
+/// What the plan holds: counts per kind and the cases the reference interpreter rejects.
+/// Snapshotted, so dropping a case (a node test that stops compiling, a sample that
+/// stops loading) fails CI even without a GPU.
+fn summary(cases: &[Case]) -> String {
+    let samples = cases
+        .iter()
+        .filter(|c| cuda_support::SAMPLES.iter().any(|s| c.name.starts_with(s)))
+        .count();
+    let cuda_cases = cases
+        .iter()
+        .filter(|c| c.name.ends_with("(Fused)") || c.name.ends_with("(Eager)"))
+        .count();
+    let mut s = format!(
+        "{} configurations: {samples} sample runs, {cuda_cases} CUDA case runs, {} node tests\n",
+        cases.len(),
+        cases.len() - samples - cuda_cases
+    );
+    for c in cases {
+        if let Err(e) = &c.expected {
+            s.push_str(&format!("reference rejects {}: {e}\n", c.name));
+        }
+    }
+    s
+}
+
+/// Compiles, runs twice, compares; the problems found.
+fn check(c: &Case, expected: &[Tensor]) -> Vec<String> {
+    let name = &c.name;
+    let none = DeviceProfile::h200();
+    let mut model = match tessera::compile_cuda(&c.graph, "none", &none, &c.opts) {
         Ok(m) => m,
         Err(e) => return vec![format!("{name}: compile: {e}")],
     };
     let mut problems = Vec::new();
     for run in ["first run", "graph replay"] {
-        let outs = match model.run(inputs) {
+        let outs = match model.run(&c.inputs) {
             Ok(o) => o,
             Err(e) => {
                 problems.push(format!("{name} ({run}): {e}"));
                 break;
             }
         };
-        for (k, (a, e)) in outs.iter().zip(&expected).enumerate() {
+        if outs.len() != expected.len() {
+            problems.push(format!(
+                "{name} ({run}): {} outputs, the reference has {}",
+                outs.len(),
+                expected.len()
+            ));
+            continue;
+        }
+        for (k, (a, e)) in outs.iter().zip(expected).enumerate() {
             let (atol, rtol) = cuda_support::tolerance(e.dtype());
             match compare(a, e, atol, rtol) {
                 Some(c) if c.all_close => {}
@@ -79,6 +175,8 @@ fn check(name: &str, g: &Graph, inputs: &[Tensor], opts: &CudaOptions) -> Vec<St
 
 #[test]
 fn cuda_runs_match_the_reference_interpreter() {
+    let cases = plan();
+    insta::assert_snapshot!("plan", summary(&cases));
     let info = match probe(0) {
         Ok(info) => info,
         Err(e) => {
@@ -86,12 +184,16 @@ fn cuda_runs_match_the_reference_interpreter() {
             let msg = e.to_string();
             assert!(msg.starts_with("CUDA: "), "{msg}");
             let (g, _) = cuda_support::sample("mlp_iris");
-            let err = match tessera::compile_cuda(&g, "default", &CudaOptions::default()) {
+            let h200 = DeviceProfile::h200();
+            let err = match tessera::compile_cuda(&g, "default", &h200, &CudaOptions::default()) {
                 Ok(_) => panic!("probe failed ({msg}) but compile succeeded"),
                 Err(err) => err.to_string(),
             };
             assert_eq!(err, msg);
-            eprintln!("SKIPPED the GPU runs: {msg}");
+            eprintln!(
+                "SKIPPED the GPU runs of {} planned configurations: {msg}",
+                cases.len()
+            );
             return;
         }
     };
@@ -108,55 +210,25 @@ fn cuda_runs_match_the_reference_interpreter() {
     );
     let start = Instant::now();
     let mut problems = Vec::new();
-    let mut runs = 0;
-    for name in cuda_support::SAMPLES {
-        let (g, inputs) = cuda_support::sample(name);
-        for (mode, gemm, label) in [
-            (Mode::Fused, GemmBackend::Auto, "fused"),
-            (Mode::Fused, GemmBackend::Builtin, "fused, built-in GEMM"),
-            (Mode::Eager, GemmBackend::Auto, "eager"),
-        ] {
-            problems.extend(check(
-                &format!("{name} ({label})"),
-                &g,
-                &inputs,
-                &options(mode, gemm),
-            ));
-            runs += 1;
+    let (mut ran, mut rejected) = (0, 0);
+    for c in &cases {
+        match &c.expected {
+            Ok(expected) => {
+                problems.extend(check(c, expected));
+                ran += 1;
+            }
+            Err(_) => rejected += 1,
         }
-    }
-    for (name, g) in cuda_support::cases() {
-        let inputs = random_inputs(&g, 1000, 8.0);
-        for mode in [Mode::Fused, Mode::Eager] {
-            problems.extend(check(
-                &format!("{name} ({mode:?})"),
-                &g,
-                &inputs,
-                &options(mode, GemmBackend::Auto),
-            ));
-            runs += 1;
-        }
-    }
-    for dir in cuda_support::node_tests() {
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let Ok((g, inputs)) = cuda_support::load_node_test(&dir) else {
-            continue;
-        };
-        if tessera::cuda_kernels(&g, "none", Mode::Fused).is_err() {
-            continue;
-        }
-        problems.extend(check(
-            &name,
-            &g,
-            &inputs,
-            &options(Mode::Fused, GemmBackend::Auto),
-        ));
-        runs += 1;
     }
     eprintln!(
-        "{runs} model configurations compiled and run twice in {:.1} s, {} problems",
+        "{ran} model configurations compiled and run twice on the GPU in {:.1} s, {} problems",
         start.elapsed().as_secs_f64(),
         problems.len()
+    );
+    assert_eq!(
+        ran + rejected,
+        cases.len(),
+        "every planned configuration runs or is a known reference rejection"
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -15,8 +15,9 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use tessera::ir::{Graph, Op, Tensor, text, verify};
-use tessera::passes::{PassContext, PassReport, pipeline, run_pipeline};
-use tessera::reference::{Reference, run};
+use tessera::passes::cost::DeviceProfile;
+use tessera::passes::{PassReport, pipeline, run_pipeline};
+use tessera::reference::run;
 use tessera::sample::{Sample, compare, splitmix64_uniform};
 
 const ATOL: f64 = 1e-5;
@@ -90,9 +91,7 @@ fn optimize(g: &Graph) -> (Graph, Vec<PassReport>) {
     run_pipeline(
         g,
         &passes,
-        &PassContext {
-            evaluator: Some(&Reference),
-        },
+        &tessera::pass_context(&DeviceProfile::h200()),
         None,
     )
     .expect("the default pipeline succeeds")
@@ -175,11 +174,9 @@ fn sample(name: &str) -> (String, Graph, Graph) {
     let g = tessera::load_onnx(&s.model_path(), Default::default()).expect("sample imports");
     let (out, reports) = optimize(&g);
     let outs = run(&out, &s.inputs().expect("inputs")).expect("optimized graph runs");
-    for (k, (a, e)) in outs
-        .iter()
-        .zip(&s.reference_outputs().expect("outputs"))
-        .enumerate()
-    {
+    let expected = s.reference_outputs().expect("outputs");
+    assert_eq!(outs.len(), expected.len(), "output counts differ");
+    for (k, (a, e)) in outs.iter().zip(&expected).enumerate() {
         let c = compare(a, e, ATOL, RTOL).expect("same types");
         assert!(
             c.all_close,
@@ -276,10 +273,37 @@ fn an_invalid_input_graph_is_an_error_not_a_panic() {
         "act".into(),
     );
     g.add_output("y", y[0]);
-    let err = tessera::passes::egraph::optimize(&g, Some(&Reference), &Default::default())
-        .expect_err("the input does not verify");
+    let err = tessera::passes::egraph::optimize(
+        &g,
+        &tessera::pass_context(&DeviceProfile::h200()),
+        &Default::default(),
+    )
+    .expect_err("the input does not verify");
     assert!(
         err.to_string().contains("the input graph does not verify"),
         "{err}"
     );
+}
+
+/// `tessera::compile` compiles for the CPU, so the optimizer prices rewrites with the CPU
+/// profile unless the options name another device.
+#[test]
+fn a_cpu_compile_prices_rewrites_for_the_cpu() {
+    let s = Sample::open(&root().join("samples").join("tiny_bert_cls")).expect("sample opens");
+    let g = tessera::load_onnx(&s.model_path(), Default::default()).expect("sample imports");
+    let model_of = |options: tessera::Options| -> String {
+        let m = tessera::compile(&g, options).expect("compiles");
+        let stats = m
+            .reports()
+            .iter()
+            .find_map(|r| r.egraph.clone())
+            .expect("the default pipeline runs the e-graph pass");
+        stats.cost_model
+    };
+    assert_eq!(model_of(tessera::Options::default()), "roofline/cpu");
+    let h200 = tessera::Options {
+        device: DeviceProfile::h200(),
+        ..tessera::Options::default()
+    };
+    assert_eq!(model_of(h200), "roofline/h200");
 }

@@ -50,6 +50,7 @@ fn mismatch(got: &[Tensor], want: &[Tensor]) -> Option<String> {
     if got.len() != want.len() {
         return Some(format!("{} outputs, expected {}", got.len(), want.len()));
     }
+    assert_eq!(got.len(), want.len(), "output counts differ");
     for (k, (a, e)) in got.iter().zip(want).enumerate() {
         let (atol, rtol) = tolerance(e.dtype());
         match compare(a, e, atol, rtol) {
@@ -275,8 +276,8 @@ impl std::fmt::Display for Summary {
 
 /// Optimizes `g` with the default pipeline; the counts before and after.
 fn optimize(g: &Graph) -> (Graph, Summary) {
-    let (out, _) =
-        tessera::optimize(g, "default", None, None).unwrap_or_else(|e| panic!("{}: {e}", g.name));
+    let (out, _) = tessera::optimize(g, "default", &DeviceProfile::h200(), None)
+        .unwrap_or_else(|e| panic!("{}: {e}", g.name));
     let model = Roofline::new(DeviceProfile::h200());
     let s = Summary {
         nodes: (g.num_nodes(), out.num_nodes()),

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use tessera::ir::{
     BinaryOp, DType, Graph, Op, ReduceOp, Shape, Tensor, TensorType, UnaryOp, ValueId,
 };
+use tessera::passes::cost::DeviceProfile;
 use tessera::sample::{compare, splitmix64_uniform};
 
 /// One step of a recipe: an op kind and three selectors (operand picks, parameters).
@@ -257,13 +258,14 @@ fn inputs(g: &Graph, seed: u64) -> Vec<Tensor> {
 
 fn check(recipe: &[Step], out_sel: u8, seed: u64) -> Result<(), TestCaseError> {
     let g = build(recipe, out_sel);
-    let (opt, _) = tessera::optimize(&g, "default", None, None)
+    let (opt, _) = tessera::optimize(&g, "default", &DeviceProfile::h200(), None)
         .map_err(|e| TestCaseError::fail(format!("optimize: {e}")))?;
     let args = inputs(&g, seed);
     let want = tessera::reference::run(&g, &args).expect("the original runs");
     let got = tessera::reference::run(&opt, &args)
         .map_err(|e| TestCaseError::fail(format!("optimized graph does not run: {e}")))?;
     prop_assert_eq!(got.len(), want.len());
+    assert_eq!(got.len(), want.len(), "output counts differ");
     for (k, (a, e)) in got.iter().zip(&want).enumerate() {
         let c = compare(a, e, 1e-5, 1.3e-6)
             .ok_or_else(|| TestCaseError::fail(format!("output {k}: {} vs {}", a.ty(), e.ty())))?;
@@ -296,7 +298,7 @@ proptest! {
 /// The ops (constants aside) of the optimized graph of a one-step recipe.
 fn optimized_ops(step: Step) -> Vec<&'static str> {
     let g = build(&[step], 0);
-    let (opt, _) = tessera::optimize(&g, "default", None, None).unwrap();
+    let (opt, _) = tessera::optimize(&g, "default", &DeviceProfile::h200(), None).unwrap();
     opt.nodes()
         .map(|(_, n)| n.op.name())
         .filter(|n| *n != "constant")

@@ -76,6 +76,7 @@ fn kernel_ir_cases() {
             for threads in [1, 2] {
                 let m = compile(&g, &CpuOptions { mode, threads }).expect("compiles");
                 let got = m.run(&inputs).expect("runs");
+                assert_eq!(got.len(), want.len(), "output counts differ");
                 for (k, (a, b)) in got.iter().zip(&want).enumerate() {
                     assert!(
                         close(a, b),

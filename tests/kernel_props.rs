@@ -188,6 +188,7 @@ proptest! {
                 let m = compile(&g, &CpuOptions { mode, threads })
                     .map_err(|e| TestCaseError::fail(format!("{mode:?}: {e}")))?;
                 let got = m.run(&inputs).map_err(|e| TestCaseError::fail(format!("{mode:?}: {e}")))?;
+                assert_eq!(got.len(), want.len(), "output counts differ");
                 for (k, (a, b)) in got.iter().zip(&want).enumerate() {
                     prop_assert!(close(a, b), "{:?} threads {} output {}:\n{}", mode, threads, k,
                         tessera::ir::text::print(&g, &Default::default()));

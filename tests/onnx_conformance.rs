@@ -162,6 +162,7 @@ fn check_outputs(outs: &[Tensor], expected: &[Tensor]) -> Result<(), String> {
             expected.len()
         ));
     }
+    assert_eq!(outs.len(), expected.len(), "output counts differ");
     for (k, (a, e)) in outs.iter().zip(expected).enumerate() {
         if a.ty() != e.ty() {
             return Err(format!(

@@ -46,6 +46,7 @@ fn samples_match_onnxruntime_at_t_minus_5() {
         let outs = tessera::reference::run(&g, &sample.inputs().unwrap()).unwrap();
         let expected = sample.reference_outputs().unwrap();
         assert_eq!(outs.len(), expected.len(), "{name}: output count");
+        assert_eq!(outs.len(), expected.len(), "output counts differ");
         for (k, (a, e)) in outs.iter().zip(&expected).enumerate() {
             let c = compare(a, e, ATOL, RTOL)
                 .unwrap_or_else(|| panic!("{name} output {k}: {} vs {}", a.ty(), e.ty()));

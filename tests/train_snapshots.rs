@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use tessera::ir::{DType, Graph, ValueId, text};
+use tessera::passes::cost::DeviceProfile;
 use tessera::passes::train::checkpoint::{self, Policy};
 use tessera::passes::train::models::{self, Weights};
 use tessera::passes::train::{
@@ -156,7 +157,8 @@ fn training_passes_compose_in_a_pipeline() {
         }),
         Box::new(TwoStage),
     ];
-    let (out, reports) = run_pipeline(&g, &passes, &PassContext { evaluator: None }, None).unwrap();
+    let (out, reports) =
+        run_pipeline(&g, &passes, &PassContext::new(DeviceProfile::h200()), None).unwrap();
     let mut s = String::new();
     for r in &reports {
         let _ = writeln!(
@@ -188,7 +190,8 @@ fn checkpoint_and_two_stage_refuse_forward_graphs() {
         ("two_stage", Box::new(TwoStage)),
     ];
     for (name, p) in passes {
-        let err = run_pipeline(&g, &[p], &PassContext { evaluator: None }, None).unwrap_err();
+        let err =
+            run_pipeline(&g, &[p], &PassContext::new(DeviceProfile::h200()), None).unwrap_err();
         insta::assert_snapshot!(format!("not_a_training_graph_{name}"), err.to_string());
     }
 }

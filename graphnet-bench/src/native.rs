@@ -135,7 +135,9 @@ fn compile_cuda(graph: &Graph) -> std::result::Result<Box<dyn Executable>, Strin
         include_dirs: standard_include_dirs(),
         ..CudaOptions::default()
     };
-    tessera::compile_cuda(graph, "default", &opts)
+    // Rewrites priced for the GPU the graph is compiled for.
+    let h200 = tessera::passes::cost::DeviceProfile::h200();
+    tessera::compile_cuda(graph, "default", &h200, &opts)
         .map(|m| Box::new(CudaExec(m)) as Box<dyn Executable>)
         .map_err(|e| e.to_string())
 }

@@ -2,7 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use tessera_ir::{Evaluator, Graph, IrError, NodeRef, verify};
+
+use crate::cost::DeviceProfile;
 
 /// Statistics of an e-graph run, for passes that use one.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -15,6 +19,8 @@ pub struct EGraphStats {
     /// Modeled cost of the input and of the extracted graph.
     pub cost_before: f64,
     pub cost_after: f64,
+    /// The cost model that priced them (`roofline/cpu`, `roofline/h200`).
+    pub cost_model: String,
 }
 
 /// What one pass did: plain data, printed in snapshots and by `tessera compile`.
@@ -29,12 +35,36 @@ pub struct PassReport {
     pub time: Duration,
     /// Free-form facts worth reporting (counts of rewrites applied, ...).
     pub notes: Vec<String>,
+    /// Named quantities a caller may read back (`peak_bytes`, `recompute_flops`, ...):
+    /// plain data, deterministic, so reports built on them can be snapshotted.
+    pub metrics: BTreeMap<&'static str, u64>,
 }
 
 /// Everything a pass may use besides the graph.
 pub struct PassContext<'a> {
     /// Evaluates ops on constants (the reference interpreter), for constant folding.
     pub evaluator: Option<&'a dyn Evaluator>,
+    /// The device every cost-driven pass prices rewrites for: the device the graph is
+    /// being compiled for.
+    pub device: DeviceProfile,
+}
+
+impl<'a> PassContext<'a> {
+    /// A context pricing for `device`, with no evaluator (no constant folding).
+    pub fn new(device: DeviceProfile) -> PassContext<'a> {
+        PassContext {
+            evaluator: None,
+            device,
+        }
+    }
+
+    /// The same context, folding constants with `evaluator`.
+    pub fn with_evaluator(self, evaluator: &'a dyn Evaluator) -> PassContext<'a> {
+        PassContext {
+            evaluator: Some(evaluator),
+            ..self
+        }
+    }
 }
 
 /// Why a pass or pipeline failed.
@@ -83,12 +113,31 @@ pub fn registry() -> Vec<Box<dyn Pass>> {
     ]
 }
 
-/// The passes of a named pipeline, in order.
+/// The named pipelines and their passes.
+pub const PIPELINES: [(&str, &[&str]); 3] = [
+    ("none", &[]),
+    ("default", &["dce", "egraph", "dce"]),
+    ("train", &["autodiff", "checkpoint", "two-stage"]),
+];
+
+/// The passes of a pipeline, in order: a named pipeline ([`PIPELINES`]), or registry pass
+/// names separated by commas (`dce,egraph`, `autodiff,checkpoint`; one name alone is a
+/// one-pass pipeline).
 pub fn pipeline(name: &str) -> Result<Vec<Box<dyn Pass>>, PassError> {
-    let names: &[&str] = match name {
-        "none" => &[],
-        "default" => &["dce", "egraph", "dce"],
-        other => return Err(PassError::UnknownPipeline(other.to_string())),
+    let listed: Vec<&str>;
+    let names: &[&str] = match PIPELINES.iter().find(|(n, _)| *n == name) {
+        Some((_, passes)) => passes,
+        None => {
+            listed = name.split(',').map(str::trim).collect();
+            let known = registry();
+            if listed
+                .iter()
+                .any(|n| n.is_empty() || !known.iter().any(|p| p.name() == *n))
+            {
+                return Err(PassError::UnknownPipeline(name.to_string()));
+            }
+            &listed
+        }
     };
     // A fresh registry per entry: a pipeline may list a pass more than once.
     names

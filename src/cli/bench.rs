@@ -194,32 +194,32 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
             j["mem_kernel_gbps"] = (*bytes as f64 / t / 1e9).into();
             j["copy_same_size_gbps"] = same.into();
         }
-        println!("{j}");
+        outln!("{j}")?;
     } else {
-        println!(
+        outln!(
             "{}: {} nodes, {} threads, median of {} interleaved runs",
             a.model.display(),
             g.num_nodes(),
             a.threads,
             a.runs
-        );
-        println!(
+        )?;
+        outln!(
             "  eager     {:>10.3} ms  ({} kernels)",
             eager_s * 1e3,
             eager.kernels().count()
-        );
-        println!(
+        )?;
+        outln!(
             "  compiled  {:>10.3} ms  ({nk} kernels, compiled in {compile_s:.3} s)",
             compiled_s * 1e3
-        );
-        println!("  speedup   {speedup:>10.2}x");
+        )?;
+        outln!("  speedup   {speedup:>10.2}x")?;
         if let (Some((name, bytes, t)), Some(same)) = (&kernel, copy_same) {
-            println!(
+            outln!(
                 "  largest memory-bound kernel {name}: {bytes} bytes in {:.1} us = {:.2} GB/s \
                  (copy: {copy_gbps:.2} GB/s at 64 MiB, {same:.2} GB/s at the same size)",
                 t * 1e6,
                 *bytes as f64 / t / 1e9
-            );
+            )?;
         }
     }
     Ok(())

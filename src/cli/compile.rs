@@ -45,12 +45,15 @@ pub struct CompileArgs<'a> {
 }
 
 pub fn compile(a: &CompileArgs) -> Result<()> {
-    let device = a.device.map(device_profile).transpose()?;
+    // Rewrites are priced for the device the artifact is for: CUDA C for the H200, the
+    // rest (IR, CPU kernels, plans) for the CPU, unless --device says otherwise.
+    let default = if a.emit == Emit::Cuda { "h200" } else { "cpu" };
+    let device = device_profile(a.device.unwrap_or(default))?;
     let (g, _) = load(a.model, a.bind)?;
-    let (out, reports) = tessera::optimize(&g, a.pipeline, device, a.stop_after)
+    let (out, reports) = tessera::optimize(&g, a.pipeline, &device, a.stop_after)
         .with_context(|| format!("optimizing {}", a.model.display()))?;
     match a.emit {
-        Emit::Ir => print!(
+        Emit::Ir => out!(
             "{}",
             text::print(
                 &out,
@@ -58,16 +61,16 @@ pub fn compile(a: &CompileArgs) -> Result<()> {
                     elide_constants: a.elide
                 }
             )
-        ),
+        )?,
         Emit::Cuda => {
             let dir = a
                 .out
                 .ok_or_else(|| anyhow!("--emit cuda writes files: give --out DIR"))?;
             super::cuda::emit(&out, dir)?;
         }
-        Emit::Kernels => print!("{}", super::cpu::emit(&out, super::cpu::Artifact::Kernels)?),
-        Emit::Plan => print!("{}", super::cpu::emit(&out, super::cpu::Artifact::Plan)?),
-        Emit::Dot => print!("{}", super::cpu::emit(&out, super::cpu::Artifact::Dot)?),
+        Emit::Kernels => out!("{}", super::cpu::emit(&out, super::cpu::Artifact::Kernels)?)?,
+        Emit::Plan => out!("{}", super::cpu::emit(&out, super::cpu::Artifact::Plan)?)?,
+        Emit::Dot => out!("{}", super::cpu::emit(&out, super::cpu::Artifact::Dot)?)?,
     }
     eprint!("{}", pass_table(&reports));
     Ok(())
@@ -112,11 +115,12 @@ pub fn pass_table(reports: &[PassReport]) -> String {
             };
             let _ = write!(
                 details,
-                "{} iterations, {} e-nodes, {} e-classes, {}; modeled cost {} -> {}{change}",
+                "{} iterations, {} e-nodes, {} e-classes, {}; modeled cost ({}) {} -> {}{change}",
                 e.iterations,
                 e.enodes,
                 e.eclasses,
                 e.stop_reason,
+                e.cost_model,
                 seconds(e.cost_before),
                 seconds(e.cost_after),
             );

@@ -67,7 +67,8 @@ fn ptx(_: &str, _: &str, _: &[PathBuf]) -> std::result::Result<Vec<u8>, String> 
 /// `DIR/<kernel>.ptx` when NVRTC is available, and `DIR/manifest.json` with the launch
 /// parameters. NVRTC errors are errors; a missing NVRTC is reported on stderr.
 pub fn emit(g: &Graph, dir: &Path) -> Result<()> {
-    let (g, kernels, cuda) = tessera::cuda_kernels(g, "none", Mode::Fused)?;
+    let none = tessera::passes::cost::DeviceProfile::h200();
+    let (g, kernels, cuda) = tessera::cuda_kernels(g, "none", &none, Mode::Fused)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let include = include_dirs();
     let mut entries = Vec::new();
@@ -143,7 +144,8 @@ pub fn run(g: &Graph, args: &[Tensor]) -> Result<Vec<Tensor>> {
         ..CudaOptions::default()
     };
     let start = std::time::Instant::now();
-    let mut m = tessera::compile_cuda(g, "none", &opts)?;
+    let h200 = tessera::passes::cost::DeviceProfile::h200();
+    let mut m = tessera::compile_cuda(g, "none", &h200, &opts)?;
     let s = m.stats();
     eprintln!(
         "compiled {} kernels in {:.2} s ({} NVRTC compiles, {:.2} s; {} cuBLAS and {} built-in GEMMs)",

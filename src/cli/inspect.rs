@@ -4,20 +4,20 @@ use std::collections::BTreeMap;
 
 use tessera::ir::{Graph, Op};
 
-pub fn inspect(g: &Graph) {
-    println!(
+pub fn inspect(g: &Graph) -> anyhow::Result<()> {
+    outln!(
         "graph {:?}: {} nodes, {} values",
         g.name,
         g.num_nodes(),
         g.num_values()
-    );
-    println!("inputs:");
+    )?;
+    outln!("inputs:")?;
     for p in g.inputs() {
-        println!("  {:<40} {}", p.name, g.ty(p.value));
+        outln!("  {:<40} {}", p.name, g.ty(p.value))?;
     }
-    println!("outputs:");
+    outln!("outputs:")?;
     for p in g.outputs() {
-        println!("  {:<40} {}", p.name, g.ty(p.value));
+        outln!("  {:<40} {}", p.name, g.ty(p.value))?;
     }
     let mut hist: BTreeMap<&str, usize> = BTreeMap::new();
     let (mut params, mut bytes) = (0usize, 0usize);
@@ -30,9 +30,10 @@ pub fn inspect(g: &Graph) {
     }
     let mut hist: Vec<_> = hist.into_iter().collect();
     hist.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    println!("ops:");
+    outln!("ops:")?;
     for (op, n) in hist {
-        println!("  {op:<20} {n}");
+        outln!("  {op:<20} {n}")?;
     }
-    println!("constants: {params} elements ({bytes} bytes)");
+    outln!("constants: {params} elements ({bytes} bytes)")?;
+    Ok(())
 }

@@ -1,11 +1,15 @@
 //! `tessera run`: execute a model, write and check its outputs.
+//!
+//! The default backend is the compiled CPU backend: the verb reports compile time, run
+//! time and the speedup over the eager baseline, and compares the outputs with the
+//! reference interpreter (and with a sample's stored outputs).
 
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use tessera::ir::Tensor;
-use tessera::sample::{compare, default_range, splitmix64_uniform};
+use tessera::ir::{Graph, Tensor};
+use tessera::sample::{Sample, compare, default_range, splitmix64_uniform};
 
 use super::common::{load, parse_pairs};
 use crate::Bind;
@@ -37,24 +41,27 @@ fn file_safe(name: &str) -> String {
         .collect()
 }
 
-pub fn run(
-    model: &Path,
-    backend: &str,
-    inputs: &[String],
-    seed: u64,
-    output_dir: Option<&Path>,
-    optimize: bool,
-    bind: &Bind,
-) -> Result<()> {
-    let (mut g, sample) = load(model, bind)?;
-    if optimize {
-        let (out, reports) = tessera::optimize(&g, "default", None, None)
-            .with_context(|| format!("optimizing {}", model.display()))?;
-        eprint!("{}", super::compile::pass_table(&reports));
-        g = out;
-    }
-    let mut given = parse_pairs(inputs)?;
-    let from_sample = match &sample {
+/// Options of `tessera run`.
+pub struct RunArgs<'a> {
+    pub model: &'a Path,
+    /// `cpu` (compiled), `eager`, `reference` or `cuda`.
+    pub backend: &'a str,
+    pub inputs: &'a [String],
+    pub seed: u64,
+    pub output_dir: Option<&'a Path>,
+    /// Run the reference interpreter or the eager backend on the optimized graph.
+    pub optimize: bool,
+    /// Compare with the reference interpreter (backends other than `reference`).
+    pub check: bool,
+    /// Timed runs of the compiled model and of its eager baseline (`cpu`).
+    pub runs: usize,
+    pub bind: &'a Bind,
+}
+
+/// The run inputs: `--input` files, else the sample's, else seeded random values.
+fn inputs(g: &Graph, a: &RunArgs, sample: Option<&Sample>) -> Result<(Vec<Tensor>, bool)> {
+    let mut given = parse_pairs(a.inputs)?;
+    let from_sample = match sample {
         Some(s) if given.is_empty() => Some(s.inputs()?),
         _ => None,
     };
@@ -64,65 +71,149 @@ pub fn run(
         let t = if let Some(t) = given.remove(&p.name) {
             t
         } else if let Some(s) = &from_sample {
-            s[i].clone()
+            s.get(i)
+                .cloned()
+                .with_context(|| format!("the sample has no input {i} ({:?})", p.name))?
         } else {
             let (lo, hi) = default_range(ty.dtype, 10.0);
+            let seed = a.seed + i as u64;
             eprintln!(
-                "input {:?}: random {} in [{lo}, {hi}) (seed {})",
-                p.name,
-                ty,
-                seed + i as u64
+                "input {:?}: random {ty} in [{lo}, {hi}) (seed {seed})",
+                p.name
             );
-            splitmix64_uniform(ty.dtype, ty.shape.clone(), seed + i as u64, lo, hi)
+            splitmix64_uniform(ty.dtype, ty.shape.clone(), seed, lo, hi)
         };
         args.push(t);
     }
     if let Some(name) = given.keys().next() {
         bail!("--input {name:?} is not a graph input");
     }
+    Ok((args, from_sample.is_some()))
+}
+
+/// Median of `xs` (not empty).
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// The compiled CPU backend: compile (default pipeline, CPU profile), run, and time it
+/// against its eager baseline, interleaved.
+fn compiled(g: &Graph, args: &[Tensor], runs: usize) -> Result<Vec<Tensor>> {
     let start = Instant::now();
-    let outs = match backend {
-        "cuda" => super::cuda::run(&g, &args)?,
-        "eager" | "cpu" => super::cpu::run(&g, &args, backend == "eager")?,
-        _ => tessera::reference::run(&g, &args)?,
-    };
+    let m = tessera::compile(g, tessera::Options::default())?;
+    let compile_s = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let eager = tessera::compile(g, tessera::Options::eager())?;
+    let eager_s = start.elapsed().as_secs_f64();
     eprintln!(
-        "ran {} nodes on the {} in {:.3} s",
+        "compiled {} nodes into {} kernels in {compile_s:.3} s ({} threads; eager: {} kernels, {eager_s:.3} s)",
         g.num_nodes(),
-        match backend {
-            "cuda" => "CUDA backend",
-            "eager" => "CPU backend, eager (compile included)",
-            "cpu" => "CPU backend (compile included)",
-            _ => "reference interpreter",
-        },
-        start.elapsed().as_secs_f64()
+        m.kernels().count(),
+        m.threads(),
+        eager.kernels().count(),
     );
+    let outs = m.run(args)?;
+    eager.run(args)?;
+    let (mut tc, mut te) = (Vec::new(), Vec::new());
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        m.run(args)?;
+        tc.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        eager.run(args)?;
+        te.push(t.elapsed().as_secs_f64());
+    }
+    let (c, e) = (median(tc), median(te));
+    eprintln!(
+        "ran in {:.3} ms, eager {:.3} ms (medians of {} interleaved runs): {:.2}x over eager",
+        c * 1e3,
+        e * 1e3,
+        runs.max(1),
+        e / c.max(1e-12)
+    );
+    Ok(outs)
+}
+
+/// One comparison line: max differences and GraphNet's float32 tolerance at t = -5.
+fn comparison(what: &str, got: &Tensor, want: &Tensor) -> String {
+    match compare(got, want, 1e-5, 1.3e-6) {
+        Some(c) => format!(
+            "  vs {what}: max abs {:.3e}, max rel {:.3e}, {}",
+            c.max_abs,
+            c.max_rel,
+            if c.all_close {
+                "within atol 1e-5 / rtol 1.3e-6"
+            } else {
+                "OUTSIDE atol 1e-5 / rtol 1.3e-6"
+            }
+        ),
+        None => format!("  vs {what}: type differs ({})", want.ty()),
+    }
+}
+
+pub fn run(a: &RunArgs) -> Result<()> {
+    let (g, sample) = load(a.model, a.bind)?;
+    let (args, from_sample) = inputs(&g, a, sample.as_ref())?;
+    let run_g = if a.optimize && matches!(a.backend, "reference" | "eager") {
+        let cpu = tessera::passes::cost::DeviceProfile::cpu_epyc_2core();
+        let (out, reports) = tessera::optimize(&g, "default", &cpu, None)
+            .with_context(|| format!("optimizing {}", a.model.display()))?;
+        eprint!("{}", super::compile::pass_table(&reports));
+        out
+    } else {
+        g.clone()
+    };
+    let start = Instant::now();
+    let outs = match a.backend {
+        "cpu" => compiled(&g, &args, a.runs)?,
+        "cuda" => super::cuda::run(&g, &args)?,
+        "eager" => super::cpu::run(&run_g, &args, true)?,
+        _ => {
+            let outs = tessera::reference::run(&run_g, &args)?;
+            eprintln!(
+                "ran {} nodes on the reference interpreter in {:.3} s",
+                run_g.num_nodes(),
+                start.elapsed().as_secs_f64()
+            );
+            outs
+        }
+    };
+    if outs.len() != g.outputs().len() {
+        bail!(
+            "the {} backend returned {} outputs for {} graph outputs",
+            a.backend,
+            outs.len(),
+            g.outputs().len()
+        );
+    }
+    let reference = if a.check && a.backend != "reference" {
+        let start = Instant::now();
+        let r = tessera::reference::run(&g, &args).context("running the reference interpreter")?;
+        eprintln!(
+            "reference interpreter: {:.3} s",
+            start.elapsed().as_secs_f64()
+        );
+        Some(r)
+    } else {
+        None
+    };
     let expected = match &sample {
-        Some(s) if from_sample.is_some() => Some(s.reference_outputs()?),
+        Some(s) if from_sample => Some(s.reference_outputs()?),
         _ => None,
     };
-    if let Some(dir) = output_dir {
+    if let Some(dir) = a.output_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     for (k, (p, t)) in g.outputs().iter().zip(&outs).enumerate() {
-        println!("{}: {}", p.name, summary(t));
-        if let Some(e) = expected.as_ref().and_then(|e| e.get(k)) {
-            // GraphNet's float32 tolerance at level t = -5.
-            match compare(t, e, 1e-5, 1.3e-6) {
-                Some(c) => println!(
-                    "  vs reference: max abs {:.3e}, max rel {:.3e}, {}",
-                    c.max_abs,
-                    c.max_rel,
-                    if c.all_close {
-                        "within atol 1e-5 / rtol 1.3e-6"
-                    } else {
-                        "OUTSIDE atol 1e-5 / rtol 1.3e-6"
-                    }
-                ),
-                None => println!("  vs reference: type differs ({})", e.ty()),
-            }
+        outln!("{}: {}", p.name, summary(t))?;
+        if let Some(r) = reference.as_ref().and_then(|r| r.get(k)) {
+            outln!("{}", comparison("reference interpreter", t, r))?;
         }
-        if let Some(dir) = output_dir {
+        if let Some(e) = expected.as_ref().and_then(|e| e.get(k)) {
+            outln!("{}", comparison("sample outputs", t, e))?;
+        }
+        if let Some(dir) = a.output_dir {
             let path = dir.join(format!("{}.pb", file_safe(&p.name)));
             std::fs::write(&path, tessera::onnx::encode_tensor(t, &p.name))
                 .with_context(|| format!("writing {}", path.display()))?;

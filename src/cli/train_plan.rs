@@ -201,9 +201,9 @@ pub fn run(a: &Args) -> Result<()> {
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     if a.json {
-        println!("{}", serde_json::to_string(&json_report(&plan, policy))?);
+        outln!("{}", serde_json::to_string(&json_report(&plan, policy))?)?;
     } else {
-        print!("{}", text_report(&plan, policy, &a.loss));
+        out!("{}", text_report(&plan, policy, &a.loss))?;
     }
     Ok(())
 }
