@@ -23,17 +23,30 @@
 
 use std::collections::HashSet;
 
-use crate::{Graph, IrError, Shape, ValueDef, ValueId, VerifyError};
+use crate::{Graph, IrError, Node, NodeId, Shape, TensorType, ValueDef, ValueId, VerifyError};
 
 /// Checks every invariant listed in the module documentation.
 pub fn verify(g: &Graph) -> Result<(), IrError> {
     let mut errors = Vec::new();
-    let nvalues = g.num_values();
-    let exists = |v: ValueId| v.index() < nvalues;
+    check_inputs(g, &mut errors);
+    let defined = check_nodes(g, &mut errors);
+    check_ports(g, &defined, &mut errors);
+    check_sizes(g, &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(IrError::Verify(errors))
+    }
+}
 
-    // 3. Definitions agree, for graph inputs.
+fn exists(g: &Graph, v: ValueId) -> bool {
+    v.index() < g.num_values()
+}
+
+/// 3. Definitions agree, for graph inputs.
+fn check_inputs(g: &Graph, errors: &mut Vec<VerifyError>) {
     for (i, p) in g.inputs().iter().enumerate() {
-        if !exists(p.value) {
+        if !exists(g, p.value) {
             errors.push(global(format!(
                 "graph input {:?} refers to missing value {}",
                 p.name, p.value
@@ -47,75 +60,122 @@ pub fn verify(g: &Graph) -> Result<(), IrError> {
             )));
         }
     }
+}
 
+/// 1 to 5, node by node in program order. Returns which values the graph defines.
+fn check_nodes(g: &Graph, errors: &mut Vec<VerifyError>) -> Vec<bool> {
+    let nvalues = g.num_values();
     // `defined[v]` becomes true once program order reaches v's definition.
     let mut defined = vec![false; nvalues];
     for p in g.inputs() {
-        if exists(p.value) {
+        if exists(g, p.value) {
             defined[p.value.index()] = true;
         }
     }
     let mut defined_by_node = vec![false; nvalues];
     for (id, node) in g.nodes() {
-        let at = |message: String| VerifyError {
-            node: Some(g.node_ref(id)),
-            message,
-        };
-        let mut input_types = Vec::with_capacity(node.inputs.len());
-        for (slot, &v) in node.inputs.iter().enumerate() {
-            if !exists(v) {
-                errors.push(at(format!("input {slot} refers to missing value {v}")));
-            } else if !defined[v.index()] {
-                errors.push(at(format!(
-                    "input {slot} reads {v} before it is defined (use before definition or a cycle)"
-                )));
-            } else {
-                input_types.push(&g.value(v).ty);
-            }
-        }
+        let input_types = check_node_inputs(g, id, node, &defined, errors);
         for (slot, &v) in node.outputs.iter().enumerate() {
-            if !exists(v) {
-                errors.push(at(format!("output {slot} refers to missing value {v}")));
+            if !exists(g, v) {
+                errors.push(at(
+                    g,
+                    id,
+                    format!("output {slot} refers to missing value {v}"),
+                ));
                 continue;
             }
             if g.value(v).def != ValueDef::Node(id, slot) {
-                errors.push(at(format!(
-                    "output {slot} is {v}, which records {:?}",
-                    g.value(v).def
-                )));
+                errors.push(at(
+                    g,
+                    id,
+                    format!("output {slot} is {v}, which records {:?}", g.value(v).def),
+                ));
             }
             if std::mem::replace(&mut defined_by_node[v.index()], true) {
-                errors.push(at(format!("{v} is defined more than once")));
+                errors.push(at(g, id, format!("{v} is defined more than once")));
             }
             defined[v.index()] = true;
         }
-        let expected_outputs = node.op.num_outputs();
-        if node.outputs.len() != expected_outputs {
-            errors.push(at(format!(
+        check_node_types(g, id, node, &input_types, errors);
+    }
+    defined
+}
+
+/// 1 and 2 for one node's inputs. Returns the types of those that are defined.
+fn check_node_inputs<'g>(
+    g: &'g Graph,
+    id: NodeId,
+    node: &Node,
+    defined: &[bool],
+    errors: &mut Vec<VerifyError>,
+) -> Vec<&'g TensorType> {
+    let mut input_types = Vec::with_capacity(node.inputs.len());
+    for (slot, &v) in node.inputs.iter().enumerate() {
+        if !exists(g, v) {
+            errors.push(at(
+                g,
+                id,
+                format!("input {slot} refers to missing value {v}"),
+            ));
+        } else if !defined[v.index()] {
+            errors.push(at(
+                g,
+                id,
+                format!(
+                    "input {slot} reads {v} before it is defined (use before definition or a cycle)"
+                ),
+            ));
+        } else {
+            input_types.push(&g.value(v).ty);
+        }
+    }
+    input_types
+}
+
+/// 4 and 5 for one node, given the types of its defined inputs.
+fn check_node_types(
+    g: &Graph,
+    id: NodeId,
+    node: &Node,
+    input_types: &[&TensorType],
+    errors: &mut Vec<VerifyError>,
+) {
+    let expected_outputs = node.op.num_outputs();
+    if node.outputs.len() != expected_outputs {
+        errors.push(at(
+            g,
+            id,
+            format!(
                 "has {} outputs, the op produces {expected_outputs}",
                 node.outputs.len()
-            )));
-            continue;
-        }
-        if input_types.len() != node.inputs.len() {
-            continue; // Reported above; types cannot be checked.
-        }
-        match node.op.infer(&input_types) {
-            Err(message) => errors.push(at(message)),
-            Ok(types) => {
-                for (slot, (&v, want)) in node.outputs.iter().zip(&types).enumerate() {
-                    if exists(v) && &g.value(v).ty != want {
-                        errors.push(at(format!(
+            ),
+        ));
+        return;
+    }
+    if input_types.len() != node.inputs.len() {
+        return; // Reported by check_node_inputs; types cannot be checked.
+    }
+    match node.op.infer(input_types) {
+        Err(message) => errors.push(at(g, id, message)),
+        Ok(types) => {
+            for (slot, (&v, want)) in node.outputs.iter().zip(&types).enumerate() {
+                if exists(g, v) && &g.value(v).ty != want {
+                    errors.push(at(
+                        g,
+                        id,
+                        format!(
                             "output {slot} ({v}) has type {} but the op computes {want}",
                             g.value(v).ty
-                        )));
-                    }
+                        ),
+                    ));
                 }
             }
         }
     }
+}
 
-    // 6. Outputs exist and names are unique.
+/// 6. Outputs exist and names are unique.
+fn check_ports(g: &Graph, defined: &[bool], errors: &mut Vec<VerifyError>) {
     if g.outputs().is_empty() {
         errors.push(global("graph has no outputs".to_string()));
     }
@@ -133,7 +193,7 @@ pub fn verify(g: &Graph) -> Result<(), IrError> {
         }
     }
     for p in g.outputs() {
-        if !exists(p.value) {
+        if !exists(g, p.value) {
             errors.push(global(format!(
                 "graph output {:?} refers to missing value {}",
                 p.name, p.value
@@ -145,21 +205,26 @@ pub fn verify(g: &Graph) -> Result<(), IrError> {
             )));
         }
     }
+}
 
-    // 7. Sizes are bounded.
+/// 7. Sizes are bounded.
+fn check_sizes(g: &Graph, errors: &mut Vec<VerifyError>) {
     for (v, value) in g.values() {
         if let Err(e) = Shape::new(value.ty.shape.dims().to_vec()) {
             errors.push(global(format!("value {v}: {e}")));
         }
     }
+}
 
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(IrError::Verify(errors))
+/// An error at node `id`.
+fn at(g: &Graph, id: NodeId, message: String) -> VerifyError {
+    VerifyError {
+        node: Some(g.node_ref(id)),
+        message,
     }
 }
 
+/// An error about the graph as a whole.
 fn global(message: String) -> VerifyError {
     VerifyError {
         node: None,
@@ -170,7 +235,7 @@ fn global(message: String) -> VerifyError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BinaryOp, DType, Op, TensorType, UnaryOp};
+    use crate::{BinaryOp, DType, Op, UnaryOp};
 
     fn f32s(dims: &[usize]) -> TensorType {
         TensorType::new(DType::F32, Shape::from_dims(dims))

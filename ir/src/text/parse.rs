@@ -168,21 +168,25 @@ enum Stmt {
         value: usize,
         ty: TensorType,
     },
-    Node {
-        results: Vec<(usize, TensorType)>,
-        op: Option<Op>,
-        constant: Option<ConstData>,
-        inputs: Vec<(usize, usize, usize)>,
-        name: String,
-        line: usize,
-        col: usize,
-    },
+    Node(NodeStmt),
     Output {
         name: String,
         value: usize,
         line: usize,
         col: usize,
     },
+}
+
+/// A node as written: declared results, the op (or a constant's data), the inputs with
+/// where each is written, and the node's name.
+struct NodeStmt {
+    results: Vec<(usize, TensorType)>,
+    op: Option<Op>,
+    constant: Option<ConstData>,
+    inputs: Vec<(usize, usize, usize)>,
+    name: String,
+    line: usize,
+    col: usize,
 }
 
 impl Parser {
@@ -406,7 +410,7 @@ impl Parser {
             Some(Tok::Str(_)) => self.string()?,
             _ => String::new(),
         };
-        Ok(Stmt::Node {
+        Ok(Stmt::Node(NodeStmt {
             results,
             op,
             constant,
@@ -414,7 +418,44 @@ impl Parser {
             name,
             line,
             col,
-        })
+        }))
+    }
+
+    /// The `$k = hex "..."` entries after the graph's closing `}`, up to the end.
+    fn data_section(&mut self) -> Result<HashMap<usize, Vec<u8>>, IrError> {
+        let mut data = HashMap::new();
+        while self.peek().is_some() {
+            let (line, col) = self.here();
+            let k = match self.next()? {
+                Tok::Data(k) => k,
+                other => {
+                    return self.fail(format!("expected a data entry like `$0`, found {other:?}"));
+                }
+            };
+            self.punct('=')?;
+            let kind = self.word()?;
+            match kind.as_str() {
+                "hex" => {
+                    let s = self.string()?;
+                    let bytes = parse_hex(&s)
+                        .ok_or_else(|| err(line, col, format!("${k}: invalid hex data")))?;
+                    if data.insert(k, bytes).is_some() {
+                        return Err(err(line, col, format!("${k} is defined twice")));
+                    }
+                }
+                "elided" => {
+                    return Err(err(
+                        line,
+                        col,
+                        format!(
+                            "${k}: constant data was elided when printing; this text cannot be parsed back"
+                        ),
+                    ));
+                }
+                other => return Err(err(line, col, format!("unknown data kind `{other}`"))),
+            }
+        }
+        Ok(data)
     }
 }
 
@@ -489,57 +530,54 @@ pub fn parse(src: &str) -> Result<Graph, IrError> {
     while let Some(s) = p.stmt()? {
         stmts.push(s);
     }
-    // Data section.
-    let mut data: HashMap<usize, Vec<u8>> = HashMap::new();
-    while p.peek().is_some() {
-        let (line, col) = p.here();
-        let k = match p.next()? {
-            Tok::Data(k) => k,
-            other => return p.fail(format!("expected a data entry like `$0`, found {other:?}")),
-        };
-        p.punct('=')?;
-        let kind = p.word()?;
-        match kind.as_str() {
-            "hex" => {
-                let s = p.string()?;
-                let bytes = parse_hex(&s)
-                    .ok_or_else(|| err(line, col, format!("${k}: invalid hex data")))?;
-                if data.insert(k, bytes).is_some() {
-                    return Err(err(line, col, format!("${k} is defined twice")));
-                }
-            }
-            "elided" => {
-                return Err(err(
-                    line,
-                    col,
-                    format!(
-                        "${k}: constant data was elided when printing; this text cannot be parsed back"
-                    ),
-                ));
-            }
-            other => return Err(err(line, col, format!("unknown data kind `{other}`"))),
-        }
+    let data = p.data_section()?;
+    let mut b = Builder {
+        g: Graph::new(name),
+        ids: HashMap::new(),
+        data,
+        end: p.here(),
+    };
+    for s in stmts {
+        b.stmt(s)?;
     }
+    Ok(b.g)
+}
 
-    let mut g = Graph::new(name);
-    let mut ids: HashMap<usize, ValueId> = HashMap::new();
-    let define = |ids: &mut HashMap<usize, ValueId>, k: usize, v: ValueId, line, col| {
-        if ids.insert(k, v).is_some() {
+/// Builds the graph from the parsed statements, in order, checking what the grammar
+/// cannot: definitions, uses and declared types.
+struct Builder {
+    g: Graph,
+    /// The graph value of each `%k` defined so far.
+    ids: HashMap<usize, ValueId>,
+    /// The data section.
+    data: HashMap<usize, Vec<u8>>,
+    /// The end of the text. Input statements record no place, so an input after a node
+    /// is reported here (and an input redefining a value at line 0, column 0).
+    end: (usize, usize),
+}
+
+impl Builder {
+    fn define(&mut self, k: usize, v: ValueId, line: usize, col: usize) -> Result<(), IrError> {
+        if self.ids.insert(k, v).is_some() {
             Err(err(line, col, format!("%{k} is defined twice")))
         } else {
             Ok(())
         }
-    };
-    for s in stmts {
+    }
+
+    fn stmt(&mut self, s: Stmt) -> Result<(), IrError> {
         match s {
             Stmt::Input { name, value, ty } => {
-                if g.num_nodes() > 0 {
-                    return p.fail(format!(
-                        "input {name:?} comes after a node; inputs come first"
+                if self.g.num_nodes() > 0 {
+                    let (line, col) = self.end;
+                    return Err(err(
+                        line,
+                        col,
+                        format!("input {name:?} comes after a node; inputs come first"),
                     ));
                 }
-                let v = g.add_input(name, ty);
-                define(&mut ids, value, v, 0, 0)?;
+                let v = self.g.add_input(name, ty);
+                self.define(value, v, 0, 0)
             }
             Stmt::Output {
                 name,
@@ -547,88 +585,113 @@ pub fn parse(src: &str) -> Result<Graph, IrError> {
                 line,
                 col,
             } => {
-                let v = *ids.get(&value).ok_or_else(|| {
+                let v = *self.ids.get(&value).ok_or_else(|| {
                     err(
                         line,
                         col,
                         format!("output {name:?} uses undefined %{value}"),
                     )
                 })?;
-                g.add_output(name, v);
+                self.g.add_output(name, v);
+                Ok(())
             }
-            Stmt::Node {
-                results,
-                op,
-                constant,
-                inputs,
-                name,
-                line,
-                col,
-            } => {
-                let op = match (op, constant) {
-                    (Some(op), _) => op,
-                    (None, Some(c)) => {
-                        let [(_, ty)] = results.as_slice() else {
-                            return Err(err(line, col, "a constant has exactly one result"));
-                        };
-                        let t = match c {
-                            ConstData::Inline(items) => {
-                                parse_inline(ty, &items).map_err(|m| err(line, col, m))?
-                            }
-                            ConstData::Ref(k) => {
-                                let bytes = data.get(&k).ok_or_else(|| {
-                                    err(line, col, format!("${k} is not in the data section"))
-                                })?;
-                                Tensor::from_le_bytes(ty.dtype, ty.shape.clone(), bytes)
-                                    .map_err(|e| err(line, col, format!("${k}: {e}")))?
-                            }
-                        };
-                        Op::Constant(t)
-                    }
-                    (None, None) => return Err(err(line, col, "node without an op")),
-                };
-                let mut args = Vec::with_capacity(inputs.len());
-                for (k, l, c) in inputs {
-                    args.push(
-                        *ids.get(&k).ok_or_else(|| {
-                            err(l, c, format!("%{k} is used before it is defined"))
-                        })?,
-                    );
-                }
-                let types: Vec<&TensorType> = args.iter().map(|&v| g.ty(v)).collect();
-                let inferred = op
-                    .infer(&types)
-                    .map_err(|m| err(line, col, format!("{}: {m}", op.name())))?;
-                if inferred.len() != results.len() {
-                    return Err(err(
-                        line,
-                        col,
-                        format!(
-                            "{} produces {} result(s), {} declared",
-                            op.name(),
-                            inferred.len(),
-                            results.len()
-                        ),
-                    ));
-                }
-                for ((k, declared), actual) in results.iter().zip(&inferred) {
-                    if declared != actual {
-                        return Err(err(
-                            line,
-                            col,
-                            format!(
-                                "%{k} is declared {declared} but {} computes {actual}",
-                                op.name()
-                            ),
-                        ));
-                    }
-                }
-                let outs = g.push_node_unchecked(op, args, inferred, name);
-                for ((k, _), v) in results.iter().zip(outs) {
-                    define(&mut ids, *k, v, line, col)?;
-                }
+            Stmt::Node(n) => self.node(n),
+        }
+    }
+
+    fn node(&mut self, n: NodeStmt) -> Result<(), IrError> {
+        let NodeStmt {
+            results,
+            op,
+            constant,
+            inputs,
+            name,
+            line,
+            col,
+        } = n;
+        let op = match (op, constant) {
+            (Some(op), _) => op,
+            (None, Some(c)) => Op::Constant(self.constant(&results, c, line, col)?),
+            (None, None) => return Err(err(line, col, "node without an op")),
+        };
+        let mut args = Vec::with_capacity(inputs.len());
+        for (k, l, c) in inputs {
+            args.push(
+                *self
+                    .ids
+                    .get(&k)
+                    .ok_or_else(|| err(l, c, format!("%{k} is used before it is defined")))?,
+            );
+        }
+        let inferred = self.infer_declared(&op, &args, &results, line, col)?;
+        let outs = self.g.push_node_unchecked(op, args, inferred, name);
+        for ((k, _), v) in results.iter().zip(outs) {
+            self.define(*k, v, line, col)?;
+        }
+        Ok(())
+    }
+
+    /// A constant's tensor, from inline items or the data section.
+    fn constant(
+        &self,
+        results: &[(usize, TensorType)],
+        c: ConstData,
+        line: usize,
+        col: usize,
+    ) -> Result<Tensor, IrError> {
+        let [(_, ty)] = results else {
+            return Err(err(line, col, "a constant has exactly one result"));
+        };
+        match c {
+            ConstData::Inline(items) => parse_inline(ty, &items).map_err(|m| err(line, col, m)),
+            ConstData::Ref(k) => {
+                let bytes = self
+                    .data
+                    .get(&k)
+                    .ok_or_else(|| err(line, col, format!("${k} is not in the data section")))?;
+                Tensor::from_le_bytes(ty.dtype, ty.shape.clone(), bytes)
+                    .map_err(|e| err(line, col, format!("${k}: {e}")))
             }
         }
     }
-    Ok(g)
+
+    /// `op`'s output types for `args`, which must be the `results` the text declares.
+    fn infer_declared(
+        &self,
+        op: &Op,
+        args: &[ValueId],
+        results: &[(usize, TensorType)],
+        line: usize,
+        col: usize,
+    ) -> Result<Vec<TensorType>, IrError> {
+        let types: Vec<&TensorType> = args.iter().map(|&v| self.g.ty(v)).collect();
+        let inferred = op
+            .infer(&types)
+            .map_err(|m| err(line, col, format!("{}: {m}", op.name())))?;
+        if inferred.len() != results.len() {
+            return Err(err(
+                line,
+                col,
+                format!(
+                    "{} produces {} result(s), {} declared",
+                    op.name(),
+                    inferred.len(),
+                    results.len()
+                ),
+            ));
+        }
+        for ((k, declared), actual) in results.iter().zip(&inferred) {
+            if declared != actual {
+                return Err(err(
+                    line,
+                    col,
+                    format!(
+                        "%{k} is declared {declared} but {} computes {actual}",
+                        op.name()
+                    ),
+                ));
+            }
+        }
+        Ok(inferred)
+    }
 }
