@@ -5,12 +5,14 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 use tessera_ir::{Evaluator, Graph, NodeRef, Op, Tensor, TensorType, ValueId, verify};
 
+use crate::error::{ImportError, UnsupportedNode};
+use crate::ops;
+use crate::options::ImportOptions;
 use crate::proto::{
     AttributeProto, ModelProto, NodeProto, ValueInfoProto, attribute_proto::AttributeType,
     type_proto,
 };
 use crate::tensor::{dtype_from_onnx, shape_from_dims, tensor_from_proto};
-use crate::{ImportError, ImportOptions, UnsupportedNode, ops};
 
 fn domain_name(d: Option<&str>) -> &str {
     match d {

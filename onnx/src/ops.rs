@@ -6,8 +6,8 @@ use tessera_ir::{
     UnaryOp, ValueId, broadcast_shapes,
 };
 
-use crate::ImportError;
 use crate::convert::Ctx;
+use crate::error::ImportError;
 use crate::tensor::{dtype_from_onnx, shape_from_dims};
 
 type R<T> = Result<T, ImportError>;
