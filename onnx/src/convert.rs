@@ -1,17 +1,15 @@
 //! The import driver: initializers and inputs, node order, per-node translation, outputs.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap};
 
-use tessera_ir::{Evaluator, Graph, NodeRef, Op, Tensor, TensorType, ValueId, verify};
+use tessera_ir::{Graph, NodeRef, TensorType, ValueId, verify};
 
+use crate::context::{Builder, Ctx};
 use crate::error::{ImportError, UnsupportedNode};
 use crate::ops;
 use crate::options::ImportOptions;
-use crate::proto::{
-    AttributeProto, ModelProto, NodeProto, ValueInfoProto, attribute_proto::AttributeType,
-    type_proto,
-};
+use crate::proto::{ModelProto, NodeProto, ValueInfoProto, type_proto};
 use crate::tensor::{dtype_from_onnx, shape_from_dims, tensor_from_proto};
 
 fn domain_name(d: Option<&str>) -> &str {
@@ -47,13 +45,8 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
         return Err(ImportError::Unsupported(unsupported));
     }
 
-    let mut b = Builder {
-        g: Graph::new(g.name.clone().unwrap_or_else(|| "main".into())),
-        env: HashMap::new(),
-        deps: HashMap::new(),
-        evaluator: opts.evaluator,
-        fold_limit: opts.fold_limit,
-    };
+    let mut b = Builder::new(g.name.clone().unwrap_or_else(|| "main".into()), opts);
+    let mut env: HashMap<String, ValueId> = HashMap::new();
     for init in &g.initializer {
         let name = init.name.clone().unwrap_or_default();
         let t = tensor_from_proto(init, opts.base_dir.as_deref()).map_err(|message| {
@@ -63,11 +56,11 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
             }
         })?;
         let v = b.g.add_constant(t, name.clone());
-        b.env.insert(name, v);
+        env.insert(name, v);
     }
     for vi in &g.input {
         let name = vi.name.clone().unwrap_or_default();
-        if b.env.contains_key(&name) {
+        if env.contains_key(&name) {
             continue; // An initializer with the same name provides the value.
         }
         if let Some(t) = opts.bind.get(&name) {
@@ -82,19 +75,18 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
                 });
             }
             let v = b.g.add_constant(t.clone(), name.clone());
-            b.env.insert(name, v);
+            env.insert(name, v);
             continue;
         }
         let ty = value_type(vi).map_err(|message| ImportError::Input {
             name: name.clone(),
             message,
         })?;
-        let v = b.g.add_input(name.clone(), ty);
-        b.deps.insert(v, BTreeSet::from([name.clone()]));
-        b.env.insert(name, v);
+        let v = b.add_input(name.clone(), ty);
+        env.insert(name, v);
     }
 
-    for idx in node_order(&g.node, &b.env)? {
+    for idx in node_order(&g.node, &env)? {
         let n = &g.node[idx];
         let inputs: Vec<Option<ValueId>> = n
             .input
@@ -103,22 +95,11 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
                 if s.is_empty() {
                     None
                 } else {
-                    b.env.get(s).copied()
+                    env.get(s).copied()
                 }
             })
             .collect();
-        let node_ref = NodeRef {
-            id: Some(tessera_ir::NodeId::new(b.g.num_nodes())),
-            name: n.name.clone().unwrap_or_default(),
-            op: n.op_type.clone().unwrap_or_default(),
-        };
-        let mut cx = Ctx {
-            b: &mut b,
-            node: n,
-            node_ref,
-            opset,
-            inputs,
-        };
+        let mut cx = Ctx::new(&mut b, n, opset, inputs);
         let outs = ops::convert(&mut cx)?;
         for (k, name) in n.output.iter().enumerate() {
             if name.is_empty() {
@@ -126,11 +107,11 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
             }
             match outs.get(k) {
                 Some(&v) => {
-                    b.env.insert(name.clone(), v);
+                    env.insert(name.clone(), v);
                 }
                 None => {
                     return Err(ImportError::Node {
-                        node: cx_ref(&b, n),
+                        node: b.node_ref(n),
                         message: format!("output {k} ({name:?}) is not supported"),
                     });
                 }
@@ -140,29 +121,20 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
 
     for vi in &g.output {
         let name = vi.name.clone().unwrap_or_default();
-        let v = *b
-            .env
+        let v = *env
             .get(&name)
             .ok_or_else(|| ImportError::MissingOutput(name.clone()))?;
         check_declared(&b.g, v, vi)?;
         b.g.add_output(name, v);
     }
     for vi in &g.value_info {
-        if let Some(&v) = vi.name.as_ref().and_then(|n| b.env.get(n)) {
+        if let Some(&v) = vi.name.as_ref().and_then(|n| env.get(n)) {
             check_declared(&b.g, v, vi)?;
         }
     }
     let graph = b.g.without_dead_nodes();
     verify(&graph)?;
     Ok(graph)
-}
-
-fn cx_ref(b: &Builder, n: &NodeProto) -> NodeRef {
-    NodeRef {
-        id: Some(tessera_ir::NodeId::new(b.g.num_nodes())),
-        name: n.name.clone().unwrap_or_default(),
-        op: n.op_type.clone().unwrap_or_default(),
-    }
 }
 
 /// The static tensor type a `ValueInfoProto` declares.
@@ -312,222 +284,4 @@ fn node_order(
         return Err(ImportError::Cycle(stuck));
     }
     Ok(order)
-}
-
-/// The graph being built, with the name environment and constant-folding machinery.
-pub(crate) struct Builder<'a> {
-    pub(crate) g: Graph,
-    env: HashMap<String, ValueId>,
-    /// For each value computed from graph inputs, the names of those inputs.
-    deps: HashMap<ValueId, BTreeSet<String>>,
-    evaluator: Option<&'a dyn Evaluator>,
-    fold_limit: usize,
-}
-
-/// What an op translator sees of one ONNX node.
-pub(crate) struct Ctx<'a, 'b> {
-    b: &'b mut Builder<'a>,
-    node: &'b NodeProto,
-    node_ref: NodeRef,
-    pub(crate) opset: i64,
-    inputs: Vec<Option<ValueId>>,
-}
-
-impl Ctx<'_, '_> {
-    pub(crate) fn op_type(&self) -> &str {
-        self.node.op_type.as_deref().unwrap_or("")
-    }
-
-    /// An error about this node.
-    pub(crate) fn err(&self, message: impl Into<String>) -> ImportError {
-        ImportError::Node {
-            node: self.node_ref.clone(),
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn num_outputs(&self) -> usize {
-        self.node.output.len()
-    }
-
-    /// True if output `k` exists and is named (so something may read it).
-    pub(crate) fn output_used(&self, k: usize) -> bool {
-        self.node.output.get(k).is_some_and(|s| !s.is_empty())
-    }
-
-    /// Input `k`, which must be present.
-    pub(crate) fn input(&self, k: usize) -> Result<ValueId, ImportError> {
-        self.opt_input(k)
-            .ok_or_else(|| self.err(format!("required input {k} is missing")))
-    }
-
-    /// Input `k` if given (ONNX marks an omitted optional input with an empty name).
-    pub(crate) fn opt_input(&self, k: usize) -> Option<ValueId> {
-        self.inputs.get(k).copied().flatten()
-    }
-
-    /// All present inputs, in order.
-    pub(crate) fn all_inputs(&self) -> Vec<ValueId> {
-        self.inputs.iter().flatten().copied().collect()
-    }
-
-    pub(crate) fn ty(&self, v: ValueId) -> &TensorType {
-        self.b.g.ty(v)
-    }
-
-    /// Input `k` as a constant, if given. A non-constant input is an error (naming the
-    /// graph inputs to bind when that is where it comes from).
-    pub(crate) fn const_input(&self, k: usize) -> Result<Option<Tensor>, ImportError> {
-        let Some(v) = self.opt_input(k) else {
-            return Ok(None);
-        };
-        if let Some(t) = self.b.g.constant(v) {
-            return Ok(Some(t.clone()));
-        }
-        let name = self.node.input.get(k).cloned().unwrap_or_default();
-        match self.b.deps.get(&v) {
-            Some(inputs) if !inputs.is_empty() => Err(ImportError::NeedsBinding {
-                node: self.node_ref.clone(),
-                input: name,
-                graph_inputs: inputs.iter().cloned().collect(),
-            }),
-            _ => Err(self.err(format!(
-                "input {k} ({name:?}) fixes a shape and must be constant, but it is computed at run time"
-            ))),
-        }
-    }
-
-    /// Input `k` as a constant list of integers, if given.
-    pub(crate) fn ints_input(&self, k: usize) -> Result<Option<Vec<i64>>, ImportError> {
-        Ok(self.const_input(k)?.map(|t| t.to_i64_vec()))
-    }
-
-    fn attr(&self, name: &str) -> Option<&AttributeProto> {
-        self.node
-            .attribute
-            .iter()
-            .find(|a| a.name.as_deref() == Some(name))
-    }
-
-    fn attr_of(
-        &self,
-        name: &str,
-        ty: AttributeType,
-    ) -> Result<Option<&AttributeProto>, ImportError> {
-        match self.attr(name) {
-            None => Ok(None),
-            Some(a) => {
-                // Old exporters leave `type` unset; accept when the field is there.
-                let declared = a.r#type.and_then(|t| AttributeType::try_from(t).ok());
-                if declared.is_some()
-                    && declared != Some(ty)
-                    && declared != Some(AttributeType::Undefined)
-                {
-                    return Err(self.err(format!(
-                        "attribute {name:?} has type {}, expected {}",
-                        declared.map_or("?", |d| d.as_str_name()),
-                        ty.as_str_name()
-                    )));
-                }
-                Ok(Some(a))
-            }
-        }
-    }
-
-    pub(crate) fn attr_int(&self, name: &str) -> Result<Option<i64>, ImportError> {
-        Ok(self.attr_of(name, AttributeType::Int)?.and_then(|a| a.i))
-    }
-
-    pub(crate) fn attr_float(&self, name: &str) -> Result<Option<f32>, ImportError> {
-        Ok(self.attr_of(name, AttributeType::Float)?.and_then(|a| a.f))
-    }
-
-    pub(crate) fn attr_ints(&self, name: &str) -> Result<Option<Vec<i64>>, ImportError> {
-        Ok(self
-            .attr_of(name, AttributeType::Ints)?
-            .map(|a| a.ints.clone()))
-    }
-
-    pub(crate) fn attr_floats(&self, name: &str) -> Result<Option<Vec<f32>>, ImportError> {
-        Ok(self
-            .attr_of(name, AttributeType::Floats)?
-            .map(|a| a.floats.clone()))
-    }
-
-    pub(crate) fn attr_string(&self, name: &str) -> Result<Option<String>, ImportError> {
-        Ok(self
-            .attr_of(name, AttributeType::String)?
-            .and_then(|a| a.s.as_ref())
-            .map(|s| String::from_utf8_lossy(s).into_owned()))
-    }
-
-    pub(crate) fn attr_tensor(&self, name: &str) -> Result<Option<Tensor>, ImportError> {
-        match self
-            .attr_of(name, AttributeType::Tensor)?
-            .and_then(|a| a.t.as_ref())
-        {
-            None => Ok(None),
-            Some(t) => tensor_from_proto(t, None)
-                .map(Some)
-                .map_err(|m| self.err(format!("attribute {name:?}: {m}"))),
-        }
-    }
-
-    /// Names of attributes the node sets (for rejecting unsupported ones).
-    pub(crate) fn has_attr(&self, name: &str) -> bool {
-        self.attr(name).is_some()
-    }
-
-    /// Adds a constant.
-    pub(crate) fn constant(&mut self, t: Tensor) -> ValueId {
-        let name = self.node_ref.name.clone();
-        self.b.g.add_constant(t, name)
-    }
-
-    /// Adds `op` on `inputs`, or its folded result when every input is a constant, an
-    /// evaluator is available and the result is small.
-    pub(crate) fn emit(&mut self, op: Op, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
-        let consts: Option<Vec<&Tensor>> = inputs.iter().map(|&v| self.b.g.constant(v)).collect();
-        if let (Some(consts), Some(ev)) = (consts, self.b.evaluator) {
-            let types: Vec<&TensorType> = inputs.iter().map(|&v| self.b.g.ty(v)).collect();
-            let out = op
-                .infer(&types)
-                .map_err(|m| self.err(format!("{}: {m}", op.name())))?;
-            if out.iter().all(|t| t.shape.numel() <= self.b.fold_limit)
-                && !matches!(op, Op::Constant(_))
-            {
-                let values = ev
-                    .eval(&op, &consts)
-                    .map_err(|m| self.err(format!("folding {}: {m}", op.name())))?;
-                return Ok(values.into_iter().map(|t| self.constant(t)).collect());
-            }
-        }
-        let name = self.node_ref.name.clone();
-        let outs = self.b.g.add_node(op, inputs, name).map_err(|e| match e {
-            tessera_ir::IrError::Infer { node, message } => ImportError::Node {
-                node: NodeRef {
-                    op: format!("{} → {}", self.node_ref.op, node.op),
-                    ..self.node_ref.clone()
-                },
-                message,
-            },
-            other => ImportError::Ir(other),
-        })?;
-        let deps: BTreeSet<String> = inputs
-            .iter()
-            .filter_map(|v| self.b.deps.get(v))
-            .flatten()
-            .cloned()
-            .collect();
-        if !deps.is_empty() {
-            for &o in &outs {
-                self.b.deps.insert(o, deps.clone());
-            }
-        }
-        Ok(outs)
-    }
-
-    pub(crate) fn emit1(&mut self, op: Op, inputs: &[ValueId]) -> Result<ValueId, ImportError> {
-        Ok(self.emit(op, inputs)?[0])
-    }
 }

@@ -11,6 +11,7 @@
 //! Failure modes are errors, never panics: undecodable bytes, unsupported ops (all listed
 //! in one error), bad tensors, inconsistent shapes, cycles and absurd sizes.
 
+mod context;
 mod convert;
 mod error;
 mod ops;

@@ -6,7 +6,7 @@ use tessera_ir::{
     UnaryOp, ValueId, broadcast_shapes,
 };
 
-use crate::convert::Ctx;
+use crate::context::Ctx;
 use crate::error::ImportError;
 use crate::tensor::{dtype_from_onnx, shape_from_dims};
 
