@@ -33,7 +33,7 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
         .filter_map(|n| {
             let domain = domain_name(n.domain.as_deref());
             let op = n.op_type.as_deref().unwrap_or("");
-            (domain != "ai.onnx" || !ops::SUPPORTED.contains(&op)).then(|| UnsupportedNode {
+            (domain != "ai.onnx" || !ops::is_supported(op)).then(|| UnsupportedNode {
                 name: n.name.clone().unwrap_or_default(),
                 op_type: op.to_string(),
                 domain: domain.to_string(),
