@@ -9,7 +9,7 @@ use crate::context::{Builder, Ctx};
 use crate::error::{ImportError, UnsupportedNode};
 use crate::ops;
 use crate::options::ImportOptions;
-use crate::proto::{ModelProto, NodeProto, ValueInfoProto, type_proto};
+use crate::proto::{ModelProto, NodeProto, TensorProto, ValueInfoProto, type_proto};
 use crate::tensor::{dtype_from_onnx, shape_from_dims, tensor_from_proto};
 
 fn domain_name(d: Option<&str>) -> &str {
@@ -19,16 +19,47 @@ fn domain_name(d: Option<&str>) -> &str {
     }
 }
 
+/// ONNX value names and the IR values they are bound to so far.
+type Env = HashMap<String, ValueId>;
+
+/// Imports `m`: every op supported, initializers and inputs bound, nodes translated in
+/// dependency order, outputs checked against their declarations, the graph verified.
 pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, ImportError> {
     let g = m.graph.as_ref().ok_or(ImportError::NoGraph)?;
+    let opsets = opsets(m);
+    check_supported(&g.node, &opsets)?;
+    let opset = opsets.get("ai.onnx").copied().unwrap_or(1);
+
+    let mut b = Builder::new(g.name.clone().unwrap_or_else(|| "main".into()), opts);
+    let mut env = Env::new();
+    add_initializers(&mut b, &mut env, &g.initializer, opts)?;
+    add_inputs(&mut b, &mut env, &g.input, opts)?;
+    for idx in node_order(&g.node, &env)? {
+        translate(&mut b, &mut env, &g.node[idx], opset)?;
+    }
+    add_outputs(&mut b, &env, &g.output)?;
+    for vi in &g.value_info {
+        if let Some(&v) = vi.name.as_ref().and_then(|n| env.get(n)) {
+            check_declared(&b.g, v, vi)?;
+        }
+    }
+    let graph = b.g.without_dead_nodes();
+    verify(&graph)?;
+    Ok(graph)
+}
+
+/// The opset version the model imports for each domain.
+fn opsets(m: &ModelProto) -> HashMap<&str, i64> {
     let mut opsets: HashMap<&str, i64> = HashMap::new();
     for o in &m.opset_import {
         opsets.insert(domain_name(o.domain.as_deref()), o.version.unwrap_or(1));
     }
-    let opset = opsets.get("ai.onnx").copied().unwrap_or(1);
+    opsets
+}
 
-    let unsupported: Vec<UnsupportedNode> = g
-        .node
+/// Fails listing every node whose op the importer does not translate.
+fn check_supported(nodes: &[NodeProto], opsets: &HashMap<&str, i64>) -> Result<(), ImportError> {
+    let unsupported: Vec<UnsupportedNode> = nodes
         .iter()
         .filter_map(|n| {
             let domain = domain_name(n.domain.as_deref());
@@ -44,10 +75,17 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
     if !unsupported.is_empty() {
         return Err(ImportError::Unsupported(unsupported));
     }
+    Ok(())
+}
 
-    let mut b = Builder::new(g.name.clone().unwrap_or_else(|| "main".into()), opts);
-    let mut env: HashMap<String, ValueId> = HashMap::new();
-    for init in &g.initializer {
+/// Adds the initializers as constants.
+fn add_initializers(
+    b: &mut Builder,
+    env: &mut Env,
+    inits: &[TensorProto],
+    opts: &ImportOptions,
+) -> Result<(), ImportError> {
+    for init in inits {
         let name = init.name.clone().unwrap_or_default();
         let t = tensor_from_proto(init, opts.base_dir.as_deref()).map_err(|message| {
             ImportError::Initializer {
@@ -58,7 +96,18 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
         let v = b.g.add_constant(t, name.clone());
         env.insert(name, v);
     }
-    for vi in &g.input {
+    Ok(())
+}
+
+/// Adds the graph inputs no initializer provides: as constants where `opts` binds them,
+/// as graph inputs otherwise.
+fn add_inputs(
+    b: &mut Builder,
+    env: &mut Env,
+    inputs: &[ValueInfoProto],
+    opts: &ImportOptions,
+) -> Result<(), ImportError> {
+    for vi in inputs {
         let name = vi.name.clone().unwrap_or_default();
         if env.contains_key(&name) {
             continue; // An initializer with the same name provides the value.
@@ -85,41 +134,46 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
         let v = b.add_input(name.clone(), ty);
         env.insert(name, v);
     }
+    Ok(())
+}
 
-    for idx in node_order(&g.node, &env)? {
-        let n = &g.node[idx];
-        let inputs: Vec<Option<ValueId>> = n
-            .input
-            .iter()
-            .map(|s| {
-                if s.is_empty() {
-                    None
-                } else {
-                    env.get(s).copied()
-                }
-            })
-            .collect();
-        let mut cx = Ctx::new(&mut b, n, opset, inputs);
-        let outs = ops::convert(&mut cx)?;
-        for (k, name) in n.output.iter().enumerate() {
-            if name.is_empty() {
-                continue;
+/// Translates node `n`, whose inputs are all in `env`, and binds its outputs.
+fn translate(b: &mut Builder, env: &mut Env, n: &NodeProto, opset: i64) -> Result<(), ImportError> {
+    let inputs: Vec<Option<ValueId>> = n
+        .input
+        .iter()
+        .map(|s| {
+            if s.is_empty() {
+                None
+            } else {
+                env.get(s).copied()
             }
-            match outs.get(k) {
-                Some(&v) => {
-                    env.insert(name.clone(), v);
-                }
-                None => {
-                    return Err(ImportError::Node {
-                        node: b.node_ref(n),
-                        message: format!("output {k} ({name:?}) is not supported"),
-                    });
-                }
+        })
+        .collect();
+    let mut cx = Ctx::new(b, n, opset, inputs);
+    let outs = ops::convert(&mut cx)?;
+    for (k, name) in n.output.iter().enumerate() {
+        if name.is_empty() {
+            continue;
+        }
+        match outs.get(k) {
+            Some(&v) => {
+                env.insert(name.clone(), v);
+            }
+            None => {
+                return Err(ImportError::Node {
+                    node: b.node_ref(n),
+                    message: format!("output {k} ({name:?}) is not supported"),
+                });
             }
         }
     }
+    Ok(())
+}
 
-    for vi in &g.output {
+/// Marks the graph outputs, checking each against its declared type.
+fn add_outputs(b: &mut Builder, env: &Env, outputs: &[ValueInfoProto]) -> Result<(), ImportError> {
+    for vi in outputs {
         let name = vi.name.clone().unwrap_or_default();
         let v = *env
             .get(&name)
@@ -127,14 +181,7 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
         check_declared(&b.g, v, vi)?;
         b.g.add_output(name, v);
     }
-    for vi in &g.value_info {
-        if let Some(&v) = vi.name.as_ref().and_then(|n| env.get(n)) {
-            check_declared(&b.g, v, vi)?;
-        }
-    }
-    let graph = b.g.without_dead_nodes();
-    verify(&graph)?;
-    Ok(graph)
+    Ok(())
 }
 
 /// The static tensor type a `ValueInfoProto` declares.
