@@ -1,16 +1,16 @@
 //! The import driver: initializers and inputs, node order, per-node translation, outputs.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap};
 
-use tessera_ir::{Evaluator, Graph, NodeRef, Op, Tensor, TensorType, ValueId, verify};
+use tessera_ir::{Graph, NodeRef, TensorType, ValueId, verify};
 
-use crate::proto::{
-    AttributeProto, ModelProto, NodeProto, ValueInfoProto, attribute_proto::AttributeType,
-    type_proto,
-};
+use crate::context::{Builder, Ctx};
+use crate::error::{ImportError, UnsupportedNode};
+use crate::ops;
+use crate::options::ImportOptions;
+use crate::proto::{ModelProto, NodeProto, TensorProto, ValueInfoProto, type_proto};
 use crate::tensor::{dtype_from_onnx, shape_from_dims, tensor_from_proto};
-use crate::{ImportError, ImportOptions, UnsupportedNode, ops};
 
 fn domain_name(d: Option<&str>) -> &str {
     match d {
@@ -19,21 +19,52 @@ fn domain_name(d: Option<&str>) -> &str {
     }
 }
 
+/// ONNX value names and the IR values they are bound to so far.
+type Env = HashMap<String, ValueId>;
+
+/// Imports `m`: every op supported, initializers and inputs bound, nodes translated in
+/// dependency order, outputs checked against their declarations, the graph verified.
 pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, ImportError> {
     let g = m.graph.as_ref().ok_or(ImportError::NoGraph)?;
+    let opsets = opsets(m);
+    check_supported(&g.node, &opsets)?;
+    let opset = opsets.get("ai.onnx").copied().unwrap_or(1);
+
+    let mut b = Builder::new(g.name.clone().unwrap_or_else(|| "main".into()), opts);
+    let mut env = Env::new();
+    add_initializers(&mut b, &mut env, &g.initializer, opts)?;
+    add_inputs(&mut b, &mut env, &g.input, opts)?;
+    for idx in node_order(&g.node, &env)? {
+        translate(&mut b, &mut env, &g.node[idx], opset)?;
+    }
+    add_outputs(&mut b, &env, &g.output)?;
+    for vi in &g.value_info {
+        if let Some(&v) = vi.name.as_ref().and_then(|n| env.get(n)) {
+            check_declared(&b.g, v, vi)?;
+        }
+    }
+    let graph = b.g.without_dead_nodes();
+    verify(&graph)?;
+    Ok(graph)
+}
+
+/// The opset version the model imports for each domain.
+fn opsets(m: &ModelProto) -> HashMap<&str, i64> {
     let mut opsets: HashMap<&str, i64> = HashMap::new();
     for o in &m.opset_import {
         opsets.insert(domain_name(o.domain.as_deref()), o.version.unwrap_or(1));
     }
-    let opset = opsets.get("ai.onnx").copied().unwrap_or(1);
+    opsets
+}
 
-    let unsupported: Vec<UnsupportedNode> = g
-        .node
+/// Fails listing every node whose op the importer does not translate.
+fn check_supported(nodes: &[NodeProto], opsets: &HashMap<&str, i64>) -> Result<(), ImportError> {
+    let unsupported: Vec<UnsupportedNode> = nodes
         .iter()
         .filter_map(|n| {
             let domain = domain_name(n.domain.as_deref());
             let op = n.op_type.as_deref().unwrap_or("");
-            (domain != "ai.onnx" || !ops::SUPPORTED.contains(&op)).then(|| UnsupportedNode {
+            (domain != "ai.onnx" || !ops::is_supported(op)).then(|| UnsupportedNode {
                 name: n.name.clone().unwrap_or_default(),
                 op_type: op.to_string(),
                 domain: domain.to_string(),
@@ -44,15 +75,17 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
     if !unsupported.is_empty() {
         return Err(ImportError::Unsupported(unsupported));
     }
+    Ok(())
+}
 
-    let mut b = Builder {
-        g: Graph::new(g.name.clone().unwrap_or_else(|| "main".into())),
-        env: HashMap::new(),
-        deps: HashMap::new(),
-        evaluator: opts.evaluator,
-        fold_limit: opts.fold_limit,
-    };
-    for init in &g.initializer {
+/// Adds the initializers as constants.
+fn add_initializers(
+    b: &mut Builder,
+    env: &mut Env,
+    inits: &[TensorProto],
+    opts: &ImportOptions,
+) -> Result<(), ImportError> {
+    for init in inits {
         let name = init.name.clone().unwrap_or_default();
         let t = tensor_from_proto(init, opts.base_dir.as_deref()).map_err(|message| {
             ImportError::Initializer {
@@ -61,11 +94,22 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
             }
         })?;
         let v = b.g.add_constant(t, name.clone());
-        b.env.insert(name, v);
+        env.insert(name, v);
     }
-    for vi in &g.input {
+    Ok(())
+}
+
+/// Adds the graph inputs no initializer provides: as constants where `opts` binds them,
+/// as graph inputs otherwise.
+fn add_inputs(
+    b: &mut Builder,
+    env: &mut Env,
+    inputs: &[ValueInfoProto],
+    opts: &ImportOptions,
+) -> Result<(), ImportError> {
+    for vi in inputs {
         let name = vi.name.clone().unwrap_or_default();
-        if b.env.contains_key(&name) {
+        if env.contains_key(&name) {
             continue; // An initializer with the same name provides the value.
         }
         if let Some(t) = opts.bind.get(&name) {
@@ -80,87 +124,64 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
                 });
             }
             let v = b.g.add_constant(t.clone(), name.clone());
-            b.env.insert(name, v);
+            env.insert(name, v);
             continue;
         }
         let ty = value_type(vi).map_err(|message| ImportError::Input {
             name: name.clone(),
             message,
         })?;
-        let v = b.g.add_input(name.clone(), ty);
-        b.deps.insert(v, BTreeSet::from([name.clone()]));
-        b.env.insert(name, v);
+        let v = b.add_input(name.clone(), ty);
+        env.insert(name, v);
     }
+    Ok(())
+}
 
-    for idx in node_order(&g.node, &b.env)? {
-        let n = &g.node[idx];
-        let inputs: Vec<Option<ValueId>> = n
-            .input
-            .iter()
-            .map(|s| {
-                if s.is_empty() {
-                    None
-                } else {
-                    b.env.get(s).copied()
-                }
-            })
-            .collect();
-        let node_ref = NodeRef {
-            id: Some(tessera_ir::NodeId::new(b.g.num_nodes())),
-            name: n.name.clone().unwrap_or_default(),
-            op: n.op_type.clone().unwrap_or_default(),
-        };
-        let mut cx = Ctx {
-            b: &mut b,
-            node: n,
-            node_ref,
-            opset,
-            inputs,
-        };
-        let outs = ops::convert(&mut cx)?;
-        for (k, name) in n.output.iter().enumerate() {
-            if name.is_empty() {
-                continue;
+/// Translates node `n`, whose inputs are all in `env`, and binds its outputs.
+fn translate(b: &mut Builder, env: &mut Env, n: &NodeProto, opset: i64) -> Result<(), ImportError> {
+    let inputs: Vec<Option<ValueId>> = n
+        .input
+        .iter()
+        .map(|s| {
+            if s.is_empty() {
+                None
+            } else {
+                env.get(s).copied()
             }
-            match outs.get(k) {
-                Some(&v) => {
-                    b.env.insert(name.clone(), v);
-                }
-                None => {
-                    return Err(ImportError::Node {
-                        node: cx_ref(&b, n),
-                        message: format!("output {k} ({name:?}) is not supported"),
-                    });
-                }
+        })
+        .collect();
+    let mut cx = Ctx::new(b, n, opset, inputs);
+    let outs = ops::convert(&mut cx)?;
+    for (k, name) in n.output.iter().enumerate() {
+        if name.is_empty() {
+            continue;
+        }
+        match outs.get(k) {
+            Some(&v) => {
+                env.insert(name.clone(), v);
+            }
+            None => {
+                return Err(ImportError::Node {
+                    node: b.node_ref(n),
+                    message: format!("output {k} ({name:?}) is not supported"),
+                });
             }
         }
     }
+    Ok(())
+}
 
-    for vi in &g.output {
+/// Marks the graph outputs, checking each against its declared type.
+fn add_outputs(b: &mut Builder, env: &Env, outputs: &[ValueInfoProto]) -> Result<(), ImportError> {
+    for vi in outputs {
         let name = vi.name.clone().unwrap_or_default();
-        let v = *b
-            .env
+        let v = *env
             .get(&name)
             .ok_or_else(|| ImportError::MissingOutput(name.clone()))?;
         check_declared(&b.g, v, vi)?;
         b.g.add_output(name, v);
     }
-    for vi in &g.value_info {
-        if let Some(&v) = vi.name.as_ref().and_then(|n| b.env.get(n)) {
-            check_declared(&b.g, v, vi)?;
-        }
-    }
-    let graph = b.g.without_dead_nodes();
-    verify(&graph)?;
-    Ok(graph)
-}
-
-fn cx_ref(b: &Builder, n: &NodeProto) -> NodeRef {
-    NodeRef {
-        id: Some(tessera_ir::NodeId::new(b.g.num_nodes())),
-        name: n.name.clone().unwrap_or_default(),
-        op: n.op_type.clone().unwrap_or_default(),
-    }
+    Ok(())
 }
 
 /// The static tensor type a `ValueInfoProto` declares.
@@ -310,222 +331,4 @@ fn node_order(
         return Err(ImportError::Cycle(stuck));
     }
     Ok(order)
-}
-
-/// The graph being built, with the name environment and constant-folding machinery.
-pub(crate) struct Builder<'a> {
-    pub(crate) g: Graph,
-    env: HashMap<String, ValueId>,
-    /// For each value computed from graph inputs, the names of those inputs.
-    deps: HashMap<ValueId, BTreeSet<String>>,
-    evaluator: Option<&'a dyn Evaluator>,
-    fold_limit: usize,
-}
-
-/// What an op translator sees of one ONNX node.
-pub(crate) struct Ctx<'a, 'b> {
-    b: &'b mut Builder<'a>,
-    node: &'b NodeProto,
-    node_ref: NodeRef,
-    pub(crate) opset: i64,
-    inputs: Vec<Option<ValueId>>,
-}
-
-impl Ctx<'_, '_> {
-    pub(crate) fn op_type(&self) -> &str {
-        self.node.op_type.as_deref().unwrap_or("")
-    }
-
-    /// An error about this node.
-    pub(crate) fn err(&self, message: impl Into<String>) -> ImportError {
-        ImportError::Node {
-            node: self.node_ref.clone(),
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn num_outputs(&self) -> usize {
-        self.node.output.len()
-    }
-
-    /// True if output `k` exists and is named (so something may read it).
-    pub(crate) fn output_used(&self, k: usize) -> bool {
-        self.node.output.get(k).is_some_and(|s| !s.is_empty())
-    }
-
-    /// Input `k`, which must be present.
-    pub(crate) fn input(&self, k: usize) -> Result<ValueId, ImportError> {
-        self.opt_input(k)
-            .ok_or_else(|| self.err(format!("required input {k} is missing")))
-    }
-
-    /// Input `k` if given (ONNX marks an omitted optional input with an empty name).
-    pub(crate) fn opt_input(&self, k: usize) -> Option<ValueId> {
-        self.inputs.get(k).copied().flatten()
-    }
-
-    /// All present inputs, in order.
-    pub(crate) fn all_inputs(&self) -> Vec<ValueId> {
-        self.inputs.iter().flatten().copied().collect()
-    }
-
-    pub(crate) fn ty(&self, v: ValueId) -> &TensorType {
-        self.b.g.ty(v)
-    }
-
-    /// Input `k` as a constant, if given. A non-constant input is an error (naming the
-    /// graph inputs to bind when that is where it comes from).
-    pub(crate) fn const_input(&self, k: usize) -> Result<Option<Tensor>, ImportError> {
-        let Some(v) = self.opt_input(k) else {
-            return Ok(None);
-        };
-        if let Some(t) = self.b.g.constant(v) {
-            return Ok(Some(t.clone()));
-        }
-        let name = self.node.input.get(k).cloned().unwrap_or_default();
-        match self.b.deps.get(&v) {
-            Some(inputs) if !inputs.is_empty() => Err(ImportError::NeedsBinding {
-                node: self.node_ref.clone(),
-                input: name,
-                graph_inputs: inputs.iter().cloned().collect(),
-            }),
-            _ => Err(self.err(format!(
-                "input {k} ({name:?}) fixes a shape and must be constant, but it is computed at run time"
-            ))),
-        }
-    }
-
-    /// Input `k` as a constant list of integers, if given.
-    pub(crate) fn ints_input(&self, k: usize) -> Result<Option<Vec<i64>>, ImportError> {
-        Ok(self.const_input(k)?.map(|t| t.to_i64_vec()))
-    }
-
-    fn attr(&self, name: &str) -> Option<&AttributeProto> {
-        self.node
-            .attribute
-            .iter()
-            .find(|a| a.name.as_deref() == Some(name))
-    }
-
-    fn attr_of(
-        &self,
-        name: &str,
-        ty: AttributeType,
-    ) -> Result<Option<&AttributeProto>, ImportError> {
-        match self.attr(name) {
-            None => Ok(None),
-            Some(a) => {
-                // Old exporters leave `type` unset; accept when the field is there.
-                let declared = a.r#type.and_then(|t| AttributeType::try_from(t).ok());
-                if declared.is_some()
-                    && declared != Some(ty)
-                    && declared != Some(AttributeType::Undefined)
-                {
-                    return Err(self.err(format!(
-                        "attribute {name:?} has type {}, expected {}",
-                        declared.map_or("?", |d| d.as_str_name()),
-                        ty.as_str_name()
-                    )));
-                }
-                Ok(Some(a))
-            }
-        }
-    }
-
-    pub(crate) fn attr_int(&self, name: &str) -> Result<Option<i64>, ImportError> {
-        Ok(self.attr_of(name, AttributeType::Int)?.and_then(|a| a.i))
-    }
-
-    pub(crate) fn attr_float(&self, name: &str) -> Result<Option<f32>, ImportError> {
-        Ok(self.attr_of(name, AttributeType::Float)?.and_then(|a| a.f))
-    }
-
-    pub(crate) fn attr_ints(&self, name: &str) -> Result<Option<Vec<i64>>, ImportError> {
-        Ok(self
-            .attr_of(name, AttributeType::Ints)?
-            .map(|a| a.ints.clone()))
-    }
-
-    pub(crate) fn attr_floats(&self, name: &str) -> Result<Option<Vec<f32>>, ImportError> {
-        Ok(self
-            .attr_of(name, AttributeType::Floats)?
-            .map(|a| a.floats.clone()))
-    }
-
-    pub(crate) fn attr_string(&self, name: &str) -> Result<Option<String>, ImportError> {
-        Ok(self
-            .attr_of(name, AttributeType::String)?
-            .and_then(|a| a.s.as_ref())
-            .map(|s| String::from_utf8_lossy(s).into_owned()))
-    }
-
-    pub(crate) fn attr_tensor(&self, name: &str) -> Result<Option<Tensor>, ImportError> {
-        match self
-            .attr_of(name, AttributeType::Tensor)?
-            .and_then(|a| a.t.as_ref())
-        {
-            None => Ok(None),
-            Some(t) => tensor_from_proto(t, None)
-                .map(Some)
-                .map_err(|m| self.err(format!("attribute {name:?}: {m}"))),
-        }
-    }
-
-    /// Names of attributes the node sets (for rejecting unsupported ones).
-    pub(crate) fn has_attr(&self, name: &str) -> bool {
-        self.attr(name).is_some()
-    }
-
-    /// Adds a constant.
-    pub(crate) fn constant(&mut self, t: Tensor) -> ValueId {
-        let name = self.node_ref.name.clone();
-        self.b.g.add_constant(t, name)
-    }
-
-    /// Adds `op` on `inputs`, or its folded result when every input is a constant, an
-    /// evaluator is available and the result is small.
-    pub(crate) fn emit(&mut self, op: Op, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
-        let consts: Option<Vec<&Tensor>> = inputs.iter().map(|&v| self.b.g.constant(v)).collect();
-        if let (Some(consts), Some(ev)) = (consts, self.b.evaluator) {
-            let types: Vec<&TensorType> = inputs.iter().map(|&v| self.b.g.ty(v)).collect();
-            let out = op
-                .infer(&types)
-                .map_err(|m| self.err(format!("{}: {m}", op.name())))?;
-            if out.iter().all(|t| t.shape.numel() <= self.b.fold_limit)
-                && !matches!(op, Op::Constant(_))
-            {
-                let values = ev
-                    .eval(&op, &consts)
-                    .map_err(|m| self.err(format!("folding {}: {m}", op.name())))?;
-                return Ok(values.into_iter().map(|t| self.constant(t)).collect());
-            }
-        }
-        let name = self.node_ref.name.clone();
-        let outs = self.b.g.add_node(op, inputs, name).map_err(|e| match e {
-            tessera_ir::IrError::Infer { node, message } => ImportError::Node {
-                node: NodeRef {
-                    op: format!("{} → {}", self.node_ref.op, node.op),
-                    ..self.node_ref.clone()
-                },
-                message,
-            },
-            other => ImportError::Ir(other),
-        })?;
-        let deps: BTreeSet<String> = inputs
-            .iter()
-            .filter_map(|v| self.b.deps.get(v))
-            .flatten()
-            .cloned()
-            .collect();
-        if !deps.is_empty() {
-            for &o in &outs {
-                self.b.deps.insert(o, deps.clone());
-            }
-        }
-        Ok(outs)
-    }
-
-    pub(crate) fn emit1(&mut self, op: Op, inputs: &[ValueId]) -> Result<ValueId, ImportError> {
-        Ok(self.emit(op, inputs)?[0])
-    }
 }

@@ -6,7 +6,7 @@ use half::{bf16, f16};
 use prost::Message;
 use tessera_ir::{DType, Shape, Tensor};
 
-use crate::ImportError;
+use crate::error::ImportError;
 use crate::proto::{TensorProto, tensor_proto::DataLocation};
 
 /// The ONNX element-type code of a dtype.

@@ -1,0 +1,94 @@
+//! [`ImportError`], the one error type of the importer.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use tessera_ir::{IrError, NodeRef};
+
+/// One node the importer cannot translate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnsupportedNode {
+    pub name: String,
+    pub op_type: String,
+    /// The operator-set domain (`ai.onnx` for the default one).
+    pub domain: String,
+    pub opset: i64,
+}
+
+impl fmt::Display for UnsupportedNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "node {:?}: {} ({} opset {})",
+            self.name, self.op_type, self.domain, self.opset
+        )
+    }
+}
+
+/// Everything that can go wrong while importing.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("not a valid ONNX model: {0}")]
+    Decode(String),
+
+    #[error("the model has no graph")]
+    NoGraph,
+
+    #[error("{} unsupported node(s):\n{}", .0.len(), list(.0))]
+    Unsupported(Vec<UnsupportedNode>),
+
+    #[error("graph input {name:?}: {message}")]
+    Input { name: String, message: String },
+
+    #[error("initializer {name:?}: {message}")]
+    Initializer { name: String, message: String },
+
+    #[error("ONNX {node}: {message}")]
+    Node { node: NodeRef, message: String },
+
+    /// A shape operand comes from a graph input; shapes are static, so the input must be
+    /// bound to a value ([`ImportOptions::bind`](crate::ImportOptions::bind)).
+    #[error(
+        "ONNX {node}: input {input:?} fixes a shape and must be constant, but it depends on graph input(s) {graph_inputs:?}; bind them to values"
+    )]
+    NeedsBinding {
+        node: NodeRef,
+        input: String,
+        graph_inputs: Vec<String>,
+    },
+
+    #[error(
+        "ONNX node {node:?} ({op_type}) reads {value:?}, which no node, initializer or graph input defines"
+    )]
+    MissingValue {
+        node: String,
+        op_type: String,
+        value: String,
+    },
+
+    #[error("the graph has a cycle through node(s) {}", .0.join(", "))]
+    Cycle(Vec<String>),
+
+    #[error("graph output {0:?} is not produced by any node, initializer or input")]
+    MissingOutput(String),
+
+    #[error("{}: {message}", path.display())]
+    TensorFile { path: PathBuf, message: String },
+
+    #[error("imported graph is invalid (an importer bug): {0}")]
+    Ir(#[from] IrError),
+}
+
+fn list(nodes: &[UnsupportedNode]) -> String {
+    nodes
+        .iter()
+        .map(|n| format!("  {n}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

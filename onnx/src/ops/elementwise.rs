@@ -1,0 +1,185 @@
+//! Elementwise ops: unary and binary maps, variadic folds, `Where`, `Clip`, `Cast` and
+//! the ops that are the identity at inference (`Identity`, `Dropout`).
+
+use tessera_ir::{BinaryOp, DType, GeluApprox, Op, Shape, Tensor, UnaryOp, ValueId};
+
+use super::common::{R, Translator};
+use crate::context::Ctx;
+use crate::tensor::dtype_from_onnx;
+
+pub(super) const OPS: &[(&str, Translator)] = &[
+    ("Neg", |cx| unary(cx, UnaryOp::Neg)),
+    ("Abs", |cx| unary(cx, UnaryOp::Abs)),
+    ("Sign", |cx| unary(cx, UnaryOp::Sign)),
+    ("Relu", |cx| unary(cx, UnaryOp::Relu)),
+    ("Exp", |cx| unary(cx, UnaryOp::Exp)),
+    ("Log", |cx| unary(cx, UnaryOp::Log)),
+    ("Sqrt", |cx| unary(cx, UnaryOp::Sqrt)),
+    ("Reciprocal", |cx| unary(cx, UnaryOp::Reciprocal)),
+    ("Erf", |cx| unary(cx, UnaryOp::Erf)),
+    ("Tanh", |cx| unary(cx, UnaryOp::Tanh)),
+    ("Sigmoid", |cx| unary(cx, UnaryOp::Sigmoid)),
+    ("Softplus", |cx| unary(cx, UnaryOp::Softplus)),
+    ("Sin", |cx| unary(cx, UnaryOp::Sin)),
+    ("Cos", |cx| unary(cx, UnaryOp::Cos)),
+    ("Floor", |cx| unary(cx, UnaryOp::Floor)),
+    ("Ceil", |cx| unary(cx, UnaryOp::Ceil)),
+    ("Round", |cx| unary(cx, UnaryOp::Round)),
+    ("Not", |cx| unary(cx, UnaryOp::Not)),
+    ("IsNaN", |cx| unary(cx, UnaryOp::IsNaN)),
+    ("Add", |cx| binary(cx, BinaryOp::Add)),
+    ("Sub", |cx| binary(cx, BinaryOp::Sub)),
+    ("Mul", |cx| binary(cx, BinaryOp::Mul)),
+    ("Div", |cx| binary(cx, BinaryOp::Div)),
+    ("Pow", |cx| binary(cx, BinaryOp::Pow)),
+    ("Equal", |cx| binary(cx, BinaryOp::Equal)),
+    ("Less", |cx| binary(cx, BinaryOp::Less)),
+    ("LessOrEqual", |cx| binary(cx, BinaryOp::LessOrEqual)),
+    ("Greater", |cx| binary(cx, BinaryOp::Greater)),
+    ("GreaterOrEqual", |cx| binary(cx, BinaryOp::GreaterOrEqual)),
+    ("And", |cx| binary(cx, BinaryOp::And)),
+    ("Or", |cx| binary(cx, BinaryOp::Or)),
+    ("Xor", |cx| binary(cx, BinaryOp::Xor)),
+    ("Identity", identity),
+    ("IsInf", is_inf),
+    ("Dropout", dropout),
+    ("Sum", |cx| variadic(cx, BinaryOp::Add, false)),
+    ("Max", |cx| variadic(cx, BinaryOp::Max, false)),
+    ("Min", |cx| variadic(cx, BinaryOp::Min, false)),
+    ("Mean", |cx| variadic(cx, BinaryOp::Add, true)),
+    ("Where", where_op),
+    ("Clip", clip),
+    ("Gelu", gelu),
+    ("Cast", cast),
+];
+
+fn unary(cx: &mut Ctx, u: UnaryOp) -> R<Vec<ValueId>> {
+    Ok(vec![cx.emit1(Op::Unary(u), &[cx.input(0)?])?])
+}
+
+fn binary(cx: &mut Ctx, b: BinaryOp) -> R<Vec<ValueId>> {
+    let (a, c) = (cx.input(0)?, cx.input(1)?);
+    Ok(vec![cx.emit1(Op::Binary(b), &[a, c])?])
+}
+
+fn identity(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    Ok(vec![cx.emit1(Op::Identity, &[cx.input(0)?])?])
+}
+
+fn is_inf(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let neg = cx.attr_int("detect_negative")?.unwrap_or(1);
+    let pos = cx.attr_int("detect_positive")?.unwrap_or(1);
+    let x = cx.input(0)?;
+    let inf = cx.emit1(Op::Unary(UnaryOp::IsInf), &[x])?;
+    match (neg != 0, pos != 0) {
+        (true, true) => Ok(vec![inf]),
+        (false, false) => {
+            let f = cx.constant(Tensor::full(DType::Bool, cx.ty(x).shape.clone(), 0.0));
+            Ok(vec![f])
+        }
+        (neg, _) => {
+            // One sign only: infinities whose sign matches.
+            let zero = cx.constant(Tensor::full(cx.ty(x).dtype, Shape::scalar(), 0.0));
+            let cmp = if neg {
+                BinaryOp::Less
+            } else {
+                BinaryOp::Greater
+            };
+            let side = cx.emit1(Op::Binary(cmp), &[x, zero])?;
+            Ok(vec![cx.emit1(Op::Binary(BinaryOp::And), &[inf, side])?])
+        }
+    }
+}
+
+fn dropout(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let ratio = if cx.opset >= 12 {
+        match cx.const_input(1)? {
+            Some(t) => t.to_f64_vec().first().copied().unwrap_or(0.5) as f32,
+            None => 0.5,
+        }
+    } else {
+        cx.attr_float("ratio")?.unwrap_or(0.5)
+    };
+    let training = if cx.opset >= 12 {
+        cx.const_input(2)?
+            .is_some_and(|t| t.to_f64_vec().first().is_some_and(|&v| v != 0.0))
+    } else {
+        false
+    };
+    if training && ratio != 0.0 {
+        return Err(cx.err("training-mode dropout is random and not supported"));
+    }
+    let mask = cx.output_used(1);
+    cx.emit(Op::Dropout { ratio, mask }, &[x])
+}
+
+/// `Sum`, `Max`, `Min` (`op` folded over the inputs) and `Mean` (`Add`, then `mean`
+/// divides by the input count).
+fn variadic(cx: &mut Ctx, op: BinaryOp, mean: bool) -> R<Vec<ValueId>> {
+    let inputs = cx.all_inputs();
+    let Some((&first, rest)) = inputs.split_first() else {
+        return Err(cx.err("needs at least one input"));
+    };
+    if rest.is_empty() {
+        return Ok(vec![cx.emit1(Op::Identity, &[first])?]);
+    }
+    let mut acc = first;
+    for &v in rest {
+        acc = cx.emit1(Op::Binary(op), &[acc, v])?;
+    }
+    if mean {
+        let n = cx.constant(Tensor::full(
+            cx.ty(acc).dtype,
+            Shape::scalar(),
+            inputs.len() as f64,
+        ));
+        acc = cx.emit1(Op::Binary(BinaryOp::Div), &[acc, n])?;
+    }
+    Ok(vec![acc])
+}
+
+fn where_op(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (c, x, y) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+    Ok(vec![cx.emit1(Op::Where, &[c, x, y])?])
+}
+
+fn clip(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let (min, max) = if cx.opset >= 11 {
+        let get = |t: Option<Tensor>| t.and_then(|t| t.to_f64_vec().first().copied());
+        (get(cx.const_input(1)?), get(cx.const_input(2)?))
+    } else {
+        (
+            cx.attr_float("min")?.map(f64::from),
+            cx.attr_float("max")?.map(f64::from),
+        )
+    };
+    let (min, max) = (
+        min.unwrap_or(f64::NEG_INFINITY),
+        max.unwrap_or(f64::INFINITY),
+    );
+    if min > max {
+        // ONNX: every element becomes max when min > max.
+        let t = Tensor::full(cx.ty(x).dtype, cx.ty(x).shape.clone(), max);
+        return Ok(vec![cx.constant(t)]);
+    }
+    Ok(vec![cx.emit1(Op::Clip { min, max }, &[x])?])
+}
+
+fn gelu(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let approximate = match cx.attr_string("approximate")?.as_deref().unwrap_or("none") {
+        "none" => GeluApprox::None,
+        "tanh" => GeluApprox::Tanh,
+        other => return Err(cx.err(format!("unknown approximate {other:?}"))),
+    };
+    Ok(vec![cx.emit1(Op::Gelu { approximate }, &[cx.input(0)?])?])
+}
+
+fn cast(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let code = cx
+        .attr_int("to")?
+        .ok_or_else(|| cx.err("attribute \"to\" is missing"))?;
+    let to = dtype_from_onnx(code as i32).map_err(|m| cx.err(m))?;
+    Ok(vec![cx.emit1(Op::Cast { to }, &[cx.input(0)?])?])
+}
