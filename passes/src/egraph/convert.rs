@@ -136,117 +136,106 @@ pub fn origin_rank(egraph: &TGraph<'_>, origins: &[Origin]) -> HashMap<TNode, us
 /// node's e-class, 2 new node elsewhere; post-order index).
 type PlaceKey = (usize, u8, usize);
 
-/// Builds the graph that `choice` (an e-node per e-class, by e-class id) extracts for
-/// `roots`. `source` gives the graph name, inputs and output names; `origins` the
-/// input's node order and names.
-pub fn raise(
-    egraph: &TGraph<'_>,
-    choice: &HashMap<Id, TNode>,
-    roots: &[Id],
-    source: &Graph,
-    origins: &[Origin],
-) -> Result<Graph, ConvertError> {
-    let rank = origin_rank(egraph, origins);
-    let mut class_origin: HashMap<Id, usize> = HashMap::new();
-    for (i, o) in origins.iter().enumerate() {
-        class_origin.entry(egraph.find(o.class)).or_insert(i);
-    }
-    let chosen = |c: Id| -> Result<&TNode, ConvertError> {
-        choice
-            .get(&egraph.find(c))
-            .ok_or(ConvertError::MissingChoice(c))
-    };
+/// The extraction being raised: the e-graph, the chosen node per class, and where the
+/// input's nodes were.
+struct Raiser<'e, 'a> {
+    egraph: &'e TGraph<'a>,
+    choice: &'e HashMap<Id, TNode>,
+    origins: &'e [Origin],
+    /// Program position of each input node (canonical e-node → origin index).
+    rank: HashMap<TNode, usize>,
+    /// The first origin in each e-class.
+    class_origin: HashMap<Id, usize>,
+}
 
-    // Needed classes, children before parents.
-    let mut order: Vec<Id> = Vec::new();
-    let mut state: HashMap<Id, u8> = HashMap::new();
-    for &r in roots {
-        let r = egraph.find(r);
-        if state.contains_key(&r) {
-            continue;
-        }
-        let mut stack: Vec<(Id, usize)> = vec![(r, 0)];
-        state.insert(r, 1);
-        while let Some(&mut (c, ref mut next)) = stack.last_mut() {
-            let node = chosen(c)?;
-            if let Some(&child) = node.children().get(*next) {
-                *next += 1;
-                let child = egraph.find(child);
-                match state.get(&child) {
-                    None => {
-                        state.insert(child, 1);
-                        stack.push((child, 0));
+impl Raiser<'_, '_> {
+    fn chosen(&self, c: Id) -> Result<&TNode, ConvertError> {
+        self.choice
+            .get(&self.egraph.find(c))
+            .ok_or(ConvertError::MissingChoice(c))
+    }
+
+    /// The classes `roots` need, children before parents (iterative post-order DFS).
+    fn needed(&self, roots: &[Id]) -> Result<Vec<Id>, ConvertError> {
+        let egraph = self.egraph;
+        let mut order: Vec<Id> = Vec::new();
+        let mut state: HashMap<Id, u8> = HashMap::new();
+        for &r in roots {
+            let r = egraph.find(r);
+            if state.contains_key(&r) {
+                continue;
+            }
+            let mut stack: Vec<(Id, usize)> = vec![(r, 0)];
+            state.insert(r, 1);
+            while let Some(&mut (c, ref mut next)) = stack.last_mut() {
+                let node = self.chosen(c)?;
+                if let Some(&child) = node.children().get(*next) {
+                    *next += 1;
+                    let child = egraph.find(child);
+                    match state.get(&child) {
+                        None => {
+                            state.insert(child, 1);
+                            stack.push((child, 0));
+                        }
+                        Some(1) => return Err(ConvertError::Cycle(child)),
+                        _ => {}
                     }
-                    Some(1) => return Err(ConvertError::Cycle(child)),
-                    _ => {}
+                } else {
+                    state.insert(c, 2);
+                    order.push(c);
+                    stack.pop();
                 }
-            } else {
-                state.insert(c, 2);
-                order.push(c);
-                stack.pop();
             }
         }
+        Ok(order)
     }
 
-    // Placement keys: (program position, tier, post-order index).
-    let mut key: HashMap<Id, PlaceKey> = HashMap::new();
-    for (seq, &c) in order.iter().enumerate() {
-        let node = chosen(c)?;
-        let canon = node.clone().map_children(|x| egraph.find(x));
-        let k = if let Some(&r) = rank.get(&canon) {
-            (r, 0, seq)
-        } else if let Some(&r) = class_origin.get(&c) {
-            (r, 1, seq)
-        } else {
-            let after = node
-                .children()
-                .iter()
-                .filter_map(|x| key.get(&egraph.find(*x)).map(|k| k.0))
-                .max()
-                .unwrap_or(0);
-            (after, 2, seq)
-        };
-        key.insert(c, k);
-    }
-
-    // Kahn's algorithm over the needed classes, smallest key first.
-    let mut users: HashMap<Id, Vec<Id>> = HashMap::new();
-    let mut pending: HashMap<Id, usize> = HashMap::new();
-    for &c in &order {
-        let mut kids: Vec<Id> = chosen(c)?
-            .children()
-            .iter()
-            .map(|x| egraph.find(*x))
-            .collect();
-        kids.sort();
-        kids.dedup();
-        pending.insert(c, kids.len());
-        for k in kids {
-            users.entry(k).or_default().push(c);
+    /// Placement keys: (program position, tier, post-order index). Input nodes keep their
+    /// position; new nodes in an input node's class take its position; other new nodes go
+    /// right after their latest operand.
+    fn keys(&self, order: &[Id]) -> Result<HashMap<Id, PlaceKey>, ConvertError> {
+        let egraph = self.egraph;
+        let mut key: HashMap<Id, PlaceKey> = HashMap::new();
+        for (seq, &c) in order.iter().enumerate() {
+            let node = self.chosen(c)?;
+            let canon = node.clone().map_children(|x| egraph.find(x));
+            let k = if let Some(&r) = self.rank.get(&canon) {
+                (r, 0, seq)
+            } else if let Some(&r) = self.class_origin.get(&c) {
+                (r, 1, seq)
+            } else {
+                let after = node
+                    .children()
+                    .iter()
+                    .filter_map(|x| key.get(&egraph.find(*x)).map(|k| k.0))
+                    .max()
+                    .unwrap_or(0);
+                (after, 2, seq)
+            };
+            key.insert(c, k);
         }
+        Ok(key)
     }
-    let mut ready: BinaryHeap<Reverse<(PlaceKey, Id)>> = order
-        .iter()
-        .filter(|c| pending[c] == 0)
-        .map(|&c| Reverse((key[&c], c)))
-        .collect();
 
-    let mut g = Graph::new(source.name.clone());
-    for p in source.inputs() {
-        g.add_input(p.name.clone(), source.ty(p.value).clone());
-    }
-    let mut values: HashMap<Id, Vec<ValueId>> = HashMap::new();
-    while let Some(Reverse((_, c))) = ready.pop() {
-        let node = chosen(c)?;
+    /// Adds the chosen node of class `c` to `g`; returns its values.
+    fn emit(
+        &self,
+        g: &mut Graph,
+        c: Id,
+        values: &HashMap<Id, Vec<ValueId>>,
+    ) -> Result<Vec<ValueId>, ConvertError> {
+        let egraph = self.egraph;
+        let node = self.chosen(c)?;
         let name = {
             let canon = node.clone().map_children(|x| egraph.find(x));
-            rank.get(&canon)
-                .or_else(|| class_origin.get(&c))
-                .map(|&i| origins[i].name.clone())
+            self.rank
+                .get(&canon)
+                .or_else(|| self.class_origin.get(&c))
+                .map(|&i| self.origins[i].name.clone())
                 .unwrap_or_default()
         };
         let rebuild = |message: String| ConvertError::Rebuild { class: c, message };
-        let outs: Vec<ValueId> = match node {
+        Ok(match node {
             TNode::Input(k) => {
                 let p = g
                     .inputs()
@@ -291,29 +280,84 @@ pub fn raise(
                 g.add_node(op, &inputs, name)
                     .map_err(|e| rebuild(e.to_string()))?
             }
-        };
+        })
+    }
+}
+
+/// Builds the graph that `choice` (an e-node per e-class, by e-class id) extracts for
+/// `roots`. `source` gives the graph name, inputs and output names; `origins` the
+/// input's node order and names. Nodes are placed by Kahn's algorithm over the needed
+/// classes, smallest placement key first, so the input's program order is kept.
+pub fn raise(
+    egraph: &TGraph<'_>,
+    choice: &HashMap<Id, TNode>,
+    roots: &[Id],
+    source: &Graph,
+    origins: &[Origin],
+) -> Result<Graph, ConvertError> {
+    let mut class_origin: HashMap<Id, usize> = HashMap::new();
+    for (i, o) in origins.iter().enumerate() {
+        class_origin.entry(egraph.find(o.class)).or_insert(i);
+    }
+    let r = Raiser {
+        egraph,
+        choice,
+        origins,
+        rank: origin_rank(egraph, origins),
+        class_origin,
+    };
+    let order = r.needed(roots)?;
+    let key = r.keys(&order)?;
+
+    let mut users: HashMap<Id, Vec<Id>> = HashMap::new();
+    let mut pending: HashMap<Id, usize> = HashMap::new();
+    for &c in &order {
+        let mut kids: Vec<Id> = r
+            .chosen(c)?
+            .children()
+            .iter()
+            .map(|x| egraph.find(*x))
+            .collect();
+        kids.sort();
+        kids.dedup();
+        pending.insert(c, kids.len());
+        for k in kids {
+            users.entry(k).or_default().push(c);
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<(PlaceKey, Id)>> = order
+        .iter()
+        .filter(|c| pending[c] == 0)
+        .map(|&c| Reverse((key[&c], c)))
+        .collect();
+
+    let mut g = Graph::new(source.name.clone());
+    for p in source.inputs() {
+        g.add_input(p.name.clone(), source.ty(p.value).clone());
+    }
+    let mut values: HashMap<Id, Vec<ValueId>> = HashMap::new();
+    while let Some(Reverse((_, c))) = ready.pop() {
+        let outs = r.emit(&mut g, c, &values)?;
         values.insert(c, outs);
-        if let Some(us) = users.get(&c) {
-            for u in us {
-                let p = pending
-                    .get_mut(u)
-                    .expect("invariant: users are needed classes");
-                *p -= 1;
-                if *p == 0 {
-                    ready.push(Reverse((key[u], *u)));
-                }
+        for u in users.get(&c).into_iter().flatten() {
+            let p = pending
+                .get_mut(u)
+                .expect("invariant: users are needed classes");
+            *p -= 1;
+            if *p == 0 {
+                ready.push(Reverse((key[u], *u)));
             }
         }
     }
-    for (p, &r) in source.outputs().iter().zip(roots) {
-        let r = egraph.find(r);
+    for (p, &root) in source.outputs().iter().zip(roots) {
+        let root = egraph.find(root);
         let v = values
-            .get(&r)
+            .get(&root)
             .and_then(|vs| match vs.as_slice() {
                 [v] => Some(*v),
                 _ => None,
             })
-            .ok_or(ConvertError::MissingChoice(r))?;
+            .ok_or(ConvertError::MissingChoice(root))?;
         g.add_output(p.name.clone(), v);
     }
     Ok(g)

@@ -418,7 +418,123 @@ pub fn ilp(
     }
 }
 
-/// [`ilp`] with a given good_lp solver.
+/// True if e-node `node` of class `c` may be chosen under cost `bound`: finite, no dearer
+/// alone than the incumbent's whole graph, and not reading its own class.
+fn usable(bound: f64, c: usize, node: &ExNode) -> bool {
+    node.cost.is_finite() && node.cost <= bound * (1.0 + 1e-9) && !node.children.contains(&c)
+}
+
+/// The classes reachable from the roots through usable e-nodes, attribute classes left
+/// out (they have one node and no choice).
+fn reachable_classes(ex: &ExGraph, bound: f64) -> Vec<usize> {
+    let mut reach = vec![false; ex.classes.len()];
+    let mut stack: Vec<usize> = ex.roots.clone();
+    while let Some(c) = stack.pop() {
+        if std::mem::replace(&mut reach[c], true) {
+            continue;
+        }
+        for node in ex.classes[c].nodes.iter().filter(|n| usable(bound, c, n)) {
+            stack.extend(node.children.iter().copied().filter(|&k| !reach[k]));
+        }
+    }
+    (0..ex.classes.len())
+        .filter(|&c| reach[c] && !ex.classes[c].is_attr)
+        .collect()
+}
+
+/// One solve of the extraction ILP over `classes`, with the cycle `cuts` found so far: a
+/// binary per usable e-node, minimising total cost, each root's class chosen, at most one
+/// node per class, a chosen node's children chosen, each cut's nodes not all chosen.
+fn solve_once<S>(
+    solver: &S,
+    ex: &ExGraph,
+    classes: &[usize],
+    bound: f64,
+    incumbent: &Choice,
+    cuts: &[Vec<(usize, usize)>],
+    settings: &IlpSettings,
+) -> Result<Choice, IlpOutcome>
+where
+    S: Solver + Clone,
+    S::Model: WithTimeLimit + WithInitialSolution,
+{
+    let mut vars = ProblemVariables::new();
+    let mut x: HashMap<(usize, usize), Variable> = HashMap::new();
+    for &c in classes {
+        for (k, node) in ex.classes[c].nodes.iter().enumerate() {
+            if usable(bound, c, node) {
+                x.insert((c, k), vars.add(variable().binary()));
+            }
+        }
+    }
+    let in_class = |c: usize| -> Expression {
+        x.iter()
+            .filter(|((cc, _), _)| *cc == c)
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    let mut keys: Vec<(usize, usize)> = x.keys().copied().collect();
+    keys.sort();
+    // Seconds are tiny numbers: the objective is in microseconds.
+    let objective: Expression = keys
+        .iter()
+        .map(|key| ex.classes[key.0].nodes[key.1].cost * 1e6 * x[key])
+        .sum();
+    let initial: Vec<(Variable, f64)> = keys
+        .iter()
+        .map(|key| (x[key], f64::from(incumbent[key.0] == Some(key.1))))
+        .collect();
+    let mut model = vars
+        .minimise(objective)
+        .using(solver.clone())
+        .with_time_limit(settings.time_limit.as_secs_f64())
+        .with_initial_solution(initial);
+    let sums: HashMap<usize, Expression> = classes.iter().map(|&c| (c, in_class(c))).collect();
+    for &r in &ex.roots {
+        if let Some(s) = sums.get(&r) {
+            model.add_constraint(constraint!(s.clone() >= 1));
+        }
+    }
+    for &c in classes {
+        model.add_constraint(constraint!(sums[&c].clone() <= 1));
+    }
+    for key in &keys {
+        for &child in &ex.classes[key.0].nodes[key.1].children {
+            if ex.classes[child].is_attr {
+                continue;
+            }
+            model.add_constraint(constraint!(sums[&child].clone() >= x[key]));
+        }
+    }
+    for cut in cuts {
+        let e: Expression = cut.iter().filter_map(|k| x.get(k)).copied().sum();
+        model.add_constraint(constraint!(e <= (cut.len() as f64) - 1.0));
+    }
+    let solution = model
+        .solve()
+        .map_err(|e| IlpOutcome::NotSolved(e.to_string()))?;
+    if !matches!(solution.status(), SolutionStatus::Optimal) {
+        return Err(IlpOutcome::NotSolved(format!(
+            "stopped early: {:?}",
+            solution.status()
+        )));
+    }
+    let mut choice: Choice = vec![None; ex.classes.len()];
+    for key in &keys {
+        if solution.value(x[key]) > 0.5 {
+            choice[key.0] = Some(key.1);
+        }
+    }
+    for (c, class) in ex.classes.iter().enumerate() {
+        if class.is_attr {
+            choice[c] = Some(0);
+        }
+    }
+    Ok(choice)
+}
+
+/// [`ilp`] with a given good_lp solver: solves, and while the solution has cycles, cuts
+/// them and solves again (at most `settings.max_rounds` times).
 pub fn ilp_with<S>(
     solver: S,
     ex: &ExGraph,
@@ -432,24 +548,7 @@ where
     let Some(bound) = ex.dag_cost(incumbent) else {
         return (None, IlpOutcome::NotSolved("no valid incumbent".into()));
     };
-    // Classes reachable from the roots through e-nodes that may be chosen.
-    // A node that reads its own class can never be chosen.
-    let usable = |c: usize, node: &ExNode| {
-        node.cost.is_finite() && node.cost <= bound * (1.0 + 1e-9) && !node.children.contains(&c)
-    };
-    let mut reach = vec![false; ex.classes.len()];
-    let mut stack: Vec<usize> = ex.roots.clone();
-    while let Some(c) = stack.pop() {
-        if std::mem::replace(&mut reach[c], true) {
-            continue;
-        }
-        for node in ex.classes[c].nodes.iter().filter(|n| usable(c, n)) {
-            stack.extend(node.children.iter().copied().filter(|&k| !reach[k]));
-        }
-    }
-    let classes: Vec<usize> = (0..ex.classes.len())
-        .filter(|&c| reach[c] && !ex.classes[c].is_attr)
-        .collect();
+    let classes = reachable_classes(ex, bound);
     if classes.len() > settings.max_classes {
         return (
             None,
@@ -460,88 +559,10 @@ where
     }
     let mut cuts: Vec<Vec<(usize, usize)>> = Vec::new();
     for round in 1..=settings.max_rounds {
-        let mut vars = ProblemVariables::new();
-        let mut x: HashMap<(usize, usize), Variable> = HashMap::new();
-        for &c in &classes {
-            for (k, node) in ex.classes[c].nodes.iter().enumerate() {
-                if usable(c, node) {
-                    x.insert((c, k), vars.add(variable().binary()));
-                }
-            }
-        }
-        let in_class = |c: usize| -> Expression {
-            x.iter()
-                .filter(|((cc, _), _)| *cc == c)
-                .map(|(_, v)| *v)
-                .sum()
+        let choice = match solve_once(&solver, ex, &classes, bound, incumbent, &cuts, settings) {
+            Ok(c) => c,
+            Err(outcome) => return (None, outcome),
         };
-        let mut keys: Vec<(usize, usize)> = x.keys().copied().collect();
-        keys.sort();
-        // Seconds are tiny numbers: the objective is in microseconds.
-        let objective: Expression = keys
-            .iter()
-            .map(|key| ex.classes[key.0].nodes[key.1].cost * 1e6 * x[key])
-            .sum();
-        let mut model = vars
-            .minimise(objective)
-            .using(solver.clone())
-            .with_time_limit(settings.time_limit.as_secs_f64());
-        let initial: Vec<(Variable, f64)> = keys
-            .iter()
-            .map(|key| {
-                (
-                    x[key],
-                    if incumbent[key.0] == Some(key.1) {
-                        1.0
-                    } else {
-                        0.0
-                    },
-                )
-            })
-            .collect();
-        model = model.with_initial_solution(initial);
-        let sums: HashMap<usize, Expression> = classes.iter().map(|&c| (c, in_class(c))).collect();
-        for &r in &ex.roots {
-            if let Some(s) = sums.get(&r) {
-                model.add_constraint(constraint!(s.clone() >= 1));
-            }
-        }
-        for &c in &classes {
-            model.add_constraint(constraint!(sums[&c].clone() <= 1));
-        }
-        for key in &keys {
-            for &child in &ex.classes[key.0].nodes[key.1].children {
-                if ex.classes[child].is_attr {
-                    continue;
-                }
-                model.add_constraint(constraint!(sums[&child].clone() >= x[key]));
-            }
-        }
-        for cut in &cuts {
-            let e: Expression = cut.iter().filter_map(|k| x.get(k)).copied().sum();
-            model.add_constraint(constraint!(e <= (cut.len() as f64) - 1.0));
-        }
-        let solution = match model.solve() {
-            Ok(s) => s,
-            Err(e) => return (None, IlpOutcome::NotSolved(e.to_string())),
-        };
-        if !matches!(solution.status(), SolutionStatus::Optimal) {
-            return (
-                None,
-                IlpOutcome::NotSolved(format!("stopped early: {:?}", solution.status())),
-            );
-        }
-        let mut choice: Choice = vec![None; ex.classes.len()];
-        for key in &keys {
-            if solution.value(x[key]) > 0.5 {
-                choice[key.0] = Some(key.1);
-            }
-        }
-        for (c, class) in ex.classes.iter().enumerate() {
-            if class.is_attr {
-                choice[c] = Some(0);
-            }
-        }
         match ex.topo_order(&choice) {
             Ok(_) => {
                 return (
