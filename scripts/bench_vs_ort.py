@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
 """Benchmark tessera's compiled CPU backend against its own eager mode and onnxruntime.
 
-For each sample directory (default: every bundled sample), rounds alternate between
+For each model (default: every bundled sample; arguments may be sample directories, .onnx
+files, or directories of .onnx files such as ../shared/models), rounds alternate between
 onnxruntime with all graph optimizations (ORT_ENABLE_ALL), onnxruntime with none
 (ORT_DISABLE_ALL) and `tessera bench --json` (which itself interleaves tessera's eager
 and compiled runs), all at the same intra-op thread count. onnxruntime times are the
 median of every timed run; tessera's are the median of its per-round medians.
 
 Usage:
-    .venv/bin/python scripts/bench_vs_ort.py [SAMPLE_DIR ...] [--threads 2] [--rounds 5]
-        [--runs 10] [--tessera target/release/tessera] [--json out.json]
+    .venv/bin/python scripts/bench_vs_ort.py [SAMPLE_DIR|MODEL.onnx|MODELS_DIR ...]
+        [--threads 2] [--rounds 5] [--runs 10] [--tessera target/release/tessera]
+        [--json out.json]
+
+A plain .onnx model gets seeded random inputs (floats in [-1, 1), integers in [1, 10):
+token ids, and attention masks with every position attended); tessera gets the same
+values as .pb files. A model tessera cannot import is listed with the reason and left out
+of the geomeans.
 
 Prints a Markdown table (ratios > 1 mean tessera's compiled backend is faster) and,
 with --json, writes every measurement.
@@ -47,6 +54,64 @@ def feeds_of(sample_dir: str) -> dict:
     return feeds
 
 
+ONNX_DTYPES = {1: "float32", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
+
+
+def feeds_of_model(model: str, seed: int = 0) -> dict:
+    """Seeded random inputs for every graph input of a plain .onnx model."""
+    import numpy as np
+    import onnx
+
+    m = onnx.load(model, load_external_data=False)
+    inits = {i.name for i in m.graph.initializer}
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for inp in m.graph.input:
+        if inp.name in inits:
+            continue
+        tt = inp.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else 1 for d in tt.shape.dim]
+        dtype = ONNX_DTYPES.get(tt.elem_type)
+        if dtype is None:
+            raise SystemExit(f"{model}: input {inp.name} has an unsupported element type {tt.elem_type}")
+        if dtype.startswith("float"):
+            feeds[inp.name] = rng.uniform(-1.0, 1.0, dims).astype(dtype)
+        elif dtype == "bool":
+            feeds[inp.name] = np.ones(dims, dtype=bool)
+        else:
+            feeds[inp.name] = rng.integers(1, 10, dims).astype(dtype)
+    return feeds
+
+
+def write_inputs(feeds: dict, directory: str) -> list[str]:
+    """The feeds as TensorProto files, as `--input NAME=FILE` arguments for tessera."""
+    from onnx import numpy_helper
+
+    os.makedirs(directory, exist_ok=True)
+    args = []
+    for i, (name, value) in enumerate(feeds.items()):
+        path = os.path.join(directory, f"{i}.pb")
+        with open(path, "wb") as f:
+            f.write(numpy_helper.from_array(value, name).SerializeToString())
+        args += ["--input", f"{name}={path}"]
+    return args
+
+
+def models_of(args: list[str]) -> list[tuple[str, str, str | None]]:
+    """(name, model path, sample dir or None) for each argument."""
+    out = []
+    for a in args:
+        if os.path.isfile(os.path.join(a, "meta.json")):
+            out.append((os.path.basename(os.path.normpath(a)), os.path.join(a, "model.onnx"), a))
+        elif os.path.isdir(a):
+            for f in sorted(os.listdir(a)):
+                if f.endswith(".onnx"):
+                    out.append((f[: -len(".onnx")], os.path.join(a, f), None))
+        else:
+            out.append((os.path.basename(a)[: -len(".onnx")], a, None))
+    return out
+
+
 def session(model: str, threads: int, optimize: bool):
     import onnxruntime as ort
 
@@ -69,10 +134,16 @@ def time_runs(sess, feeds: dict, runs: int) -> list[float]:
     return out
 
 
-def tessera_bench(exe: str, sample: str, threads: int, runs: int, warmup: int) -> dict:
-    cmd = [exe, "bench", sample, "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup), "--json"]
-    res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+def tessera_bench(exe: str, target: str, extra: list[str], threads: int, runs: int, warmup: int) -> dict:
+    cmd = [exe, "bench", target, "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup), "--json"]
+    res = subprocess.run(cmd + extra, check=True, capture_output=True, text=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def tessera_imports(exe: str, model: str) -> str | None:
+    """None if tessera imports the model, else the reason."""
+    res = subprocess.run([exe, "inspect", model], capture_output=True, text=True)
+    return None if res.returncode == 0 else res.stderr.strip().splitlines()[-1]
 
 
 def geomean(xs: list[float]) -> float:
@@ -96,11 +167,19 @@ def main(argv: list[str] | None = None) -> int:
         for d in os.listdir(os.path.join(ROOT, "samples"))
         if os.path.isfile(os.path.join(ROOT, "samples", d, "meta.json"))
     )
-    rows = []
-    for sample in samples:
-        name = os.path.basename(os.path.normpath(sample))
-        model = os.path.join(sample, "model.onnx")
-        feeds = feeds_of(sample)
+    rows, skipped = [], []
+    for name, model, sample in models_of(samples):
+        why = tessera_imports(a.tessera, model)
+        if why is not None:
+            skipped.append((name, why))
+            print(f"{name}: skipped: {why}", file=sys.stderr)
+            continue
+        if sample is not None:
+            feeds, target, extra = feeds_of(sample), sample, []
+        else:
+            feeds = feeds_of_model(model)
+            target = model
+            extra = write_inputs(feeds, os.path.join(ROOT, "target", "bench-inputs", name))
         s_all, s_none = session(model, a.threads, True), session(model, a.threads, False)
         for s in (s_all, s_none):
             time_runs(s, feeds, a.warmup)
@@ -109,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             t_all += time_runs(s_all, feeds, a.runs)
             t_none += time_runs(s_none, feeds, a.runs)
             time.sleep(0.2)  # let onnxruntime's spinning threads go idle
-            last = tessera_bench(a.tessera, sample, a.threads, a.runs, a.warmup)
+            last = tessera_bench(a.tessera, target, extra, a.threads, a.runs, a.warmup)
             t_eager.append(last["eager_ms"])
             t_comp.append(last["compiled_ms"])
         row = {
@@ -150,9 +229,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {r['sample']} | {r['mem_kernel']} | {r['mem_kernel_gbps']:.2f} | {r['copy_gbps']:.2f} | "
                 f"{r['copy_same_size_gbps']:.2f} |"
             )
+    if skipped:
+        print("\nNot imported by tessera (left out of the geomeans):\n")
+        for name, why in skipped:
+            print(f"- {name}: {why}")
     if a.json:
+        os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
         with open(a.json, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=1)
+            json.dump({"rows": rows, "skipped": skipped}, f, indent=1)
     return 0
 
 

@@ -135,6 +135,9 @@ enum Command {
         /// Seed for random inputs (models that are not sample directories).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// NAME=FILE.pb: the value of a graph input (others are random, by --seed).
+        #[arg(long = "input", value_name = "NAME=FILE.pb")]
+        inputs: Vec<String>,
         /// Pass pipeline of the compiled side (`default`, `none`); eager runs none.
         #[arg(long, default_value = "default")]
         pipeline: String,
@@ -220,10 +223,12 @@ fn main() -> ExitCode {
             warmup,
             json,
             seed,
+            inputs,
             pipeline,
             profile,
             bind,
         } => cli::bench::bench(&cli::bench::BenchArgs {
+            inputs,
             model,
             threads: *threads,
             runs: *runs,

@@ -12,7 +12,7 @@ use tessera::lower::fusion::analyze::GroupKind;
 use tessera::sample::random_inputs;
 use tessera::{CompiledModel, Options};
 
-use super::common::load;
+use super::common::{load, parse_pairs};
 use crate::Bind;
 
 /// Options of the verb.
@@ -23,6 +23,8 @@ pub struct BenchArgs<'a> {
     pub warmup: usize,
     pub json: bool,
     pub seed: u64,
+    /// `NAME=FILE.pb` values of graph inputs (others: the sample's, or random by `seed`).
+    pub inputs: &'a [String],
     /// The pass pipeline of the compiled side (the eager side runs none).
     pub pipeline: &'a str,
     /// Print the compiled kernels taking the most time.
@@ -78,10 +80,19 @@ fn copy_bandwidth(bytes: usize, threads: usize, reps: usize) -> f64 {
 
 pub fn bench(a: &BenchArgs) -> Result<()> {
     let (g, sample) = load(a.model, a.bind)?;
-    let inputs: Vec<Tensor> = match &sample {
-        Some(s) => s.inputs()?,
-        None => random_inputs(&g, a.seed, 10.0),
+    let mut given = parse_pairs(a.inputs)?;
+    let mut inputs: Vec<Tensor> = match &sample {
+        Some(s) if given.is_empty() => s.inputs()?,
+        _ => random_inputs(&g, a.seed, 10.0),
     };
+    for (i, p) in g.inputs().iter().enumerate() {
+        if let Some(t) = given.remove(&p.name) {
+            inputs[i] = t;
+        }
+    }
+    if let Some(name) = given.keys().next() {
+        anyhow::bail!("--input {name:?} is not a graph input");
+    }
     let start = Instant::now();
     let compiled = tessera::compile(
         &g,

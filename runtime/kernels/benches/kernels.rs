@@ -1,0 +1,158 @@
+//! Kernel throughput on one thread: tessera's SGEMM (packed B, 6×16 AVX2/FMA tile) against
+//! the `gemm` crate per shape class, depthwise convolutions against a plain loop and the
+//! copy bandwidth, and the machine's 8-wide FMA peak measured in the same run.
+//!
+//! `cargo bench -p tessera-kernels --bench kernels` prints a Markdown table; best of 7
+//! rounds per figure (this shared VM's timings move by ±30% between runs).
+#![allow(clippy::print_stdout)]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use tessera_kernels::Isa;
+use tessera_kernels::depthwise::{self, Geometry};
+use tessera_kernels::gemm::{BSource, PackedB, View, sgemm};
+
+fn best(mut f: impl FnMut(), work: f64) -> f64 {
+    f();
+    let mut once = Instant::now();
+    f();
+    let t1 = once.elapsed().as_secs_f64().max(1e-7);
+    let reps = ((0.05 / t1) as usize).clamp(1, 10_000);
+    let mut best = f64::INFINITY;
+    for _ in 0..7 {
+        once = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        best = best.min(once.elapsed().as_secs_f64() / reps as f64);
+    }
+    work / best
+}
+
+#[cfg(target_arch = "x86_64")]
+fn fma_peak() -> f64 {
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn chains(n: usize) -> f32 {
+        use std::arch::x86_64::*;
+        let mut acc = [_mm256_set1_ps(0.0); 12];
+        let (a, b) = (_mm256_set1_ps(0.999), _mm256_set1_ps(0.001));
+        for _ in 0..n {
+            for x in acc.iter_mut() {
+                *x = _mm256_fmadd_ps(*x, a, b);
+            }
+        }
+        let mut s = [0f32; 8];
+        let mut t = acc[0];
+        for x in &acc[1..] {
+            t = _mm256_add_ps(t, *x);
+        }
+        // SAFETY: s holds 8 floats.
+        unsafe { _mm256_storeu_ps(s.as_mut_ptr(), t) };
+        s.iter().sum()
+    }
+    if Isa::detect() != Isa::Avx2Fma {
+        return f64::NAN;
+    }
+    let n = 1 << 20;
+    // SAFETY: AVX2 and FMA were detected.
+    best(|| { black_box(unsafe { chains(black_box(n)) }); }, (n * 12 * 8 * 2) as f64)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn fma_peak() -> f64 {
+    f64::NAN
+}
+
+fn main() {
+    let isa = Isa::detect();
+    let peak = fma_peak();
+    println!("ISA {}, 8-wide FMA peak {:.1} GFLOP/s (1 thread)\n", isa.name(), peak / 1e9);
+    println!("| m×n×k | class | tessera packed | tessera per-call pack | gemm crate | tessera % peak |");
+    println!("|---|---|---:|---:|---:|---:|");
+    let shapes = [
+        (128, 256, 1024, "BERT-block (ffn down)"),
+        (128, 768, 3072, "BERT-base ffn down"),
+        (128, 1024, 256, "BERT-block (ffn up)"),
+        (128, 256, 256, "BERT-block (projection)"),
+        (196, 96, 384, "conv as GEMM"),
+        (3136, 32, 128, "ConvNeXt pointwise"),
+        (1, 768, 768, "m = 1 (decode)"),
+        (4, 768, 768, "m = 4"),
+        (16, 3072, 768, "m = 16"),
+        (24, 12544, 27, "first conv (k = 27)"),
+    ];
+    for (m, n, k, class) in shapes {
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+        let mut c = vec![0f32; m * n];
+        let av = View { ptr: a.as_ptr(), rs: k as isize, cs: 1 };
+        let bv = View { ptr: b.as_ptr(), rs: n as isize, cs: 1 };
+        // SAFETY: b is k × n.
+        let packed = unsafe { PackedB::pack(bv, k, n) };
+        let flop = (2 * m * n * k) as f64;
+        let cp = c.as_mut_ptr();
+        // SAFETY (all three): a is m × k, b k × n, c m × n.
+        let ours = best(|| unsafe { sgemm(isa, m, n, k, 1.0, av, BSource::Packed { b: &packed, col0: 0 }, cp, n) }, flop);
+        let per_call = best(|| unsafe { sgemm(isa, m, n, k, 1.0, av, BSource::View(bv), cp, n) }, flop);
+        let theirs = best(
+            || unsafe {
+                gemm::gemm(
+                    m, n, k, cp, 1, n as isize, false, a.as_ptr(), 1, k as isize, b.as_ptr(), 1,
+                    n as isize, 0.0f32, 1.0f32, false, false, false, gemm::Parallelism::None,
+                )
+            },
+            flop,
+        );
+        println!(
+            "| {m}×{n}×{k} | {class} | {:.1} GFLOP/s | {:.1} | {:.1} | {:.0}% |",
+            ours / 1e9,
+            per_call / 1e9,
+            theirs / 1e9,
+            100.0 * ours / peak
+        );
+    }
+    println!("\n| depthwise (c, h×w, k, stride) | tessera | naive loop | GB/s (in + out) |");
+    println!("|---|---:|---:|---:|");
+    for (c, h, k, s) in [(32, 56, 7, 1), (64, 28, 7, 1), (48, 56, 3, 2), (576, 7, 5, 1), (240, 14, 5, 1)] {
+        let p = k / 2;
+        let o = (h + 2 * p - k) / s + 1;
+        let g = Geometry { h, w: h, kh: k, kw: k, oh: o, ow: o, stride: (s, s), dilation: (1, 1), pad: (p, p), multiplier: 1 };
+        let x = vec![0.5f32; c * h * h];
+        let w = vec![0.25f32; c * k * k];
+        let mut out = vec![0f32; c * o * o];
+        let flop = (2 * c * o * o * k * k) as f64;
+        let op = out.as_mut_ptr();
+        // SAFETY: buffers as declared.
+        let ours = best(|| unsafe { depthwise::run(isa, &g, x.as_ptr(), w.as_ptr(), op, 0, c) }, flop);
+        let naive = best(
+            || {
+                for ch in 0..c {
+                    for y in 0..o {
+                        for xo in 0..o {
+                            let mut acc = 0f32;
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let (iy, ix) = ((y * s + ky) as isize - p as isize, (xo * s + kx) as isize - p as isize);
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < h {
+                                        acc += w[(ch * k + ky) * k + kx] * x[(ch * h + iy as usize) * h + ix as usize];
+                                    }
+                                }
+                            }
+                            out[(ch * o + y) * o + xo] = acc;
+                        }
+                    }
+                }
+                black_box(&mut out);
+            },
+            flop,
+        );
+        let bytes = ((c * h * h + c * o * o) * 4) as f64;
+        println!(
+            "| {c}, {h}×{h}, {k}×{k}, {s} | {:.1} GFLOP/s | {:.1} | {:.1} |",
+            ours / 1e9,
+            naive / 1e9,
+            ours / flop * bytes / 1e9
+        );
+    }
+}
