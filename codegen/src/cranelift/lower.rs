@@ -169,12 +169,12 @@ pub(crate) fn lower_nest(
         *slot = Some(b.ins().load(I64, trusted(), pp, (8 * i) as i32));
     }
     let deps = var_deps(nest);
-    let vec_var = match nest.schedule.vector {
+    let vec_var = match nest.hints.vector {
         VectorAxis::None => None,
         VectorAxis::Inner => Some(Var::Inner(nest.inner.len() as u8 - 1)),
         VectorAxis::Outer => Some(Var::Outer(nest.outer.len() as u8 - 1)),
     };
-    let host = if nest.schedule.vector == VectorAxis::Outer {
+    let host = if nest.hints.vector == VectorAxis::Outer {
         2
     } else {
         1
@@ -550,7 +550,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             self.clear_from(level);
             return Ok(());
         }
-        let unroll = self.nest.schedule.unroll.max(1) as i64;
+        let unroll = self.nest.hints.unroll.max(1) as i64;
         let mut at = start;
         if unroll > 1 {
             at = self.counted_loop(at, end, 4 * unroll, &mut |l, i| {
@@ -1574,7 +1574,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         needed: &[ExprId],
     ) -> Result<(), String> {
         let unroll = if self.vec_var.is_some_and(|v| matches!(v, Var::Inner(_))) {
-            self.nest.schedule.unroll.max(1) as usize
+            self.nest.hints.unroll.max(1) as usize
         } else {
             1
         };

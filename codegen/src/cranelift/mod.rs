@@ -33,7 +33,7 @@ pub type NestFn = unsafe extern "C" fn(*const *mut u8, *mut u64, u64, u64, u64, 
 
 /// How many independent units `[begin, end)` ranges over for `nest`.
 pub fn parallel_units(nest: &Nest) -> usize {
-    match nest.schedule.vector {
+    match nest.hints.vector {
         VectorAxis::Outer => nest.outer[..nest.outer.len() - 1].iter().product(),
         _ => nest.outer_points(),
     }

@@ -4,8 +4,8 @@ use tessera_ir::{DType, UnaryOp, ValueId};
 
 use super::Jit;
 use tessera_lower::kir::{
-    Access, Binding, Expr, ExprId, ExprOp, GpuMapping, Index, Nest, Param, ParamId, Phase,
-    Schedule, Store, Var, VectorAxis,
+    Access, Binding, Expr, ExprId, ExprOp, GpuMapping, Hints, Index, Nest, Param, ParamId, Phase,
+    Store, Var, VectorAxis,
 };
 
 fn nest(op: UnaryOp, n: usize, vector: bool) -> (Nest, Vec<Param>) {
@@ -48,7 +48,7 @@ fn nest(op: UnaryOp, n: usize, vector: bool) -> (Nest, Vec<Param>) {
                 value: ExprId(1),
             }],
         }],
-        schedule: Schedule {
+        hints: Hints {
             vector: if vector {
                 VectorAxis::Inner
             } else {

@@ -2,7 +2,7 @@
 //! plus the launches that run it ([`Step`]).
 //!
 //! The printer reads the same kernels the Cranelift backend runs and keeps their meaning;
-//! the schedule's GPU mapping is a hint it refines from the nest's shape:
+//! the GPU mapping of a nest's hints is refined from the nest's shape:
 //!
 //! * Loop nests (`nest.rs`): a nest with only looped stores is elementwise (one thread per
 //!   element, grid-stride); a nest with reductions runs one row (outer point) per thread,

@@ -923,7 +923,7 @@ fn choose_mode(nest: &Nest, info: &NestInfo) -> Mode {
         .iter()
         .any(|p| !matches!(p, Phase::Store { looped: true, .. }));
     if !rowwise {
-        let block = match nest.schedule.gpu {
+        let block = match nest.hints.gpu {
             GpuMapping::Elementwise { block } => block.clamp(32, 1024),
             _ => 256,
         };

@@ -151,7 +151,7 @@ fn best_of(
         build(&mut nb, &l)?;
         let nest = nb.finish();
         // Divisions in inner loops first, then an unvectorized nest, then gathers.
-        let gathers = super::schedule::gathers(&nest, &kb.params);
+        let gathers = super::hints::gathers(&nest, &kb.params);
         let cost = inner_divmods(&nest) * 1000 + gathers.map_or(100, |g| g.min(99));
         if best.as_ref().is_none_or(|(c, _)| cost < *c) {
             let done = cost == 0;

@@ -291,7 +291,7 @@ impl<'g> Planner<'g> {
     }
 
     /// Groups in a topological order, ties broken by the earliest member node.
-    fn schedule(&self) -> Vec<usize> {
+    fn topo_order(&self) -> Vec<usize> {
         let live: Vec<usize> = (0..self.members.len())
             .filter(|&i| !self.members[i].is_empty())
             .collect();
@@ -325,7 +325,7 @@ impl<'g> Planner<'g> {
     }
 
     fn build(&self, mode: Mode, rejected_for_memory: usize) -> Result<FusionPlan, LowerError> {
-        let order = self.schedule();
+        let order = self.topo_order();
         let mut group_of = vec![None; self.g.num_nodes()];
         let mut groups = Vec::new();
         for (pos, &gid) in order.iter().enumerate() {

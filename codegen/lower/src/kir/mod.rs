@@ -12,7 +12,7 @@
 //!   im2col, itself a nest), then an epilogue nest applied to the tile while it is in cache.
 //! * [`Body::Attention`]: fused scaled-dot-product attention with an online softmax.
 //!
-//! Every nest carries a [`Schedule`]: which loop is vectorized and how wide, the unroll
+//! Every nest carries [`Hints`]: which loop is vectorized and how wide, the unroll
 //! factor, whether the outer loops may be split across threads, and a GPU mapping hint,
 //! so a CUDA printer can read the same kernel without changing its meaning.
 //!
@@ -294,7 +294,7 @@ pub enum GpuMapping {
 
 /// Execution hints. They never change what a nest computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Schedule {
+pub struct Hints {
     pub vector: VectorAxis,
     /// Lanes (4 for f32 on the CPU: Cranelift's widest type on x86_64 is 128 bits).
     pub width: u8,
@@ -312,7 +312,8 @@ pub struct Nest {
     pub inner: Vec<usize>,
     pub exprs: Vec<Expr>,
     pub phases: Vec<Phase>,
-    pub schedule: Schedule,
+    /// How to run it; never changes what it computes.
+    pub hints: Hints,
 }
 
 impl Nest {

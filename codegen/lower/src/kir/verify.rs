@@ -454,7 +454,7 @@ impl Verifier<'_> {
                 }
             }
         }
-        let h = &n.schedule;
+        let h = &n.hints;
         let has_axis = match h.vector {
             VectorAxis::None => true,
             VectorAxis::Inner => !n.inner.is_empty(),
