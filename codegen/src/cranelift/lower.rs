@@ -29,11 +29,14 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 use tessera_ir::{BinaryOp, DType, UnaryOp};
 
 use super::math::Math;
+use crate::KernelError;
 use tessera_lower::kir::var_deps;
 use tessera_lower::kir::{
     Atom, ExprId, ExprOp, Guard, Index, Lit, Nest, Param, ParamId, Phase, ReduceKind, Var,
     VectorAxis,
 };
+
+type Result<T> = std::result::Result<T, KernelError>;
 
 /// Error codes written to the status word.
 pub const STATUS_INDEX_OUT_OF_RANGE: u64 = 1;
@@ -155,7 +158,7 @@ pub(crate) fn lower_nest(
     params: &[Param],
     helpers: &HashMap<&'static str, FuncRef>,
     fma: bool,
-) -> Result<(), String> {
+) -> Result<()> {
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
@@ -433,7 +436,7 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     /// Emits the needed expressions of exactly `level` (and any missing shallower ones).
-    fn preemit(&mut self, needed: &[ExprId], level: u8) -> Result<(), String> {
+    fn preemit(&mut self, needed: &[ExprId], level: u8) -> Result<()> {
         for &e in needed {
             if self.levels[e.index()] <= level
                 && self.cache[e.index()].is_none()
@@ -452,8 +455,8 @@ impl<'a, 'b> Lower<'a, 'b> {
         start: Value,
         end: Value,
         step: i64,
-        body: &mut dyn FnMut(&mut Self, Value) -> Result<(), String>,
-    ) -> Result<Value, String> {
+        body: &mut dyn FnMut(&mut Self, Value) -> Result<()>,
+    ) -> Result<Value> {
         let header = self.b.create_block();
         let body_blk = self.b.create_block();
         let exit = self.b.create_block();
@@ -471,7 +474,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         Ok(i)
     }
 
-    fn phases(&mut self) -> Result<(), String> {
+    fn phases(&mut self) -> Result<()> {
         let empty_inner = self.nest.inner.contains(&0);
         for p in 0..self.nest.phases.len() {
             if empty_inner {
@@ -510,8 +513,8 @@ impl<'a, 'b> Lower<'a, 'b> {
         &mut self,
         depth: usize,
         needed: &[ExprId],
-        body: &mut dyn FnMut(&mut Self, Copy) -> Result<(), String>,
-    ) -> Result<(), String> {
+        body: &mut dyn FnMut(&mut Self, Copy) -> Result<()>,
+    ) -> Result<()> {
         let ni = self.nest.inner.len();
         if depth == ni {
             return body(self, Copy::Single);
@@ -659,7 +662,7 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     /// The index of load expression `e` at `lane`, from its row base when it has one.
-    fn load_index(&mut self, e: ExprId, i: &Index, lane: i64) -> Result<Value, String> {
+    fn load_index(&mut self, e: ExprId, i: &Index, lane: i64) -> Result<Value> {
         let Some(base) = self.row_base[e.index()] else {
             return self.index(i, lane);
         };
@@ -674,7 +677,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         param: ParamId,
         index: &Index,
         stride: Option<i64>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value> {
         let mut lanes = Vec::new();
         match stride {
             Some(st) if self.params[param.index()].dtype == DType::F32 && st.abs() < 1 << 20 => {
@@ -695,7 +698,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         Ok(self.pack_f(&lanes))
     }
 
-    fn atom(&mut self, a: &Atom, lane: i64) -> Result<Value, String> {
+    fn atom(&mut self, a: &Atom, lane: i64) -> Result<Value> {
         Ok(match a {
             Atom::Var(v, _) => self.var_value(*v, lane),
             Atom::Div(e, d) => {
@@ -710,12 +713,22 @@ impl<'a, 'b> Lower<'a, 'b> {
             }
             Atom::Value(x, _) => match self.cache[(*x).index()] {
                 Some(Val::S(v)) => v,
-                _ => return Err(format!("index value {x} is not available as a scalar")),
+                Some(Val::V(_)) => {
+                    return Err(KernelError::NotVectorizable {
+                        expr: *x,
+                        what: "a gathered index",
+                    });
+                }
+                None => {
+                    return Err(KernelError::Invariant(format!(
+                        "index value {x} is read before it is computed"
+                    )));
+                }
             },
         })
     }
 
-    fn index(&mut self, i: &Index, lane: i64) -> Result<Value, String> {
+    fn index(&mut self, i: &Index, lane: i64) -> Result<Value> {
         let c = self.b.ins().iconst(I64, i.constant_part());
         self.add_terms(c, i, lane, &|_, _| true)
     }
@@ -727,7 +740,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         i: &Index,
         lane: i64,
         pick: &dyn Fn(&Self, &Atom) -> bool,
-    ) -> Result<Value, String> {
+    ) -> Result<Value> {
         for (a, c) in i.terms() {
             if !pick(self, a) {
                 continue;
@@ -855,17 +868,20 @@ impl<'a, 'b> Lower<'a, 'b> {
         self.b.ins().bitselect(mf, a, b)
     }
 
-    fn get(&mut self, e: ExprId) -> Result<Val, String> {
+    fn get(&mut self, e: ExprId) -> Result<Val> {
         match self.cache[e.index()] {
             Some(v) => Ok(v),
             None => self.emit(e),
         }
     }
 
-    fn scalar(&mut self, e: ExprId) -> Result<Value, String> {
+    fn scalar(&mut self, e: ExprId) -> Result<Value> {
         match self.get(e)? {
             Val::S(v) => Ok(v),
-            Val::V(_) => Err(format!("{e} is a vector where a scalar is needed")),
+            Val::V(_) => Err(KernelError::NotVectorizable {
+                expr: e,
+                what: "an operand of scalar code",
+            }),
         }
     }
 
@@ -890,7 +906,7 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     /// Guards as a scalar bool for one lane.
-    fn guards(&mut self, gs: &[Guard], lane: i64) -> Result<Value, String> {
+    fn guards(&mut self, gs: &[Guard], lane: i64) -> Result<Value> {
         let gs = self.live(gs);
         let mut acc = self.b.ins().iconst(I8, 1);
         for g in &gs {
@@ -905,7 +921,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         Ok(acc)
     }
 
-    fn emit(&mut self, e: ExprId) -> Result<Val, String> {
+    fn emit(&mut self, e: ExprId) -> Result<Val> {
         let expr = self.nest.exprs[e.index()].clone();
         let vector = self.is_vec(e);
         let v = if vector {
@@ -917,7 +933,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         Ok(v)
     }
 
-    fn emit_vector(&mut self, e: ExprId, expr: &tessera_lower::kir::Expr) -> Result<Value, String> {
+    fn emit_vector(&mut self, e: ExprId, expr: &tessera_lower::kir::Expr) -> Result<Value> {
         let vv = self.vec_var.expect("vector mode");
         Ok(match &expr.op {
             ExprOp::Load { param, index } => {
@@ -939,7 +955,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 let stride = index.stride_of(vv);
                 let fast =
                     stride.is_some() && guards.iter().all(|g| g.index.stride_of(vv).is_some());
-                let slow = |l: &mut Self| -> Result<Value, String> {
+                let slow = |l: &mut Self| -> Result<Value> {
                     let mut lanes = Vec::new();
                     for lane in 0..4 {
                         let ok = l.guards(guards, lane)?;
@@ -986,7 +1002,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 )?
             }
             ExprOp::InRange(gs) => {
-                let per_lane = |l: &mut Self| -> Result<Value, String> {
+                let per_lane = |l: &mut Self| -> Result<Value> {
                     let mut lanes = Vec::new();
                     for lane in 0..4 {
                         let ok = l.guards(gs, lane)?;
@@ -1069,9 +1085,16 @@ impl<'a, 'b> Lower<'a, 'b> {
                 self.vselect(m, x, y)
             }
             ExprOp::Acc { .. } => {
-                return Err(format!("accumulator {e} was not computed before its use"));
+                return Err(KernelError::Invariant(format!(
+                    "accumulator {e} is read before its phase"
+                )));
             }
-            op => return Err(format!("{op:?} cannot be vectorized")),
+            op => {
+                return Err(KernelError::NotVectorizable {
+                    expr: e,
+                    what: op.name(),
+                });
+            }
         })
     }
 
@@ -1081,9 +1104,9 @@ impl<'a, 'b> Lower<'a, 'b> {
         &mut self,
         guards: &[Guard],
         ty: Type,
-        fast: &mut dyn FnMut(&mut Self) -> Result<Value, String>,
-        slow: &mut dyn FnMut(&mut Self) -> Result<Value, String>,
-    ) -> Result<Value, String> {
+        fast: &mut dyn FnMut(&mut Self) -> Result<Value>,
+        slow: &mut dyn FnMut(&mut Self) -> Result<Value>,
+    ) -> Result<Value> {
         let first = self.guards(guards, 0)?;
         let last = self.guards(guards, 3)?;
         let all = self.b.ins().band(first, last);
@@ -1128,7 +1151,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         self.pack_f(&lanes)
     }
 
-    fn unary_f32(&mut self, u: UnaryOp, x: Value, vector: bool) -> Result<Value, String> {
+    fn unary_f32(&mut self, u: UnaryOp, x: Value, vector: bool) -> Result<Value> {
         let ty = if vector { F32X4 } else { F32 };
         let c = |l: &mut Self, v: f32| {
             let s = l.b.ins().f32const(v);
@@ -1182,12 +1205,15 @@ impl<'a, 'b> Lower<'a, 'b> {
                 }
             }
             UnaryOp::Not | UnaryOp::IsNaN | UnaryOp::IsInf => {
-                return Err(format!("{} is not a float function", u.name()));
+                return Err(KernelError::Unsupported {
+                    op: u.name(),
+                    dtype: DType::F32,
+                });
             }
         })
     }
 
-    fn binary_f32_vec(&mut self, op: BinaryOp, x: Value, y: Value) -> Result<Value, String> {
+    fn binary_f32_vec(&mut self, op: BinaryOp, x: Value, y: Value) -> Result<Value> {
         Ok(match op {
             BinaryOp::Add => self.b.ins().fadd(x, y),
             BinaryOp::Sub => self.b.ins().fsub(x, y),
@@ -1202,12 +1228,15 @@ impl<'a, 'b> Lower<'a, 'b> {
             BinaryOp::Greater => self.b.ins().fcmp(FloatCC::GreaterThan, x, y),
             BinaryOp::GreaterOrEqual => self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, y),
             BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
-                return Err("logic on floats".into());
+                return Err(KernelError::Unsupported {
+                    op: op.name(),
+                    dtype: DType::F32,
+                });
             }
         })
     }
 
-    fn emit_scalar(&mut self, e: ExprId, expr: &tessera_lower::kir::Expr) -> Result<Value, String> {
+    fn emit_scalar(&mut self, e: ExprId, expr: &tessera_lower::kir::Expr) -> Result<Value> {
         let dt = expr.dtype;
         let v = match &expr.op {
             ExprOp::Lit(l) => return Ok(self.lit(*l, dt)),
@@ -1248,7 +1277,11 @@ impl<'a, 'b> Lower<'a, 'b> {
                 let z = self.b.ins().iconst(I64, 0);
                 return Ok(self.b.ins().select(oob, z, w));
             }
-            ExprOp::Acc { .. } => return Err(format!("accumulator {e} used before its phase")),
+            ExprOp::Acc { .. } => {
+                return Err(KernelError::Invariant(format!(
+                    "accumulator {e} is read before its phase"
+                )));
+            }
             ExprOp::Unary(u, a) => {
                 let adt = self.nest.exprs[(*a).index()].dtype;
                 let x = self.scalar(*a)?;
@@ -1295,7 +1328,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         self.b.def_var(self.err, e);
     }
 
-    fn unary_scalar(&mut self, u: UnaryOp, x: Value, dt: DType) -> Result<Value, String> {
+    fn unary_scalar(&mut self, u: UnaryOp, x: Value, dt: DType) -> Result<Value> {
         Ok(match ct(dt) {
             F32 => match u {
                 UnaryOp::IsNaN => self.b.ins().fcmp(FloatCC::Unordered, x, x),
@@ -1346,12 +1379,12 @@ impl<'a, 'b> Lower<'a, 'b> {
                     UnaryOp::Softplus => self.call("tessera_softplus_f64", &[x]),
                     UnaryOp::Sin => self.call("tessera_sin_f64", &[x]),
                     UnaryOp::Cos => self.call("tessera_cos_f64", &[x]),
-                    UnaryOp::Not => return Err("not on a float".into()),
+                    UnaryOp::Not => return Err(unsupported(u.name(), dt)),
                 }
             }
             I8 => match u {
                 UnaryOp::Not => self.b.ins().bxor_imm_s(x, 1),
-                _ => return Err(format!("{} on bool", u.name())),
+                _ => return Err(unsupported(u.name(), dt)),
             },
             _ => match u {
                 UnaryOp::Neg => self.b.ins().ineg(x),
@@ -1369,7 +1402,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                     let z = self.b.ins().iconst(I64, 0);
                     self.b.ins().smax(x, z)
                 }
-                _ => return Err(format!("{} on an integer", u.name())),
+                _ => return Err(unsupported(u.name(), dt)),
             },
         })
     }
@@ -1382,7 +1415,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         y: Value,
         ydt: DType,
         out: DType,
-    ) -> Result<Value, String> {
+    ) -> Result<Value> {
         let xt = ct(xdt);
         if xt == I8 {
             return Ok(match op {
@@ -1390,7 +1423,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 BinaryOp::Or => self.b.ins().bor(x, y),
                 BinaryOp::Xor => self.b.ins().bxor(x, y),
                 BinaryOp::Equal => self.b.ins().icmp(IntCC::Equal, x, y),
-                _ => return Err(format!("{} on bools", op.name())),
+                _ => return Err(unsupported(op.name(), xdt)),
             });
         }
         if xt == F32 || xt == F64 {
@@ -1423,7 +1456,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 BinaryOp::LessOrEqual => self.b.ins().fcmp(FloatCC::LessThanOrEqual, x, y),
                 BinaryOp::Greater => self.b.ins().fcmp(FloatCC::GreaterThan, x, y),
                 BinaryOp::GreaterOrEqual => self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, y),
-                _ => return Err(format!("{} on floats", op.name())),
+                _ => return Err(unsupported(op.name(), xdt)),
             });
         }
         // Integers (i64).
@@ -1475,7 +1508,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 IntCC::SignedGreaterThanOrEqual,
                 IntCC::UnsignedGreaterThanOrEqual,
             ),
-            _ => return Err(format!("{} on integers", op.name())),
+            _ => return Err(unsupported(op.name(), xdt)),
         })
     }
 
@@ -1537,7 +1570,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         self.round_half(v, to)
     }
 
-    fn stores(&mut self, stores: &[tessera_lower::kir::Store], _copy: Copy) -> Result<(), String> {
+    fn stores(&mut self, stores: &[tessera_lower::kir::Store], _copy: Copy) -> Result<()> {
         for s in stores {
             let val = self.get(s.value)?;
             let vector_store = self.lanes == 4 && self.vec_var.is_some_and(|v| s.index.mentions(v))
@@ -1572,7 +1605,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         p: usize,
         rs: &[tessera_lower::kir::Reduction],
         needed: &[ExprId],
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let unroll = if self.vec_var.is_some_and(|v| matches!(v, Var::Inner(_))) {
             self.nest.hints.unroll.max(1) as usize
         } else {
@@ -1659,17 +1692,16 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     /// Binds the results of a reduction over an empty inner space: the initial values.
-    fn empty_reduction(
-        &mut self,
-        p: usize,
-        rs: &[tessera_lower::kir::Reduction],
-    ) -> Result<(), String> {
+    fn empty_reduction(&mut self, p: usize, rs: &[tessera_lower::kir::Reduction]) -> Result<()> {
         for (slot, r) in rs.iter().enumerate() {
             let v = self.reduce_init(r.kind, r.dtype);
             let outer_vec = matches!(self.vec_var, Some(Var::Outer(_))) && self.lanes == 4;
             let val = if outer_vec {
                 if ct(r.dtype) != F32 {
-                    return Err("a vector accumulator of a non-f32 type".into());
+                    return Err(KernelError::NotVectorizable {
+                        expr: r.value,
+                        what: "a reduction that does not accumulate f32",
+                    });
                 }
                 Val::V(self.b.ins().splat(F32X4, v))
             } else {
@@ -1749,7 +1781,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         rs: &[tessera_lower::kir::Reduction],
         accs: &Accs,
         copy: Copy,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         for (slot, r) in rs.iter().enumerate() {
             if let ReduceKind::ArgMax { arg } = r.kind {
                 let (best, found) = accs.arg_state[slot].expect("argmax state");
@@ -1789,7 +1821,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             let always =
                 |m: ExprId| matches!(self.nest.exprs[m.index()].op, ExprOp::Lit(Lit::B(true)));
             let mask = match r.mask {
-                Some(m) if !always(m) => Some(self.get(m)?),
+                Some(m) if !always(m) => Some((m, self.get(m)?)),
                 _ => None,
             };
             let var = match copy {
@@ -1803,7 +1835,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 let x = self.splat_f(val);
                 let new = self.combine(r.kind, r.dtype, cur, x);
                 let new = match mask {
-                    Some(m) => {
+                    Some((_, m)) => {
                         let mm = self.mask(m);
                         self.vselect(mm, new, cur)
                     }
@@ -1812,12 +1844,20 @@ impl<'a, 'b> Lower<'a, 'b> {
                 self.b.def_var(var, new);
             } else {
                 let Val::S(x) = val else {
-                    return Err("a vector value in a scalar accumulation".into());
+                    return Err(KernelError::NotVectorizable {
+                        expr: r.value,
+                        what: "the value of a scalar accumulator",
+                    });
                 };
                 let new = self.combine(r.kind, r.dtype, cur, x);
                 let new = match mask {
-                    Some(Val::S(m)) => self.b.ins().select(m, new, cur),
-                    Some(Val::V(_)) => return Err("a vector mask in a scalar accumulation".into()),
+                    Some((_, Val::S(m))) => self.b.ins().select(m, new, cur),
+                    Some((m, Val::V(_))) => {
+                        return Err(KernelError::NotVectorizable {
+                            expr: m,
+                            what: "the mask of a scalar accumulator",
+                        });
+                    }
                     None => new,
                 };
                 self.b.def_var(var, new);
@@ -1836,6 +1876,10 @@ enum Copy {
     Vector(usize),
     /// The scalar tail of a vectorized loop.
     Tail,
+}
+
+fn unsupported(op: &'static str, dtype: DType) -> KernelError {
+    KernelError::Unsupported { op, dtype }
 }
 
 fn int_range(d: DType) -> (i64, i64) {

@@ -17,6 +17,7 @@ use tessera_ir::DType;
 
 use super::c::{self, IndexCx};
 use super::{Launch, Step};
+use crate::KernelError;
 use tessera_lower::kir::{Attention, Kernel, MatView, Var};
 
 const SHARED_LIMIT: usize = 48 * 1024;
@@ -42,11 +43,16 @@ pub(crate) fn emit(
     k: &Kernel,
     a: &Attention,
     sig: &str,
-) -> Result<Vec<Step>, String> {
+) -> Result<Vec<Step>, KernelError> {
     let at = match a.dtype {
         DType::F32 | DType::F16 | DType::BF16 => "float",
         DType::F64 => "double",
-        d => return Err(format!("attention in {d} is not supported")),
+        d => {
+            return Err(KernelError::Unsupported {
+                op: "attention",
+                dtype: d,
+            });
+        }
     };
     let esize = if at == "float" { 4 } else { 8 };
     let (d, e) = (a.d, a.e);
@@ -67,9 +73,11 @@ pub(crate) fn emit(
         }
     }
     let Some((bk, rw)) = choice else {
-        return Err(format!(
-            "attention head sizes d = {d}, e = {e} need more than 48 KiB of shared memory"
-        ));
+        return Err(KernelError::SharedMemory {
+            what: "attention",
+            needed: smem(32, 1),
+            limit: SHARED_LIMIT,
+        });
     };
     let nb: usize = a.batch.iter().product();
     let wide = k.params.iter().any(|p| p.len as i64 >= c::NARROW_LIMIT)

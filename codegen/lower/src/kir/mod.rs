@@ -215,6 +215,25 @@ pub enum ExprOp {
     },
 }
 
+impl ExprOp {
+    /// The text form's name of the operation (`load`, `add`, `check_index`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ExprOp::Lit(_) => "lit",
+            ExprOp::Load { .. } => "load",
+            ExprOp::LoadIf { .. } => "load_if",
+            ExprOp::InRange(_) => "in_range",
+            ExprOp::Unary(u, _) => u.name(),
+            ExprOp::Binary(b, _, _) => b.name(),
+            ExprOp::Select(..) => "select",
+            ExprOp::Cast(_) => "cast",
+            ExprOp::Acc { .. } => "acc",
+            ExprOp::IndexValue(_) => "index",
+            ExprOp::CheckIndex { .. } => "check_index",
+        }
+    }
+}
+
 /// One node of a nest's expression DAG.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Expr {
