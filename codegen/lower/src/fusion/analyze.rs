@@ -18,6 +18,10 @@
 //! 4. Gathers and materialized views are never tainted.
 //! 5. In a group with roots, every stored value has the full shape `S` or (reductions) a
 //!    per-row placement.
+//!
+//! A node set that breaks a rule gets the reason as an [`Illegal`]: the planner refuses
+//! such merges, and a group of its own plan that breaks one fails the plan
+//! ([`crate::LowerError::Plan`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -66,6 +70,81 @@ pub enum Placement {
     Reduced,
 }
 
+/// Why a node set cannot be one kernel: the rule of [`analyze`] it breaks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Illegal {
+    /// A group without stored values (nothing outside it reads what it computes).
+    #[error("a group must store something")]
+    NothingStored,
+    /// Rule 1.
+    #[error("reductions cannot share a kernel with another root")]
+    MixedRoots,
+    /// Rule 1.
+    #[error("reductions {first} and {other} do not share input shape and axes")]
+    ReductionsDiffer { first: NodeId, other: NodeId },
+    /// Rule 1.
+    #[error("{0} roots cannot share a kernel")]
+    ManyRoots(usize),
+    /// Rule 1.
+    #[error("fused attention takes no prologue or epilogue")]
+    AttentionNotAlone,
+    /// Rule 2.
+    #[error(
+        "{node} ({op}) must read its operands from memory, not from {producer} in the same kernel"
+    )]
+    OperandInGroup {
+        node: NodeId,
+        op: &'static str,
+        producer: NodeId,
+    },
+    /// Rule 2.
+    #[error("{node} ({op}) reads a value computed after a root")]
+    RootAfterRoot { node: NodeId, op: &'static str },
+    /// Rule 3: a full-shape value read through a view other than an identity.
+    #[error("{node} reads {value} at another position than its own")]
+    ReadElsewhere { node: NodeId, value: ValueId },
+    /// Rules 3 and 4.
+    #[error("{node} ({op}) cannot run on values computed after a root")]
+    NotPointwise { node: NodeId, op: &'static str },
+    /// Rule 3.
+    #[error(
+        "{node} ({op}) has shape {shape:?}, neither the kernel's {space:?} nor a per-row shape"
+    )]
+    OffSpace {
+        node: NodeId,
+        op: &'static str,
+        shape: Vec<usize>,
+        space: Vec<usize>,
+    },
+    /// Rule 3: per-row values are read through reshapes only.
+    #[error("{node} reads per-row {value} through a view")]
+    RowThroughView { node: NodeId, value: ValueId },
+    /// Rule 3.
+    #[error(
+        "{node} broadcasts per-row {value} of shape {shape:?} over {space:?} along other axes than {reduced:?}"
+    )]
+    RowBroadcast {
+        node: NodeId,
+        value: ValueId,
+        shape: Vec<usize>,
+        space: Vec<usize>,
+        reduced: Vec<usize>,
+    },
+    /// Rule 3.
+    #[error("{node} reads per-row {value} at another position")]
+    RowElsewhere { node: NodeId, value: ValueId },
+    /// A tainted value without a placement: a bug in [`analyze`].
+    #[error("{0} has no placement")]
+    Unplaced(ValueId),
+    /// Rule 5.
+    #[error("stored value {value} of shape {shape:?} does not fit the kernel's space {space:?}")]
+    StoredOffSpace {
+        value: ValueId,
+        shape: Vec<usize>,
+        space: Vec<usize>,
+    },
+}
+
 /// The result of a successful [`analyze`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct GroupShape {
@@ -102,7 +181,7 @@ fn numel(d: &[usize]) -> usize {
 }
 
 /// Checks that `nodes` (sorted, program order) can be one kernel storing `stored`.
-pub fn analyze(cx: &Context, nodes: &[NodeId], stored: &[ValueId]) -> Result<GroupShape, String> {
+pub fn analyze(cx: &Context, nodes: &[NodeId], stored: &[ValueId]) -> Result<GroupShape, Illegal> {
     let g = cx.g;
     let inside: BTreeSet<NodeId> = nodes.iter().copied().collect();
     let internal = |v: ValueId| g.producer(v).filter(|p| inside.contains(p));
@@ -115,7 +194,7 @@ pub fn analyze(cx: &Context, nodes: &[NodeId], stored: &[ValueId]) -> Result<Gro
 
     // Rule 1: root kinds.
     let (kind, space, reduced) = if roots.is_empty() {
-        let first = stored.first().ok_or("a group must store something")?;
+        let first = stored.first().ok_or(Illegal::NothingStored)?;
         (GroupKind::Pointwise, shape_of(*first), Vec::new())
     } else {
         let reductions = roots
@@ -124,26 +203,27 @@ pub fn analyze(cx: &Context, nodes: &[NodeId], stored: &[ValueId]) -> Result<Gro
             .count();
         if reductions > 0 {
             if reductions < roots.len() {
-                return Err("reductions cannot share a kernel with another root".into());
+                return Err(Illegal::MixedRoots);
             }
             let r0 = roots[0];
             let space = shape_of(g.node(r0).inputs[0]);
             let axes = reduced_axes(g, r0);
             for &r in &roots[1..] {
                 if shape_of(g.node(r).inputs[0]) != space || reduced_axes(g, r) != axes {
-                    return Err(format!(
-                        "reductions {r0} and {r} do not share input shape and axes"
-                    ));
+                    return Err(Illegal::ReductionsDiffer {
+                        first: r0,
+                        other: r,
+                    });
                 }
             }
             (GroupKind::Reduction, space, axes)
         } else {
             if roots.len() > 1 {
-                return Err(format!("{} roots cannot share a kernel", roots.len()));
+                return Err(Illegal::ManyRoots(roots.len()));
             }
             let r = roots[0];
             if cx.class[r.index()] == OpClass::Attention && nodes.len() > 1 {
-                return Err("fused attention takes no prologue or epilogue".into());
+                return Err(Illegal::AttentionNotAlone);
             }
             let kind = match cx.class[r.index()] {
                 OpClass::Window => GroupKind::Window,
@@ -178,18 +258,19 @@ pub fn analyze(cx: &Context, nodes: &[NodeId], stored: &[ValueId]) -> Result<Gro
                 OpClass::Window | OpClass::Contraction | OpClass::Attention
             ) {
                 // Rule 2.
-                return Err(format!(
-                    "{n} ({}) must read its operands from memory, not from {p} in the same kernel",
-                    node.op.name()
-                ));
+                return Err(Illegal::OperandInGroup {
+                    node: n,
+                    op: node.op.name(),
+                    producer: p,
+                });
             }
         }
         if class.is_root() {
             if !reads_tainted.is_empty() && class != OpClass::Reduction {
-                return Err(format!(
-                    "{n} ({}) reads a value computed after a root",
-                    node.op.name()
-                ));
+                return Err(Illegal::RootAfterRoot {
+                    node: n,
+                    op: node.op.name(),
+                });
             }
             tainted.insert(n);
             for (slot, &o) in node.outputs.iter().enumerate() {
@@ -202,7 +283,7 @@ pub fn analyze(cx: &Context, nodes: &[NodeId], stored: &[ValueId]) -> Result<Gro
             // Reduction roots reading tainted values: only full ones, at identity.
             for (v, src, chain, _) in &reads_tainted {
                 if placement.get(src) != Some(&Placement::Full) || !identity_chain(g, chain) {
-                    return Err(format!("{n} reads {v} at another position than its own"));
+                    return Err(Illegal::ReadElsewhere { node: n, value: *v });
                 }
             }
             continue;
@@ -212,10 +293,10 @@ pub fn analyze(cx: &Context, nodes: &[NodeId], stored: &[ValueId]) -> Result<Gro
         }
         // Rules 3 and 4: tainted non-roots are pointwise.
         if class != OpClass::Pointwise {
-            return Err(format!(
-                "{n} ({}) cannot run on values computed after a root",
-                node.op.name()
-            ));
+            return Err(Illegal::NotPointwise {
+                node: n,
+                op: node.op.name(),
+            });
         }
         let out = node.outputs[0];
         let out_shape = shape_of(out);
@@ -224,41 +305,47 @@ pub fn analyze(cx: &Context, nodes: &[NodeId], stored: &[ValueId]) -> Result<Gro
         } else if kind == GroupKind::Reduction && numel(&out_shape) == reduced_numel {
             Placement::Reduced
         } else {
-            return Err(format!(
-                "{n} ({}) has shape {out_shape:?}, neither the kernel's {space:?} nor a per-row shape",
-                node.op.name()
-            ));
+            return Err(Illegal::OffSpace {
+                node: n,
+                op: node.op.name(),
+                shape: out_shape,
+                space,
+            });
         };
         for (v, src, chain, _) in &reads_tainted {
             let y = shape_of(*v);
             match placement.get(src) {
                 Some(Placement::Full) => {
                     if pl != Placement::Full || !identity_chain(g, chain) || y != out_shape {
-                        return Err(format!("{n} reads {v} at another position than its own"));
+                        return Err(Illegal::ReadElsewhere { node: n, value: *v });
                     }
                 }
                 Some(Placement::Reduced) => {
                     if !chain.iter().all(|&(c, _)| reshape_like(&g.node(c).op)) {
-                        return Err(format!("{n} reads per-row {v} through a view"));
+                        return Err(Illegal::RowThroughView { node: n, value: *v });
                     }
                     match pl {
                         Placement::Full => {
                             if !broadcasts_along(&y, &space, &reduced) {
-                                return Err(format!(
-                                    "{n} broadcasts per-row {v} of shape {y:?} over {space:?} along other axes than {reduced:?}"
-                                ));
+                                return Err(Illegal::RowBroadcast {
+                                    node: n,
+                                    value: *v,
+                                    shape: y,
+                                    space,
+                                    reduced,
+                                });
                             }
                         }
                         Placement::Reduced => {
                             if numel(&y) != reduced_numel
                                 || !same_or_scalar_broadcast(&y, &out_shape)
                             {
-                                return Err(format!("{n} reads per-row {v} at another position"));
+                                return Err(Illegal::RowElsewhere { node: n, value: *v });
                             }
                         }
                     }
                 }
-                None => return Err(format!("{v} has no placement")),
+                None => return Err(Illegal::Unplaced(*src)),
             }
         }
         tainted.insert(n);
@@ -277,9 +364,11 @@ pub fn analyze(cx: &Context, nodes: &[NodeId], stored: &[ValueId]) -> Result<Gro
             let ok = s == space
                 || (kind == GroupKind::Reduction && is_reduced_shape(&s, &space, &reduced));
             if !ok {
-                return Err(format!(
-                    "stored value {v} of shape {s:?} does not fit the kernel's space {space:?}"
-                ));
+                return Err(Illegal::StoredOffSpace {
+                    value: v,
+                    shape: s,
+                    space,
+                });
             }
         }
     }
@@ -340,4 +429,55 @@ pub fn is_reduced_shape(s: &[usize], space: &[usize], reduced: &[usize]) -> bool
 
 fn same_or_scalar_broadcast(y: &[usize], out: &[usize]) -> bool {
     y == out || numel(y) == numel(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_ir::{NodeId, ValueId, text};
+
+    use super::{Context, Illegal, analyze};
+    use crate::fusion::classify::{OpClass, classify};
+
+    /// [`analyze`] of the node set `nodes` of `src` storing `stored`; no view is virtual.
+    fn check(src: &str, nodes: &[usize], stored: &[usize]) -> Result<super::GroupKind, Illegal> {
+        let g = text::parse(src).expect("parses");
+        let class: Vec<OpClass> = g.nodes().map(|(n, _)| classify(&g, n)).collect();
+        let cx = Context {
+            g: &g,
+            class: &class,
+            virtual_view: &|_| false,
+        };
+        let nodes: Vec<NodeId> = nodes.iter().map(|&n| NodeId::new(n)).collect();
+        let stored: Vec<ValueId> = stored.iter().map(|&v| ValueId::new(v)).collect();
+        analyze(&cx, &nodes, &stored).map(|s| s.kind)
+    }
+
+    const MATMUL: &str = r#"graph "t" {
+  input "x" %0: f32[4,8]
+  input "w" %1: f32[8,8]
+  %2: f32[4,8] = add(%0, %0) "pre"
+  %3: f32[4,8] = matmul(%2, %1) "mm"
+  %4: f32[4,1] = reduce_sum(%3) {axes=[1], keep_dims=true} "sum"
+  output "y" %4
+}"#;
+
+    #[test]
+    fn illegal_groups_say_which_rule_they_break() {
+        assert_eq!(check(MATMUL, &[1], &[3]), Ok(super::GroupKind::Contraction));
+        let e = check(MATMUL, &[0, 1], &[3]).expect_err("a prologue into a matmul");
+        assert_eq!(
+            e,
+            Illegal::OperandInGroup {
+                node: NodeId::new(1),
+                op: "matmul",
+                producer: NodeId::new(0),
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "n1 (matmul) must read its operands from memory, not from n0 in the same kernel"
+        );
+        assert_eq!(check(MATMUL, &[1, 2], &[4]), Err(Illegal::MixedRoots));
+        assert_eq!(check(MATMUL, &[0], &[]), Err(Illegal::NothingStored));
+    }
 }

@@ -28,7 +28,7 @@ use tessera_ir::{Graph, NodeId, ValueId};
 
 use crate::LowerError;
 use crate::memory::{self, StepUse, Write};
-use analyze::{Context, GroupKind, GroupShape, analyze};
+use analyze::{Context, GroupKind, GroupShape, Illegal, analyze};
 use classify::{OpClass, classify};
 use view::{ViewStep, chain_view, is_alias};
 
@@ -238,7 +238,7 @@ impl<'g> Planner<'g> {
         (inputs.into_iter().collect(), outputs.into_iter().collect())
     }
 
-    fn shape(&self, nodes: &[NodeId], stored: &[ValueId]) -> Result<GroupShape, String> {
+    fn shape(&self, nodes: &[NodeId], stored: &[ValueId]) -> Result<GroupShape, Illegal> {
         let vv = |n: NodeId| self.is_virtual(n);
         let cx = Context {
             g: self.g,
@@ -334,9 +334,9 @@ impl<'g> Planner<'g> {
             let (inputs, outputs) = self.io(&set);
             let shape = self
                 .shape(&nodes, &outputs)
-                .map_err(|message| LowerError::Plan {
+                .map_err(|reason| LowerError::Plan {
                     node: self.g.node_ref(nodes[0]),
-                    message,
+                    reason: Box::new(reason),
                 })?;
             for &n in &nodes {
                 group_of[n.index()] = Some(pos);

@@ -24,7 +24,7 @@ mod verify;
 
 pub use index::{Atom, Index, Var};
 pub use print::print_kernel;
-pub use verify::verify;
+pub use verify::{VerifyError, verify};
 
 use tessera_ir::{BinaryOp, DType, NodeId, UnaryOp, ValueId};
 

@@ -26,6 +26,8 @@
 //! 8. **In place.** An in-place pair reads a `read` parameter and writes a `write`
 //!    parameter of the same length and element size.
 
+use std::fmt;
+
 use tessera_ir::{BinaryOp, DType, UnaryOp};
 
 use super::{
@@ -33,9 +35,22 @@ use super::{
     ReduceKind, Var, VectorAxis, var_deps,
 };
 
-/// Checks `k` against the invariants of this module; returns every violation found, each
-/// naming where (`nest 0 e12`, `gemm`, ...).
-pub fn verify(k: &Kernel) -> Result<(), Vec<String>> {
+/// One violated invariant: where in the kernel and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyError {
+    /// `nest 0 e12`, `nest 1 phase 2`, `gemm acc`, `in_place`, ...
+    pub at: String,
+    pub message: String,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
+}
+
+/// Checks `k` against the invariants of this module; returns every violation found.
+pub fn verify(k: &Kernel) -> Result<(), Vec<VerifyError>> {
     let mut v = Verifier {
         k,
         errors: Vec::new(),
@@ -153,7 +168,7 @@ pub fn verify(k: &Kernel) -> Result<(), Vec<String>> {
 
 struct Verifier<'k> {
     k: &'k Kernel,
-    errors: Vec<String>,
+    errors: Vec<VerifyError>,
     written: Vec<bool>,
 }
 
@@ -163,7 +178,10 @@ fn is_int(d: DType) -> bool {
 
 impl Verifier<'_> {
     fn err(&mut self, at: &str, message: String) {
-        self.errors.push(format!("{at}: {message}"));
+        self.errors.push(VerifyError {
+            at: at.to_string(),
+            message,
+        });
     }
 
     /// Checks that `p` exists and allows `access`; records writes.
@@ -539,5 +557,187 @@ fn value_atoms_error(a: &Atom, at: usize, exprs: &[super::Expr]) -> Option<Strin
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_ir::{BinaryOp, DType, UnaryOp, ValueId};
+
+    use super::verify;
+    use crate::kir::{
+        Access, Binding, Body, Expr, ExprId, ExprOp, GpuMapping, Guard, Hints, Index, Kernel, Lit,
+        Nest, Param, ParamId, Phase, ReduceKind, Reduction, Store, Var, VectorAxis,
+    };
+
+    fn param(dtype: DType, len: usize, access: Access, v: usize) -> Param {
+        Param {
+            dtype,
+            len,
+            access,
+            binding: Binding::Value(ValueId::new(v)),
+        }
+    }
+
+    fn e(dtype: DType, op: ExprOp) -> Expr {
+        Expr { dtype, op }
+    }
+
+    /// A nest breaking one invariant per expression and phase (e0 is fine).
+    fn broken_nest() -> Nest {
+        let i0 = Index::var(Var::Inner(0), 8);
+        let (p0, p1) = (ParamId(0), ParamId(1));
+        let load = |index: Index| ExprOp::Load { param: p0, index };
+        Nest {
+            outer: Vec::new(),
+            inner: vec![8],
+            exprs: vec![
+                e(DType::F32, load(i0.clone())),
+                e(
+                    DType::F32,
+                    ExprOp::Binary(BinaryOp::Add, ExprId(0), ExprId(2)),
+                ),
+                e(DType::I64, load(i0.clone())),
+                e(DType::Bool, ExprOp::Lit(Lit::float(1.0))),
+                e(
+                    DType::F32,
+                    ExprOp::Load {
+                        param: p1,
+                        index: i0.clone(),
+                    },
+                ),
+                e(DType::F32, load(i0.add_const(8))),
+                e(DType::F32, ExprOp::Acc { phase: 3, slot: 0 }),
+                e(DType::I64, ExprOp::IndexValue(Index::var(Var::Inner(1), 8))),
+                e(DType::F32, ExprOp::Select(ExprId(0), ExprId(0), ExprId(0))),
+                e(DType::F32, load(Index::var(Var::Inner(0), 4))),
+                e(DType::F32, load(Index::value(ExprId(0), 8))),
+                e(DType::F32, ExprOp::Unary(UnaryOp::Not, ExprId(0))),
+                e(
+                    DType::F32,
+                    ExprOp::CheckIndex {
+                        value: ExprId(0),
+                        dim: 8,
+                    },
+                ),
+                e(
+                    DType::F32,
+                    ExprOp::InRange(vec![Guard {
+                        index: Index::var(Var::Outer(0), 2),
+                        lo: 0,
+                        hi: 8,
+                    }]),
+                ),
+                e(DType::F32, ExprOp::Cast(ExprId(14))),
+            ],
+            phases: vec![
+                Phase::Reduce(vec![Reduction {
+                    kind: ReduceKind::Sum,
+                    value: ExprId(0),
+                    mask: Some(ExprId(0)),
+                    dtype: DType::F64,
+                }]),
+                Phase::Reduce(vec![
+                    Reduction {
+                        kind: ReduceKind::ArgMax { arg: ExprId(0) },
+                        value: ExprId(0),
+                        mask: None,
+                        dtype: DType::I64,
+                    },
+                    Reduction {
+                        kind: ReduceKind::Max,
+                        value: ExprId(40),
+                        mask: None,
+                        dtype: DType::F32,
+                    },
+                ]),
+                Phase::Store {
+                    looped: false,
+                    stores: vec![Store {
+                        param: p1,
+                        index: i0.clone(),
+                        value: ExprId(0),
+                    }],
+                },
+                Phase::Store {
+                    looped: true,
+                    stores: vec![
+                        Store {
+                            param: p1,
+                            index: Index::zero(),
+                            value: ExprId(2),
+                        },
+                        Store {
+                            param: p0,
+                            index: i0.clone(),
+                            value: ExprId(0),
+                        },
+                        Store {
+                            param: p1,
+                            index: i0,
+                            value: ExprId(30),
+                        },
+                    ],
+                },
+            ],
+            hints: Hints {
+                vector: VectorAxis::Outer,
+                width: 4,
+                unroll: 1,
+                parallel: true,
+                gpu: GpuMapping::Elementwise { block: 256 },
+            },
+        }
+    }
+
+    #[test]
+    fn every_violation_is_reported_with_its_place() {
+        let k = Kernel {
+            name: "k0_bad".into(),
+            nodes: Vec::new(),
+            params: vec![
+                param(DType::F32, 8, Access::Read, 0),
+                param(DType::F32, 8, Access::Write, 1),
+                param(DType::F32, 8, Access::Write, 2),
+                param(DType::F32, 4, Access::Read, 3),
+            ],
+            body: Body::Loops(vec![broken_nest()]),
+            in_place: vec![(ParamId(3), ParamId(1)), (ParamId(0), ParamId(9))],
+        };
+        let errors: Vec<String> = verify(&k)
+            .expect_err("the kernel is broken")
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        let want = [
+            "nest 0 e1: operand e2 does not precede it",
+            "nest 0 e2: loads i64 from a f32 parameter",
+            "nest 0 e3: literal does not fit bool",
+            "nest 0 e4: p1 is write but used as read",
+            "nest 0 e5: index i0 + 8 of p0 spans [8, 15], outside [0, 8)",
+            "nest 0 e6: acc 3.0 names no reduction result",
+            "nest 0 e7: index: i1 is not a loop of this nest",
+            "nest 0 e8: select f32 ? f32 : f32 cannot be f32",
+            "nest 0 e9: index: i0 has extent 4, the loop 8",
+            "nest 0 e10: index: value e0 is not an integer",
+            "nest 0 e11: not of f32 cannot be f32",
+            "nest 0 e12: check_index of f32 cannot be f32",
+            "nest 0 e13: in_range is not bool",
+            "nest 0 e13: guard: o0 is not a loop of this nest",
+            "nest 0 e14: operand e14 does not precede it",
+            "nest 0 phase 0: reduces f32 into f64",
+            "nest 0 phase 0: mask e0 is not a bool expression",
+            "nest 0 phase 1: argmax needs an i64 argument and result",
+            "nest 0 phase 1: reduces missing e40",
+            "nest 0 phase 2: once-per-row store to p1 depends on an inner loop",
+            "nest 0 phase 3: stores i64 into p1",
+            "nest 0 phase 3: p0 is read but used as write",
+            "nest 0 phase 3: stores missing e30",
+            "nest 0: hints Outer x4 unroll 1 do not fit loops [] / [8]",
+            "in_place: p3 -> p1 differ in size",
+            "in_place: p0 -> p9 names a missing parameter",
+            "params: p2 is write-only but nothing writes it",
+        ];
+        assert_eq!(errors, want, "{errors:#?}");
     }
 }
