@@ -18,13 +18,16 @@
 //!    nest's extent; every value atom names an earlier integer expression. Unguarded loads
 //!    and all stores stay inside their parameter (`0 ≤ index < len` over the index's value
 //!    range).
-//! 5. **Phases.** Once-per-row stores (`looped: false`) do not depend on inner loops.
+//! 5. **Phases.** Once-per-row stores (`looped: false`) do not depend on inner loops
+//!    (through their values: checked once the nest's expressions verify).
 //! 6. **Hints.** A vectorized nest has the loop it vectorizes and a width of at least 1.
 //! 7. **Bodies.** GEMM, convolution and attention sizes match their parameters (the
 //!    accumulator holds the whole result, the column buffer the whole im2col matrix), and
 //!    their epilogue nests iterate over exactly the result's rows and columns.
 //! 8. **In place.** An in-place pair reads a `read` parameter and writes a `write`
 //!    parameter of the same length and element size.
+//!
+//! The verifier itself never panics, whatever ids a kernel holds.
 
 use std::fmt;
 
@@ -271,6 +274,7 @@ impl Verifier<'_> {
                 Phase::Store { .. } => None,
             });
         }
+        let before = self.errors.len();
         for (i, e) in exprs.iter().enumerate() {
             let here = format!("{at} e{i}");
             let operand = |x: ExprId| -> Result<DType, String> {
@@ -403,9 +407,22 @@ impl Verifier<'_> {
                 },
             }
         }
-        let deps = var_deps(n);
         let inner_mask: u64 = 0xffff_ffff << 32;
         let expr_at = |x: ExprId| x.index() < exprs.len();
+        // `var_deps` walks operands and accumulators' reductions: only for a nest whose
+        // expressions verified and whose reductions name existing expressions.
+        let reductions_exist = n.phases.iter().all(|ph| match ph {
+            Phase::Reduce(rs) => rs.iter().all(|r| {
+                expr_at(r.value)
+                    && r.mask.is_none_or(expr_at)
+                    && match r.kind {
+                        ReduceKind::ArgMax { arg } => expr_at(arg),
+                        _ => true,
+                    }
+            }),
+            Phase::Store { .. } => true,
+        });
+        let deps = (self.errors.len() == before && reductions_exist).then(|| var_deps(n));
         for (p, ph) in n.phases.iter().enumerate() {
             let here = format!("{at} phase {p}");
             match ph {
@@ -458,7 +475,10 @@ impl Verifier<'_> {
                             let idx_inner = s.index.terms().iter().any(|(a, _)| {
                                 (0..n.inner.len()).any(|k| atom_mentions(a, Var::Inner(k as u8)))
                             });
-                            if deps[s.value.index()] & inner_mask != 0 || idx_inner {
+                            let value_inner = deps
+                                .as_ref()
+                                .is_some_and(|d| d[s.value.index()] & inner_mask != 0);
+                            if value_inner || idx_inner {
                                 self.err(
                                     &here,
                                     format!(
@@ -583,31 +603,70 @@ mod tests {
         Expr { dtype, op }
     }
 
-    /// A nest breaking one invariant per expression and phase (e0 is fine).
-    fn broken_nest() -> Nest {
-        let i0 = Index::var(Var::Inner(0), 8);
-        let (p0, p1) = (ParamId(0), ParamId(1));
-        let load = |index: Index| ExprOp::Load { param: p0, index };
-        Nest {
+    fn i0() -> Index {
+        Index::var(Var::Inner(0), 8)
+    }
+
+    fn load(index: Index) -> ExprOp {
+        ExprOp::Load {
+            param: ParamId(0),
+            index,
+        }
+    }
+
+    fn hints() -> Hints {
+        Hints {
+            vector: VectorAxis::None,
+            width: 1,
+            unroll: 1,
+            parallel: true,
+            gpu: GpuMapping::Elementwise { block: 256 },
+        }
+    }
+
+    /// `p0: f32[8] read`, `p1: f32[8] write`, then `extra`.
+    fn kernel(nest: Nest, extra: Vec<Param>, in_place: Vec<(ParamId, ParamId)>) -> Vec<String> {
+        let mut params = vec![
+            param(DType::F32, 8, Access::Read, 0),
+            param(DType::F32, 8, Access::Write, 1),
+        ];
+        params.extend(extra);
+        let k = Kernel {
+            name: "k0_bad".into(),
+            nodes: Vec::new(),
+            params,
+            body: Body::Loops(vec![nest]),
+            in_place,
+        };
+        verify(&k)
+            .expect_err("the kernel is broken")
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn every_broken_expression_is_reported_without_panicking() {
+        let nest = Nest {
             outer: Vec::new(),
             inner: vec![8],
             exprs: vec![
-                e(DType::F32, load(i0.clone())),
+                e(DType::F32, load(i0())),
                 e(
                     DType::F32,
                     ExprOp::Binary(BinaryOp::Add, ExprId(0), ExprId(2)),
                 ),
-                e(DType::I64, load(i0.clone())),
+                e(DType::I64, load(i0())),
                 e(DType::Bool, ExprOp::Lit(Lit::float(1.0))),
                 e(
                     DType::F32,
                     ExprOp::Load {
-                        param: p1,
-                        index: i0.clone(),
+                        param: ParamId(1),
+                        index: i0(),
                     },
                 ),
-                e(DType::F32, load(i0.add_const(8))),
-                e(DType::F32, ExprOp::Acc { phase: 3, slot: 0 }),
+                e(DType::F32, load(i0().add_const(8))),
+                e(DType::F32, ExprOp::Acc { phase: 9, slot: 0 }),
                 e(DType::I64, ExprOp::IndexValue(Index::var(Var::Inner(1), 8))),
                 e(DType::F32, ExprOp::Select(ExprId(0), ExprId(0), ExprId(0))),
                 e(DType::F32, load(Index::var(Var::Inner(0), 4))),
@@ -628,94 +687,35 @@ mod tests {
                         hi: 8,
                     }]),
                 ),
-                e(DType::F32, ExprOp::Cast(ExprId(14))),
+                e(DType::F32, ExprOp::Cast(ExprId(20))),
+                e(DType::I64, ExprOp::IndexValue(Index::value(ExprId(99), 8))),
+                e(DType::F32, ExprOp::Acc { phase: 0, slot: 0 }),
             ],
             phases: vec![
                 Phase::Reduce(vec![Reduction {
                     kind: ReduceKind::Sum,
-                    value: ExprId(0),
-                    mask: Some(ExprId(0)),
-                    dtype: DType::F64,
+                    value: ExprId(40),
+                    mask: None,
+                    dtype: DType::F32,
                 }]),
-                Phase::Reduce(vec![
-                    Reduction {
-                        kind: ReduceKind::ArgMax { arg: ExprId(0) },
-                        value: ExprId(0),
-                        mask: None,
-                        dtype: DType::I64,
-                    },
-                    Reduction {
-                        kind: ReduceKind::Max,
-                        value: ExprId(40),
-                        mask: None,
-                        dtype: DType::F32,
-                    },
-                ]),
-                Phase::Store {
-                    looped: false,
-                    stores: vec![Store {
-                        param: p1,
-                        index: i0.clone(),
-                        value: ExprId(0),
-                    }],
-                },
                 Phase::Store {
                     looped: true,
-                    stores: vec![
-                        Store {
-                            param: p1,
-                            index: Index::zero(),
-                            value: ExprId(2),
-                        },
-                        Store {
-                            param: p0,
-                            index: i0.clone(),
-                            value: ExprId(0),
-                        },
-                        Store {
-                            param: p1,
-                            index: i0,
-                            value: ExprId(30),
-                        },
-                    ],
+                    stores: vec![Store {
+                        param: ParamId(1),
+                        index: i0(),
+                        value: ExprId(16),
+                    }],
                 },
             ],
-            hints: Hints {
-                vector: VectorAxis::Outer,
-                width: 4,
-                unroll: 1,
-                parallel: true,
-                gpu: GpuMapping::Elementwise { block: 256 },
-            },
-        }
-    }
-
-    #[test]
-    fn every_violation_is_reported_with_its_place() {
-        let k = Kernel {
-            name: "k0_bad".into(),
-            nodes: Vec::new(),
-            params: vec![
-                param(DType::F32, 8, Access::Read, 0),
-                param(DType::F32, 8, Access::Write, 1),
-                param(DType::F32, 8, Access::Write, 2),
-                param(DType::F32, 4, Access::Read, 3),
-            ],
-            body: Body::Loops(vec![broken_nest()]),
-            in_place: vec![(ParamId(3), ParamId(1)), (ParamId(0), ParamId(9))],
+            hints: hints(),
         };
-        let errors: Vec<String> = verify(&k)
-            .expect_err("the kernel is broken")
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
         let want = [
             "nest 0 e1: operand e2 does not precede it",
             "nest 0 e2: loads i64 from a f32 parameter",
             "nest 0 e3: literal does not fit bool",
             "nest 0 e4: p1 is write but used as read",
             "nest 0 e5: index i0 + 8 of p0 spans [8, 15], outside [0, 8)",
-            "nest 0 e6: acc 3.0 names no reduction result",
+            "nest 0 e6: acc 9.0 names no reduction result",
             "nest 0 e7: index: i1 is not a loop of this nest",
             "nest 0 e8: select f32 ? f32 : f32 cannot be f32",
             "nest 0 e9: index: i0 has extent 4, the loop 8",
@@ -724,11 +724,89 @@ mod tests {
             "nest 0 e12: check_index of f32 cannot be f32",
             "nest 0 e13: in_range is not bool",
             "nest 0 e13: guard: o0 is not a loop of this nest",
-            "nest 0 e14: operand e14 does not precede it",
+            "nest 0 e14: operand e20 does not precede it",
+            "nest 0 e15: index: value e99 does not precede its use",
+            "nest 0 phase 0: reduces missing e40",
+        ];
+        let errors = kernel(nest, Vec::new(), Vec::new());
+        assert_eq!(errors, want, "{errors:#?}");
+    }
+
+    #[test]
+    fn every_broken_phase_hint_and_parameter_is_reported() {
+        let nest = Nest {
+            outer: Vec::new(),
+            inner: vec![8],
+            exprs: vec![
+                e(DType::F32, load(i0())),
+                e(DType::I64, ExprOp::IndexValue(i0())),
+                e(DType::F32, ExprOp::Acc { phase: 0, slot: 0 }),
+            ],
+            phases: vec![
+                Phase::Reduce(vec![Reduction {
+                    kind: ReduceKind::Sum,
+                    value: ExprId(0),
+                    mask: Some(ExprId(0)),
+                    dtype: DType::F64,
+                }]),
+                Phase::Reduce(vec![Reduction {
+                    kind: ReduceKind::ArgMax { arg: ExprId(0) },
+                    value: ExprId(0),
+                    mask: None,
+                    dtype: DType::I64,
+                }]),
+                Phase::Store {
+                    looped: false,
+                    stores: vec![
+                        Store {
+                            param: ParamId(1),
+                            index: Index::zero(),
+                            value: ExprId(0),
+                        },
+                        Store {
+                            param: ParamId(1),
+                            index: i0(),
+                            value: ExprId(2),
+                        },
+                    ],
+                },
+                Phase::Store {
+                    looped: true,
+                    stores: vec![
+                        Store {
+                            param: ParamId(1),
+                            index: Index::zero(),
+                            value: ExprId(1),
+                        },
+                        Store {
+                            param: ParamId(0),
+                            index: i0(),
+                            value: ExprId(0),
+                        },
+                        Store {
+                            param: ParamId(1),
+                            index: i0(),
+                            value: ExprId(30),
+                        },
+                    ],
+                },
+            ],
+            hints: Hints {
+                vector: VectorAxis::Outer,
+                width: 4,
+                ..hints()
+            },
+        };
+        let extra = vec![
+            param(DType::F32, 8, Access::Write, 2),
+            param(DType::F32, 4, Access::Read, 3),
+        ];
+        let in_place = vec![(ParamId(3), ParamId(1)), (ParamId(0), ParamId(9))];
+        let want = [
             "nest 0 phase 0: reduces f32 into f64",
             "nest 0 phase 0: mask e0 is not a bool expression",
             "nest 0 phase 1: argmax needs an i64 argument and result",
-            "nest 0 phase 1: reduces missing e40",
+            "nest 0 phase 2: once-per-row store to p1 depends on an inner loop",
             "nest 0 phase 2: once-per-row store to p1 depends on an inner loop",
             "nest 0 phase 3: stores i64 into p1",
             "nest 0 phase 3: p0 is read but used as write",
@@ -738,6 +816,7 @@ mod tests {
             "in_place: p0 -> p9 names a missing parameter",
             "params: p2 is write-only but nothing writes it",
         ];
+        let errors = kernel(nest, extra, in_place);
         assert_eq!(errors, want, "{errors:#?}");
     }
 }
