@@ -34,8 +34,8 @@ use std::fmt;
 use tessera_ir::{BinaryOp, DType, UnaryOp};
 
 use super::{
-    Access, Atom, Binding, Body, ExprId, ExprOp, Index, Kernel, Lit, MatView, Nest, ParamId, Phase,
-    ReduceKind, Var, VectorAxis, var_deps,
+    Access, Atom, Binding, Body, Expr, ExprId, ExprOp, Index, Kernel, Lit, MatView, Nest, ParamId,
+    Phase, ReduceKind, Reduction, Store, Var, VectorAxis, var_deps,
 };
 
 /// One violated invariant: where in the kernel and what.
@@ -230,8 +230,8 @@ impl Verifier<'_> {
         self.param(at, m.param, Access::Read);
         for (a, _) in m.batch_offset.terms() {
             if let Some(msg) = atom_error(a, &|v| match v {
-                Var::Outer(i) if (i as usize) < batch_rank => Ok(None),
-                _ => Err(format!("{v} is not a batch axis")),
+                Var::Outer(i) if (i as usize) < batch_rank => None,
+                _ => Some(format!("{v} is not a batch axis")),
             }) {
                 self.err(at, msg);
             }
@@ -251,262 +251,264 @@ impl Verifier<'_> {
         }
     }
 
+    /// A nest: its expressions (invariants 2–4), phases (1, 3, 5) and hints (6).
     fn nest(&mut self, at: &str, n: &Nest) {
-        let exprs = &n.exprs;
-        let extent = |v: Var| -> Option<usize> {
-            match v {
-                Var::Outer(i) => n.outer.get(i as usize).copied(),
-                Var::Inner(i) => n.inner.get(i as usize).copied(),
-            }
-        };
-        // Loop variables: present, with the nest's extent.
-        let var_ok = |v: Var, ext: i64| -> Result<Option<()>, String> {
-            match extent(v) {
-                Some(e) if e as i64 == ext => Ok(None),
-                Some(e) => Err(format!("{v} has extent {ext}, the loop {e}")),
-                None => Err(format!("{v} is not a loop of this nest")),
-            }
-        };
-        let mut reduce_slots: Vec<Option<usize>> = Vec::new();
-        for ph in &n.phases {
-            reduce_slots.push(match ph {
-                Phase::Reduce(rs) => Some(rs.len()),
-                Phase::Store { .. } => None,
-            });
-        }
         let before = self.errors.len();
-        for (i, e) in exprs.iter().enumerate() {
-            let here = format!("{at} e{i}");
-            let operand = |x: ExprId| -> Result<DType, String> {
-                if x.index() < i {
-                    Ok(exprs[x.index()].dtype)
-                } else {
-                    Err(format!("operand {x} does not precede it"))
-                }
-            };
-            let check_index = |this: &mut Self, what: &str, idx: &Index| {
-                for (a, _) in idx.terms() {
-                    let msg = atom_error(a, &|v| match v {
-                        Var::Outer(_) | Var::Inner(_) => Ok(None),
-                    })
-                    .or_else(|| index_vars_error(a, &var_ok))
-                    .or_else(|| value_atoms_error(a, i, exprs));
-                    if let Some(m) = msg {
-                        this.err(&here, format!("{what}: {m}"));
-                    }
-                }
-            };
-            let want = |this: &mut Self, ok: bool, msg: &dyn Fn() -> String| {
-                if !ok {
-                    this.err(&here, msg());
-                }
-            };
-            match &e.op {
-                ExprOp::Lit(l) => {
-                    let ok = match l {
-                        Lit::F(_) => e.dtype.is_float(),
-                        Lit::I(_) => is_int(e.dtype),
-                        Lit::B(_) => e.dtype == DType::Bool,
-                    };
-                    want(self, ok, &|| format!("literal does not fit {}", e.dtype));
-                }
-                ExprOp::Load { param, index } => {
-                    if self.param(&here, *param, Access::Read) {
-                        let p = &self.k.params[param.index()];
-                        want(self, p.dtype == e.dtype, &|| {
-                            format!("loads {} from a {} parameter", e.dtype, p.dtype)
-                        });
-                        self.in_bounds(&here, *param, index);
-                    }
-                    check_index(self, "index", index);
-                }
-                ExprOp::LoadIf {
-                    param,
-                    index,
-                    guards,
-                    default: _,
-                } => {
-                    if self.param(&here, *param, Access::Read) {
-                        let p = &self.k.params[param.index()];
-                        want(self, p.dtype == e.dtype, &|| {
-                            format!("loads {} from a {} parameter", e.dtype, p.dtype)
-                        });
-                    }
-                    check_index(self, "index", index);
-                    for g in guards {
-                        check_index(self, "guard", &g.index);
-                    }
-                }
-                ExprOp::InRange(guards) => {
-                    want(self, e.dtype == DType::Bool, &|| {
-                        "in_range is not bool".into()
-                    });
-                    for g in guards {
-                        check_index(self, "guard", &g.index);
-                    }
-                }
-                ExprOp::Unary(u, a) => match operand(*a) {
-                    Err(m) => self.err(&here, m),
-                    Ok(d) => {
-                        let ok = if u.is_predicate() {
-                            e.dtype == DType::Bool
-                        } else {
-                            e.dtype == d && (*u != UnaryOp::Not || d == DType::Bool)
-                        };
-                        want(self, ok, &|| {
-                            format!("{} of {d} cannot be {}", u.name(), e.dtype)
-                        });
-                    }
-                },
-                ExprOp::Binary(b, x, y) => match (operand(*x), operand(*y)) {
-                    (Err(m), _) | (_, Err(m)) => self.err(&here, m),
-                    (Ok(dx), Ok(dy)) => {
-                        let same = dx == dy || *b == BinaryOp::Pow;
-                        let result = if b.is_predicate() {
-                            e.dtype == DType::Bool
-                        } else {
-                            e.dtype == dx
-                        };
-                        want(self, same && result, &|| {
-                            format!("{} of {dx} and {dy} cannot be {}", b.name(), e.dtype)
-                        });
-                    }
-                },
-                ExprOp::Select(c, a, b) => match (operand(*c), operand(*a), operand(*b)) {
-                    (Err(m), _, _) | (_, Err(m), _) | (_, _, Err(m)) => self.err(&here, m),
-                    (Ok(dc), Ok(da), Ok(db)) => {
-                        want(
-                            self,
-                            dc == DType::Bool && da == e.dtype && db == e.dtype,
-                            &|| format!("select {dc} ? {da} : {db} cannot be {}", e.dtype),
-                        );
-                    }
-                },
-                ExprOp::Cast(a) => {
-                    if let Err(m) = operand(*a) {
-                        self.err(&here, m);
-                    }
-                }
-                ExprOp::Acc { phase, slot } => {
-                    let ok = matches!(reduce_slots.get(*phase as usize), Some(Some(s)) if (*slot as usize) < *s);
-                    want(self, ok, &|| {
-                        format!("acc {phase}.{slot} names no reduction result")
-                    });
-                }
-                ExprOp::IndexValue(idx) => {
-                    want(self, e.dtype == DType::I64, &|| {
-                        "index value is not i64".into()
-                    });
-                    check_index(self, "index", idx);
-                }
-                ExprOp::CheckIndex { value, dim: _ } => match operand(*value) {
-                    Err(m) => self.err(&here, m),
-                    Ok(d) => want(self, d == DType::I64 && e.dtype == DType::I64, &|| {
-                        format!("check_index of {d} cannot be {}", e.dtype)
-                    }),
-                },
-            }
+        for i in 0..n.exprs.len() {
+            self.expr(&format!("{at} e{i}"), n, i);
         }
-        let inner_mask: u64 = 0xffff_ffff << 32;
-        let expr_at = |x: ExprId| x.index() < exprs.len();
         // `var_deps` walks operands and accumulators' reductions: only for a nest whose
         // expressions verified and whose reductions name existing expressions.
-        let reductions_exist = n.phases.iter().all(|ph| match ph {
-            Phase::Reduce(rs) => rs.iter().all(|r| {
-                expr_at(r.value)
-                    && r.mask.is_none_or(expr_at)
-                    && match r.kind {
-                        ReduceKind::ArgMax { arg } => expr_at(arg),
-                        _ => true,
-                    }
-            }),
-            Phase::Store { .. } => true,
-        });
-        let deps = (self.errors.len() == before && reductions_exist).then(|| var_deps(n));
+        let deps = (self.errors.len() == before && reductions_exist(n)).then(|| var_deps(n));
         for (p, ph) in n.phases.iter().enumerate() {
             let here = format!("{at} phase {p}");
             match ph {
-                Phase::Reduce(rs) => {
-                    for r in rs {
-                        if !expr_at(r.value) {
-                            self.err(&here, format!("reduces missing {}", r.value));
-                            continue;
-                        }
-                        let d = exprs[r.value.index()].dtype;
-                        match r.kind {
-                            ReduceKind::ArgMax { arg } => {
-                                let ok = expr_at(arg)
-                                    && exprs[arg.index()].dtype == DType::I64
-                                    && r.dtype == DType::I64;
-                                if !ok {
-                                    self.err(
-                                        &here,
-                                        "argmax needs an i64 argument and result".into(),
-                                    );
-                                }
-                            }
-                            _ if d != r.dtype => {
-                                self.err(&here, format!("reduces {d} into {}", r.dtype));
-                            }
-                            _ => {}
-                        }
-                        if let Some(m) = r.mask
-                            && (!expr_at(m) || exprs[m.index()].dtype != DType::Bool)
-                        {
-                            self.err(&here, format!("mask {m} is not a bool expression"));
-                        }
-                    }
-                }
+                Phase::Reduce(rs) => self.reductions(&here, &n.exprs, rs),
                 Phase::Store { looped, stores } => {
-                    for s in stores {
-                        if self.param(&here, s.param, Access::Write) {
-                            self.in_bounds(&here, s.param, &s.index);
-                        }
-                        if !expr_at(s.value) {
-                            self.err(&here, format!("stores missing {}", s.value));
-                            continue;
-                        }
-                        let pd = self.k.params.get(s.param.index()).map(|p| p.dtype);
-                        let vd = exprs[s.value.index()].dtype;
-                        if pd.is_some_and(|pd| pd != vd) {
-                            self.err(&here, format!("stores {vd} into {}", s.param));
-                        }
-                        if !looped {
-                            let idx_inner = s.index.terms().iter().any(|(a, _)| {
-                                (0..n.inner.len()).any(|k| atom_mentions(a, Var::Inner(k as u8)))
-                            });
-                            let value_inner = deps
-                                .as_ref()
-                                .is_some_and(|d| d[s.value.index()] & inner_mask != 0);
-                            if value_inner || idx_inner {
-                                self.err(
-                                    &here,
-                                    format!(
-                                        "once-per-row store to {} depends on an inner loop",
-                                        s.param
-                                    ),
-                                );
-                            }
-                        }
-                    }
+                    self.stores(&here, n, *looped, stores, deps.as_deref());
                 }
             }
         }
+        self.hints(at, n);
+    }
+
+    /// Records `message()` at `at` unless `ok`.
+    fn want(&mut self, at: &str, ok: bool, message: impl FnOnce() -> String) {
+        if !ok {
+            self.err(at, message());
+        }
+    }
+
+    /// Expression `i` of `n`: operands, types, parameters and indices.
+    fn expr(&mut self, here: &str, n: &Nest, i: usize) {
+        let exprs = &n.exprs;
+        let e = &exprs[i];
+        let dt = e.dtype;
+        match &e.op {
+            ExprOp::Lit(l) => {
+                let ok = match l {
+                    Lit::F(_) => dt.is_float(),
+                    Lit::I(_) => is_int(dt),
+                    Lit::B(_) => dt == DType::Bool,
+                };
+                self.want(here, ok, || format!("literal does not fit {dt}"));
+            }
+            ExprOp::Load { param, index } => {
+                if self.load(here, *param, dt) {
+                    self.in_bounds(here, *param, index);
+                }
+                self.index(here, n, i, "index", index);
+            }
+            ExprOp::LoadIf {
+                param,
+                index,
+                guards,
+                default: _,
+            } => {
+                self.load(here, *param, dt);
+                self.index(here, n, i, "index", index);
+                for g in guards {
+                    self.index(here, n, i, "guard", &g.index);
+                }
+            }
+            ExprOp::InRange(guards) => {
+                self.want(here, dt == DType::Bool, || "in_range is not bool".into());
+                for g in guards {
+                    self.index(here, n, i, "guard", &g.index);
+                }
+            }
+            ExprOp::Unary(u, a) => {
+                if let Some([d]) = self.operands(here, exprs, i, [*a]) {
+                    let ok = if u.is_predicate() {
+                        dt == DType::Bool
+                    } else {
+                        dt == d && (*u != UnaryOp::Not || d == DType::Bool)
+                    };
+                    self.want(here, ok, || format!("{} of {d} cannot be {dt}", u.name()));
+                }
+            }
+            ExprOp::Binary(b, x, y) => {
+                if let Some([dx, dy]) = self.operands(here, exprs, i, [*x, *y]) {
+                    let same = dx == dy || *b == BinaryOp::Pow;
+                    let result = if b.is_predicate() {
+                        dt == DType::Bool
+                    } else {
+                        dt == dx
+                    };
+                    self.want(here, same && result, || {
+                        format!("{} of {dx} and {dy} cannot be {dt}", b.name())
+                    });
+                }
+            }
+            ExprOp::Select(c, a, b) => {
+                if let Some([dc, da, db]) = self.operands(here, exprs, i, [*c, *a, *b]) {
+                    let ok = dc == DType::Bool && da == dt && db == dt;
+                    self.want(here, ok, || {
+                        format!("select {dc} ? {da} : {db} cannot be {dt}")
+                    });
+                }
+            }
+            ExprOp::Cast(a) => {
+                self.operands(here, exprs, i, [*a]);
+            }
+            ExprOp::Acc { phase, slot } => {
+                let ok = matches!(
+                    n.phases.get(*phase as usize),
+                    Some(Phase::Reduce(rs)) if (*slot as usize) < rs.len()
+                );
+                self.want(here, ok, || {
+                    format!("acc {phase}.{slot} names no reduction result")
+                });
+            }
+            ExprOp::IndexValue(idx) => {
+                self.want(here, dt == DType::I64, || "index value is not i64".into());
+                self.index(here, n, i, "index", idx);
+            }
+            ExprOp::CheckIndex { value, dim: _ } => {
+                if let Some([d]) = self.operands(here, exprs, i, [*value]) {
+                    self.want(here, d == DType::I64 && dt == DType::I64, || {
+                        format!("check_index of {d} cannot be {dt}")
+                    });
+                }
+            }
+        }
+    }
+
+    /// The dtypes of operands `xs` of expression `i`; records the first that does not
+    /// precede it.
+    fn operands<const N: usize>(
+        &mut self,
+        here: &str,
+        exprs: &[Expr],
+        i: usize,
+        xs: [ExprId; N],
+    ) -> Option<[DType; N]> {
+        match xs.iter().find(|x| x.index() >= i) {
+            Some(x) => {
+                self.err(here, format!("operand {x} does not precede it"));
+                None
+            }
+            None => Some(xs.map(|x| exprs[x.index()].dtype)),
+        }
+    }
+
+    /// A load of `dtype` from `p`: `p` is readable and of that dtype. False if `p` is no
+    /// parameter.
+    fn load(&mut self, here: &str, p: ParamId, dtype: DType) -> bool {
+        if !self.param(here, p, Access::Read) {
+            return false;
+        }
+        let pd = self.k.params[p.index()].dtype;
+        self.want(here, pd == dtype, || {
+            format!("loads {dtype} from a {pd} parameter")
+        });
+        true
+    }
+
+    /// An index used by expression `i` of `n`: divisions by positive constants, loop
+    /// variables of `n` with its extents, value atoms naming earlier integer expressions.
+    fn index(&mut self, here: &str, n: &Nest, i: usize, what: &str, idx: &Index) {
+        let var_ok = |v: Var, ext: i64| -> Option<String> {
+            let extent = match v {
+                Var::Outer(k) => n.outer.get(k as usize),
+                Var::Inner(k) => n.inner.get(k as usize),
+            };
+            match extent {
+                Some(&e) if e as i64 == ext => None,
+                Some(e) => Some(format!("{v} has extent {ext}, the loop {e}")),
+                None => Some(format!("{v} is not a loop of this nest")),
+            }
+        };
+        for (a, _) in idx.terms() {
+            let msg = atom_error(a, &|_| None)
+                .or_else(|| index_vars_error(a, &var_ok))
+                .or_else(|| value_atoms_error(a, i, &n.exprs));
+            if let Some(m) = msg {
+                self.err(here, format!("{what}: {m}"));
+            }
+        }
+    }
+
+    /// The accumulators of one reduction phase.
+    fn reductions(&mut self, here: &str, exprs: &[Expr], rs: &[Reduction]) {
+        let expr_at = |x: ExprId| x.index() < exprs.len();
+        for r in rs {
+            if !expr_at(r.value) {
+                self.err(here, format!("reduces missing {}", r.value));
+                continue;
+            }
+            let d = exprs[r.value.index()].dtype;
+            match r.kind {
+                ReduceKind::ArgMax { arg } => {
+                    let ok = expr_at(arg)
+                        && exprs[arg.index()].dtype == DType::I64
+                        && r.dtype == DType::I64;
+                    self.want(here, ok, || {
+                        "argmax needs an i64 argument and result".into()
+                    });
+                }
+                _ => self.want(here, d == r.dtype, || {
+                    format!("reduces {d} into {}", r.dtype)
+                }),
+            }
+            if let Some(m) = r.mask
+                && (!expr_at(m) || exprs[m.index()].dtype != DType::Bool)
+            {
+                self.err(here, format!("mask {m} is not a bool expression"));
+            }
+        }
+    }
+
+    /// The stores of one phase; `deps` are the nest's [`var_deps`] when they could be
+    /// computed.
+    fn stores(
+        &mut self,
+        here: &str,
+        n: &Nest,
+        looped: bool,
+        stores: &[Store],
+        deps: Option<&[u64]>,
+    ) {
+        let inner_mask: u64 = 0xffff_ffff << 32;
+        for s in stores {
+            if self.param(here, s.param, Access::Write) {
+                self.in_bounds(here, s.param, &s.index);
+            }
+            let Some(value) = n.exprs.get(s.value.index()) else {
+                self.err(here, format!("stores missing {}", s.value));
+                continue;
+            };
+            let pd = self.k.params.get(s.param.index()).map(|p| p.dtype);
+            let vd = value.dtype;
+            if pd.is_some_and(|pd| pd != vd) {
+                self.err(here, format!("stores {vd} into {}", s.param));
+            }
+            if !looped {
+                let idx_inner = s.index.terms().iter().any(|(a, _)| {
+                    (0..n.inner.len()).any(|k| atom_mentions(a, Var::Inner(k as u8)))
+                });
+                let value_inner = deps.is_some_and(|d| d[s.value.index()] & inner_mask != 0);
+                self.want(here, !(value_inner || idx_inner), || {
+                    format!("once-per-row store to {} depends on an inner loop", s.param)
+                });
+            }
+        }
+    }
+
+    /// The nest's hints name loops it has, with a width and unroll of at least 1.
+    fn hints(&mut self, at: &str, n: &Nest) {
         let h = &n.hints;
         let has_axis = match h.vector {
             VectorAxis::None => true,
             VectorAxis::Inner => !n.inner.is_empty(),
             VectorAxis::Outer => !n.outer.is_empty(),
         };
-        if !has_axis || h.width == 0 || h.unroll == 0 {
-            self.err(
-                at,
-                format!(
-                    "hints {:?} x{} unroll {} do not fit loops {:?} / {:?}",
-                    h.vector, h.width, h.unroll, n.outer, n.inner
-                ),
-            );
-        }
+        self.want(at, has_axis && h.width > 0 && h.unroll > 0, || {
+            format!(
+                "hints {:?} x{} unroll {} do not fit loops {:?} / {:?}",
+                h.vector, h.width, h.unroll, n.outer, n.inner
+            )
+        });
     }
 
     /// An index into `p` that must stay inside it over its whole value range.
@@ -533,10 +535,27 @@ fn atom_mentions(a: &Atom, v: Var) -> bool {
     }
 }
 
-/// Walks an atom's variables through `check`.
-fn atom_error(a: &Atom, check: &dyn Fn(Var) -> Result<Option<()>, String>) -> Option<String> {
+/// True if every reduction of `n` names existing expressions (value, mask, argument).
+fn reductions_exist(n: &Nest) -> bool {
+    let expr_at = |x: ExprId| x.index() < n.exprs.len();
+    n.phases.iter().all(|ph| match ph {
+        Phase::Reduce(rs) => rs.iter().all(|r| {
+            expr_at(r.value)
+                && r.mask.is_none_or(expr_at)
+                && match r.kind {
+                    ReduceKind::ArgMax { arg } => expr_at(arg),
+                    _ => true,
+                }
+        }),
+        Phase::Store { .. } => true,
+    })
+}
+
+/// The first problem of an atom: a division by a non-positive constant, or what `check`
+/// says of one of its variables.
+fn atom_error(a: &Atom, check: &dyn Fn(Var) -> Option<String>) -> Option<String> {
     match a {
-        Atom::Var(v, _) => check(*v).err(),
+        Atom::Var(v, _) => check(*v),
         Atom::Div(e, d) | Atom::Mod(e, d) => {
             if *d <= 0 {
                 return Some(format!("division by {d}"));
@@ -547,12 +566,11 @@ fn atom_error(a: &Atom, check: &dyn Fn(Var) -> Result<Option<()>, String>) -> Op
     }
 }
 
-fn index_vars_error(
-    a: &Atom,
-    var_ok: &dyn Fn(Var, i64) -> Result<Option<()>, String>,
-) -> Option<String> {
+/// What `var_ok` says of the first of an atom's variables (with their extents) it
+/// objects to.
+fn index_vars_error(a: &Atom, var_ok: &dyn Fn(Var, i64) -> Option<String>) -> Option<String> {
     match a {
-        Atom::Var(v, ext) => var_ok(*v, *ext).err(),
+        Atom::Var(v, ext) => var_ok(*v, *ext),
         Atom::Div(e, _) | Atom::Mod(e, _) => e
             .terms()
             .iter()
@@ -561,7 +579,8 @@ fn index_vars_error(
     }
 }
 
-fn value_atoms_error(a: &Atom, at: usize, exprs: &[super::Expr]) -> Option<String> {
+/// The first value atom of `a` that does not name an integer expression before `at`.
+fn value_atoms_error(a: &Atom, at: usize, exprs: &[Expr]) -> Option<String> {
     match a {
         Atom::Var(..) => None,
         Atom::Div(e, _) | Atom::Mod(e, _) => e
