@@ -32,7 +32,7 @@ use super::math::Math;
 use crate::KernelError;
 use tessera_lower::kir::var_deps;
 use tessera_lower::kir::{
-    Atom, ExprId, ExprOp, Guard, Index, Lit, Nest, Param, ParamId, Phase, ReduceKind, Var,
+    Atom, Expr, ExprId, ExprOp, Guard, Index, Lit, Nest, Param, ParamId, Phase, ReduceKind, Var,
     VectorAxis,
 };
 
@@ -933,150 +933,26 @@ impl<'a, 'b> Lower<'a, 'b> {
         Ok(v)
     }
 
-    fn emit_vector(&mut self, e: ExprId, expr: &tessera_lower::kir::Expr) -> Result<Value> {
-        let vv = self.vec_var.expect("vector mode");
+    /// The vector loop's variable.
+    fn vector_var(&self) -> Var {
+        self.vec_var
+            .expect("invariant: vector code is emitted only in vectorized nests")
+    }
+
+    /// Expression `e` (`expr`), which varies along the vector loop, as a vector: f32x4,
+    /// or an i32x4 lane mask for bools.
+    fn emit_vector(&mut self, e: ExprId, expr: &Expr) -> Result<Value> {
         Ok(match &expr.op {
-            ExprOp::Load { param, index } => {
-                let stride = index.stride_of(vv);
-                if stride == Some(1) {
-                    let i = self.load_index(e, index, 0)?;
-                    let a = self.addr(*param, i);
-                    self.b.ins().load(F32X4, trusted(), a, 0)
-                } else {
-                    self.lanes_f32(e, *param, index, stride)?
-                }
-            }
+            ExprOp::Load { param, index } => self.vector_load(e, *param, index)?,
             ExprOp::LoadIf {
                 param,
                 index,
                 guards,
                 default,
-            } => {
-                let stride = index.stride_of(vv);
-                let fast =
-                    stride.is_some() && guards.iter().all(|g| g.index.stride_of(vv).is_some());
-                let slow = |l: &mut Self| -> Result<Value> {
-                    let mut lanes = Vec::new();
-                    for lane in 0..4 {
-                        let ok = l.guards(guards, lane)?;
-                        let i = l.load_index(e, index, lane)?;
-                        let z = l.b.ins().iconst(I64, 0);
-                        let safe = l.b.ins().select(ok, i, z);
-                        let x = l.load_scalar(*param, safe);
-                        let d = l.lit(*default, expr.dtype);
-                        lanes.push(l.b.ins().select(ok, x, d));
-                    }
-                    Ok(l.pack_f(&lanes))
-                };
-                if fast && self.live(guards).is_empty() {
-                    // The interior of a window: every guard is known to hold.
-                    return self.emit_vector(
-                        e,
-                        &tessera_lower::kir::Expr {
-                            dtype: expr.dtype,
-                            op: ExprOp::Load {
-                                param: *param,
-                                index: index.clone(),
-                            },
-                        },
-                    );
-                }
-                if !fast {
-                    return slow(self);
-                }
-                // Guards affine along the vector loop hold on an interval of lanes: when
-                // the first and the last lane pass, all do, and the load is unguarded.
-                self.branch_lanes(
-                    guards,
-                    F32X4,
-                    &mut |l| {
-                        if stride == Some(1) {
-                            let i = l.load_index(e, index, 0)?;
-                            let a = l.addr(*param, i);
-                            Ok(l.b.ins().load(F32X4, trusted(), a, 0))
-                        } else {
-                            l.lanes_f32(e, *param, index, stride)
-                        }
-                    },
-                    &mut |l| slow(l),
-                )?
-            }
-            ExprOp::InRange(gs) => {
-                let per_lane = |l: &mut Self| -> Result<Value> {
-                    let mut lanes = Vec::new();
-                    for lane in 0..4 {
-                        let ok = l.guards(gs, lane)?;
-                        let m1 = l.b.ins().iconst(I32, -1);
-                        let z = l.b.ins().iconst(I32, 0);
-                        lanes.push(l.b.ins().select(ok, m1, z));
-                    }
-                    let mut v = l.b.ins().splat(I32X4, lanes[0]);
-                    for (k, x) in lanes.iter().enumerate().skip(1) {
-                        v = l.b.ins().insertlane(v, *x, k as u8);
-                    }
-                    Ok(v)
-                };
-                if self.live(gs).is_empty() {
-                    let m1 = self.b.ins().iconst(I32, -1);
-                    self.b.ins().splat(I32X4, m1)
-                } else if gs.iter().all(|g| g.index.stride_of(vv).is_some()) {
-                    self.branch_lanes(
-                        gs,
-                        I32X4,
-                        &mut |l| {
-                            let m1 = l.b.ins().iconst(I32, -1);
-                            Ok(l.b.ins().splat(I32X4, m1))
-                        },
-                        &mut |l| per_lane(l),
-                    )?
-                } else {
-                    per_lane(self)?
-                }
-            }
-            ExprOp::Unary(u, a) => {
-                let av = self.get(*a)?;
-                if *u == UnaryOp::Not {
-                    let m = self.mask(av);
-                    self.b.ins().bnot(m)
-                } else if matches!(u, UnaryOp::IsNaN | UnaryOp::IsInf) {
-                    let x = self.splat_f(av);
-                    if *u == UnaryOp::IsNaN {
-                        self.b.ins().fcmp(FloatCC::Unordered, x, x)
-                    } else {
-                        let ab = self.b.ins().fabs(x);
-                        let s = self.b.ins().f32const(f32::INFINITY);
-                        let inf = self.b.ins().splat(F32X4, s);
-                        self.b.ins().fcmp(FloatCC::Equal, ab, inf)
-                    }
-                } else {
-                    let x = self.splat_f(av);
-                    self.unary_f32(*u, x, true)?
-                }
-            }
-            ExprOp::Binary(op, a, b) => {
-                let (av, bv) = (self.get(*a)?, self.get(*b)?);
-                match op {
-                    BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
-                        let (x, y) = (self.mask(av), self.mask(bv));
-                        match op {
-                            BinaryOp::And => self.b.ins().band(x, y),
-                            BinaryOp::Or => self.b.ins().bor(x, y),
-                            _ => self.b.ins().bxor(x, y),
-                        }
-                    }
-                    _ => {
-                        let x = self.splat_f(av);
-                        let y = match bv {
-                            Val::S(s) if self.nest.exprs[(*b).index()].dtype != DType::F32 => {
-                                let f = self.f32_of(s, self.nest.exprs[(*b).index()].dtype);
-                                self.b.ins().splat(F32X4, f)
-                            }
-                            other => self.splat_f(other),
-                        };
-                        self.binary_f32_vec(*op, x, y)?
-                    }
-                }
-            }
+            } => self.vector_load_if(e, expr.dtype, *param, index, guards, *default)?,
+            ExprOp::InRange(gs) => self.vector_in_range(gs)?,
+            ExprOp::Unary(u, a) => self.vector_unary(*u, *a)?,
+            ExprOp::Binary(op, a, b) => self.vector_binary(*op, *a, *b)?,
             ExprOp::Select(c, a, b) => {
                 let cv = self.get(*c)?;
                 let m = self.mask(cv);
@@ -1096,6 +972,144 @@ impl<'a, 'b> Lower<'a, 'b> {
                 });
             }
         })
+    }
+
+    /// Load `e`: four lanes of f32 `param` at `index`, one vector load where `index` is
+    /// contiguous along the vector loop.
+    fn vector_load(&mut self, e: ExprId, param: ParamId, index: &Index) -> Result<Value> {
+        let stride = index.stride_of(self.vector_var());
+        if stride == Some(1) {
+            let i = self.load_index(e, index, 0)?;
+            let a = self.addr(param, i);
+            Ok(self.b.ins().load(F32X4, trusted(), a, 0))
+        } else {
+            self.lanes_f32(e, param, index, stride)
+        }
+    }
+
+    /// Guarded load `e` of `dtype`: unguarded in a window's interior, else per lane, or
+    /// (guards affine along the vector loop) one branch on the first and last lanes.
+    fn vector_load_if(
+        &mut self,
+        e: ExprId,
+        dtype: DType,
+        param: ParamId,
+        index: &Index,
+        guards: &[Guard],
+        default: Lit,
+    ) -> Result<Value> {
+        let vv = self.vector_var();
+        let fast =
+            index.stride_of(vv).is_some() && guards.iter().all(|g| g.index.stride_of(vv).is_some());
+        let slow = |l: &mut Self| -> Result<Value> {
+            let mut lanes = Vec::new();
+            for lane in 0..4 {
+                let ok = l.guards(guards, lane)?;
+                let i = l.load_index(e, index, lane)?;
+                let z = l.b.ins().iconst(I64, 0);
+                let safe = l.b.ins().select(ok, i, z);
+                let x = l.load_scalar(param, safe);
+                let d = l.lit(default, dtype);
+                lanes.push(l.b.ins().select(ok, x, d));
+            }
+            Ok(l.pack_f(&lanes))
+        };
+        if fast && self.live(guards).is_empty() {
+            // The interior of a window: every guard is known to hold.
+            return self.vector_load(e, param, index);
+        }
+        if !fast {
+            return slow(self);
+        }
+        // Guards affine along the vector loop hold on an interval of lanes: when the
+        // first and the last lane pass, all do, and the load is unguarded.
+        self.branch_lanes(
+            guards,
+            F32X4,
+            &mut |l| l.vector_load(e, param, index),
+            &mut |l| slow(l),
+        )
+    }
+
+    /// `in_range` of guards `gs` as a lane mask.
+    fn vector_in_range(&mut self, gs: &[Guard]) -> Result<Value> {
+        let per_lane = |l: &mut Self| -> Result<Value> {
+            let mut lanes = Vec::new();
+            for lane in 0..4 {
+                let ok = l.guards(gs, lane)?;
+                let m1 = l.b.ins().iconst(I32, -1);
+                let z = l.b.ins().iconst(I32, 0);
+                lanes.push(l.b.ins().select(ok, m1, z));
+            }
+            let mut v = l.b.ins().splat(I32X4, lanes[0]);
+            for (k, x) in lanes.iter().enumerate().skip(1) {
+                v = l.b.ins().insertlane(v, *x, k as u8);
+            }
+            Ok(v)
+        };
+        let vv = self.vector_var();
+        if self.live(gs).is_empty() {
+            let m1 = self.b.ins().iconst(I32, -1);
+            Ok(self.b.ins().splat(I32X4, m1))
+        } else if gs.iter().all(|g| g.index.stride_of(vv).is_some()) {
+            self.branch_lanes(
+                gs,
+                I32X4,
+                &mut |l| {
+                    let m1 = l.b.ins().iconst(I32, -1);
+                    Ok(l.b.ins().splat(I32X4, m1))
+                },
+                &mut |l| per_lane(l),
+            )
+        } else {
+            per_lane(self)
+        }
+    }
+
+    /// `u` of operand `a` along the vector loop.
+    fn vector_unary(&mut self, u: UnaryOp, a: ExprId) -> Result<Value> {
+        let av = self.get(a)?;
+        Ok(if u == UnaryOp::Not {
+            let m = self.mask(av);
+            self.b.ins().bnot(m)
+        } else if matches!(u, UnaryOp::IsNaN | UnaryOp::IsInf) {
+            let x = self.splat_f(av);
+            if u == UnaryOp::IsNaN {
+                self.b.ins().fcmp(FloatCC::Unordered, x, x)
+            } else {
+                let ab = self.b.ins().fabs(x);
+                let s = self.b.ins().f32const(f32::INFINITY);
+                let inf = self.b.ins().splat(F32X4, s);
+                self.b.ins().fcmp(FloatCC::Equal, ab, inf)
+            }
+        } else {
+            let x = self.splat_f(av);
+            self.unary_f32(u, x, true)?
+        })
+    }
+
+    /// `op` of operands `a`, `b` along the vector loop: logic on lane masks, the rest on
+    /// f32x4 (a scalar exponent of another dtype converted first).
+    fn vector_binary(&mut self, op: BinaryOp, a: ExprId, b: ExprId) -> Result<Value> {
+        let (av, bv) = (self.get(a)?, self.get(b)?);
+        if let BinaryOp::And | BinaryOp::Or | BinaryOp::Xor = op {
+            let (x, y) = (self.mask(av), self.mask(bv));
+            return Ok(match op {
+                BinaryOp::And => self.b.ins().band(x, y),
+                BinaryOp::Or => self.b.ins().bor(x, y),
+                _ => self.b.ins().bxor(x, y),
+            });
+        }
+        let x = self.splat_f(av);
+        let bdt = self.nest.exprs[b.index()].dtype;
+        let y = match bv {
+            Val::S(s) if bdt != DType::F32 => {
+                let f = self.f32_of(s, bdt);
+                self.b.ins().splat(F32X4, f)
+            }
+            other => self.splat_f(other),
+        };
+        self.binary_f32_vec(op, x, y)
     }
 
     /// `if guards hold for lanes 0 and 3 { fast } else { slow }`, both producing a value
@@ -1236,7 +1250,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         })
     }
 
-    fn emit_scalar(&mut self, e: ExprId, expr: &tessera_lower::kir::Expr) -> Result<Value> {
+    fn emit_scalar(&mut self, e: ExprId, expr: &Expr) -> Result<Value> {
         let dt = expr.dtype;
         let v = match &expr.op {
             ExprOp::Lit(l) => return Ok(self.lit(*l, dt)),
