@@ -598,7 +598,9 @@ impl<'a, 'b> Lower<'a, 'b> {
 
     fn var_value(&mut self, v: Var, lane: i64) -> Value {
         if Some(v) == self.vec_var {
-            let base = self.vec_base.expect("vector loop variable is bound");
+            let base = self
+                .vec_base
+                .expect("invariant: the vector loop binds its variable");
             let off = self.vec_off + if self.lanes == 4 { lane } else { 0 };
             return if off == 0 {
                 base
@@ -607,8 +609,10 @@ impl<'a, 'b> Lower<'a, 'b> {
             };
         }
         match v {
-            Var::Outer(k) => self.outer_vals[k as usize].expect("outer variable is bound"),
-            Var::Inner(j) => self.inner_vals[j as usize].expect("inner variable is bound"),
+            Var::Outer(k) => self.outer_vals[k as usize]
+                .expect("invariant: the row loop binds every outer variable"),
+            Var::Inner(j) => self.inner_vals[j as usize]
+                .expect("invariant: inner loops bind their variables before their bodies"),
         }
     }
 
@@ -763,7 +767,8 @@ impl<'a, 'b> Lower<'a, 'b> {
         } else {
             self.b.ins().imul_imm_s(idx, size)
         };
-        let base = self.ptrs[param.index()].expect("parameter pointers are loaded");
+        let base = self.ptrs[param.index()]
+            .expect("invariant: the entry block loads every parameter pointer");
         self.b.ins().iadd(base, off)
     }
 
@@ -1590,7 +1595,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             let vector_store = self.lanes == 4 && self.vec_var.is_some_and(|v| s.index.mentions(v))
                 || matches!(val, Val::V(_));
             if vector_store {
-                let vv = self.vec_var.expect("vector mode");
+                let vv = self.vector_var();
                 let x = self.splat_f(val);
                 if s.index.stride_of(vv) == Some(1) {
                     let i = self.index(&s.index, 0)?;
@@ -1798,7 +1803,8 @@ impl<'a, 'b> Lower<'a, 'b> {
     ) -> Result<()> {
         for (slot, r) in rs.iter().enumerate() {
             if let ReduceKind::ArgMax { arg } = r.kind {
-                let (best, found) = accs.arg_state[slot].expect("argmax state");
+                let (best, found) = accs.arg_state[slot]
+                    .expect("invariant: every argmax accumulator has its state");
                 let v = self.scalar(r.value)?;
                 let a = self.scalar(arg)?;
                 let m = match r.mask {

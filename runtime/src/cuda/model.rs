@@ -574,7 +574,7 @@ impl CudaModel {
         let mut bytes = vec![0u8; self.status.bytes];
         self.stream.download(&mut bytes, self.status.ptr)?;
         for (k, w) in bytes.chunks_exact(8).enumerate().take(self.kernels.len()) {
-            let code = u64::from_le_bytes(w.try_into().expect("chunks of 8"));
+            let code = u64::from_le_bytes(w.try_into().expect("invariant: chunks of 8 bytes"));
             if code != 0 {
                 let what = match code {
                     STATUS_INDEX_OUT_OF_RANGE => "a gathered index is out of range",

@@ -344,7 +344,7 @@ impl<'k, 'g> NestBuilder<'k, 'g> {
             if r.flat == *flat {
                 return Ok(r.expr);
             }
-            let p = g.producer(v).expect("roots are node outputs");
+            let p = g.producer(v).expect("invariant: roots are node outputs");
             return Err(self.kb.error(
                 p,
                 format!(

@@ -131,7 +131,9 @@ fn pointwise_candidates(space: &[usize]) -> Vec<Loops> {
         n
     };
     out.push(flat_split(space, block));
-    let (last, rest) = axes.split_last().expect("non-empty");
+    let (last, rest) = axes
+        .split_last()
+        .expect("invariant: an empty space returned above");
     out.push(grouped(space, &[rest.to_vec()], &[vec![*last]]));
     out.push(grouped(
         space,
@@ -163,7 +165,7 @@ fn best_of(
             }
         }
     }
-    Ok(best.expect("at least one candidate").1)
+    Ok(best.expect("invariant: every caller offers a candidate").1)
 }
 
 /// Stores every stored value of `shape` at the binding.

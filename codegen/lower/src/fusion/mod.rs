@@ -300,7 +300,9 @@ impl<'g> Planner<'g> {
             live.iter().map(|&i| (i, self.successors(i))).collect();
         for s in succ.values() {
             for b in s {
-                *indeg.get_mut(b).expect("successors are live groups") += 1;
+                *indeg
+                    .get_mut(b)
+                    .expect("invariant: successors are live groups") += 1;
             }
         }
         let key = |i: usize| (self.members[i][0], i);
@@ -314,7 +316,9 @@ impl<'g> Planner<'g> {
             let i = k.1;
             order.push(i);
             for &b in &succ[&i] {
-                let d = indeg.get_mut(&b).expect("live");
+                let d = indeg
+                    .get_mut(&b)
+                    .expect("invariant: successors are live groups");
                 *d -= 1;
                 if *d == 0 {
                     ready.insert(key(b));
