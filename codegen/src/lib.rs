@@ -6,30 +6,16 @@
 //!
 //! Both take kernels that passed [`tessera_lower::kir::verify`]. This crate never runs
 //! kernels; `tessera-runtime` does.
+//!
+//! Errors: below their entry points the backends return [`KernelError`] (an op on a
+//! dtype with no lowering, a construct that cannot be vectorized, a broken kernel-IR
+//! invariant, ...); the entry points ([`cranelift::Jit::add_nest`],
+//! [`cuda::emit_kernel`]) wrap it in [`CodegenError::Kernel`], which names the backend,
+//! the kernel and its graph nodes.
 
 pub mod cranelift;
 pub mod cuda;
+mod error;
 
+pub use error::{CodegenError, KernelError};
 pub use tessera_lower::KernelRef;
-
-/// Everything that can go wrong while generating code.
-#[derive(Debug, thiserror::Error)]
-pub enum CodegenError {
-    /// A kernel this backend cannot generate, or that Cranelift rejected (a bug in the
-    /// lowering); names the kernel and the graph nodes it computes.
-    #[error("{backend}: {kernel}: {message}")]
-    Kernel {
-        backend: &'static str,
-        kernel: KernelRef,
-        message: String,
-    },
-
-    /// The host is not supported by Cranelift.
-    #[error("native code generation is unavailable: {0}")]
-    Host(String),
-
-    /// Lowering failed before any code was generated (a printer lowered through the
-    /// driver, as [`cuda::CudaTarget`] does).
-    #[error(transparent)]
-    Lower(#[from] tessera_lower::LowerError),
-}

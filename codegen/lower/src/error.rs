@@ -4,6 +4,9 @@ use std::fmt;
 
 use tessera_ir::{Graph, IrError, NodeId, NodeRef, ValueId};
 
+use crate::fusion::analyze::Illegal;
+use crate::kir::VerifyError;
+
 /// A kernel as errors name it: its name and the graph nodes it computes (our node ids,
 /// source names and ops).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,9 +44,10 @@ pub enum LowerError {
     #[error(transparent)]
     Ir(#[from] IrError),
 
-    /// The fusion planner could not give a group a legal shape.
-    #[error("fusion plan: {node}: {message}")]
-    Plan { node: NodeRef, message: String },
+    /// The fusion planner could not give a group a legal shape; `node` is the group's
+    /// first node.
+    #[error("fusion plan: {node}: {reason}")]
+    Plan { node: NodeRef, reason: Box<Illegal> },
 
     /// A fusion plan breaks an invariant of [`crate::fusion::check_plan`] (all of them
     /// listed).
@@ -55,14 +59,22 @@ pub enum LowerError {
     Build { node: NodeRef, message: String },
 
     /// A built kernel breaks an invariant of [`crate::kir::verify`] (all of them listed).
-    #[error("{kernel}: invalid kernel IR: {}", .errors.join("; "))]
+    #[error("{kernel}: invalid kernel IR: {}", join(.errors))]
     InvalidKernel {
         kernel: KernelRef,
-        errors: Vec<String>,
+        errors: Vec<VerifyError>,
     },
 
     /// A kernel reads a value that is no graph input or constant and that no kernel
     /// stores.
     #[error("{kernel} reads {value}, which nothing stores")]
     Unstored { kernel: KernelRef, value: ValueId },
+}
+
+fn join(errors: &[VerifyError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -29,11 +29,14 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 use tessera_ir::{BinaryOp, DType, UnaryOp};
 
 use super::math::Math;
+use crate::KernelError;
 use tessera_lower::kir::var_deps;
 use tessera_lower::kir::{
-    Atom, ExprId, ExprOp, Guard, Index, Lit, Nest, Param, ParamId, Phase, ReduceKind, Var,
+    Atom, Expr, ExprId, ExprOp, Guard, Index, Lit, Nest, Param, ParamId, Phase, ReduceKind, Var,
     VectorAxis,
 };
+
+type Result<T> = std::result::Result<T, KernelError>;
 
 /// Error codes written to the status word.
 pub const STATUS_INDEX_OUT_OF_RANGE: u64 = 1;
@@ -155,7 +158,7 @@ pub(crate) fn lower_nest(
     params: &[Param],
     helpers: &HashMap<&'static str, FuncRef>,
     fma: bool,
-) -> Result<(), String> {
+) -> Result<()> {
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
@@ -169,12 +172,12 @@ pub(crate) fn lower_nest(
         *slot = Some(b.ins().load(I64, trusted(), pp, (8 * i) as i32));
     }
     let deps = var_deps(nest);
-    let vec_var = match nest.schedule.vector {
+    let vec_var = match nest.hints.vector {
         VectorAxis::None => None,
         VectorAxis::Inner => Some(Var::Inner(nest.inner.len() as u8 - 1)),
         VectorAxis::Outer => Some(Var::Outer(nest.outer.len() as u8 - 1)),
     };
-    let host = if nest.schedule.vector == VectorAxis::Outer {
+    let host = if nest.hints.vector == VectorAxis::Outer {
         2
     } else {
         1
@@ -433,7 +436,7 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     /// Emits the needed expressions of exactly `level` (and any missing shallower ones).
-    fn preemit(&mut self, needed: &[ExprId], level: u8) -> Result<(), String> {
+    fn preemit(&mut self, needed: &[ExprId], level: u8) -> Result<()> {
         for &e in needed {
             if self.levels[e.index()] <= level
                 && self.cache[e.index()].is_none()
@@ -452,8 +455,8 @@ impl<'a, 'b> Lower<'a, 'b> {
         start: Value,
         end: Value,
         step: i64,
-        body: &mut dyn FnMut(&mut Self, Value) -> Result<(), String>,
-    ) -> Result<Value, String> {
+        body: &mut dyn FnMut(&mut Self, Value) -> Result<()>,
+    ) -> Result<Value> {
         let header = self.b.create_block();
         let body_blk = self.b.create_block();
         let exit = self.b.create_block();
@@ -471,7 +474,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         Ok(i)
     }
 
-    fn phases(&mut self) -> Result<(), String> {
+    fn phases(&mut self) -> Result<()> {
         let empty_inner = self.nest.inner.contains(&0);
         for p in 0..self.nest.phases.len() {
             if empty_inner {
@@ -510,8 +513,8 @@ impl<'a, 'b> Lower<'a, 'b> {
         &mut self,
         depth: usize,
         needed: &[ExprId],
-        body: &mut dyn FnMut(&mut Self, Copy) -> Result<(), String>,
-    ) -> Result<(), String> {
+        body: &mut dyn FnMut(&mut Self, Copy) -> Result<()>,
+    ) -> Result<()> {
         let ni = self.nest.inner.len();
         if depth == ni {
             return body(self, Copy::Single);
@@ -550,7 +553,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             self.clear_from(level);
             return Ok(());
         }
-        let unroll = self.nest.schedule.unroll.max(1) as i64;
+        let unroll = self.nest.hints.unroll.max(1) as i64;
         let mut at = start;
         if unroll > 1 {
             at = self.counted_loop(at, end, 4 * unroll, &mut |l, i| {
@@ -595,7 +598,9 @@ impl<'a, 'b> Lower<'a, 'b> {
 
     fn var_value(&mut self, v: Var, lane: i64) -> Value {
         if Some(v) == self.vec_var {
-            let base = self.vec_base.expect("vector loop variable is bound");
+            let base = self
+                .vec_base
+                .expect("invariant: the vector loop binds its variable");
             let off = self.vec_off + if self.lanes == 4 { lane } else { 0 };
             return if off == 0 {
                 base
@@ -604,8 +609,10 @@ impl<'a, 'b> Lower<'a, 'b> {
             };
         }
         match v {
-            Var::Outer(k) => self.outer_vals[k as usize].expect("outer variable is bound"),
-            Var::Inner(j) => self.inner_vals[j as usize].expect("inner variable is bound"),
+            Var::Outer(k) => self.outer_vals[k as usize]
+                .expect("invariant: the row loop binds every outer variable"),
+            Var::Inner(j) => self.inner_vals[j as usize]
+                .expect("invariant: inner loops bind their variables before their bodies"),
         }
     }
 
@@ -659,7 +666,7 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     /// The index of load expression `e` at `lane`, from its row base when it has one.
-    fn load_index(&mut self, e: ExprId, i: &Index, lane: i64) -> Result<Value, String> {
+    fn load_index(&mut self, e: ExprId, i: &Index, lane: i64) -> Result<Value> {
         let Some(base) = self.row_base[e.index()] else {
             return self.index(i, lane);
         };
@@ -674,7 +681,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         param: ParamId,
         index: &Index,
         stride: Option<i64>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value> {
         let mut lanes = Vec::new();
         match stride {
             Some(st) if self.params[param.index()].dtype == DType::F32 && st.abs() < 1 << 20 => {
@@ -695,7 +702,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         Ok(self.pack_f(&lanes))
     }
 
-    fn atom(&mut self, a: &Atom, lane: i64) -> Result<Value, String> {
+    fn atom(&mut self, a: &Atom, lane: i64) -> Result<Value> {
         Ok(match a {
             Atom::Var(v, _) => self.var_value(*v, lane),
             Atom::Div(e, d) => {
@@ -710,12 +717,22 @@ impl<'a, 'b> Lower<'a, 'b> {
             }
             Atom::Value(x, _) => match self.cache[(*x).index()] {
                 Some(Val::S(v)) => v,
-                _ => return Err(format!("index value {x} is not available as a scalar")),
+                Some(Val::V(_)) => {
+                    return Err(KernelError::NotVectorizable {
+                        expr: *x,
+                        what: "a gathered index",
+                    });
+                }
+                None => {
+                    return Err(KernelError::Invariant(format!(
+                        "index value {x} is read before it is computed"
+                    )));
+                }
             },
         })
     }
 
-    fn index(&mut self, i: &Index, lane: i64) -> Result<Value, String> {
+    fn index(&mut self, i: &Index, lane: i64) -> Result<Value> {
         let c = self.b.ins().iconst(I64, i.constant_part());
         self.add_terms(c, i, lane, &|_, _| true)
     }
@@ -727,7 +744,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         i: &Index,
         lane: i64,
         pick: &dyn Fn(&Self, &Atom) -> bool,
-    ) -> Result<Value, String> {
+    ) -> Result<Value> {
         for (a, c) in i.terms() {
             if !pick(self, a) {
                 continue;
@@ -750,7 +767,8 @@ impl<'a, 'b> Lower<'a, 'b> {
         } else {
             self.b.ins().imul_imm_s(idx, size)
         };
-        let base = self.ptrs[param.index()].expect("parameter pointers are loaded");
+        let base = self.ptrs[param.index()]
+            .expect("invariant: the entry block loads every parameter pointer");
         self.b.ins().iadd(base, off)
     }
 
@@ -855,17 +873,20 @@ impl<'a, 'b> Lower<'a, 'b> {
         self.b.ins().bitselect(mf, a, b)
     }
 
-    fn get(&mut self, e: ExprId) -> Result<Val, String> {
+    fn get(&mut self, e: ExprId) -> Result<Val> {
         match self.cache[e.index()] {
             Some(v) => Ok(v),
             None => self.emit(e),
         }
     }
 
-    fn scalar(&mut self, e: ExprId) -> Result<Value, String> {
+    fn scalar(&mut self, e: ExprId) -> Result<Value> {
         match self.get(e)? {
             Val::S(v) => Ok(v),
-            Val::V(_) => Err(format!("{e} is a vector where a scalar is needed")),
+            Val::V(_) => Err(KernelError::NotVectorizable {
+                expr: e,
+                what: "an operand of scalar code",
+            }),
         }
     }
 
@@ -890,7 +911,7 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     /// Guards as a scalar bool for one lane.
-    fn guards(&mut self, gs: &[Guard], lane: i64) -> Result<Value, String> {
+    fn guards(&mut self, gs: &[Guard], lane: i64) -> Result<Value> {
         let gs = self.live(gs);
         let mut acc = self.b.ins().iconst(I8, 1);
         for g in &gs {
@@ -905,7 +926,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         Ok(acc)
     }
 
-    fn emit(&mut self, e: ExprId) -> Result<Val, String> {
+    fn emit(&mut self, e: ExprId) -> Result<Val> {
         let expr = self.nest.exprs[e.index()].clone();
         let vector = self.is_vec(e);
         let v = if vector {
@@ -917,150 +938,26 @@ impl<'a, 'b> Lower<'a, 'b> {
         Ok(v)
     }
 
-    fn emit_vector(&mut self, e: ExprId, expr: &tessera_lower::kir::Expr) -> Result<Value, String> {
-        let vv = self.vec_var.expect("vector mode");
+    /// The vector loop's variable.
+    fn vector_var(&self) -> Var {
+        self.vec_var
+            .expect("invariant: vector code is emitted only in vectorized nests")
+    }
+
+    /// Expression `e` (`expr`), which varies along the vector loop, as a vector: f32x4,
+    /// or an i32x4 lane mask for bools.
+    fn emit_vector(&mut self, e: ExprId, expr: &Expr) -> Result<Value> {
         Ok(match &expr.op {
-            ExprOp::Load { param, index } => {
-                let stride = index.stride_of(vv);
-                if stride == Some(1) {
-                    let i = self.load_index(e, index, 0)?;
-                    let a = self.addr(*param, i);
-                    self.b.ins().load(F32X4, trusted(), a, 0)
-                } else {
-                    self.lanes_f32(e, *param, index, stride)?
-                }
-            }
+            ExprOp::Load { param, index } => self.vector_load(e, *param, index)?,
             ExprOp::LoadIf {
                 param,
                 index,
                 guards,
                 default,
-            } => {
-                let stride = index.stride_of(vv);
-                let fast =
-                    stride.is_some() && guards.iter().all(|g| g.index.stride_of(vv).is_some());
-                let slow = |l: &mut Self| -> Result<Value, String> {
-                    let mut lanes = Vec::new();
-                    for lane in 0..4 {
-                        let ok = l.guards(guards, lane)?;
-                        let i = l.load_index(e, index, lane)?;
-                        let z = l.b.ins().iconst(I64, 0);
-                        let safe = l.b.ins().select(ok, i, z);
-                        let x = l.load_scalar(*param, safe);
-                        let d = l.lit(*default, expr.dtype);
-                        lanes.push(l.b.ins().select(ok, x, d));
-                    }
-                    Ok(l.pack_f(&lanes))
-                };
-                if fast && self.live(guards).is_empty() {
-                    // The interior of a window: every guard is known to hold.
-                    return self.emit_vector(
-                        e,
-                        &tessera_lower::kir::Expr {
-                            dtype: expr.dtype,
-                            op: ExprOp::Load {
-                                param: *param,
-                                index: index.clone(),
-                            },
-                        },
-                    );
-                }
-                if !fast {
-                    return slow(self);
-                }
-                // Guards affine along the vector loop hold on an interval of lanes: when
-                // the first and the last lane pass, all do, and the load is unguarded.
-                self.branch_lanes(
-                    guards,
-                    F32X4,
-                    &mut |l| {
-                        if stride == Some(1) {
-                            let i = l.load_index(e, index, 0)?;
-                            let a = l.addr(*param, i);
-                            Ok(l.b.ins().load(F32X4, trusted(), a, 0))
-                        } else {
-                            l.lanes_f32(e, *param, index, stride)
-                        }
-                    },
-                    &mut |l| slow(l),
-                )?
-            }
-            ExprOp::InRange(gs) => {
-                let per_lane = |l: &mut Self| -> Result<Value, String> {
-                    let mut lanes = Vec::new();
-                    for lane in 0..4 {
-                        let ok = l.guards(gs, lane)?;
-                        let m1 = l.b.ins().iconst(I32, -1);
-                        let z = l.b.ins().iconst(I32, 0);
-                        lanes.push(l.b.ins().select(ok, m1, z));
-                    }
-                    let mut v = l.b.ins().splat(I32X4, lanes[0]);
-                    for (k, x) in lanes.iter().enumerate().skip(1) {
-                        v = l.b.ins().insertlane(v, *x, k as u8);
-                    }
-                    Ok(v)
-                };
-                if self.live(gs).is_empty() {
-                    let m1 = self.b.ins().iconst(I32, -1);
-                    self.b.ins().splat(I32X4, m1)
-                } else if gs.iter().all(|g| g.index.stride_of(vv).is_some()) {
-                    self.branch_lanes(
-                        gs,
-                        I32X4,
-                        &mut |l| {
-                            let m1 = l.b.ins().iconst(I32, -1);
-                            Ok(l.b.ins().splat(I32X4, m1))
-                        },
-                        &mut |l| per_lane(l),
-                    )?
-                } else {
-                    per_lane(self)?
-                }
-            }
-            ExprOp::Unary(u, a) => {
-                let av = self.get(*a)?;
-                if *u == UnaryOp::Not {
-                    let m = self.mask(av);
-                    self.b.ins().bnot(m)
-                } else if matches!(u, UnaryOp::IsNaN | UnaryOp::IsInf) {
-                    let x = self.splat_f(av);
-                    if *u == UnaryOp::IsNaN {
-                        self.b.ins().fcmp(FloatCC::Unordered, x, x)
-                    } else {
-                        let ab = self.b.ins().fabs(x);
-                        let s = self.b.ins().f32const(f32::INFINITY);
-                        let inf = self.b.ins().splat(F32X4, s);
-                        self.b.ins().fcmp(FloatCC::Equal, ab, inf)
-                    }
-                } else {
-                    let x = self.splat_f(av);
-                    self.unary_f32(*u, x, true)?
-                }
-            }
-            ExprOp::Binary(op, a, b) => {
-                let (av, bv) = (self.get(*a)?, self.get(*b)?);
-                match op {
-                    BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
-                        let (x, y) = (self.mask(av), self.mask(bv));
-                        match op {
-                            BinaryOp::And => self.b.ins().band(x, y),
-                            BinaryOp::Or => self.b.ins().bor(x, y),
-                            _ => self.b.ins().bxor(x, y),
-                        }
-                    }
-                    _ => {
-                        let x = self.splat_f(av);
-                        let y = match bv {
-                            Val::S(s) if self.nest.exprs[(*b).index()].dtype != DType::F32 => {
-                                let f = self.f32_of(s, self.nest.exprs[(*b).index()].dtype);
-                                self.b.ins().splat(F32X4, f)
-                            }
-                            other => self.splat_f(other),
-                        };
-                        self.binary_f32_vec(*op, x, y)?
-                    }
-                }
-            }
+            } => self.vector_load_if(e, expr.dtype, *param, index, guards, *default)?,
+            ExprOp::InRange(gs) => self.vector_in_range(gs)?,
+            ExprOp::Unary(u, a) => self.vector_unary(*u, *a)?,
+            ExprOp::Binary(op, a, b) => self.vector_binary(*op, *a, *b)?,
             ExprOp::Select(c, a, b) => {
                 let cv = self.get(*c)?;
                 let m = self.mask(cv);
@@ -1069,10 +966,155 @@ impl<'a, 'b> Lower<'a, 'b> {
                 self.vselect(m, x, y)
             }
             ExprOp::Acc { .. } => {
-                return Err(format!("accumulator {e} was not computed before its use"));
+                return Err(KernelError::Invariant(format!(
+                    "accumulator {e} is read before its phase"
+                )));
             }
-            op => return Err(format!("{op:?} cannot be vectorized")),
+            op => {
+                return Err(KernelError::NotVectorizable {
+                    expr: e,
+                    what: op.name(),
+                });
+            }
         })
+    }
+
+    /// Load `e`: four lanes of f32 `param` at `index`, one vector load where `index` is
+    /// contiguous along the vector loop.
+    fn vector_load(&mut self, e: ExprId, param: ParamId, index: &Index) -> Result<Value> {
+        let stride = index.stride_of(self.vector_var());
+        if stride == Some(1) {
+            let i = self.load_index(e, index, 0)?;
+            let a = self.addr(param, i);
+            Ok(self.b.ins().load(F32X4, trusted(), a, 0))
+        } else {
+            self.lanes_f32(e, param, index, stride)
+        }
+    }
+
+    /// Guarded load `e` of `dtype`: unguarded in a window's interior, else per lane, or
+    /// (guards affine along the vector loop) one branch on the first and last lanes.
+    fn vector_load_if(
+        &mut self,
+        e: ExprId,
+        dtype: DType,
+        param: ParamId,
+        index: &Index,
+        guards: &[Guard],
+        default: Lit,
+    ) -> Result<Value> {
+        let vv = self.vector_var();
+        let fast =
+            index.stride_of(vv).is_some() && guards.iter().all(|g| g.index.stride_of(vv).is_some());
+        let slow = |l: &mut Self| -> Result<Value> {
+            let mut lanes = Vec::new();
+            for lane in 0..4 {
+                let ok = l.guards(guards, lane)?;
+                let i = l.load_index(e, index, lane)?;
+                let z = l.b.ins().iconst(I64, 0);
+                let safe = l.b.ins().select(ok, i, z);
+                let x = l.load_scalar(param, safe);
+                let d = l.lit(default, dtype);
+                lanes.push(l.b.ins().select(ok, x, d));
+            }
+            Ok(l.pack_f(&lanes))
+        };
+        if fast && self.live(guards).is_empty() {
+            // The interior of a window: every guard is known to hold.
+            return self.vector_load(e, param, index);
+        }
+        if !fast {
+            return slow(self);
+        }
+        // Guards affine along the vector loop hold on an interval of lanes: when the
+        // first and the last lane pass, all do, and the load is unguarded.
+        self.branch_lanes(
+            guards,
+            F32X4,
+            &mut |l| l.vector_load(e, param, index),
+            &mut |l| slow(l),
+        )
+    }
+
+    /// `in_range` of guards `gs` as a lane mask.
+    fn vector_in_range(&mut self, gs: &[Guard]) -> Result<Value> {
+        let per_lane = |l: &mut Self| -> Result<Value> {
+            let mut lanes = Vec::new();
+            for lane in 0..4 {
+                let ok = l.guards(gs, lane)?;
+                let m1 = l.b.ins().iconst(I32, -1);
+                let z = l.b.ins().iconst(I32, 0);
+                lanes.push(l.b.ins().select(ok, m1, z));
+            }
+            let mut v = l.b.ins().splat(I32X4, lanes[0]);
+            for (k, x) in lanes.iter().enumerate().skip(1) {
+                v = l.b.ins().insertlane(v, *x, k as u8);
+            }
+            Ok(v)
+        };
+        let vv = self.vector_var();
+        if self.live(gs).is_empty() {
+            let m1 = self.b.ins().iconst(I32, -1);
+            Ok(self.b.ins().splat(I32X4, m1))
+        } else if gs.iter().all(|g| g.index.stride_of(vv).is_some()) {
+            self.branch_lanes(
+                gs,
+                I32X4,
+                &mut |l| {
+                    let m1 = l.b.ins().iconst(I32, -1);
+                    Ok(l.b.ins().splat(I32X4, m1))
+                },
+                &mut |l| per_lane(l),
+            )
+        } else {
+            per_lane(self)
+        }
+    }
+
+    /// `u` of operand `a` along the vector loop.
+    fn vector_unary(&mut self, u: UnaryOp, a: ExprId) -> Result<Value> {
+        let av = self.get(a)?;
+        Ok(if u == UnaryOp::Not {
+            let m = self.mask(av);
+            self.b.ins().bnot(m)
+        } else if matches!(u, UnaryOp::IsNaN | UnaryOp::IsInf) {
+            let x = self.splat_f(av);
+            if u == UnaryOp::IsNaN {
+                self.b.ins().fcmp(FloatCC::Unordered, x, x)
+            } else {
+                let ab = self.b.ins().fabs(x);
+                let s = self.b.ins().f32const(f32::INFINITY);
+                let inf = self.b.ins().splat(F32X4, s);
+                self.b.ins().fcmp(FloatCC::Equal, ab, inf)
+            }
+        } else {
+            let x = self.splat_f(av);
+            self.unary_f32(u, x, true)?
+        })
+    }
+
+    /// `op` of operands `a`, `b` along the vector loop: logic on lane masks, the rest on
+    /// f32x4 (a scalar exponent of another dtype converted first).
+    fn vector_binary(&mut self, op: BinaryOp, a: ExprId, b: ExprId) -> Result<Value> {
+        let (av, bv) = (self.get(a)?, self.get(b)?);
+        if let BinaryOp::And | BinaryOp::Or | BinaryOp::Xor = op {
+            let (x, y) = (self.mask(av), self.mask(bv));
+            return Ok(match op {
+                BinaryOp::And => self.b.ins().band(x, y),
+                BinaryOp::Or => self.b.ins().bor(x, y),
+                _ => self.b.ins().bxor(x, y),
+            });
+        }
+        let x = self.splat_f(av);
+        let bdt = self.nest.exprs[b.index()].dtype;
+        let y = match bv {
+            Val::S(s) if bdt != DType::F32 => {
+                let f = self.f32_of(s, bdt);
+                self.b.ins().splat(F32X4, f)
+            }
+            other => self.splat_f(other),
+        };
+        self.binary_f32_vec(op, x, y)
     }
 
     /// `if guards hold for lanes 0 and 3 { fast } else { slow }`, both producing a value
@@ -1081,9 +1123,9 @@ impl<'a, 'b> Lower<'a, 'b> {
         &mut self,
         guards: &[Guard],
         ty: Type,
-        fast: &mut dyn FnMut(&mut Self) -> Result<Value, String>,
-        slow: &mut dyn FnMut(&mut Self) -> Result<Value, String>,
-    ) -> Result<Value, String> {
+        fast: &mut dyn FnMut(&mut Self) -> Result<Value>,
+        slow: &mut dyn FnMut(&mut Self) -> Result<Value>,
+    ) -> Result<Value> {
         let first = self.guards(guards, 0)?;
         let last = self.guards(guards, 3)?;
         let all = self.b.ins().band(first, last);
@@ -1128,7 +1170,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         self.pack_f(&lanes)
     }
 
-    fn unary_f32(&mut self, u: UnaryOp, x: Value, vector: bool) -> Result<Value, String> {
+    fn unary_f32(&mut self, u: UnaryOp, x: Value, vector: bool) -> Result<Value> {
         let ty = if vector { F32X4 } else { F32 };
         let c = |l: &mut Self, v: f32| {
             let s = l.b.ins().f32const(v);
@@ -1182,12 +1224,15 @@ impl<'a, 'b> Lower<'a, 'b> {
                 }
             }
             UnaryOp::Not | UnaryOp::IsNaN | UnaryOp::IsInf => {
-                return Err(format!("{} is not a float function", u.name()));
+                return Err(KernelError::Unsupported {
+                    op: u.name(),
+                    dtype: DType::F32,
+                });
             }
         })
     }
 
-    fn binary_f32_vec(&mut self, op: BinaryOp, x: Value, y: Value) -> Result<Value, String> {
+    fn binary_f32_vec(&mut self, op: BinaryOp, x: Value, y: Value) -> Result<Value> {
         Ok(match op {
             BinaryOp::Add => self.b.ins().fadd(x, y),
             BinaryOp::Sub => self.b.ins().fsub(x, y),
@@ -1202,12 +1247,15 @@ impl<'a, 'b> Lower<'a, 'b> {
             BinaryOp::Greater => self.b.ins().fcmp(FloatCC::GreaterThan, x, y),
             BinaryOp::GreaterOrEqual => self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, y),
             BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
-                return Err("logic on floats".into());
+                return Err(KernelError::Unsupported {
+                    op: op.name(),
+                    dtype: DType::F32,
+                });
             }
         })
     }
 
-    fn emit_scalar(&mut self, e: ExprId, expr: &tessera_lower::kir::Expr) -> Result<Value, String> {
+    fn emit_scalar(&mut self, e: ExprId, expr: &Expr) -> Result<Value> {
         let dt = expr.dtype;
         let v = match &expr.op {
             ExprOp::Lit(l) => return Ok(self.lit(*l, dt)),
@@ -1248,7 +1296,11 @@ impl<'a, 'b> Lower<'a, 'b> {
                 let z = self.b.ins().iconst(I64, 0);
                 return Ok(self.b.ins().select(oob, z, w));
             }
-            ExprOp::Acc { .. } => return Err(format!("accumulator {e} used before its phase")),
+            ExprOp::Acc { .. } => {
+                return Err(KernelError::Invariant(format!(
+                    "accumulator {e} is read before its phase"
+                )));
+            }
             ExprOp::Unary(u, a) => {
                 let adt = self.nest.exprs[(*a).index()].dtype;
                 let x = self.scalar(*a)?;
@@ -1295,7 +1347,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         self.b.def_var(self.err, e);
     }
 
-    fn unary_scalar(&mut self, u: UnaryOp, x: Value, dt: DType) -> Result<Value, String> {
+    fn unary_scalar(&mut self, u: UnaryOp, x: Value, dt: DType) -> Result<Value> {
         Ok(match ct(dt) {
             F32 => match u {
                 UnaryOp::IsNaN => self.b.ins().fcmp(FloatCC::Unordered, x, x),
@@ -1346,12 +1398,12 @@ impl<'a, 'b> Lower<'a, 'b> {
                     UnaryOp::Softplus => self.call("tessera_softplus_f64", &[x]),
                     UnaryOp::Sin => self.call("tessera_sin_f64", &[x]),
                     UnaryOp::Cos => self.call("tessera_cos_f64", &[x]),
-                    UnaryOp::Not => return Err("not on a float".into()),
+                    UnaryOp::Not => return Err(unsupported(u.name(), dt)),
                 }
             }
             I8 => match u {
                 UnaryOp::Not => self.b.ins().bxor_imm_s(x, 1),
-                _ => return Err(format!("{} on bool", u.name())),
+                _ => return Err(unsupported(u.name(), dt)),
             },
             _ => match u {
                 UnaryOp::Neg => self.b.ins().ineg(x),
@@ -1369,7 +1421,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                     let z = self.b.ins().iconst(I64, 0);
                     self.b.ins().smax(x, z)
                 }
-                _ => return Err(format!("{} on an integer", u.name())),
+                _ => return Err(unsupported(u.name(), dt)),
             },
         })
     }
@@ -1382,7 +1434,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         y: Value,
         ydt: DType,
         out: DType,
-    ) -> Result<Value, String> {
+    ) -> Result<Value> {
         let xt = ct(xdt);
         if xt == I8 {
             return Ok(match op {
@@ -1390,7 +1442,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 BinaryOp::Or => self.b.ins().bor(x, y),
                 BinaryOp::Xor => self.b.ins().bxor(x, y),
                 BinaryOp::Equal => self.b.ins().icmp(IntCC::Equal, x, y),
-                _ => return Err(format!("{} on bools", op.name())),
+                _ => return Err(unsupported(op.name(), xdt)),
             });
         }
         if xt == F32 || xt == F64 {
@@ -1423,7 +1475,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 BinaryOp::LessOrEqual => self.b.ins().fcmp(FloatCC::LessThanOrEqual, x, y),
                 BinaryOp::Greater => self.b.ins().fcmp(FloatCC::GreaterThan, x, y),
                 BinaryOp::GreaterOrEqual => self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, y),
-                _ => return Err(format!("{} on floats", op.name())),
+                _ => return Err(unsupported(op.name(), xdt)),
             });
         }
         // Integers (i64).
@@ -1475,7 +1527,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 IntCC::SignedGreaterThanOrEqual,
                 IntCC::UnsignedGreaterThanOrEqual,
             ),
-            _ => return Err(format!("{} on integers", op.name())),
+            _ => return Err(unsupported(op.name(), xdt)),
         })
     }
 
@@ -1537,13 +1589,13 @@ impl<'a, 'b> Lower<'a, 'b> {
         self.round_half(v, to)
     }
 
-    fn stores(&mut self, stores: &[tessera_lower::kir::Store], _copy: Copy) -> Result<(), String> {
+    fn stores(&mut self, stores: &[tessera_lower::kir::Store], _copy: Copy) -> Result<()> {
         for s in stores {
             let val = self.get(s.value)?;
             let vector_store = self.lanes == 4 && self.vec_var.is_some_and(|v| s.index.mentions(v))
                 || matches!(val, Val::V(_));
             if vector_store {
-                let vv = self.vec_var.expect("vector mode");
+                let vv = self.vector_var();
                 let x = self.splat_f(val);
                 if s.index.stride_of(vv) == Some(1) {
                     let i = self.index(&s.index, 0)?;
@@ -1572,9 +1624,9 @@ impl<'a, 'b> Lower<'a, 'b> {
         p: usize,
         rs: &[tessera_lower::kir::Reduction],
         needed: &[ExprId],
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let unroll = if self.vec_var.is_some_and(|v| matches!(v, Var::Inner(_))) {
-            self.nest.schedule.unroll.max(1) as usize
+            self.nest.hints.unroll.max(1) as usize
         } else {
             1
         };
@@ -1659,17 +1711,16 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     /// Binds the results of a reduction over an empty inner space: the initial values.
-    fn empty_reduction(
-        &mut self,
-        p: usize,
-        rs: &[tessera_lower::kir::Reduction],
-    ) -> Result<(), String> {
+    fn empty_reduction(&mut self, p: usize, rs: &[tessera_lower::kir::Reduction]) -> Result<()> {
         for (slot, r) in rs.iter().enumerate() {
             let v = self.reduce_init(r.kind, r.dtype);
             let outer_vec = matches!(self.vec_var, Some(Var::Outer(_))) && self.lanes == 4;
             let val = if outer_vec {
                 if ct(r.dtype) != F32 {
-                    return Err("a vector accumulator of a non-f32 type".into());
+                    return Err(KernelError::NotVectorizable {
+                        expr: r.value,
+                        what: "a reduction that does not accumulate f32",
+                    });
                 }
                 Val::V(self.b.ins().splat(F32X4, v))
             } else {
@@ -1749,10 +1800,11 @@ impl<'a, 'b> Lower<'a, 'b> {
         rs: &[tessera_lower::kir::Reduction],
         accs: &Accs,
         copy: Copy,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         for (slot, r) in rs.iter().enumerate() {
             if let ReduceKind::ArgMax { arg } = r.kind {
-                let (best, found) = accs.arg_state[slot].expect("argmax state");
+                let (best, found) = accs.arg_state[slot]
+                    .expect("invariant: every argmax accumulator has its state");
                 let v = self.scalar(r.value)?;
                 let a = self.scalar(arg)?;
                 let m = match r.mask {
@@ -1789,7 +1841,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             let always =
                 |m: ExprId| matches!(self.nest.exprs[m.index()].op, ExprOp::Lit(Lit::B(true)));
             let mask = match r.mask {
-                Some(m) if !always(m) => Some(self.get(m)?),
+                Some(m) if !always(m) => Some((m, self.get(m)?)),
                 _ => None,
             };
             let var = match copy {
@@ -1803,7 +1855,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 let x = self.splat_f(val);
                 let new = self.combine(r.kind, r.dtype, cur, x);
                 let new = match mask {
-                    Some(m) => {
+                    Some((_, m)) => {
                         let mm = self.mask(m);
                         self.vselect(mm, new, cur)
                     }
@@ -1812,12 +1864,20 @@ impl<'a, 'b> Lower<'a, 'b> {
                 self.b.def_var(var, new);
             } else {
                 let Val::S(x) = val else {
-                    return Err("a vector value in a scalar accumulation".into());
+                    return Err(KernelError::NotVectorizable {
+                        expr: r.value,
+                        what: "the value of a scalar accumulator",
+                    });
                 };
                 let new = self.combine(r.kind, r.dtype, cur, x);
                 let new = match mask {
-                    Some(Val::S(m)) => self.b.ins().select(m, new, cur),
-                    Some(Val::V(_)) => return Err("a vector mask in a scalar accumulation".into()),
+                    Some((_, Val::S(m))) => self.b.ins().select(m, new, cur),
+                    Some((m, Val::V(_))) => {
+                        return Err(KernelError::NotVectorizable {
+                            expr: m,
+                            what: "the mask of a scalar accumulator",
+                        });
+                    }
                     None => new,
                 };
                 self.b.def_var(var, new);
@@ -1836,6 +1896,10 @@ enum Copy {
     Vector(usize),
     /// The scalar tail of a vectorized loop.
     Tail,
+}
+
+fn unsupported(op: &'static str, dtype: DType) -> KernelError {
+    KernelError::Unsupported { op, dtype }
 }
 
 fn int_range(d: DType) -> (i64, i64) {

@@ -17,7 +17,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 
-use crate::{CodegenError, KernelRef};
+use crate::{CodegenError, KernelError, KernelRef};
 use tessera_lower::kir::{Nest, Param, VectorAxis};
 
 pub use lower::{STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE};
@@ -33,7 +33,7 @@ pub type NestFn = unsafe extern "C" fn(*const *mut u8, *mut u64, u64, u64, u64, 
 
 /// How many independent units `[begin, end)` ranges over for `nest`.
 pub fn parallel_units(nest: &Nest) -> usize {
-    match nest.schedule.vector {
+    match nest.hints.vector {
         VectorAxis::Outer => nest.outer[..nest.outer.len() - 1].iter().product(),
         _ => nest.outer_points(),
     }
@@ -49,20 +49,9 @@ pub struct Jit {
     fma: bool,
 }
 
-fn jit_err(kernel: &KernelRef, e: impl std::fmt::Display) -> CodegenError {
-    CodegenError::Kernel {
-        backend: "cranelift",
-        kernel: kernel.clone(),
-        message: e.to_string(),
-    }
-}
-
-/// The pseudo-kernel JIT errors outside any kernel name (helper imports, linking).
-fn module_ref(what: &str) -> KernelRef {
-    KernelRef {
-        name: what.to_string(),
-        nodes: Vec::new(),
-    }
+/// `error` in `kernel`, as the Cranelift backend reports it.
+fn kernel_err(kernel: &KernelRef, error: KernelError) -> CodegenError {
+    CodegenError::kernel("cranelift", kernel.clone(), error)
 }
 
 impl Jit {
@@ -101,7 +90,7 @@ impl Jit {
             sig.returns.push(AbiParam::new(h.ret));
             let id = module
                 .declare_function(h.name, Linkage::Import, &sig)
-                .map_err(|e| jit_err(&module_ref(h.name), e))?;
+                .map_err(|e| CodegenError::Module(format!("helper {}: {e}", h.name)))?;
             ids.push((h.name, id));
         }
         #[cfg(target_arch = "x86_64")]
@@ -127,7 +116,6 @@ impl Jit {
         nest: &Nest,
         params: &[Param],
     ) -> Result<usize, CodegenError> {
-        let name = kernel;
         let mut sig = self.module.make_signature();
         for _ in 0..6 {
             sig.params.push(AbiParam::new(I64));
@@ -136,7 +124,7 @@ impl Jit {
         let id = self
             .module
             .declare_function(&sym, Linkage::Local, &sig)
-            .map_err(|e| jit_err(name, e))?;
+            .map_err(|e| kernel_err(kernel, KernelError::Cranelift(e.to_string())))?;
         self.ctx.func.signature = sig;
         self.ctx.func.name = UserFuncName::user(0, id.as_u32());
         {
@@ -146,12 +134,12 @@ impl Jit {
                 refs.insert(*n, self.module.declare_func_in_func(*fid, b.func));
             }
             lower::lower_nest(&mut b, nest, params, &refs, self.fma)
-                .map_err(|e| jit_err(name, e))?;
+                .map_err(|e| kernel_err(kernel, e))?;
             b.finalize(self.module.target_config());
         }
         self.module
             .define_function(id, &mut self.ctx)
-            .map_err(|e| jit_err(name, format!("{e:?}")))?;
+            .map_err(|e| kernel_err(kernel, KernelError::Cranelift(format!("{e:?}"))))?;
         self.module.clear_context(&mut self.ctx);
         self.funcs.push(id);
         Ok(self.funcs.len() - 1)
@@ -161,7 +149,7 @@ impl Jit {
     pub fn finish(mut self) -> Result<JitCode, CodegenError> {
         self.module
             .finalize_definitions()
-            .map_err(|e| jit_err(&module_ref("module"), e))?;
+            .map_err(|e| CodegenError::Module(format!("linking: {e}")))?;
         let fns = self
             .funcs
             .iter()

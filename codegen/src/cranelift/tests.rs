@@ -1,11 +1,13 @@
-//! The inline f32 math against f64 references, through the JIT, scalar and vectorized.
+//! The inline f32 math against f64 references, through the JIT, scalar and vectorized;
+//! what the JIT reports for nests it cannot compile.
 
 use tessera_ir::{DType, UnaryOp, ValueId};
 
 use super::Jit;
+use crate::{CodegenError, KernelError};
 use tessera_lower::kir::{
-    Access, Binding, Expr, ExprId, ExprOp, GpuMapping, Index, Nest, Param, ParamId, Phase,
-    Schedule, Store, Var, VectorAxis,
+    Access, Binding, Expr, ExprId, ExprOp, GpuMapping, Hints, Index, Nest, Param, ParamId, Phase,
+    Store, Var, VectorAxis,
 };
 
 fn nest(op: UnaryOp, n: usize, vector: bool) -> (Nest, Vec<Param>) {
@@ -48,7 +50,7 @@ fn nest(op: UnaryOp, n: usize, vector: bool) -> (Nest, Vec<Param>) {
                 value: ExprId(1),
             }],
         }],
-        schedule: Schedule {
+        hints: Hints {
             vector: if vector {
                 VectorAxis::Inner
             } else {
@@ -133,4 +135,51 @@ fn special_values() {
     assert!(t[0].is_nan() && t[1] == 1.0 && t[2] == -1.0 && t[3] == 0.0);
     let r = run(UnaryOp::Erf, &xs, false);
     assert!(r[0].is_nan() && r[1] == 1.0 && r[2] == -1.0 && r[3] == 0.0);
+}
+
+/// The error `add_nest` returns for `n`.
+fn compile_error(n: &Nest, p: &[Param]) -> (String, KernelError) {
+    let mut jit = Jit::new().expect("host is supported");
+    let name = crate::KernelRef {
+        name: "k0_bad".into(),
+        nodes: Vec::new(),
+    };
+    match jit.add_nest(&name, n, p) {
+        Err(CodegenError::Kernel {
+            backend: "cranelift",
+            kernel,
+            error,
+        }) => (kernel.name, error),
+        Err(e) => panic!("not a kernel error: {e}"),
+        Ok(_) => panic!("compiled"),
+    }
+}
+
+#[test]
+fn unsupported_op_and_unvectorizable_cast_are_typed_errors_naming_the_kernel() {
+    // `not` of an f32 (the verifier rejects it too): no lowering, scalar or vector.
+    for vector in [false, true] {
+        let (n, p) = nest(UnaryOp::Not, 8, vector);
+        let (kernel, error) = compile_error(&n, &p);
+        assert_eq!(kernel, "k0_bad");
+        assert_eq!(
+            error,
+            KernelError::Unsupported {
+                op: "not",
+                dtype: DType::F32
+            }
+        );
+    }
+    // A cast in a loop the hints vectorize: lane by lane only.
+    let (mut n, p) = nest(UnaryOp::Neg, 8, true);
+    n.exprs[1].op = ExprOp::Cast(ExprId(0));
+    let (_, error) = compile_error(&n, &p);
+    assert_eq!(
+        error,
+        KernelError::NotVectorizable {
+            expr: ExprId(1),
+            what: "cast"
+        }
+    );
+    assert_eq!(error.to_string(), "e1: cast cannot be vectorized");
 }

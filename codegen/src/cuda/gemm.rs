@@ -20,9 +20,12 @@ use tessera_ir::DType;
 use super::c::{self, IndexCx};
 use super::nest::{self, ExprEmitter, NestInfo, closure};
 use super::{Launch, LibraryGemm, LibraryOperand, Step};
+use crate::KernelError;
 use tessera_lower::kir::{
     Binding, Conv, ExprId, ExprOp, Gemm, Index, Kernel, MatView, Nest, ParamId, Phase, Var,
 };
+
+type Result<T> = std::result::Result<T, KernelError>;
 
 const BK: usize = 16;
 const MAX_GRID_YZ: usize = 65535;
@@ -37,12 +40,12 @@ fn tile_factor(extent: usize) -> usize {
     }
 }
 
-/// The accumulation type of a contraction of `d`.
-fn acc_type(d: DType) -> Result<&'static str, String> {
+/// The accumulation type of contraction `op` (`gemm`, `conv`) of `d`.
+fn acc_type(op: &'static str, d: DType) -> Result<&'static str> {
     match d {
         DType::F32 | DType::F16 | DType::BF16 => Ok("float"),
         DType::F64 => Ok("double"),
-        DType::Bool | DType::U64 => Err(format!("contractions of {d} are not supported")),
+        DType::Bool | DType::U64 => Err(KernelError::Unsupported { op, dtype: d }),
         _ => Ok("long long"),
     }
 }
@@ -306,9 +309,6 @@ fn batch_offsets(view: &Index, batch: &[usize]) -> Vec<i64> {
         .collect()
 }
 
-/// The code applying `epi` to the value `v` at epilogue position `(row, col)` (or a
-/// plain store of `v` into `acc` when there is no epilogue), plus the accumulator store
-/// when the epilogue does not overwrite it.
 /// Where an output element of a contraction goes.
 struct Finish<'a> {
     params: &'a [tessera_lower::kir::Param],
@@ -316,6 +316,8 @@ struct Finish<'a> {
     epi: Option<&'a Nest>,
     acc: ParamId,
     dtype: DType,
+    /// The accumulation type ([`acc_type`]).
+    acc_t: &'static str,
     /// The epilogue's `rows × cols` space.
     rows: usize,
     cols: usize,
@@ -326,12 +328,16 @@ struct Finish<'a> {
     wide: bool,
 }
 
-fn finish_code(f: &Finish) -> Result<String, String> {
+/// The code applying `epi` to the value `v` at epilogue position `(row, col)` (or a
+/// plain store of `v` into `acc` when there is no epilogue), plus the accumulator store
+/// when the epilogue does not overwrite it.
+fn finish_code(f: &Finish) -> Result<String> {
     let Finish {
         params,
         epi,
         acc,
         dtype,
+        acc_t: at,
         rows,
         cols,
         row,
@@ -339,7 +345,6 @@ fn finish_code(f: &Finish) -> Result<String, String> {
         alpha,
         wide,
     } = *f;
-    let at = acc_type(dtype)?;
     let it = if wide { "long long" } else { "int" };
     let mut s = String::new();
     let scaled = if alpha == 1.0 {
@@ -393,7 +398,9 @@ fn finish_code(f: &Finish) -> Result<String, String> {
         }
     }
     if info.wide && !wide {
-        return Err("the epilogue needs 64-bit indices but the contraction does not".into());
+        return Err(KernelError::Invariant(
+            "the epilogue needs 64-bit indices but the contraction does not".into(),
+        ));
     }
     s.push_str(&em.out);
     Ok(s)
@@ -430,13 +437,8 @@ fn gemm_wide(k: &Kernel, extra: &[i64]) -> bool {
         || extra.iter().any(|&x| x.saturating_abs() >= c::NARROW_LIMIT)
 }
 
-pub(crate) fn emit_gemm(
-    out: &mut String,
-    k: &Kernel,
-    gm: &Gemm,
-    sig: &str,
-) -> Result<Vec<Step>, String> {
-    let at = acc_type(gm.dtype)?;
+pub(crate) fn emit_gemm(out: &mut String, k: &Kernel, gm: &Gemm, sig: &str) -> Result<Vec<Step>> {
+    let at = acc_type("gemm", gm.dtype)?;
     let nb: usize = gm.batch.iter().product();
     let rows = nb * gm.m;
     let wide = gemm_wide(
@@ -472,6 +474,7 @@ pub(crate) fn emit_gemm(
         epi: if fused { gm.epilogue.as_ref() } else { None },
         acc: gm.acc,
         dtype: gm.dtype,
+        acc_t: at,
         rows,
         cols: gm.n,
         row: &row,
@@ -537,21 +540,16 @@ pub(crate) fn emit_gemm(
     }])
 }
 
-pub(crate) fn emit_conv(
-    out: &mut String,
-    k: &Kernel,
-    cv: &Conv,
-    sig: &str,
-) -> Result<Vec<Step>, String> {
-    let at = acc_type(cv.dtype)?;
+pub(crate) fn emit_conv(out: &mut String, k: &Kernel, cv: &Conv, sig: &str) -> Result<Vec<Step>> {
+    let at = acc_type("conv", cv.dtype)?;
     if cv.group == 0
         || !cv.channels.is_multiple_of(cv.group)
         || !cv.out_channels.is_multiple_of(cv.group)
     {
-        return Err(format!(
+        return Err(KernelError::Invariant(format!(
             "convolution groups ({}) do not divide channels {} and {}",
             cv.group, cv.channels, cv.out_channels
-        ));
+        )));
     }
     let cg = cv.channels / cv.group;
     let mg = cv.out_channels / cv.group;
@@ -602,7 +600,7 @@ pub(crate) fn emit_conv(
                     Phase::Store { stores, .. } => stores.first(),
                     Phase::Reduce(_) => None,
                 })
-                .ok_or("the im2col nest stores nothing")?;
+                .ok_or_else(|| KernelError::Invariant("the im2col nest stores nothing".into()))?;
             let info = NestInfo::new(n, &k.params, false);
             let mut em = ExprEmitter::new(&info, 6);
             em.prefix = "ic_".into();
@@ -644,6 +642,7 @@ pub(crate) fn emit_conv(
         epi: if fused { cv.epilogue.as_ref() } else { None },
         acc: cv.acc,
         dtype: cv.dtype,
+        acc_t: at,
         rows,
         cols: p,
         row: &row,

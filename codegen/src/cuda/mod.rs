@@ -2,7 +2,7 @@
 //! plus the launches that run it ([`Step`]).
 //!
 //! The printer reads the same kernels the Cranelift backend runs and keeps their meaning;
-//! the schedule's GPU mapping is a hint it refines from the nest's shape:
+//! the GPU mapping of a nest's hints is refined from the nest's shape:
 //!
 //! * Loop nests (`nest.rs`): a nest with only looped stores is elementwise (one thread per
 //!   element, grid-stride); a nest with reductions runs one row (outer point) per thread,
@@ -40,7 +40,7 @@ use std::fmt::Write;
 
 use tessera_ir::{DType, Graph, ValueDef, ValueId};
 
-use crate::{CodegenError, KernelRef};
+use crate::{CodegenError, KernelError, KernelRef};
 use tessera_lower::kir::{Access, Binding, Body, Kernel, ParamId};
 
 pub use c::storage;
@@ -209,11 +209,8 @@ pub fn emit_kernels(g: &Graph, kernels: &[Kernel]) -> Result<Vec<CudaKernel>, Co
 
 /// Prints one kernel of graph `g`.
 pub fn emit_kernel(g: &Graph, k: &Kernel) -> Result<CudaKernel, CodegenError> {
-    let err = |message: String| CodegenError::Kernel {
-        backend: "cuda",
-        kernel: KernelRef::new(g, &k.name, &k.nodes),
-        message,
-    };
+    let err =
+        |e: KernelError| CodegenError::kernel("cuda", KernelRef::new(g, &k.name, &k.nodes), e);
     let mut body = String::new();
     let mut steps = Vec::new();
     let sig = c::signature(&k.params, &k.in_place);

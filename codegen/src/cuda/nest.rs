@@ -25,11 +25,14 @@ use tessera_ir::{BinaryOp, DType, UnaryOp};
 
 use super::c::{self, IndexCx};
 use super::{Launch, prelude::STATUS_INDEX_OUT_OF_RANGE};
+use crate::KernelError;
 use tessera_lower::kir::var_deps;
 use tessera_lower::kir::{
     Atom, Expr, ExprId, ExprOp, GpuMapping, Guard, Index, Nest, Param, ParamId, Phase, ReduceKind,
     Reduction, Store, Var,
 };
+
+type Result<T> = std::result::Result<T, KernelError>;
 
 const INNER_MASK: u64 = 0xffff_ffff << 32;
 /// Grid-stride kernels launch at most this many blocks.
@@ -400,7 +403,7 @@ impl<'i, 'a> ExprEmitter<'i, 'a> {
 
     /// Emits every expression of `list` not yet emitted (operands first), except
     /// accumulators, which reductions bind.
-    pub fn emit_all(&mut self, list: &[ExprId]) -> Result<(), String> {
+    pub fn emit_all(&mut self, list: &[ExprId]) -> Result<()> {
         for &e in list {
             if !self.names[e.index()].is_empty()
                 || matches!(self.info.nest.exprs[e.index()].op, ExprOp::Acc { .. })
@@ -427,7 +430,7 @@ impl<'i, 'a> ExprEmitter<'i, 'a> {
         self.in_loop = false;
     }
 
-    fn emit(&mut self, e: ExprId) -> Result<(), String> {
+    fn emit(&mut self, e: ExprId) -> Result<()> {
         let x = &self.info.nest.exprs[e.index()];
         let dt = x.dtype;
         let ct = c::compute(dt);
@@ -482,7 +485,7 @@ impl<'i, 'a> ExprEmitter<'i, 'a> {
     }
 
     /// The C expression computing `x` in lane `l` (operands already named).
-    fn value(&self, _e: ExprId, x: &Expr, l: usize) -> Result<String, String> {
+    fn value(&self, _e: ExprId, x: &Expr, l: usize) -> Result<String> {
         let dt = x.dtype;
         let nm = |o: ExprId| self.name(o, l);
         let ty = |o: ExprId| self.info.nest.exprs[o.index()].dtype;
@@ -514,7 +517,9 @@ impl<'i, 'a> ExprEmitter<'i, 'a> {
             ExprOp::Select(cnd, a, b) => format!("{} ? {} : {}", nm(*cnd), nm(*a), nm(*b)),
             ExprOp::Cast(a) => cast(ty(*a), dt, &nm(*a)),
             ExprOp::Acc { phase, slot } => {
-                return Err(format!("accumulator {phase}.{slot} used before its phase"));
+                return Err(KernelError::Invariant(format!(
+                    "accumulator {phase}.{slot} is read before its phase"
+                )));
             }
             ExprOp::IndexValue(ix) => format!("(long long)({})", self.index(ix, l)),
             ExprOp::CheckIndex { value, dim } => {
@@ -733,7 +738,11 @@ pub(crate) fn cast(from: DType, to: DType, x: &str) -> String {
     c::round(to, &v)
 }
 
-fn unary(u: UnaryOp, from: DType, dt: DType, a: &str) -> Result<String, String> {
+fn unsupported(op: &'static str, dtype: DType) -> KernelError {
+    KernelError::Unsupported { op, dtype }
+}
+
+fn unary(u: UnaryOp, from: DType, dt: DType, a: &str) -> Result<String> {
     let ct = c::compute(from);
     let v = match ct {
         "float" | "double" => {
@@ -761,38 +770,31 @@ fn unary(u: UnaryOp, from: DType, dt: DType, a: &str) -> Result<String, String> 
                 UnaryOp::Round => format!("rint{f}({a})"),
                 UnaryOp::IsNaN => return Ok(format!("isnan({a})")),
                 UnaryOp::IsInf => return Ok(format!("isinf({a})")),
-                UnaryOp::Not => return Err(format!("not on {from}")),
+                UnaryOp::Not => return Err(unsupported(u.name(), from)),
             }
         }
         "bool" => match u {
             UnaryOp::Not => format!("!{a}"),
-            _ => return Err(format!("{} on bool", u.name())),
+            _ => return Err(unsupported(u.name(), from)),
         },
         "unsigned long long" => match u {
             UnaryOp::Neg => format!("(0ULL - {a})"),
             UnaryOp::Abs | UnaryOp::Relu => a.to_string(),
             UnaryOp::Sign => format!("(unsigned long long)({a} > 0ULL)"),
-            _ => return Err(format!("{} on {from}", u.name())),
+            _ => return Err(unsupported(u.name(), from)),
         },
         _ => match u {
             UnaryOp::Neg => format!("t_wneg({a})"),
             UnaryOp::Abs => format!("t_wabs({a})"),
             UnaryOp::Sign => format!("t_isign({a})"),
             UnaryOp::Relu => format!("t_max({a}, 0LL)"),
-            _ => return Err(format!("{} on {from}", u.name())),
+            _ => return Err(unsupported(u.name(), from)),
         },
     };
     Ok(c::round(dt, &v))
 }
 
-fn binary(
-    op: BinaryOp,
-    at: DType,
-    bt: DType,
-    dt: DType,
-    a: &str,
-    b: &str,
-) -> Result<String, String> {
+fn binary(op: BinaryOp, at: DType, bt: DType, dt: DType, a: &str, b: &str) -> Result<String> {
     let ct = c::compute(at);
     let cmp = |s: &str| format!("({a} {s} {b})");
     match op {
@@ -860,7 +862,7 @@ fn binary(
             }
             _ => unreachable!("predicates returned above"),
         },
-        _ => return Err(format!("{} on {at}", op.name())),
+        _ => return Err(unsupported(op.name(), at)),
     };
     Ok(c::round(dt, &v))
 }
@@ -923,7 +925,7 @@ fn choose_mode(nest: &Nest, info: &NestInfo) -> Mode {
         .iter()
         .any(|p| !matches!(p, Phase::Store { looped: true, .. }));
     if !rowwise {
-        let block = match nest.schedule.gpu {
+        let block = match nest.hints.gpu {
             GpuMapping::Elementwise { block } => block.clamp(32, 1024),
             _ => 256,
         };
@@ -979,7 +981,7 @@ pub(crate) fn emit(
     sig: &str,
     nest: &Nest,
     params: &[Param],
-) -> Result<Option<Launch>, String> {
+) -> Result<Option<Launch>> {
     let info = NestInfo::new(nest, params, true);
     let mode = choose_mode(nest, &info);
     let it = info.it();
@@ -1085,7 +1087,7 @@ fn rows_body(
     t: u32,
     inner_vars: &[(String, usize)],
     chunks: usize,
-) -> Result<u32, String> {
+) -> Result<u32> {
     let nest = em.info.nest;
     let it = em.info.it();
     let lanes = em.info.lanes;
@@ -1194,7 +1196,9 @@ fn rows_body(
             } => {
                 em.line(&format!("// phase {p}: store once per row"));
                 if !inner_list.is_empty() {
-                    return Err("a once-per-row store depends on an inner loop".into());
+                    return Err(KernelError::Invariant(format!(
+                        "phase {p}: a once-per-row store depends on an inner loop"
+                    )));
                 }
                 if t > 1 {
                     em.line("if (lane == 0) {");

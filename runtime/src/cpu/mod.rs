@@ -706,7 +706,7 @@ impl CpuModel {
                 };
                 run(&ops);
                 let t = Tensor::from_vec(tessera_ir::Shape::from_dims(&[out_len]), out)
-                    .expect("one element per output")
+                    .expect("invariant: one element per output")
                     .cast(half_type);
                 let bytes = t.to_le_bytes();
                 // SAFETY: the output parameter holds `out_len` elements of `half_type`.

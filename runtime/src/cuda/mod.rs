@@ -1,11 +1,12 @@
 //! The CUDA backend (cargo feature `cuda`): compiles a graph's kernels with NVRTC and runs
 //! them on a GPU through the driver API.
 //!
-//! * [`compile`] plans fusion ([`tessera_lower::fusion`], `Fused` or `Eager`), builds the
-//!   kernels ([`tessera_lower::build`]), prints them as CUDA C
-//!   ([`tessera_codegen::cuda`]), compiles each distinct source (kernels differing only in
-//!   name share one) once per process with NVRTC, in parallel, to a cubin for the device, places every stored value and scratch buffer in one
-//!   device arena ([`tessera_passes::memory`]) and the constants in one buffer.
+//! * [`compile`] lowers the graph through [`tessera_lower::lower`] (fusion plan, `Fused`
+//!   or `Eager`; kernels; one arena from [`tessera_lower::memory`]) with the CUDA C
+//!   printer as its target ([`tessera_codegen::cuda`]), compiles each distinct source
+//!   (kernels differing only in name share one) once per process with NVRTC, in
+//!   parallel, to a cubin for the device, and allocates the device arena and one buffer
+//!   for the constants.
 //! * [`CudaModel::run`] uploads the inputs, runs every launch (or cuBLAS call) on one
 //!   stream, checks each kernel's status word and downloads the outputs. After the first
 //!   run the launches are captured as a CUDA graph and replayed. [`CudaModel::time`]

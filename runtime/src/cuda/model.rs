@@ -182,19 +182,7 @@ pub fn compile(g: &Graph, opts: &CudaOptions) -> Result<CudaModel, RuntimeError>
         kernels: kernels.len(),
         ..CompileStats::default()
     };
-
-    // Constants: one buffer, each 256-byte aligned.
-    let mut const_bytes: Vec<u8> = Vec::new();
-    let mut const_offset = Vec::with_capacity(constants.len());
-    for &v in &constants {
-        let t = g
-            .constant(v)
-            .expect("invariant: the driver lists only constants");
-        let off = align(const_bytes.len());
-        const_bytes.resize(off, 0);
-        const_bytes.extend(t.to_le_bytes());
-        const_offset.push(off);
-    }
+    let (const_bytes, const_offset) = pack_constants(g, &constants);
     stats.arena_bytes = memory.peak_bytes();
     stats.constant_bytes = const_bytes.len();
 
@@ -230,25 +218,7 @@ pub fn compile(g: &Graph, opts: &CudaOptions) -> Result<CudaModel, RuntimeError>
             a
         })
         .collect();
-
-    // cuBLAS, when wanted and present.
-    let wants_library = opts.gemm != GemmBackend::Builtin
-        && sources.iter().any(|k| {
-            k.steps.iter().any(|s| {
-                matches!(
-                    s,
-                    Step::Gemm {
-                        library: Some(_),
-                        ..
-                    }
-                )
-            })
-        });
-    let blas = if wants_library && (opts.gemm == GemmBackend::Library || blas::present()) {
-        Some(Blas::new(&stream)?)
-    } else {
-        None
-    };
+    let blas = library_blas(opts, &sources, &stream)?;
 
     // Modules: NVRTC to a cubin for this device, once per distinct canonical source
     // (kernels that differ only in name share one), in parallel.
@@ -265,7 +235,14 @@ pub fn compile(g: &Graph, opts: &CudaOptions) -> Result<CudaModel, RuntimeError>
     )?;
     let mut modules: Vec<Module> = Vec::new();
     let mut module_of: HashMap<u64, usize> = HashMap::new();
-    let mut ops = Vec::new();
+    let mut steps = StepOps {
+        g,
+        opts,
+        args: &args,
+        library: blas.is_some(),
+        ops: Vec::new(),
+        stats: &mut stats,
+    };
     for (s, (k, src)) in kernels.iter().zip(&sources).enumerate() {
         let h = hashes[s];
         let mi = match module_of.get(&h) {
@@ -276,61 +253,9 @@ pub fn compile(g: &Graph, opts: &CudaOptions) -> Result<CudaModel, RuntimeError>
                 modules.len() - 1
             }
         };
-        let module = &modules[mi];
-        let push_launch = |l: &Launch, ops: &mut Vec<Op>| -> Result<(), RuntimeError> {
-            ops.push(Op::Launch {
-                kernel: s,
-                function: module.function(&src.canonical_function(&l.function))?,
-                name: l.function.clone(),
-                grid: l.grid,
-                block: l.block,
-            });
-            Ok(())
-        };
-        for step in &src.steps {
-            match step {
-                Step::Launch(l) => push_launch(l, &mut ops)?,
-                Step::Gemm {
-                    builtin,
-                    library,
-                    after_library,
-                } => {
-                    let lib = match (&blas, library) {
-                        (Some(_), Some(lg)) => BlasPlan::new(lg).map(|p| (p, lg)),
-                        _ => None,
-                    };
-                    match lib {
-                        Some((plan, lg)) => {
-                            stats.library_gemms += 1;
-                            ops.push(Op::Gemm {
-                                kernel: s,
-                                plan,
-                                a: args[s][lg.a.param.index()],
-                                b: args[s][lg.b.param.index()],
-                                acc: args[s][lg.acc.index()],
-                            });
-                            for l in after_library {
-                                push_launch(l, &mut ops)?;
-                            }
-                        }
-                        None => {
-                            if opts.gemm == GemmBackend::Library && library.is_some() {
-                                return Err(RuntimeError::Kernel {
-                                    kernel: KernelRef::new(g, &k.name, &k.nodes),
-                                    message: "cuBLAS cannot run this product (strides or sizes)"
-                                        .into(),
-                                });
-                            }
-                            stats.builtin_gemms += 1;
-                            for l in builtin {
-                                push_launch(l, &mut ops)?;
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        steps.kernel(s, k, src, &modules[mi])?;
     }
+    let ops = steps.ops;
     stats.seconds = start.elapsed().as_secs_f64();
     Ok(CudaModel {
         graph: g.clone(),
@@ -352,6 +277,137 @@ pub fn compile(g: &Graph, opts: &CudaOptions) -> Result<CudaModel, RuntimeError>
         stream,
         ctx,
     })
+}
+
+/// The constants `constants` of `g` in one buffer, each 256-byte aligned, and the offset
+/// of each.
+fn pack_constants(g: &Graph, constants: &[tessera_ir::ValueId]) -> (Vec<u8>, Vec<usize>) {
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut offsets = Vec::with_capacity(constants.len());
+    for &v in constants {
+        let t = g
+            .constant(v)
+            .expect("invariant: the driver lists only constants");
+        let off = align(bytes.len());
+        bytes.resize(off, 0);
+        bytes.extend(t.to_le_bytes());
+        offsets.push(off);
+    }
+    (bytes, offsets)
+}
+
+/// cuBLAS, when some kernel offers a library GEMM and `opts` want it (and, for
+/// [`GemmBackend::Auto`], it is installed).
+fn library_blas(
+    opts: &CudaOptions,
+    sources: &[CudaKernel],
+    stream: &Stream,
+) -> Result<Option<Blas>, RuntimeError> {
+    let wants_library = opts.gemm != GemmBackend::Builtin
+        && sources.iter().any(|k| {
+            k.steps.iter().any(|s| {
+                matches!(
+                    s,
+                    Step::Gemm {
+                        library: Some(_),
+                        ..
+                    }
+                )
+            })
+        });
+    if wants_library && (opts.gemm == GemmBackend::Library || blas::present()) {
+        Ok(Some(Blas::new(stream)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Turns the steps of each kernel into [`Op`]s: launches of its module's functions, or
+/// library GEMMs.
+struct StepOps<'a> {
+    g: &'a Graph,
+    opts: &'a CudaOptions,
+    /// Kernel arguments, per kernel.
+    args: &'a [Vec<u64>],
+    /// True if cuBLAS is loaded.
+    library: bool,
+    ops: Vec<Op>,
+    stats: &'a mut CompileStats,
+}
+
+impl StepOps<'_> {
+    /// The ops of kernel `s` (`k`, printed as `src`, loaded as `module`).
+    fn kernel(
+        &mut self,
+        s: usize,
+        k: &Kernel,
+        src: &CudaKernel,
+        module: &Module,
+    ) -> Result<(), RuntimeError> {
+        for step in &src.steps {
+            match step {
+                Step::Launch(l) => self.launch(s, src, module, l)?,
+                Step::Gemm {
+                    builtin,
+                    library,
+                    after_library,
+                } => {
+                    let lib = match library {
+                        Some(lg) if self.library => BlasPlan::new(lg).map(|p| (p, lg)),
+                        _ => None,
+                    };
+                    match lib {
+                        Some((plan, lg)) => {
+                            self.stats.library_gemms += 1;
+                            let args = &self.args[s];
+                            self.ops.push(Op::Gemm {
+                                kernel: s,
+                                plan,
+                                a: args[lg.a.param.index()],
+                                b: args[lg.b.param.index()],
+                                acc: args[lg.acc.index()],
+                            });
+                            for l in after_library {
+                                self.launch(s, src, module, l)?;
+                            }
+                        }
+                        None => {
+                            if self.opts.gemm == GemmBackend::Library && library.is_some() {
+                                return Err(RuntimeError::Kernel {
+                                    kernel: KernelRef::new(self.g, &k.name, &k.nodes),
+                                    message: "cuBLAS cannot run this product (strides or sizes)"
+                                        .into(),
+                                });
+                            }
+                            self.stats.builtin_gemms += 1;
+                            for l in builtin {
+                                self.launch(s, src, module, l)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Launch `l` of kernel `s`.
+    fn launch(
+        &mut self,
+        s: usize,
+        src: &CudaKernel,
+        module: &Module,
+        l: &Launch,
+    ) -> Result<(), RuntimeError> {
+        self.ops.push(Op::Launch {
+            kernel: s,
+            function: module.function(&src.canonical_function(&l.function))?,
+            name: l.function.clone(),
+            grid: l.grid,
+            block: l.block,
+        });
+        Ok(())
+    }
 }
 
 /// Compiled images of every distinct source, by hash: from the process-wide cache, or
@@ -518,7 +574,7 @@ impl CudaModel {
         let mut bytes = vec![0u8; self.status.bytes];
         self.stream.download(&mut bytes, self.status.ptr)?;
         for (k, w) in bytes.chunks_exact(8).enumerate().take(self.kernels.len()) {
-            let code = u64::from_le_bytes(w.try_into().expect("chunks of 8"));
+            let code = u64::from_le_bytes(w.try_into().expect("invariant: chunks of 8 bytes"));
             if code != 0 {
                 let what = match code {
                     STATUS_INDEX_OUT_OF_RANGE => "a gathered index is out of range",

@@ -7,10 +7,10 @@
 //! contractions, attention, concatenation) give the loop structure and are computed in
 //! phases before the stores that use them.
 
+mod hints;
 mod nest;
 mod ops;
 mod roots;
-mod schedule;
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -9,9 +9,7 @@ use tessera_ir::{DType, Graph, NodeId, Op, ValueId};
 
 use super::KernelBuilder;
 use crate::LowerError;
-use crate::kir::{
-    Expr, ExprId, ExprOp, Guard, Index, Lit, Nest, Phase, Reduction, Schedule, Store,
-};
+use crate::kir::{Expr, ExprId, ExprOp, Guard, Hints, Index, Lit, Nest, Phase, Reduction, Store};
 
 /// A value the nest computes once per outer point (a root's result), valid only at the
 /// canonical position `flat` of the value.
@@ -346,7 +344,7 @@ impl<'k, 'g> NestBuilder<'k, 'g> {
             if r.flat == *flat {
                 return Ok(r.expr);
             }
-            let p = g.producer(v).expect("roots are node outputs");
+            let p = g.producer(v).expect("invariant: roots are node outputs");
             return Err(self.kb.error(
                 p,
                 format!(
@@ -371,7 +369,7 @@ impl<'k, 'g> NestBuilder<'k, 'g> {
         super::ops::eval_node(self, p, slot, idx)
     }
 
-    /// The finished nest, with a schedule chosen for it.
+    /// The finished nest, with hints chosen for it.
     pub fn finish(self) -> Nest {
         self.finish_with(true)
     }
@@ -387,7 +385,7 @@ impl<'k, 'g> NestBuilder<'k, 'g> {
             inner: self.inner,
             exprs: self.exprs,
             phases: self.phases,
-            schedule: Schedule {
+            hints: Hints {
                 vector: crate::kir::VectorAxis::None,
                 width: 1,
                 unroll: 1,
@@ -395,7 +393,7 @@ impl<'k, 'g> NestBuilder<'k, 'g> {
                 gpu: crate::kir::GpuMapping::Elementwise { block: 256 },
             },
         };
-        nest.schedule = super::schedule::choose(&nest, &self.kb.params, allow_outer);
+        nest.hints = super::hints::choose(&nest, &self.kb.params, allow_outer);
         nest
     }
 }

@@ -63,26 +63,8 @@ pub(crate) fn eval_node(
             nb.cast(x, *to)
         }
         Op::BatchNorm { epsilon } => {
-            let c = if od.len() > 1 {
-                idx[1].clone()
-            } else {
-                Index::zero()
-            };
             let x = input(nb, 0)?;
-            let p: Vec<ExprId> = (1..5)
-                .map(|k| nb.eval(node.inputs[k], std::slice::from_ref(&c)))
-                .collect::<Result<_, _>>()?;
-            let (scale, bias, mean, var) = (p[0], p[1], p[2], p[3]);
-            let eps = nb.lit_f(out_dtype, *epsilon as f64);
-            let ve = nb.bin(BinaryOp::Add, var, eps);
-            let sd = nb.un(UnaryOp::Sqrt, ve);
-            let d = nb.bin(BinaryOp::Sub, x, mean);
-            // The reciprocal depends on the channel only: computed once per channel.
-            let one = nb.lit_f(out_dtype, 1.0);
-            let inv = nb.bin(BinaryOp::Div, one, sd);
-            let q = nb.bin(BinaryOp::Mul, d, inv);
-            let s = nb.bin(BinaryOp::Mul, q, scale);
-            nb.bin(BinaryOp::Add, s, bias)
+            batch_norm(nb, n, *epsilon, idx, x)?
         }
         Op::Dropout { .. } => {
             if slot == 0 {
@@ -101,58 +83,10 @@ pub(crate) fn eval_node(
             let inner = map_view(g, n, slot, idx);
             nb.eval(node.inputs[0], &inner)?
         }
-        Op::Gather { axis } => {
-            let data = node.inputs[0];
-            let ind = node.inputs[1];
-            let ir = g.ty(ind).shape.rank();
-            let dd = dims(g, data);
-            let raw = nb.eval(ind, &idx[*axis..*axis + ir])?;
-            let checked = check(nb, raw, dd[*axis]);
-            let mut di: Vec<Index> = idx[..*axis].to_vec();
-            di.push(Index::value(checked, dd[*axis]));
-            di.extend_from_slice(&idx[*axis + ir..]);
-            nb.eval(data, &di)?
-        }
-        Op::GatherElements { axis } => {
-            let data = node.inputs[0];
-            let dd = dims(g, data);
-            let raw = nb.eval(node.inputs[1], idx)?;
-            let checked = check(nb, raw, dd[*axis]);
-            let mut di = idx.to_vec();
-            di[*axis] = Index::value(checked, dd[*axis]);
-            nb.eval(data, &di)?
-        }
-        Op::GatherNd { batch_dims } => {
-            let data = node.inputs[0];
-            let ind = node.inputs[1];
-            let dd = dims(g, data);
-            let id = dims(g, ind);
-            let last = id[id.len() - 1];
-            let t = &idx[..id.len() - 1];
-            let mut di: Vec<Index> = t[..*batch_dims].to_vec();
-            for j in 0..last {
-                let mut ti = t.to_vec();
-                ti.push(Index::constant(j as i64));
-                let raw = nb.eval(ind, &ti)?;
-                let dim = dd[batch_dims + j];
-                let checked = check(nb, raw, dim);
-                di.push(Index::value(checked, dim));
-            }
-            di.extend_from_slice(&idx[id.len() - 1..]);
-            nb.eval(data, &di)?
-        }
-        Op::Concat { axis } => {
-            let Some((c, part)) = nb.concat_part.filter(|&(c, _)| c == n) else {
-                return Err(nb
-                    .kb
-                    .error(n, "a concatenation is evaluated outside its own kernel"));
-            };
-            let _ = c;
-            let off: usize = node.inputs[..part].iter().map(|&v| dims(g, v)[*axis]).sum();
-            let mut ii = idx.to_vec();
-            ii[*axis] = idx[*axis].add_const(-(off as i64));
-            nb.eval(node.inputs[part], &ii)?
-        }
+        Op::Gather { axis } => gather(nb, n, *axis, idx)?,
+        Op::GatherElements { axis } => gather_elements(nb, n, *axis, idx)?,
+        Op::GatherNd { batch_dims } => gather_nd(nb, n, *batch_dims, idx)?,
+        Op::Concat { axis } => concat(nb, n, *axis, idx)?,
         op => {
             return Err(nb.kb.error(
                 n,
@@ -162,6 +96,128 @@ pub(crate) fn eval_node(
     })
 }
 
+/// Batch normalization of `x`, element `idx` of node `n`'s input.
+fn batch_norm(
+    nb: &mut NestBuilder,
+    n: NodeId,
+    epsilon: f32,
+    idx: &[Index],
+    x: ExprId,
+) -> Result<ExprId, LowerError> {
+    let g = nb.g();
+    let node = g.node(n);
+    let out = node.outputs[0];
+    let out_dtype = g.ty(out).dtype;
+    let c = if dims(g, out).len() > 1 {
+        idx[1].clone()
+    } else {
+        Index::zero()
+    };
+    let p: Vec<ExprId> = (1..5)
+        .map(|k| nb.eval(node.inputs[k], std::slice::from_ref(&c)))
+        .collect::<Result<_, _>>()?;
+    let (scale, bias, mean, var) = (p[0], p[1], p[2], p[3]);
+    let eps = nb.lit_f(out_dtype, epsilon as f64);
+    let ve = nb.bin(BinaryOp::Add, var, eps);
+    let sd = nb.un(UnaryOp::Sqrt, ve);
+    let d = nb.bin(BinaryOp::Sub, x, mean);
+    // The reciprocal depends on the channel only: computed once per channel.
+    let one = nb.lit_f(out_dtype, 1.0);
+    let inv = nb.bin(BinaryOp::Div, one, sd);
+    let q = nb.bin(BinaryOp::Mul, d, inv);
+    let s = nb.bin(BinaryOp::Mul, q, scale);
+    Ok(nb.bin(BinaryOp::Add, s, bias))
+}
+
+/// Element `idx` of `gather` node `n` along `axis`.
+fn gather(
+    nb: &mut NestBuilder,
+    n: NodeId,
+    axis: usize,
+    idx: &[Index],
+) -> Result<ExprId, LowerError> {
+    let g = nb.g();
+    let node = g.node(n);
+    let data = node.inputs[0];
+    let ind = node.inputs[1];
+    let ir = g.ty(ind).shape.rank();
+    let dd = dims(g, data);
+    let raw = nb.eval(ind, &idx[axis..axis + ir])?;
+    let checked = check(nb, raw, dd[axis]);
+    let mut di: Vec<Index> = idx[..axis].to_vec();
+    di.push(Index::value(checked, dd[axis]));
+    di.extend_from_slice(&idx[axis + ir..]);
+    nb.eval(data, &di)
+}
+
+/// Element `idx` of `gather_elements` node `n` along `axis`.
+fn gather_elements(
+    nb: &mut NestBuilder,
+    n: NodeId,
+    axis: usize,
+    idx: &[Index],
+) -> Result<ExprId, LowerError> {
+    let g = nb.g();
+    let node = g.node(n);
+    let data = node.inputs[0];
+    let dd = dims(g, data);
+    let raw = nb.eval(node.inputs[1], idx)?;
+    let checked = check(nb, raw, dd[axis]);
+    let mut di = idx.to_vec();
+    di[axis] = Index::value(checked, dd[axis]);
+    nb.eval(data, &di)
+}
+
+/// Element `idx` of `gather_nd` node `n` with `batch_dims` leading batch axes.
+fn gather_nd(
+    nb: &mut NestBuilder,
+    n: NodeId,
+    batch_dims: usize,
+    idx: &[Index],
+) -> Result<ExprId, LowerError> {
+    let g = nb.g();
+    let node = g.node(n);
+    let data = node.inputs[0];
+    let ind = node.inputs[1];
+    let dd = dims(g, data);
+    let id = dims(g, ind);
+    let last = id[id.len() - 1];
+    let t = &idx[..id.len() - 1];
+    let mut di: Vec<Index> = t[..batch_dims].to_vec();
+    for j in 0..last {
+        let mut ti = t.to_vec();
+        ti.push(Index::constant(j as i64));
+        let raw = nb.eval(ind, &ti)?;
+        let dim = dd[batch_dims + j];
+        let checked = check(nb, raw, dim);
+        di.push(Index::value(checked, dim));
+    }
+    di.extend_from_slice(&idx[id.len() - 1..]);
+    nb.eval(data, &di)
+}
+
+/// Element `idx` of `concat` node `n` along `axis`, inside the concatenation's own
+/// kernel: the input part being written.
+fn concat(
+    nb: &mut NestBuilder,
+    n: NodeId,
+    axis: usize,
+    idx: &[Index],
+) -> Result<ExprId, LowerError> {
+    let g = nb.g();
+    let node = g.node(n);
+    let Some((_, part)) = nb.concat_part.filter(|&(c, _)| c == n) else {
+        return Err(nb
+            .kb
+            .error(n, "a concatenation is evaluated outside its own kernel"));
+    };
+    let off: usize = node.inputs[..part].iter().map(|&v| dims(g, v)[axis]).sum();
+    let mut ii = idx.to_vec();
+    ii[axis] = idx[axis].add_const(-(off as i64));
+    nb.eval(node.inputs[part], &ii)
+}
+
+/// `raw` as an i64 gather index checked against `dim`.
 fn check(nb: &mut NestBuilder, raw: ExprId, dim: usize) -> ExprId {
     let raw = nb.cast(raw, DType::I64);
     nb.push(

@@ -2,7 +2,9 @@
 
 use crate::fusion::analyze::Placement;
 use crate::fusion::view::row_major;
-use tessera_ir::{BinaryOp, DType, NodeId, Op, PoolKind, ReduceOp, UnaryOp, ValueId};
+use tessera_ir::{
+    BinaryOp, ConvAttrs, DType, NodeId, Op, PoolAttrs, PoolKind, ReduceOp, UnaryOp, ValueId,
+};
 
 use super::KernelBuilder;
 use super::nest::{NestBuilder, RootValue, broadcast_index, dims, store_of, unflatten};
@@ -129,7 +131,9 @@ fn pointwise_candidates(space: &[usize]) -> Vec<Loops> {
         n
     };
     out.push(flat_split(space, block));
-    let (last, rest) = axes.split_last().expect("non-empty");
+    let (last, rest) = axes
+        .split_last()
+        .expect("invariant: an empty space returned above");
     out.push(grouped(space, &[rest.to_vec()], &[vec![*last]]));
     out.push(grouped(
         space,
@@ -151,7 +155,7 @@ fn best_of(
         build(&mut nb, &l)?;
         let nest = nb.finish();
         // Divisions in inner loops first, then an unvectorized nest, then gathers.
-        let gathers = super::schedule::gathers(&nest, &kb.params);
+        let gathers = super::hints::gathers(&nest, &kb.params);
         let cost = inner_divmods(&nest) * 1000 + gathers.map_or(100, |g| g.min(99));
         if best.as_ref().is_none_or(|(c, _)| cost < *c) {
             let done = cost == 0;
@@ -161,7 +165,7 @@ fn best_of(
             }
         }
     }
-    Ok(best.expect("at least one candidate").1)
+    Ok(best.expect("invariant: every caller offers a candidate").1)
 }
 
 /// Stores every stored value of `shape` at the binding.
@@ -569,6 +573,17 @@ fn in_range(nb: &mut NestBuilder, guards: Vec<Guard>) -> ExprId {
     }
 }
 
+/// Where a window root's phase runs: `b` indexes its output at the current outer point,
+/// `w` the window (the inner loops), and `full` is `b` flattened over the output.
+struct At<'a> {
+    root: NodeId,
+    b: &'a [Index],
+    w: &'a [Index],
+    full: Index,
+}
+
+/// The reduction phase of window root `root` over `space` (its output's shape) and the
+/// value it binds for the epilogue.
 fn window_root(
     nb: &mut NestBuilder,
     root: NodeId,
@@ -578,248 +593,128 @@ fn window_root(
 ) -> Result<(), LowerError> {
     let g = nb.g();
     let node = g.node(root);
-    let out = node.outputs[0];
-    let odt = g.ty(out).dtype;
-    let full = Index::dot(b, &row_major(space));
+    let at = At {
+        root,
+        b,
+        w,
+        full: Index::dot(b, &row_major(space)),
+    };
     match &node.op {
-        Op::Pool { kind, attrs } => {
-            let x = node.inputs[0];
-            let xd = dims(g, x);
-            let sp = xd.len() - 2;
-            let mut idx = vec![b[0].clone(), b[1].clone()];
-            let (mut guards, mut pad_guards) = (Vec::new(), Vec::new());
-            for j in 0..sp {
-                let ih = b[2 + j]
-                    .scale(attrs.strides[j] as i64)
-                    .add(&w[j].scale(attrs.dilations[j] as i64))
-                    .add_const(-(attrs.pads[j] as i64));
-                guards.push(Guard {
-                    index: ih.clone(),
-                    lo: 0,
-                    hi: xd[2 + j] as i64,
-                });
-                pad_guards.push(Guard {
-                    index: ih.clone(),
-                    lo: -(attrs.pads[j] as i64),
-                    hi: (xd[2 + j] + attrs.pads[sp + j]) as i64,
-                });
-                idx.push(ih);
-            }
-            let v = guarded(nb, x, &idx, guards.clone(), root)?;
-            let vw = nb.widen(v);
-            let cd = nb.dtype(vw);
-            let valid = in_range(nb, guards);
-            match kind {
-                PoolKind::Max { indices } => {
-                    let mut accs = vec![Reduction {
-                        kind: ReduceKind::Max,
-                        value: vw,
-                        mask: Some(valid),
-                        dtype: cd,
-                    }];
-                    if *indices {
-                        let flat_x = Index::dot(&idx, &row_major(&xd));
-                        let arg = nb.push(DType::I64, ExprOp::IndexValue(flat_x));
-                        accs.push(Reduction {
-                            kind: ReduceKind::ArgMax { arg },
-                            value: vw,
-                            mask: Some(valid),
-                            dtype: DType::I64,
-                        });
-                    }
-                    let r = nb.reduce_phase(accs);
-                    let y = nb.cast(r[0], odt);
-                    nb.roots.insert(
-                        out,
-                        RootValue {
-                            flat: full.clone(),
-                            expr: y,
-                        },
-                    );
-                    if *indices {
-                        nb.roots.insert(
-                            node.outputs[1],
-                            RootValue {
-                                flat: full,
-                                expr: r[1],
-                            },
-                        );
-                    }
-                }
-                PoolKind::Average { count_include_pad } => {
-                    let one = nb.lit_f(cd, 1.0);
-                    let zero = nb.lit_f(cd, 0.0);
-                    let c = if *count_include_pad {
-                        let inpad = in_range(nb, pad_guards);
-                        let p = nb.push(cd, ExprOp::Select(inpad, one, zero));
-                        nb.push(cd, ExprOp::Select(valid, one, p))
-                    } else {
-                        nb.push(cd, ExprOp::Select(valid, one, zero))
-                    };
-                    let r = nb.reduce_phase(vec![
-                        Reduction {
-                            kind: ReduceKind::Sum,
-                            value: vw,
-                            mask: None,
-                            dtype: cd,
-                        },
-                        Reduction {
-                            kind: ReduceKind::Sum,
-                            value: c,
-                            mask: None,
-                            dtype: cd,
-                        },
-                    ]);
-                    let y = nb.bin(BinaryOp::Div, r[0], r[1]);
-                    let y = nb.cast(y, odt);
-                    nb.roots.insert(
-                        out,
-                        RootValue {
-                            flat: full,
-                            expr: y,
-                        },
-                    );
-                }
-            }
-        }
+        Op::Pool { kind, attrs } => pool_root(nb, at, kind, attrs),
         Op::Lrn {
             size,
             alpha,
             beta,
             bias,
-        } => {
-            let x = node.inputs[0];
-            let xd = dims(g, x);
-            let lo = ((size - 1) / 2) as i64;
-            let c = b[1].add(&w[0]).add_const(-lo);
-            let mut idx = b.to_vec();
-            idx[1] = c.clone();
-            let v = guarded(
-                nb,
-                x,
-                &idx,
-                vec![Guard {
-                    index: c,
-                    lo: 0,
-                    hi: xd[1] as i64,
-                }],
-                root,
-            )?;
-            let vw = nb.widen(v);
-            let cd = nb.dtype(vw);
-            let v2 = nb.bin(BinaryOp::Mul, vw, vw);
-            let sq = one_reduction(nb, ReduceKind::Sum, v2);
-            let xc = nb.eval(x, b)?;
-            let xc = nb.widen(xc);
-            let bias = nb.lit_f(cd, *bias as f64);
-            let k = nb.lit_f(cd, *alpha as f64 / *size as f64);
-            let ks = nb.bin(BinaryOp::Mul, k, sq);
-            let base = nb.bin(BinaryOp::Add, bias, ks);
-            let be = nb.lit_f(cd, *beta as f64);
-            let den = nb.push(cd, ExprOp::Binary(BinaryOp::Pow, base, be));
-            let y = nb.bin(BinaryOp::Div, xc, den);
-            let y = nb.cast(y, odt);
-            nb.roots.insert(
-                out,
-                RootValue {
-                    flat: full,
-                    expr: y,
-                },
-            );
-        }
-        Op::Conv(a) => {
-            let (x, wt) = (node.inputs[0], node.inputs[1]);
-            let (xd, wd) = (dims(g, x), dims(g, wt));
-            let sp = xd.len() - 2;
-            let cg = wd[1];
-            let mg = wd[0] / a.group;
-            let gi = b[1].div(mg as i64);
-            let cin = gi.scale(cg as i64).add(&w[0]);
-            let mut idx = vec![b[0].clone(), cin];
-            let mut guards = Vec::new();
-            for j in 0..sp {
-                let ih = b[2 + j]
-                    .scale(a.strides[j] as i64)
-                    .add(&w[1 + j].scale(a.dilations[j] as i64))
-                    .add_const(-(a.pads[j] as i64));
-                guards.push(Guard {
-                    index: ih.clone(),
-                    lo: 0,
-                    hi: xd[2 + j] as i64,
+        } => lrn_root(nb, at, *size, *alpha, *beta, *bias),
+        Op::Conv(a) => conv_root(nb, at, a),
+        Op::MatMul | Op::Gemm { .. } => contraction_root(nb, at, space),
+        op => Err(nb
+            .kb
+            .error(root, format!("{} is not a window op", op.name()))),
+    }
+}
+
+/// Max (optionally with indices) or average pooling.
+fn pool_root(
+    nb: &mut NestBuilder,
+    at: At,
+    kind: &PoolKind,
+    attrs: &PoolAttrs,
+) -> Result<(), LowerError> {
+    let At { root, b, w, full } = at;
+    let g = nb.g();
+    let node = g.node(root);
+    let out = node.outputs[0];
+    let odt = g.ty(out).dtype;
+    let x = node.inputs[0];
+    let xd = dims(g, x);
+    let sp = xd.len() - 2;
+    let mut idx = vec![b[0].clone(), b[1].clone()];
+    let (mut guards, mut pad_guards) = (Vec::new(), Vec::new());
+    for j in 0..sp {
+        let ih = b[2 + j]
+            .scale(attrs.strides[j] as i64)
+            .add(&w[j].scale(attrs.dilations[j] as i64))
+            .add_const(-(attrs.pads[j] as i64));
+        guards.push(Guard {
+            index: ih.clone(),
+            lo: 0,
+            hi: xd[2 + j] as i64,
+        });
+        pad_guards.push(Guard {
+            index: ih.clone(),
+            lo: -(attrs.pads[j] as i64),
+            hi: (xd[2 + j] + attrs.pads[sp + j]) as i64,
+        });
+        idx.push(ih);
+    }
+    let v = guarded(nb, x, &idx, guards.clone(), root)?;
+    let vw = nb.widen(v);
+    let cd = nb.dtype(vw);
+    let valid = in_range(nb, guards);
+    match kind {
+        PoolKind::Max { indices } => {
+            let mut accs = vec![Reduction {
+                kind: ReduceKind::Max,
+                value: vw,
+                mask: Some(valid),
+                dtype: cd,
+            }];
+            if *indices {
+                let flat_x = Index::dot(&idx, &row_major(&xd));
+                let arg = nb.push(DType::I64, ExprOp::IndexValue(flat_x));
+                accs.push(Reduction {
+                    kind: ReduceKind::ArgMax { arg },
+                    value: vw,
+                    mask: Some(valid),
+                    dtype: DType::I64,
                 });
-                idx.push(ih);
             }
-            let xv = guarded(nb, x, &idx, guards, root)?;
-            let mut widx = vec![b[1].clone()];
-            widx.extend(w.iter().cloned());
-            let wv = nb.eval(wt, &widx)?;
-            let xv = nb.widen(xv);
-            let wv = nb.widen(wv);
-            let p = nb.bin(BinaryOp::Mul, xv, wv);
-            let mut y = one_reduction(nb, ReduceKind::Sum, p);
-            if let Some(&bias) = node.inputs.get(2) {
-                let bv = nb.eval(bias, std::slice::from_ref(&b[1]))?;
-                let bv = nb.widen(bv);
-                y = nb.bin(BinaryOp::Add, y, bv);
-            }
-            let y = nb.cast(y, odt);
+            let r = nb.reduce_phase(accs);
+            let y = nb.cast(r[0], odt);
             nb.roots.insert(
                 out,
                 RootValue {
-                    flat: full,
+                    flat: full.clone(),
                     expr: y,
                 },
             );
+            if *indices {
+                nb.roots.insert(
+                    node.outputs[1],
+                    RootValue {
+                        flat: full,
+                        expr: r[1],
+                    },
+                );
+            }
         }
-        Op::MatMul | Op::Gemm { .. } => {
-            let (ai, bi) = (node.inputs[0], node.inputs[1]);
-            let (sa, sb) = (dims(g, ai), dims(g, bi));
-            let kk = w[0].clone();
-            let (aidx, bidx) = match &node.op {
-                Op::Gemm {
-                    trans_a, trans_b, ..
-                } => (
-                    if *trans_a {
-                        vec![kk.clone(), b[0].clone()]
-                    } else {
-                        vec![b[0].clone(), kk.clone()]
-                    },
-                    if *trans_b {
-                        vec![b[1].clone(), kk.clone()]
-                    } else {
-                        vec![kk.clone(), b[1].clone()]
-                    },
-                ),
-                _ => matmul_indices(&sa, &sb, space, b, &kk),
-            };
-            let av = nb.eval(ai, &aidx)?;
-            let bv = nb.eval(bi, &bidx)?;
-            let av = nb.widen(av);
-            let bv = nb.widen(bv);
-            let p = nb.bin(BinaryOp::Mul, av, bv);
-            let acc = one_reduction(nb, ReduceKind::Sum, p);
-            let y = if let Op::Gemm { alpha, beta, .. } = &node.op {
-                let cd = if odt.is_float() {
-                    nb.dtype(acc)
-                } else {
-                    DType::F64
-                };
-                let accf = nb.cast(acc, cd);
-                let al = nb.lit_f(cd, *alpha as f64);
-                let mut y = nb.bin(BinaryOp::Mul, al, accf);
-                if let Some(&c) = node.inputs.get(2) {
-                    let ci = broadcast_index(&dims(g, c), space, b);
-                    let cv = nb.eval(c, &ci)?;
-                    let cv = nb.widen(cv);
-                    let cv = nb.cast(cv, cd);
-                    let be = nb.lit_f(cd, *beta as f64);
-                    let bc = nb.bin(BinaryOp::Mul, be, cv);
-                    y = nb.bin(BinaryOp::Add, y, bc);
-                }
-                y
+        PoolKind::Average { count_include_pad } => {
+            let one = nb.lit_f(cd, 1.0);
+            let zero = nb.lit_f(cd, 0.0);
+            let c = if *count_include_pad {
+                let inpad = in_range(nb, pad_guards);
+                let p = nb.push(cd, ExprOp::Select(inpad, one, zero));
+                nb.push(cd, ExprOp::Select(valid, one, p))
             } else {
-                acc
+                nb.push(cd, ExprOp::Select(valid, one, zero))
             };
+            let r = nb.reduce_phase(vec![
+                Reduction {
+                    kind: ReduceKind::Sum,
+                    value: vw,
+                    mask: None,
+                    dtype: cd,
+                },
+                Reduction {
+                    kind: ReduceKind::Sum,
+                    value: c,
+                    mask: None,
+                    dtype: cd,
+                },
+            ]);
+            let y = nb.bin(BinaryOp::Div, r[0], r[1]);
             let y = nb.cast(y, odt);
             nb.roots.insert(
                 out,
@@ -828,13 +723,181 @@ fn window_root(
                     expr: y,
                 },
             );
-        }
-        op => {
-            return Err(nb
-                .kb
-                .error(root, format!("{} is not a window op", op.name())));
         }
     }
+    Ok(())
+}
+
+/// Local response normalization across channels.
+fn lrn_root(
+    nb: &mut NestBuilder,
+    at: At,
+    size: usize,
+    alpha: f32,
+    beta: f32,
+    bias: f32,
+) -> Result<(), LowerError> {
+    let At { root, b, w, full } = at;
+    let g = nb.g();
+    let node = g.node(root);
+    let out = node.outputs[0];
+    let odt = g.ty(out).dtype;
+    let x = node.inputs[0];
+    let xd = dims(g, x);
+    let lo = ((size - 1) / 2) as i64;
+    let c = b[1].add(&w[0]).add_const(-lo);
+    let mut idx = b.to_vec();
+    idx[1] = c.clone();
+    let v = guarded(
+        nb,
+        x,
+        &idx,
+        vec![Guard {
+            index: c,
+            lo: 0,
+            hi: xd[1] as i64,
+        }],
+        root,
+    )?;
+    let vw = nb.widen(v);
+    let cd = nb.dtype(vw);
+    let v2 = nb.bin(BinaryOp::Mul, vw, vw);
+    let sq = one_reduction(nb, ReduceKind::Sum, v2);
+    let xc = nb.eval(x, b)?;
+    let xc = nb.widen(xc);
+    let bias = nb.lit_f(cd, bias as f64);
+    let k = nb.lit_f(cd, alpha as f64 / size as f64);
+    let ks = nb.bin(BinaryOp::Mul, k, sq);
+    let base = nb.bin(BinaryOp::Add, bias, ks);
+    let be = nb.lit_f(cd, beta as f64);
+    let den = nb.push(cd, ExprOp::Binary(BinaryOp::Pow, base, be));
+    let y = nb.bin(BinaryOp::Div, xc, den);
+    let y = nb.cast(y, odt);
+    nb.roots.insert(
+        out,
+        RootValue {
+            flat: full,
+            expr: y,
+        },
+    );
+    Ok(())
+}
+
+/// A direct (grouped) convolution, bias included.
+fn conv_root(nb: &mut NestBuilder, at: At, a: &ConvAttrs) -> Result<(), LowerError> {
+    let At { root, b, w, full } = at;
+    let g = nb.g();
+    let node = g.node(root);
+    let out = node.outputs[0];
+    let odt = g.ty(out).dtype;
+    let (x, wt) = (node.inputs[0], node.inputs[1]);
+    let (xd, wd) = (dims(g, x), dims(g, wt));
+    let sp = xd.len() - 2;
+    let cg = wd[1];
+    let mg = wd[0] / a.group;
+    let gi = b[1].div(mg as i64);
+    let cin = gi.scale(cg as i64).add(&w[0]);
+    let mut idx = vec![b[0].clone(), cin];
+    let mut guards = Vec::new();
+    for j in 0..sp {
+        let ih = b[2 + j]
+            .scale(a.strides[j] as i64)
+            .add(&w[1 + j].scale(a.dilations[j] as i64))
+            .add_const(-(a.pads[j] as i64));
+        guards.push(Guard {
+            index: ih.clone(),
+            lo: 0,
+            hi: xd[2 + j] as i64,
+        });
+        idx.push(ih);
+    }
+    let xv = guarded(nb, x, &idx, guards, root)?;
+    let mut widx = vec![b[1].clone()];
+    widx.extend(w.iter().cloned());
+    let wv = nb.eval(wt, &widx)?;
+    let xv = nb.widen(xv);
+    let wv = nb.widen(wv);
+    let p = nb.bin(BinaryOp::Mul, xv, wv);
+    let mut y = one_reduction(nb, ReduceKind::Sum, p);
+    if let Some(&bias) = node.inputs.get(2) {
+        let bv = nb.eval(bias, std::slice::from_ref(&b[1]))?;
+        let bv = nb.widen(bv);
+        y = nb.bin(BinaryOp::Add, y, bv);
+    }
+    let y = nb.cast(y, odt);
+    nb.roots.insert(
+        out,
+        RootValue {
+            flat: full,
+            expr: y,
+        },
+    );
+    Ok(())
+}
+
+/// A matmul or Gemm as a loop contraction over `space`.
+fn contraction_root(nb: &mut NestBuilder, at: At, space: &[usize]) -> Result<(), LowerError> {
+    let At { root, b, w, full } = at;
+    let g = nb.g();
+    let node = g.node(root);
+    let out = node.outputs[0];
+    let odt = g.ty(out).dtype;
+    let (ai, bi) = (node.inputs[0], node.inputs[1]);
+    let (sa, sb) = (dims(g, ai), dims(g, bi));
+    let kk = w[0].clone();
+    let (aidx, bidx) = match &node.op {
+        Op::Gemm {
+            trans_a, trans_b, ..
+        } => (
+            if *trans_a {
+                vec![kk.clone(), b[0].clone()]
+            } else {
+                vec![b[0].clone(), kk.clone()]
+            },
+            if *trans_b {
+                vec![b[1].clone(), kk.clone()]
+            } else {
+                vec![kk.clone(), b[1].clone()]
+            },
+        ),
+        _ => matmul_indices(&sa, &sb, space, b, &kk),
+    };
+    let av = nb.eval(ai, &aidx)?;
+    let bv = nb.eval(bi, &bidx)?;
+    let av = nb.widen(av);
+    let bv = nb.widen(bv);
+    let p = nb.bin(BinaryOp::Mul, av, bv);
+    let acc = one_reduction(nb, ReduceKind::Sum, p);
+    let y = if let Op::Gemm { alpha, beta, .. } = &node.op {
+        let cd = if odt.is_float() {
+            nb.dtype(acc)
+        } else {
+            DType::F64
+        };
+        let accf = nb.cast(acc, cd);
+        let al = nb.lit_f(cd, *alpha as f64);
+        let mut y = nb.bin(BinaryOp::Mul, al, accf);
+        if let Some(&c) = node.inputs.get(2) {
+            let ci = broadcast_index(&dims(g, c), space, b);
+            let cv = nb.eval(c, &ci)?;
+            let cv = nb.widen(cv);
+            let cv = nb.cast(cv, cd);
+            let be = nb.lit_f(cd, *beta as f64);
+            let bc = nb.bin(BinaryOp::Mul, be, cv);
+            y = nb.bin(BinaryOp::Add, y, bc);
+        }
+        y
+    } else {
+        acc
+    };
+    let y = nb.cast(y, odt);
+    nb.roots.insert(
+        out,
+        RootValue {
+            flat: full,
+            expr: y,
+        },
+    );
     Ok(())
 }
 

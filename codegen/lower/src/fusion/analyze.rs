@@ -18,6 +18,10 @@
 //! 4. Gathers and materialized views are never tainted.
 //! 5. In a group with roots, every stored value has the full shape `S` or (reductions) a
 //!    per-row placement.
+//!
+//! A node set that breaks a rule gets the reason as an [`Illegal`]: the planner refuses
+//! such merges, and a group of its own plan that breaks one fails the plan
+//! ([`crate::LowerError::Plan`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -66,6 +70,81 @@ pub enum Placement {
     Reduced,
 }
 
+/// Why a node set cannot be one kernel: the rule of [`analyze`] it breaks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Illegal {
+    /// A group without stored values (nothing outside it reads what it computes).
+    #[error("a group must store something")]
+    NothingStored,
+    /// Rule 1.
+    #[error("reductions cannot share a kernel with another root")]
+    MixedRoots,
+    /// Rule 1.
+    #[error("reductions {first} and {other} do not share input shape and axes")]
+    ReductionsDiffer { first: NodeId, other: NodeId },
+    /// Rule 1.
+    #[error("{0} roots cannot share a kernel")]
+    ManyRoots(usize),
+    /// Rule 1.
+    #[error("fused attention takes no prologue or epilogue")]
+    AttentionNotAlone,
+    /// Rule 2.
+    #[error(
+        "{node} ({op}) must read its operands from memory, not from {producer} in the same kernel"
+    )]
+    OperandInGroup {
+        node: NodeId,
+        op: &'static str,
+        producer: NodeId,
+    },
+    /// Rule 2.
+    #[error("{node} ({op}) reads a value computed after a root")]
+    RootAfterRoot { node: NodeId, op: &'static str },
+    /// Rule 3: a full-shape value read through a view other than an identity.
+    #[error("{node} reads {value} at another position than its own")]
+    ReadElsewhere { node: NodeId, value: ValueId },
+    /// Rules 3 and 4.
+    #[error("{node} ({op}) cannot run on values computed after a root")]
+    NotPointwise { node: NodeId, op: &'static str },
+    /// Rule 3.
+    #[error(
+        "{node} ({op}) has shape {shape:?}, neither the kernel's {space:?} nor a per-row shape"
+    )]
+    OffSpace {
+        node: NodeId,
+        op: &'static str,
+        shape: Vec<usize>,
+        space: Vec<usize>,
+    },
+    /// Rule 3: per-row values are read through reshapes only.
+    #[error("{node} reads per-row {value} through a view")]
+    RowThroughView { node: NodeId, value: ValueId },
+    /// Rule 3.
+    #[error(
+        "{node} broadcasts per-row {value} of shape {shape:?} over {space:?} along other axes than {reduced:?}"
+    )]
+    RowBroadcast {
+        node: NodeId,
+        value: ValueId,
+        shape: Vec<usize>,
+        space: Vec<usize>,
+        reduced: Vec<usize>,
+    },
+    /// Rule 3.
+    #[error("{node} reads per-row {value} at another position")]
+    RowElsewhere { node: NodeId, value: ValueId },
+    /// A tainted value without a placement: a bug in [`analyze`].
+    #[error("{0} has no placement")]
+    Unplaced(ValueId),
+    /// Rule 5.
+    #[error("stored value {value} of shape {shape:?} does not fit the kernel's space {space:?}")]
+    StoredOffSpace {
+        value: ValueId,
+        shape: Vec<usize>,
+        space: Vec<usize>,
+    },
+}
+
 /// The result of a successful [`analyze`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct GroupShape {
@@ -102,195 +181,298 @@ fn numel(d: &[usize]) -> usize {
 }
 
 /// Checks that `nodes` (sorted, program order) can be one kernel storing `stored`.
-pub fn analyze(cx: &Context, nodes: &[NodeId], stored: &[ValueId]) -> Result<GroupShape, String> {
-    let g = cx.g;
-    let inside: BTreeSet<NodeId> = nodes.iter().copied().collect();
-    let internal = |v: ValueId| g.producer(v).filter(|p| inside.contains(p));
+pub fn analyze(cx: &Context, nodes: &[NodeId], stored: &[ValueId]) -> Result<GroupShape, Illegal> {
     let roots: Vec<NodeId> = nodes
         .iter()
         .copied()
         .filter(|&n| cx.class[n.index()].is_root())
         .collect();
-    let shape_of = |v: ValueId| g.ty(v).shape.dims().to_vec();
-
-    // Rule 1: root kinds.
-    let (kind, space, reduced) = if roots.is_empty() {
-        let first = stored.first().ok_or("a group must store something")?;
-        (GroupKind::Pointwise, shape_of(*first), Vec::new())
-    } else {
-        let reductions = roots
-            .iter()
-            .filter(|r| cx.class[r.index()] == OpClass::Reduction)
-            .count();
-        if reductions > 0 {
-            if reductions < roots.len() {
-                return Err("reductions cannot share a kernel with another root".into());
-            }
-            let r0 = roots[0];
-            let space = shape_of(g.node(r0).inputs[0]);
-            let axes = reduced_axes(g, r0);
-            for &r in &roots[1..] {
-                if shape_of(g.node(r).inputs[0]) != space || reduced_axes(g, r) != axes {
-                    return Err(format!(
-                        "reductions {r0} and {r} do not share input shape and axes"
-                    ));
-                }
-            }
-            (GroupKind::Reduction, space, axes)
-        } else {
-            if roots.len() > 1 {
-                return Err(format!("{} roots cannot share a kernel", roots.len()));
-            }
-            let r = roots[0];
-            if cx.class[r.index()] == OpClass::Attention && nodes.len() > 1 {
-                return Err("fused attention takes no prologue or epilogue".into());
-            }
-            let kind = match cx.class[r.index()] {
-                OpClass::Window => GroupKind::Window,
-                OpClass::Contraction => GroupKind::Contraction,
-                OpClass::Attention => GroupKind::Attention,
-                _ => GroupKind::Concat,
-            };
-            (kind, shape_of(g.node(r).outputs[0]), Vec::new())
-        }
-    };
+    let (kind, space, reduced) = root_space(cx, nodes, stored, &roots)?;
     let reduced_numel: usize = space
         .iter()
         .enumerate()
         .filter(|(i, _)| !reduced.contains(i))
         .map(|(_, &d)| d)
         .product();
-
-    // Taint and placements, in program order.
-    let mut tainted: BTreeSet<NodeId> = BTreeSet::new();
-    let mut placement: BTreeMap<ValueId, Placement> = BTreeMap::new();
+    let mut walk = Walk {
+        cx,
+        inside: nodes.iter().copied().collect(),
+        kind,
+        space,
+        reduced,
+        reduced_numel,
+        tainted: BTreeSet::new(),
+        placement: BTreeMap::new(),
+    };
     for &n in nodes {
+        walk.node(n)?;
+    }
+    walk.stored(stored)?;
+    Ok(GroupShape {
+        kind,
+        space: walk.space,
+        reduced: walk.reduced,
+        roots,
+        tainted: walk.tainted,
+        placement: walk.placement,
+    })
+}
+
+fn shape_of(g: &Graph, v: ValueId) -> Vec<usize> {
+    g.ty(v).shape.dims().to_vec()
+}
+
+/// Rule 1: the group's kind, iteration space and reduced axes, from its roots.
+fn root_space(
+    cx: &Context,
+    nodes: &[NodeId],
+    stored: &[ValueId],
+    roots: &[NodeId],
+) -> Result<(GroupKind, Vec<usize>, Vec<usize>), Illegal> {
+    let g = cx.g;
+    let Some(&r0) = roots.first() else {
+        let first = stored.first().ok_or(Illegal::NothingStored)?;
+        return Ok((GroupKind::Pointwise, shape_of(g, *first), Vec::new()));
+    };
+    let reductions = roots
+        .iter()
+        .filter(|r| cx.class[r.index()] == OpClass::Reduction)
+        .count();
+    if reductions > 0 {
+        if reductions < roots.len() {
+            return Err(Illegal::MixedRoots);
+        }
+        let space = shape_of(g, g.node(r0).inputs[0]);
+        let axes = reduced_axes(g, r0);
+        for &r in &roots[1..] {
+            if shape_of(g, g.node(r).inputs[0]) != space || reduced_axes(g, r) != axes {
+                return Err(Illegal::ReductionsDiffer {
+                    first: r0,
+                    other: r,
+                });
+            }
+        }
+        return Ok((GroupKind::Reduction, space, axes));
+    }
+    if roots.len() > 1 {
+        return Err(Illegal::ManyRoots(roots.len()));
+    }
+    if cx.class[r0.index()] == OpClass::Attention && nodes.len() > 1 {
+        return Err(Illegal::AttentionNotAlone);
+    }
+    let kind = match cx.class[r0.index()] {
+        OpClass::Window => GroupKind::Window,
+        OpClass::Contraction => GroupKind::Contraction,
+        OpClass::Attention => GroupKind::Attention,
+        _ => GroupKind::Concat,
+    };
+    Ok((kind, shape_of(g, g.node(r0).outputs[0]), Vec::new()))
+}
+
+/// A read of a tainted value: the value read, its source after virtual views, the views
+/// crossed.
+struct TaintedRead {
+    value: ValueId,
+    src: ValueId,
+    chain: Vec<ViewStep>,
+}
+
+/// The walk of a group in program order: taint and placements (rules 2–4), then the
+/// stored values (rule 5).
+struct Walk<'c, 'a> {
+    cx: &'c Context<'a>,
+    inside: BTreeSet<NodeId>,
+    kind: GroupKind,
+    space: Vec<usize>,
+    reduced: Vec<usize>,
+    /// Elements of `space` without the reduced axes: a per-row value's size.
+    reduced_numel: usize,
+    tainted: BTreeSet<NodeId>,
+    placement: BTreeMap<ValueId, Placement>,
+}
+
+impl Walk<'_, '_> {
+    /// Node `n`: which tainted values it reads, then the rules for roots or for the
+    /// nodes after them.
+    fn node(&mut self, n: NodeId) -> Result<(), Illegal> {
+        let g = self.cx.g;
         let node = g.node(n);
-        let class = cx.class[n.index()];
-        let mut reads_tainted = Vec::new();
+        let class = self.cx.class[n.index()];
+        let mut reads = Vec::new();
         for &v in &node.inputs {
-            let (src, chain) = cx.source(v);
-            let Some(p) = internal(src) else { continue };
-            if tainted.contains(&p) {
-                reads_tainted.push((v, src, chain, p));
+            let (src, chain) = self.cx.source(v);
+            let Some(p) = g.producer(src).filter(|p| self.inside.contains(p)) else {
+                continue;
+            };
+            if self.tainted.contains(&p) {
+                reads.push(TaintedRead {
+                    value: v,
+                    src,
+                    chain,
+                });
             } else if matches!(
                 class,
                 OpClass::Window | OpClass::Contraction | OpClass::Attention
             ) {
                 // Rule 2.
-                return Err(format!(
-                    "{n} ({}) must read its operands from memory, not from {p} in the same kernel",
-                    node.op.name()
-                ));
+                return Err(Illegal::OperandInGroup {
+                    node: n,
+                    op: node.op.name(),
+                    producer: p,
+                });
             }
         }
         if class.is_root() {
-            if !reads_tainted.is_empty() && class != OpClass::Reduction {
-                return Err(format!(
-                    "{n} ({}) reads a value computed after a root",
-                    node.op.name()
-                ));
-            }
-            tainted.insert(n);
-            for (slot, &o) in node.outputs.iter().enumerate() {
-                let pl = match (&node.op, slot) {
-                    (Op::Reduce { .. }, _) | (Op::LayerNorm { .. }, 1 | 2) => Placement::Reduced,
-                    _ => Placement::Full,
-                };
-                placement.insert(o, pl);
-            }
-            // Reduction roots reading tainted values: only full ones, at identity.
-            for (v, src, chain, _) in &reads_tainted {
-                if placement.get(src) != Some(&Placement::Full) || !identity_chain(g, chain) {
-                    return Err(format!("{n} reads {v} at another position than its own"));
-                }
-            }
-            continue;
+            return self.root(n, class, &reads);
         }
-        if reads_tainted.is_empty() {
-            continue;
+        if reads.is_empty() {
+            return Ok(());
         }
-        // Rules 3 and 4: tainted non-roots are pointwise.
-        if class != OpClass::Pointwise {
-            return Err(format!(
-                "{n} ({}) cannot run on values computed after a root",
-                node.op.name()
-            ));
-        }
-        let out = node.outputs[0];
-        let out_shape = shape_of(out);
-        let pl = if out_shape == space {
-            Placement::Full
-        } else if kind == GroupKind::Reduction && numel(&out_shape) == reduced_numel {
-            Placement::Reduced
-        } else {
-            return Err(format!(
-                "{n} ({}) has shape {out_shape:?}, neither the kernel's {space:?} nor a per-row shape",
-                node.op.name()
-            ));
-        };
-        for (v, src, chain, _) in &reads_tainted {
-            let y = shape_of(*v);
-            match placement.get(src) {
-                Some(Placement::Full) => {
-                    if pl != Placement::Full || !identity_chain(g, chain) || y != out_shape {
-                        return Err(format!("{n} reads {v} at another position than its own"));
-                    }
-                }
-                Some(Placement::Reduced) => {
-                    if !chain.iter().all(|&(c, _)| reshape_like(&g.node(c).op)) {
-                        return Err(format!("{n} reads per-row {v} through a view"));
-                    }
-                    match pl {
-                        Placement::Full => {
-                            if !broadcasts_along(&y, &space, &reduced) {
-                                return Err(format!(
-                                    "{n} broadcasts per-row {v} of shape {y:?} over {space:?} along other axes than {reduced:?}"
-                                ));
-                            }
-                        }
-                        Placement::Reduced => {
-                            if numel(&y) != reduced_numel
-                                || !same_or_scalar_broadcast(&y, &out_shape)
-                            {
-                                return Err(format!("{n} reads per-row {v} at another position"));
-                            }
-                        }
-                    }
-                }
-                None => return Err(format!("{v} has no placement")),
-            }
-        }
-        tainted.insert(n);
-        for &o in &node.outputs {
-            placement.insert(o, pl);
-        }
+        self.after_root(n, class, &reads)
     }
 
-    // Rule 5: stored values.
-    if kind != GroupKind::Pointwise {
-        for &v in stored {
-            if placement.contains_key(&v) {
-                continue;
-            }
-            let s = shape_of(v);
-            let ok = s == space
-                || (kind == GroupKind::Reduction && is_reduced_shape(&s, &space, &reduced));
-            if !ok {
-                return Err(format!(
-                    "stored value {v} of shape {s:?} does not fit the kernel's space {space:?}"
-                ));
+    /// A root: tainted itself; reductions may read full values at their own position.
+    fn root(&mut self, n: NodeId, class: OpClass, reads: &[TaintedRead]) -> Result<(), Illegal> {
+        let g = self.cx.g;
+        let node = g.node(n);
+        if !reads.is_empty() && class != OpClass::Reduction {
+            return Err(Illegal::RootAfterRoot {
+                node: n,
+                op: node.op.name(),
+            });
+        }
+        self.tainted.insert(n);
+        for (slot, &o) in node.outputs.iter().enumerate() {
+            let pl = match (&node.op, slot) {
+                (Op::Reduce { .. }, _) | (Op::LayerNorm { .. }, 1 | 2) => Placement::Reduced,
+                _ => Placement::Full,
+            };
+            self.placement.insert(o, pl);
+        }
+        // Reduction roots reading tainted values: only full ones, at identity.
+        for r in reads {
+            if self.placement.get(&r.src) != Some(&Placement::Full) || !identity_chain(g, &r.chain)
+            {
+                return Err(Illegal::ReadElsewhere {
+                    node: n,
+                    value: r.value,
+                });
             }
         }
+        Ok(())
     }
-    Ok(GroupShape {
-        kind,
-        space,
-        reduced,
-        roots,
-        tainted,
-        placement,
-    })
+
+    /// Rules 3 and 4: a non-root reading tainted values is pointwise, of the full or a
+    /// per-row shape, and reads each at its own position or broadcasts a per-row one.
+    fn after_root(
+        &mut self,
+        n: NodeId,
+        class: OpClass,
+        reads: &[TaintedRead],
+    ) -> Result<(), Illegal> {
+        let g = self.cx.g;
+        let node = g.node(n);
+        if class != OpClass::Pointwise {
+            return Err(Illegal::NotPointwise {
+                node: n,
+                op: node.op.name(),
+            });
+        }
+        let out_shape = shape_of(g, node.outputs[0]);
+        let pl = if out_shape == self.space {
+            Placement::Full
+        } else if self.kind == GroupKind::Reduction && numel(&out_shape) == self.reduced_numel {
+            Placement::Reduced
+        } else {
+            return Err(Illegal::OffSpace {
+                node: n,
+                op: node.op.name(),
+                shape: out_shape,
+                space: self.space.clone(),
+            });
+        };
+        for r in reads {
+            self.read(n, pl, &out_shape, r)?;
+        }
+        self.tainted.insert(n);
+        for &o in &node.outputs {
+            self.placement.insert(o, pl);
+        }
+        Ok(())
+    }
+
+    /// Rule 3 for one tainted read of node `n`, whose output (of `out_shape`) has
+    /// placement `pl`.
+    fn read(
+        &self,
+        n: NodeId,
+        pl: Placement,
+        out_shape: &[usize],
+        r: &TaintedRead,
+    ) -> Result<(), Illegal> {
+        let g = self.cx.g;
+        let (node, value) = (n, r.value);
+        let y = shape_of(g, value);
+        match self.placement.get(&r.src) {
+            Some(Placement::Full) => {
+                if pl != Placement::Full || !identity_chain(g, &r.chain) || y != out_shape {
+                    return Err(Illegal::ReadElsewhere { node, value });
+                }
+            }
+            Some(Placement::Reduced) => {
+                if !r.chain.iter().all(|&(c, _)| reshape_like(&g.node(c).op)) {
+                    return Err(Illegal::RowThroughView { node, value });
+                }
+                match pl {
+                    Placement::Full => {
+                        if !broadcasts_along(&y, &self.space, &self.reduced) {
+                            return Err(Illegal::RowBroadcast {
+                                node,
+                                value,
+                                shape: y,
+                                space: self.space.clone(),
+                                reduced: self.reduced.clone(),
+                            });
+                        }
+                    }
+                    Placement::Reduced => {
+                        if numel(&y) != self.reduced_numel
+                            || !same_or_scalar_broadcast(&y, out_shape)
+                        {
+                            return Err(Illegal::RowElsewhere { node, value });
+                        }
+                    }
+                }
+            }
+            None => return Err(Illegal::Unplaced(r.src)),
+        }
+        Ok(())
+    }
+
+    /// Rule 5: in a group with roots, stored values that are not tainted have the full
+    /// shape or (reductions) a per-row one.
+    fn stored(&self, stored: &[ValueId]) -> Result<(), Illegal> {
+        if self.kind == GroupKind::Pointwise {
+            return Ok(());
+        }
+        for &v in stored {
+            if self.placement.contains_key(&v) {
+                continue;
+            }
+            let s = shape_of(self.cx.g, v);
+            let ok = s == self.space
+                || (self.kind == GroupKind::Reduction
+                    && is_reduced_shape(&s, &self.space, &self.reduced));
+            if !ok {
+                return Err(Illegal::StoredOffSpace {
+                    value: v,
+                    shape: s,
+                    space: self.space.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Views that keep both shape and element order.
@@ -340,4 +522,55 @@ pub fn is_reduced_shape(s: &[usize], space: &[usize], reduced: &[usize]) -> bool
 
 fn same_or_scalar_broadcast(y: &[usize], out: &[usize]) -> bool {
     y == out || numel(y) == numel(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_ir::{NodeId, ValueId, text};
+
+    use super::{Context, Illegal, analyze};
+    use crate::fusion::classify::{OpClass, classify};
+
+    /// [`analyze`] of the node set `nodes` of `src` storing `stored`; no view is virtual.
+    fn check(src: &str, nodes: &[usize], stored: &[usize]) -> Result<super::GroupKind, Illegal> {
+        let g = text::parse(src).expect("parses");
+        let class: Vec<OpClass> = g.nodes().map(|(n, _)| classify(&g, n)).collect();
+        let cx = Context {
+            g: &g,
+            class: &class,
+            virtual_view: &|_| false,
+        };
+        let nodes: Vec<NodeId> = nodes.iter().map(|&n| NodeId::new(n)).collect();
+        let stored: Vec<ValueId> = stored.iter().map(|&v| ValueId::new(v)).collect();
+        analyze(&cx, &nodes, &stored).map(|s| s.kind)
+    }
+
+    const MATMUL: &str = r#"graph "t" {
+  input "x" %0: f32[4,8]
+  input "w" %1: f32[8,8]
+  %2: f32[4,8] = add(%0, %0) "pre"
+  %3: f32[4,8] = matmul(%2, %1) "mm"
+  %4: f32[4,1] = reduce_sum(%3) {axes=[1], keep_dims=true} "sum"
+  output "y" %4
+}"#;
+
+    #[test]
+    fn illegal_groups_say_which_rule_they_break() {
+        assert_eq!(check(MATMUL, &[1], &[3]), Ok(super::GroupKind::Contraction));
+        let e = check(MATMUL, &[0, 1], &[3]).expect_err("a prologue into a matmul");
+        assert_eq!(
+            e,
+            Illegal::OperandInGroup {
+                node: NodeId::new(1),
+                op: "matmul",
+                producer: NodeId::new(0),
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "n1 (matmul) must read its operands from memory, not from n0 in the same kernel"
+        );
+        assert_eq!(check(MATMUL, &[1, 2], &[4]), Err(Illegal::MixedRoots));
+        assert_eq!(check(MATMUL, &[0], &[]), Err(Illegal::NothingStored));
+    }
 }

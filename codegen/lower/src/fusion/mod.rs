@@ -28,7 +28,7 @@ use tessera_ir::{Graph, NodeId, ValueId};
 
 use crate::LowerError;
 use crate::memory::{self, StepUse, Write};
-use analyze::{Context, GroupKind, GroupShape, analyze};
+use analyze::{Context, GroupKind, GroupShape, Illegal, analyze};
 use classify::{OpClass, classify};
 use view::{ViewStep, chain_view, is_alias};
 
@@ -238,7 +238,7 @@ impl<'g> Planner<'g> {
         (inputs.into_iter().collect(), outputs.into_iter().collect())
     }
 
-    fn shape(&self, nodes: &[NodeId], stored: &[ValueId]) -> Result<GroupShape, String> {
+    fn shape(&self, nodes: &[NodeId], stored: &[ValueId]) -> Result<GroupShape, Illegal> {
         let vv = |n: NodeId| self.is_virtual(n);
         let cx = Context {
             g: self.g,
@@ -291,7 +291,7 @@ impl<'g> Planner<'g> {
     }
 
     /// Groups in a topological order, ties broken by the earliest member node.
-    fn schedule(&self) -> Vec<usize> {
+    fn topo_order(&self) -> Vec<usize> {
         let live: Vec<usize> = (0..self.members.len())
             .filter(|&i| !self.members[i].is_empty())
             .collect();
@@ -300,7 +300,9 @@ impl<'g> Planner<'g> {
             live.iter().map(|&i| (i, self.successors(i))).collect();
         for s in succ.values() {
             for b in s {
-                *indeg.get_mut(b).expect("successors are live groups") += 1;
+                *indeg
+                    .get_mut(b)
+                    .expect("invariant: successors are live groups") += 1;
             }
         }
         let key = |i: usize| (self.members[i][0], i);
@@ -314,7 +316,9 @@ impl<'g> Planner<'g> {
             let i = k.1;
             order.push(i);
             for &b in &succ[&i] {
-                let d = indeg.get_mut(&b).expect("live");
+                let d = indeg
+                    .get_mut(&b)
+                    .expect("invariant: successors are live groups");
                 *d -= 1;
                 if *d == 0 {
                     ready.insert(key(b));
@@ -325,7 +329,7 @@ impl<'g> Planner<'g> {
     }
 
     fn build(&self, mode: Mode, rejected_for_memory: usize) -> Result<FusionPlan, LowerError> {
-        let order = self.schedule();
+        let order = self.topo_order();
         let mut group_of = vec![None; self.g.num_nodes()];
         let mut groups = Vec::new();
         for (pos, &gid) in order.iter().enumerate() {
@@ -334,9 +338,9 @@ impl<'g> Planner<'g> {
             let (inputs, outputs) = self.io(&set);
             let shape = self
                 .shape(&nodes, &outputs)
-                .map_err(|message| LowerError::Plan {
+                .map_err(|reason| LowerError::Plan {
                     node: self.g.node_ref(nodes[0]),
-                    message,
+                    reason: Box::new(reason),
                 })?;
             for &n in &nodes {
                 group_of[n.index()] = Some(pos);

@@ -12,7 +12,7 @@
 //!   im2col, itself a nest), then an epilogue nest applied to the tile while it is in cache.
 //! * [`Body::Attention`]: fused scaled-dot-product attention with an online softmax.
 //!
-//! Every nest carries a [`Schedule`]: which loop is vectorized and how wide, the unroll
+//! Every nest carries [`Hints`]: which loop is vectorized and how wide, the unroll
 //! factor, whether the outer loops may be split across threads, and a GPU mapping hint,
 //! so a CUDA printer can read the same kernel without changing its meaning.
 //!
@@ -24,7 +24,7 @@ mod verify;
 
 pub use index::{Atom, Index, Var};
 pub use print::print_kernel;
-pub use verify::verify;
+pub use verify::{VerifyError, verify};
 
 use tessera_ir::{BinaryOp, DType, NodeId, UnaryOp, ValueId};
 
@@ -215,6 +215,25 @@ pub enum ExprOp {
     },
 }
 
+impl ExprOp {
+    /// The text form's name of the operation (`load`, `add`, `check_index`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ExprOp::Lit(_) => "lit",
+            ExprOp::Load { .. } => "load",
+            ExprOp::LoadIf { .. } => "load_if",
+            ExprOp::InRange(_) => "in_range",
+            ExprOp::Unary(u, _) => u.name(),
+            ExprOp::Binary(b, _, _) => b.name(),
+            ExprOp::Select(..) => "select",
+            ExprOp::Cast(_) => "cast",
+            ExprOp::Acc { .. } => "acc",
+            ExprOp::IndexValue(_) => "index",
+            ExprOp::CheckIndex { .. } => "check_index",
+        }
+    }
+}
+
 /// One node of a nest's expression DAG.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Expr {
@@ -294,7 +313,7 @@ pub enum GpuMapping {
 
 /// Execution hints. They never change what a nest computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Schedule {
+pub struct Hints {
     pub vector: VectorAxis,
     /// Lanes (4 for f32 on the CPU: Cranelift's widest type on x86_64 is 128 bits).
     pub width: u8,
@@ -312,7 +331,8 @@ pub struct Nest {
     pub inner: Vec<usize>,
     pub exprs: Vec<Expr>,
     pub phases: Vec<Phase>,
-    pub schedule: Schedule,
+    /// How to run it; never changes what it computes.
+    pub hints: Hints,
 }
 
 impl Nest {

@@ -86,7 +86,7 @@ fn dims(d: &[usize]) -> String {
 
 /// Appends `nest` at indentation `ind`.
 pub fn print_nest(out: &mut String, nest: &Nest, ind: &str) {
-    let s = &nest.schedule;
+    let s = &nest.hints;
     let vector = match s.vector {
         VectorAxis::None => "scalar".to_string(),
         VectorAxis::Inner => format!("vector inner x{}", s.width),

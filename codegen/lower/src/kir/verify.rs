@@ -18,24 +18,42 @@
 //!    nest's extent; every value atom names an earlier integer expression. Unguarded loads
 //!    and all stores stay inside their parameter (`0 ≤ index < len` over the index's value
 //!    range).
-//! 5. **Phases.** Once-per-row stores (`looped: false`) do not depend on inner loops.
+//! 5. **Phases.** Once-per-row stores (`looped: false`) do not depend on inner loops
+//!    (through their values: checked once the nest's expressions verify).
 //! 6. **Hints.** A vectorized nest has the loop it vectorizes and a width of at least 1.
 //! 7. **Bodies.** GEMM, convolution and attention sizes match their parameters (the
 //!    accumulator holds the whole result, the column buffer the whole im2col matrix), and
 //!    their epilogue nests iterate over exactly the result's rows and columns.
 //! 8. **In place.** An in-place pair reads a `read` parameter and writes a `write`
 //!    parameter of the same length and element size.
+//!
+//! The verifier itself never panics, whatever ids a kernel holds.
+
+use std::fmt;
 
 use tessera_ir::{BinaryOp, DType, UnaryOp};
 
 use super::{
-    Access, Atom, Binding, Body, ExprId, ExprOp, Index, Kernel, Lit, MatView, Nest, ParamId, Phase,
-    ReduceKind, Var, VectorAxis, var_deps,
+    Access, Atom, Binding, Body, Expr, ExprId, ExprOp, Index, Kernel, Lit, MatView, Nest, ParamId,
+    Phase, ReduceKind, Reduction, Store, Var, VectorAxis, var_deps,
 };
 
-/// Checks `k` against the invariants of this module; returns every violation found, each
-/// naming where (`nest 0 e12`, `gemm`, ...).
-pub fn verify(k: &Kernel) -> Result<(), Vec<String>> {
+/// One violated invariant: where in the kernel and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyError {
+    /// `nest 0 e12`, `nest 1 phase 2`, `gemm acc`, `in_place`, ...
+    pub at: String,
+    pub message: String,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
+}
+
+/// Checks `k` against the invariants of this module; returns every violation found.
+pub fn verify(k: &Kernel) -> Result<(), Vec<VerifyError>> {
     let mut v = Verifier {
         k,
         errors: Vec::new(),
@@ -153,7 +171,7 @@ pub fn verify(k: &Kernel) -> Result<(), Vec<String>> {
 
 struct Verifier<'k> {
     k: &'k Kernel,
-    errors: Vec<String>,
+    errors: Vec<VerifyError>,
     written: Vec<bool>,
 }
 
@@ -163,7 +181,10 @@ fn is_int(d: DType) -> bool {
 
 impl Verifier<'_> {
     fn err(&mut self, at: &str, message: String) {
-        self.errors.push(format!("{at}: {message}"));
+        self.errors.push(VerifyError {
+            at: at.to_string(),
+            message,
+        });
     }
 
     /// Checks that `p` exists and allows `access`; records writes.
@@ -209,8 +230,8 @@ impl Verifier<'_> {
         self.param(at, m.param, Access::Read);
         for (a, _) in m.batch_offset.terms() {
             if let Some(msg) = atom_error(a, &|v| match v {
-                Var::Outer(i) if (i as usize) < batch_rank => Ok(None),
-                _ => Err(format!("{v} is not a batch axis")),
+                Var::Outer(i) if (i as usize) < batch_rank => None,
+                _ => Some(format!("{v} is not a batch axis")),
             }) {
                 self.err(at, msg);
             }
@@ -230,245 +251,264 @@ impl Verifier<'_> {
         }
     }
 
+    /// A nest: its expressions (invariants 2–4), phases (1, 3, 5) and hints (6).
     fn nest(&mut self, at: &str, n: &Nest) {
-        let exprs = &n.exprs;
-        let extent = |v: Var| -> Option<usize> {
-            match v {
-                Var::Outer(i) => n.outer.get(i as usize).copied(),
-                Var::Inner(i) => n.inner.get(i as usize).copied(),
-            }
-        };
-        // Loop variables: present, with the nest's extent.
-        let var_ok = |v: Var, ext: i64| -> Result<Option<()>, String> {
-            match extent(v) {
-                Some(e) if e as i64 == ext => Ok(None),
-                Some(e) => Err(format!("{v} has extent {ext}, the loop {e}")),
-                None => Err(format!("{v} is not a loop of this nest")),
-            }
-        };
-        let mut reduce_slots: Vec<Option<usize>> = Vec::new();
-        for ph in &n.phases {
-            reduce_slots.push(match ph {
-                Phase::Reduce(rs) => Some(rs.len()),
-                Phase::Store { .. } => None,
-            });
+        let before = self.errors.len();
+        for i in 0..n.exprs.len() {
+            self.expr(&format!("{at} e{i}"), n, i);
         }
-        for (i, e) in exprs.iter().enumerate() {
-            let here = format!("{at} e{i}");
-            let operand = |x: ExprId| -> Result<DType, String> {
-                if x.index() < i {
-                    Ok(exprs[x.index()].dtype)
-                } else {
-                    Err(format!("operand {x} does not precede it"))
-                }
-            };
-            let check_index = |this: &mut Self, what: &str, idx: &Index| {
-                for (a, _) in idx.terms() {
-                    let msg = atom_error(a, &|v| match v {
-                        Var::Outer(_) | Var::Inner(_) => Ok(None),
-                    })
-                    .or_else(|| index_vars_error(a, &var_ok))
-                    .or_else(|| value_atoms_error(a, i, exprs));
-                    if let Some(m) = msg {
-                        this.err(&here, format!("{what}: {m}"));
-                    }
-                }
-            };
-            let want = |this: &mut Self, ok: bool, msg: &dyn Fn() -> String| {
-                if !ok {
-                    this.err(&here, msg());
-                }
-            };
-            match &e.op {
-                ExprOp::Lit(l) => {
-                    let ok = match l {
-                        Lit::F(_) => e.dtype.is_float(),
-                        Lit::I(_) => is_int(e.dtype),
-                        Lit::B(_) => e.dtype == DType::Bool,
-                    };
-                    want(self, ok, &|| format!("literal does not fit {}", e.dtype));
-                }
-                ExprOp::Load { param, index } => {
-                    if self.param(&here, *param, Access::Read) {
-                        let p = &self.k.params[param.index()];
-                        want(self, p.dtype == e.dtype, &|| {
-                            format!("loads {} from a {} parameter", e.dtype, p.dtype)
-                        });
-                        self.in_bounds(&here, *param, index);
-                    }
-                    check_index(self, "index", index);
-                }
-                ExprOp::LoadIf {
-                    param,
-                    index,
-                    guards,
-                    default: _,
-                } => {
-                    if self.param(&here, *param, Access::Read) {
-                        let p = &self.k.params[param.index()];
-                        want(self, p.dtype == e.dtype, &|| {
-                            format!("loads {} from a {} parameter", e.dtype, p.dtype)
-                        });
-                    }
-                    check_index(self, "index", index);
-                    for g in guards {
-                        check_index(self, "guard", &g.index);
-                    }
-                }
-                ExprOp::InRange(guards) => {
-                    want(self, e.dtype == DType::Bool, &|| {
-                        "in_range is not bool".into()
-                    });
-                    for g in guards {
-                        check_index(self, "guard", &g.index);
-                    }
-                }
-                ExprOp::Unary(u, a) => match operand(*a) {
-                    Err(m) => self.err(&here, m),
-                    Ok(d) => {
-                        let ok = if u.is_predicate() {
-                            e.dtype == DType::Bool
-                        } else {
-                            e.dtype == d && (*u != UnaryOp::Not || d == DType::Bool)
-                        };
-                        want(self, ok, &|| {
-                            format!("{} of {d} cannot be {}", u.name(), e.dtype)
-                        });
-                    }
-                },
-                ExprOp::Binary(b, x, y) => match (operand(*x), operand(*y)) {
-                    (Err(m), _) | (_, Err(m)) => self.err(&here, m),
-                    (Ok(dx), Ok(dy)) => {
-                        let same = dx == dy || *b == BinaryOp::Pow;
-                        let result = if b.is_predicate() {
-                            e.dtype == DType::Bool
-                        } else {
-                            e.dtype == dx
-                        };
-                        want(self, same && result, &|| {
-                            format!("{} of {dx} and {dy} cannot be {}", b.name(), e.dtype)
-                        });
-                    }
-                },
-                ExprOp::Select(c, a, b) => match (operand(*c), operand(*a), operand(*b)) {
-                    (Err(m), _, _) | (_, Err(m), _) | (_, _, Err(m)) => self.err(&here, m),
-                    (Ok(dc), Ok(da), Ok(db)) => {
-                        want(
-                            self,
-                            dc == DType::Bool && da == e.dtype && db == e.dtype,
-                            &|| format!("select {dc} ? {da} : {db} cannot be {}", e.dtype),
-                        );
-                    }
-                },
-                ExprOp::Cast(a) => {
-                    if let Err(m) = operand(*a) {
-                        self.err(&here, m);
-                    }
-                }
-                ExprOp::Acc { phase, slot } => {
-                    let ok = matches!(reduce_slots.get(*phase as usize), Some(Some(s)) if (*slot as usize) < *s);
-                    want(self, ok, &|| {
-                        format!("acc {phase}.{slot} names no reduction result")
-                    });
-                }
-                ExprOp::IndexValue(idx) => {
-                    want(self, e.dtype == DType::I64, &|| {
-                        "index value is not i64".into()
-                    });
-                    check_index(self, "index", idx);
-                }
-                ExprOp::CheckIndex { value, dim: _ } => match operand(*value) {
-                    Err(m) => self.err(&here, m),
-                    Ok(d) => want(self, d == DType::I64 && e.dtype == DType::I64, &|| {
-                        format!("check_index of {d} cannot be {}", e.dtype)
-                    }),
-                },
-            }
-        }
-        let deps = var_deps(n);
-        let inner_mask: u64 = 0xffff_ffff << 32;
-        let expr_at = |x: ExprId| x.index() < exprs.len();
+        // `var_deps` walks operands and accumulators' reductions: only for a nest whose
+        // expressions verified and whose reductions name existing expressions.
+        let deps = (self.errors.len() == before && reductions_exist(n)).then(|| var_deps(n));
         for (p, ph) in n.phases.iter().enumerate() {
             let here = format!("{at} phase {p}");
             match ph {
-                Phase::Reduce(rs) => {
-                    for r in rs {
-                        if !expr_at(r.value) {
-                            self.err(&here, format!("reduces missing {}", r.value));
-                            continue;
-                        }
-                        let d = exprs[r.value.index()].dtype;
-                        match r.kind {
-                            ReduceKind::ArgMax { arg } => {
-                                let ok = expr_at(arg)
-                                    && exprs[arg.index()].dtype == DType::I64
-                                    && r.dtype == DType::I64;
-                                if !ok {
-                                    self.err(
-                                        &here,
-                                        "argmax needs an i64 argument and result".into(),
-                                    );
-                                }
-                            }
-                            _ if d != r.dtype => {
-                                self.err(&here, format!("reduces {d} into {}", r.dtype));
-                            }
-                            _ => {}
-                        }
-                        if let Some(m) = r.mask
-                            && (!expr_at(m) || exprs[m.index()].dtype != DType::Bool)
-                        {
-                            self.err(&here, format!("mask {m} is not a bool expression"));
-                        }
-                    }
-                }
+                Phase::Reduce(rs) => self.reductions(&here, &n.exprs, rs),
                 Phase::Store { looped, stores } => {
-                    for s in stores {
-                        if self.param(&here, s.param, Access::Write) {
-                            self.in_bounds(&here, s.param, &s.index);
-                        }
-                        if !expr_at(s.value) {
-                            self.err(&here, format!("stores missing {}", s.value));
-                            continue;
-                        }
-                        let pd = self.k.params.get(s.param.index()).map(|p| p.dtype);
-                        let vd = exprs[s.value.index()].dtype;
-                        if pd.is_some_and(|pd| pd != vd) {
-                            self.err(&here, format!("stores {vd} into {}", s.param));
-                        }
-                        if !looped {
-                            let idx_inner = s.index.terms().iter().any(|(a, _)| {
-                                (0..n.inner.len()).any(|k| atom_mentions(a, Var::Inner(k as u8)))
-                            });
-                            if deps[s.value.index()] & inner_mask != 0 || idx_inner {
-                                self.err(
-                                    &here,
-                                    format!(
-                                        "once-per-row store to {} depends on an inner loop",
-                                        s.param
-                                    ),
-                                );
-                            }
-                        }
-                    }
+                    self.stores(&here, n, *looped, stores, deps.as_deref());
                 }
             }
         }
-        let h = &n.schedule;
+        self.hints(at, n);
+    }
+
+    /// Records `message()` at `at` unless `ok`.
+    fn want(&mut self, at: &str, ok: bool, message: impl FnOnce() -> String) {
+        if !ok {
+            self.err(at, message());
+        }
+    }
+
+    /// Expression `i` of `n`: operands, types, parameters and indices.
+    fn expr(&mut self, here: &str, n: &Nest, i: usize) {
+        let exprs = &n.exprs;
+        let e = &exprs[i];
+        let dt = e.dtype;
+        match &e.op {
+            ExprOp::Lit(l) => {
+                let ok = match l {
+                    Lit::F(_) => dt.is_float(),
+                    Lit::I(_) => is_int(dt),
+                    Lit::B(_) => dt == DType::Bool,
+                };
+                self.want(here, ok, || format!("literal does not fit {dt}"));
+            }
+            ExprOp::Load { param, index } => {
+                if self.load(here, *param, dt) {
+                    self.in_bounds(here, *param, index);
+                }
+                self.index(here, n, i, "index", index);
+            }
+            ExprOp::LoadIf {
+                param,
+                index,
+                guards,
+                default: _,
+            } => {
+                self.load(here, *param, dt);
+                self.index(here, n, i, "index", index);
+                for g in guards {
+                    self.index(here, n, i, "guard", &g.index);
+                }
+            }
+            ExprOp::InRange(guards) => {
+                self.want(here, dt == DType::Bool, || "in_range is not bool".into());
+                for g in guards {
+                    self.index(here, n, i, "guard", &g.index);
+                }
+            }
+            ExprOp::Unary(u, a) => {
+                if let Some([d]) = self.operands(here, exprs, i, [*a]) {
+                    let ok = if u.is_predicate() {
+                        dt == DType::Bool
+                    } else {
+                        dt == d && (*u != UnaryOp::Not || d == DType::Bool)
+                    };
+                    self.want(here, ok, || format!("{} of {d} cannot be {dt}", u.name()));
+                }
+            }
+            ExprOp::Binary(b, x, y) => {
+                if let Some([dx, dy]) = self.operands(here, exprs, i, [*x, *y]) {
+                    let same = dx == dy || *b == BinaryOp::Pow;
+                    let result = if b.is_predicate() {
+                        dt == DType::Bool
+                    } else {
+                        dt == dx
+                    };
+                    self.want(here, same && result, || {
+                        format!("{} of {dx} and {dy} cannot be {dt}", b.name())
+                    });
+                }
+            }
+            ExprOp::Select(c, a, b) => {
+                if let Some([dc, da, db]) = self.operands(here, exprs, i, [*c, *a, *b]) {
+                    let ok = dc == DType::Bool && da == dt && db == dt;
+                    self.want(here, ok, || {
+                        format!("select {dc} ? {da} : {db} cannot be {dt}")
+                    });
+                }
+            }
+            ExprOp::Cast(a) => {
+                self.operands(here, exprs, i, [*a]);
+            }
+            ExprOp::Acc { phase, slot } => {
+                let ok = matches!(
+                    n.phases.get(*phase as usize),
+                    Some(Phase::Reduce(rs)) if (*slot as usize) < rs.len()
+                );
+                self.want(here, ok, || {
+                    format!("acc {phase}.{slot} names no reduction result")
+                });
+            }
+            ExprOp::IndexValue(idx) => {
+                self.want(here, dt == DType::I64, || "index value is not i64".into());
+                self.index(here, n, i, "index", idx);
+            }
+            ExprOp::CheckIndex { value, dim: _ } => {
+                if let Some([d]) = self.operands(here, exprs, i, [*value]) {
+                    self.want(here, d == DType::I64 && dt == DType::I64, || {
+                        format!("check_index of {d} cannot be {dt}")
+                    });
+                }
+            }
+        }
+    }
+
+    /// The dtypes of operands `xs` of expression `i`; records the first that does not
+    /// precede it.
+    fn operands<const N: usize>(
+        &mut self,
+        here: &str,
+        exprs: &[Expr],
+        i: usize,
+        xs: [ExprId; N],
+    ) -> Option<[DType; N]> {
+        match xs.iter().find(|x| x.index() >= i) {
+            Some(x) => {
+                self.err(here, format!("operand {x} does not precede it"));
+                None
+            }
+            None => Some(xs.map(|x| exprs[x.index()].dtype)),
+        }
+    }
+
+    /// A load of `dtype` from `p`: `p` is readable and of that dtype. False if `p` is no
+    /// parameter.
+    fn load(&mut self, here: &str, p: ParamId, dtype: DType) -> bool {
+        if !self.param(here, p, Access::Read) {
+            return false;
+        }
+        let pd = self.k.params[p.index()].dtype;
+        self.want(here, pd == dtype, || {
+            format!("loads {dtype} from a {pd} parameter")
+        });
+        true
+    }
+
+    /// An index used by expression `i` of `n`: divisions by positive constants, loop
+    /// variables of `n` with its extents, value atoms naming earlier integer expressions.
+    fn index(&mut self, here: &str, n: &Nest, i: usize, what: &str, idx: &Index) {
+        let var_ok = |v: Var, ext: i64| -> Option<String> {
+            let extent = match v {
+                Var::Outer(k) => n.outer.get(k as usize),
+                Var::Inner(k) => n.inner.get(k as usize),
+            };
+            match extent {
+                Some(&e) if e as i64 == ext => None,
+                Some(e) => Some(format!("{v} has extent {ext}, the loop {e}")),
+                None => Some(format!("{v} is not a loop of this nest")),
+            }
+        };
+        for (a, _) in idx.terms() {
+            let msg = atom_error(a, &|_| None)
+                .or_else(|| index_vars_error(a, &var_ok))
+                .or_else(|| value_atoms_error(a, i, &n.exprs));
+            if let Some(m) = msg {
+                self.err(here, format!("{what}: {m}"));
+            }
+        }
+    }
+
+    /// The accumulators of one reduction phase.
+    fn reductions(&mut self, here: &str, exprs: &[Expr], rs: &[Reduction]) {
+        let expr_at = |x: ExprId| x.index() < exprs.len();
+        for r in rs {
+            if !expr_at(r.value) {
+                self.err(here, format!("reduces missing {}", r.value));
+                continue;
+            }
+            let d = exprs[r.value.index()].dtype;
+            match r.kind {
+                ReduceKind::ArgMax { arg } => {
+                    let ok = expr_at(arg)
+                        && exprs[arg.index()].dtype == DType::I64
+                        && r.dtype == DType::I64;
+                    self.want(here, ok, || {
+                        "argmax needs an i64 argument and result".into()
+                    });
+                }
+                _ => self.want(here, d == r.dtype, || {
+                    format!("reduces {d} into {}", r.dtype)
+                }),
+            }
+            if let Some(m) = r.mask
+                && (!expr_at(m) || exprs[m.index()].dtype != DType::Bool)
+            {
+                self.err(here, format!("mask {m} is not a bool expression"));
+            }
+        }
+    }
+
+    /// The stores of one phase; `deps` are the nest's [`var_deps`] when they could be
+    /// computed.
+    fn stores(
+        &mut self,
+        here: &str,
+        n: &Nest,
+        looped: bool,
+        stores: &[Store],
+        deps: Option<&[u64]>,
+    ) {
+        let inner_mask: u64 = 0xffff_ffff << 32;
+        for s in stores {
+            if self.param(here, s.param, Access::Write) {
+                self.in_bounds(here, s.param, &s.index);
+            }
+            let Some(value) = n.exprs.get(s.value.index()) else {
+                self.err(here, format!("stores missing {}", s.value));
+                continue;
+            };
+            let pd = self.k.params.get(s.param.index()).map(|p| p.dtype);
+            let vd = value.dtype;
+            if pd.is_some_and(|pd| pd != vd) {
+                self.err(here, format!("stores {vd} into {}", s.param));
+            }
+            if !looped {
+                let idx_inner = s.index.terms().iter().any(|(a, _)| {
+                    (0..n.inner.len()).any(|k| atom_mentions(a, Var::Inner(k as u8)))
+                });
+                let value_inner = deps.is_some_and(|d| d[s.value.index()] & inner_mask != 0);
+                self.want(here, !(value_inner || idx_inner), || {
+                    format!("once-per-row store to {} depends on an inner loop", s.param)
+                });
+            }
+        }
+    }
+
+    /// The nest's hints name loops it has, with a width and unroll of at least 1.
+    fn hints(&mut self, at: &str, n: &Nest) {
+        let h = &n.hints;
         let has_axis = match h.vector {
             VectorAxis::None => true,
             VectorAxis::Inner => !n.inner.is_empty(),
             VectorAxis::Outer => !n.outer.is_empty(),
         };
-        if !has_axis || h.width == 0 || h.unroll == 0 {
-            self.err(
-                at,
-                format!(
-                    "hints {:?} x{} unroll {} do not fit loops {:?} / {:?}",
-                    h.vector, h.width, h.unroll, n.outer, n.inner
-                ),
-            );
-        }
+        self.want(at, has_axis && h.width > 0 && h.unroll > 0, || {
+            format!(
+                "hints {:?} x{} unroll {} do not fit loops {:?} / {:?}",
+                h.vector, h.width, h.unroll, n.outer, n.inner
+            )
+        });
     }
 
     /// An index into `p` that must stay inside it over its whole value range.
@@ -495,10 +535,27 @@ fn atom_mentions(a: &Atom, v: Var) -> bool {
     }
 }
 
-/// Walks an atom's variables through `check`.
-fn atom_error(a: &Atom, check: &dyn Fn(Var) -> Result<Option<()>, String>) -> Option<String> {
+/// True if every reduction of `n` names existing expressions (value, mask, argument).
+fn reductions_exist(n: &Nest) -> bool {
+    let expr_at = |x: ExprId| x.index() < n.exprs.len();
+    n.phases.iter().all(|ph| match ph {
+        Phase::Reduce(rs) => rs.iter().all(|r| {
+            expr_at(r.value)
+                && r.mask.is_none_or(expr_at)
+                && match r.kind {
+                    ReduceKind::ArgMax { arg } => expr_at(arg),
+                    _ => true,
+                }
+        }),
+        Phase::Store { .. } => true,
+    })
+}
+
+/// The first problem of an atom: a division by a non-positive constant, or what `check`
+/// says of one of its variables.
+fn atom_error(a: &Atom, check: &dyn Fn(Var) -> Option<String>) -> Option<String> {
     match a {
-        Atom::Var(v, _) => check(*v).err(),
+        Atom::Var(v, _) => check(*v),
         Atom::Div(e, d) | Atom::Mod(e, d) => {
             if *d <= 0 {
                 return Some(format!("division by {d}"));
@@ -509,12 +566,11 @@ fn atom_error(a: &Atom, check: &dyn Fn(Var) -> Result<Option<()>, String>) -> Op
     }
 }
 
-fn index_vars_error(
-    a: &Atom,
-    var_ok: &dyn Fn(Var, i64) -> Result<Option<()>, String>,
-) -> Option<String> {
+/// What `var_ok` says of the first of an atom's variables (with their extents) it
+/// objects to.
+fn index_vars_error(a: &Atom, var_ok: &dyn Fn(Var, i64) -> Option<String>) -> Option<String> {
     match a {
-        Atom::Var(v, ext) => var_ok(*v, *ext).err(),
+        Atom::Var(v, ext) => var_ok(*v, *ext),
         Atom::Div(e, _) | Atom::Mod(e, _) => e
             .terms()
             .iter()
@@ -523,7 +579,8 @@ fn index_vars_error(
     }
 }
 
-fn value_atoms_error(a: &Atom, at: usize, exprs: &[super::Expr]) -> Option<String> {
+/// The first value atom of `a` that does not name an integer expression before `at`.
+fn value_atoms_error(a: &Atom, at: usize, exprs: &[Expr]) -> Option<String> {
     match a {
         Atom::Var(..) => None,
         Atom::Div(e, _) | Atom::Mod(e, _) => e
@@ -539,5 +596,246 @@ fn value_atoms_error(a: &Atom, at: usize, exprs: &[super::Expr]) -> Option<Strin
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_ir::{BinaryOp, DType, UnaryOp, ValueId};
+
+    use super::verify;
+    use crate::kir::{
+        Access, Binding, Body, Expr, ExprId, ExprOp, GpuMapping, Guard, Hints, Index, Kernel, Lit,
+        Nest, Param, ParamId, Phase, ReduceKind, Reduction, Store, Var, VectorAxis,
+    };
+
+    fn param(dtype: DType, len: usize, access: Access, v: usize) -> Param {
+        Param {
+            dtype,
+            len,
+            access,
+            binding: Binding::Value(ValueId::new(v)),
+        }
+    }
+
+    fn e(dtype: DType, op: ExprOp) -> Expr {
+        Expr { dtype, op }
+    }
+
+    fn i0() -> Index {
+        Index::var(Var::Inner(0), 8)
+    }
+
+    fn load(index: Index) -> ExprOp {
+        ExprOp::Load {
+            param: ParamId(0),
+            index,
+        }
+    }
+
+    fn hints() -> Hints {
+        Hints {
+            vector: VectorAxis::None,
+            width: 1,
+            unroll: 1,
+            parallel: true,
+            gpu: GpuMapping::Elementwise { block: 256 },
+        }
+    }
+
+    /// `p0: f32[8] read`, `p1: f32[8] write`, then `extra`.
+    fn kernel(nest: Nest, extra: Vec<Param>, in_place: Vec<(ParamId, ParamId)>) -> Vec<String> {
+        let mut params = vec![
+            param(DType::F32, 8, Access::Read, 0),
+            param(DType::F32, 8, Access::Write, 1),
+        ];
+        params.extend(extra);
+        let k = Kernel {
+            name: "k0_bad".into(),
+            nodes: Vec::new(),
+            params,
+            body: Body::Loops(vec![nest]),
+            in_place,
+        };
+        verify(&k)
+            .expect_err("the kernel is broken")
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn every_broken_expression_is_reported_without_panicking() {
+        let nest = Nest {
+            outer: Vec::new(),
+            inner: vec![8],
+            exprs: vec![
+                e(DType::F32, load(i0())),
+                e(
+                    DType::F32,
+                    ExprOp::Binary(BinaryOp::Add, ExprId(0), ExprId(2)),
+                ),
+                e(DType::I64, load(i0())),
+                e(DType::Bool, ExprOp::Lit(Lit::float(1.0))),
+                e(
+                    DType::F32,
+                    ExprOp::Load {
+                        param: ParamId(1),
+                        index: i0(),
+                    },
+                ),
+                e(DType::F32, load(i0().add_const(8))),
+                e(DType::F32, ExprOp::Acc { phase: 9, slot: 0 }),
+                e(DType::I64, ExprOp::IndexValue(Index::var(Var::Inner(1), 8))),
+                e(DType::F32, ExprOp::Select(ExprId(0), ExprId(0), ExprId(0))),
+                e(DType::F32, load(Index::var(Var::Inner(0), 4))),
+                e(DType::F32, load(Index::value(ExprId(0), 8))),
+                e(DType::F32, ExprOp::Unary(UnaryOp::Not, ExprId(0))),
+                e(
+                    DType::F32,
+                    ExprOp::CheckIndex {
+                        value: ExprId(0),
+                        dim: 8,
+                    },
+                ),
+                e(
+                    DType::F32,
+                    ExprOp::InRange(vec![Guard {
+                        index: Index::var(Var::Outer(0), 2),
+                        lo: 0,
+                        hi: 8,
+                    }]),
+                ),
+                e(DType::F32, ExprOp::Cast(ExprId(20))),
+                e(DType::I64, ExprOp::IndexValue(Index::value(ExprId(99), 8))),
+                e(DType::F32, ExprOp::Acc { phase: 0, slot: 0 }),
+            ],
+            phases: vec![
+                Phase::Reduce(vec![Reduction {
+                    kind: ReduceKind::Sum,
+                    value: ExprId(40),
+                    mask: None,
+                    dtype: DType::F32,
+                }]),
+                Phase::Store {
+                    looped: true,
+                    stores: vec![Store {
+                        param: ParamId(1),
+                        index: i0(),
+                        value: ExprId(16),
+                    }],
+                },
+            ],
+            hints: hints(),
+        };
+        let want = [
+            "nest 0 e1: operand e2 does not precede it",
+            "nest 0 e2: loads i64 from a f32 parameter",
+            "nest 0 e3: literal does not fit bool",
+            "nest 0 e4: p1 is write but used as read",
+            "nest 0 e5: index i0 + 8 of p0 spans [8, 15], outside [0, 8)",
+            "nest 0 e6: acc 9.0 names no reduction result",
+            "nest 0 e7: index: i1 is not a loop of this nest",
+            "nest 0 e8: select f32 ? f32 : f32 cannot be f32",
+            "nest 0 e9: index: i0 has extent 4, the loop 8",
+            "nest 0 e10: index: value e0 is not an integer",
+            "nest 0 e11: not of f32 cannot be f32",
+            "nest 0 e12: check_index of f32 cannot be f32",
+            "nest 0 e13: in_range is not bool",
+            "nest 0 e13: guard: o0 is not a loop of this nest",
+            "nest 0 e14: operand e20 does not precede it",
+            "nest 0 e15: index: value e99 does not precede its use",
+            "nest 0 phase 0: reduces missing e40",
+        ];
+        let errors = kernel(nest, Vec::new(), Vec::new());
+        assert_eq!(errors, want, "{errors:#?}");
+    }
+
+    #[test]
+    fn every_broken_phase_hint_and_parameter_is_reported() {
+        let nest = Nest {
+            outer: Vec::new(),
+            inner: vec![8],
+            exprs: vec![
+                e(DType::F32, load(i0())),
+                e(DType::I64, ExprOp::IndexValue(i0())),
+                e(DType::F32, ExprOp::Acc { phase: 0, slot: 0 }),
+            ],
+            phases: vec![
+                Phase::Reduce(vec![Reduction {
+                    kind: ReduceKind::Sum,
+                    value: ExprId(0),
+                    mask: Some(ExprId(0)),
+                    dtype: DType::F64,
+                }]),
+                Phase::Reduce(vec![Reduction {
+                    kind: ReduceKind::ArgMax { arg: ExprId(0) },
+                    value: ExprId(0),
+                    mask: None,
+                    dtype: DType::I64,
+                }]),
+                Phase::Store {
+                    looped: false,
+                    stores: vec![
+                        Store {
+                            param: ParamId(1),
+                            index: Index::zero(),
+                            value: ExprId(0),
+                        },
+                        Store {
+                            param: ParamId(1),
+                            index: i0(),
+                            value: ExprId(2),
+                        },
+                    ],
+                },
+                Phase::Store {
+                    looped: true,
+                    stores: vec![
+                        Store {
+                            param: ParamId(1),
+                            index: Index::zero(),
+                            value: ExprId(1),
+                        },
+                        Store {
+                            param: ParamId(0),
+                            index: i0(),
+                            value: ExprId(0),
+                        },
+                        Store {
+                            param: ParamId(1),
+                            index: i0(),
+                            value: ExprId(30),
+                        },
+                    ],
+                },
+            ],
+            hints: Hints {
+                vector: VectorAxis::Outer,
+                width: 4,
+                ..hints()
+            },
+        };
+        let extra = vec![
+            param(DType::F32, 8, Access::Write, 2),
+            param(DType::F32, 4, Access::Read, 3),
+        ];
+        let in_place = vec![(ParamId(3), ParamId(1)), (ParamId(0), ParamId(9))];
+        let want = [
+            "nest 0 phase 0: reduces f32 into f64",
+            "nest 0 phase 0: mask e0 is not a bool expression",
+            "nest 0 phase 1: argmax needs an i64 argument and result",
+            "nest 0 phase 2: once-per-row store to p1 depends on an inner loop",
+            "nest 0 phase 2: once-per-row store to p1 depends on an inner loop",
+            "nest 0 phase 3: stores i64 into p1",
+            "nest 0 phase 3: p0 is read but used as write",
+            "nest 0 phase 3: stores missing e30",
+            "nest 0: hints Outer x4 unroll 1 do not fit loops [] / [8]",
+            "in_place: p3 -> p1 differ in size",
+            "in_place: p0 -> p9 names a missing parameter",
+            "params: p2 is write-only but nothing writes it",
+        ];
+        let errors = kernel(nest, extra, in_place);
+        assert_eq!(errors, want, "{errors:#?}");
     }
 }

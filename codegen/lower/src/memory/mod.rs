@@ -88,7 +88,7 @@ pub fn plan_buffers(bufs: &[Buffer]) -> ArenaPlan {
             Some(k) => {
                 taken[k] = true;
                 in_place += 1;
-                let s = slot_index[k].expect("checked above");
+                let s = slot_index[k].expect("invariant: the target has a slot (checked above)");
                 slots[s].bytes = slots[s].bytes.max(b.bytes);
                 slots[s].last = slots[s].last.max(b.last);
                 slot_index[i] = Some(s);

@@ -1,4 +1,4 @@
-//! Choosing a nest's schedule: which loop to vectorize, unrolling, GPU mapping.
+//! Choosing a nest's hints ([`Hints`]): which loop to vectorize, unrolling, GPU mapping.
 //!
 //! Vector lanes are f32 (4 per Cranelift vector on x86_64). A loop can be vectorized when
 //! everything that varies along it is f32 (or a bool mask from comparing f32 values) and
@@ -8,7 +8,7 @@
 use tessera_ir::{DType, UnaryOp};
 
 use crate::kir::{
-    ExprId, ExprOp, GpuMapping, Nest, Param, Phase, ReduceKind, Schedule, Var, VectorAxis, var_deps,
+    ExprId, ExprOp, GpuMapping, Hints, Nest, Param, Phase, ReduceKind, Var, VectorAxis, var_deps,
 };
 
 fn var_bit(v: Var) -> u64 {
@@ -125,7 +125,7 @@ fn vectorizable(nest: &Nest, params: &[Param], deps: &[u64], v: Var) -> Option<u
 /// Varying loads and stores that are not contiguous along the vectorized loop (`None`
 /// when nothing is vectorized).
 pub(crate) fn gathers(nest: &Nest, params: &[Param]) -> Option<usize> {
-    let v = match nest.schedule.vector {
+    let v = match nest.hints.vector {
         VectorAxis::None => return None,
         VectorAxis::Inner => Var::Inner(nest.inner.len() as u8 - 1),
         VectorAxis::Outer => Var::Outer(nest.outer.len() as u8 - 1),
@@ -133,10 +133,10 @@ pub(crate) fn gathers(nest: &Nest, params: &[Param]) -> Option<usize> {
     vectorizable(nest, params, &var_deps(nest), v)
 }
 
-/// Picks the schedule of `nest`. Nests the runtime calls on tiles of their outer points
+/// Picks the hints of `nest`. Nests the runtime calls on tiles of their outer points
 /// (epilogues, im2col) pass `allow_outer = false`: an outer-vectorized nest counts its
 /// parallel units differently.
-pub(crate) fn choose(nest: &Nest, params: &[Param], allow_outer: bool) -> Schedule {
+pub(crate) fn choose(nest: &Nest, params: &[Param], allow_outer: bool) -> Hints {
     let deps = var_deps(nest);
     let has_reduce = nest.phases.iter().any(|p| matches!(p, Phase::Reduce(_)));
     let inner_last = nest.inner.last().copied().unwrap_or(0);
@@ -182,7 +182,7 @@ pub(crate) fn choose(nest: &Nest, params: &[Param], allow_outer: bool) -> Schedu
     } else {
         GpuMapping::Elementwise { block: 256 }
     };
-    Schedule {
+    Hints {
         vector,
         width: if vector == VectorAxis::None { 1 } else { 4 },
         unroll,
