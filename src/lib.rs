@@ -245,6 +245,7 @@ pub fn compile(g: &Graph, options: Options) -> Result<CompiledModel, CompileErro
     let cpu = tessera_runtime::cpu::CpuOptions {
         mode: options.mode,
         threads: options.threads,
+        ..tessera_runtime::cpu::CpuOptions::default()
     };
     Ok(CompiledModel {
         model: tessera_runtime::cpu::compile(&g, &cpu)?,

@@ -74,7 +74,15 @@ fn plans_bytes_and_memory_of_every_sample() {
             fused.rejected_for_memory
         );
         for mode in [Mode::Eager, Mode::Fused] {
-            let m = compile(&g, &CpuOptions { mode, threads: 1 }).expect("compiles");
+            let m = compile(
+                &g,
+                &CpuOptions {
+                    mode,
+                    threads: 1,
+                    ..CpuOptions::default()
+                },
+            )
+            .expect("compiles");
             let mem = &m.memory().arena;
             let ratio = mem.peak_bytes as f64 / mem.lower_bound_bytes.max(1) as f64;
             let _ = writeln!(

@@ -74,7 +74,15 @@ fn kernel_ir_cases() {
         let want = tessera::reference::run(&g, &inputs).expect("reference runs");
         for mode in [Mode::Fused, Mode::Eager] {
             for threads in [1, 2] {
-                let m = compile(&g, &CpuOptions { mode, threads }).expect("compiles");
+                let m = compile(
+                    &g,
+                    &CpuOptions {
+                        mode,
+                        threads,
+                        ..CpuOptions::default()
+                    },
+                )
+                .expect("compiles");
                 let got = m.run(&inputs).expect("runs");
                 assert_eq!(got.len(), want.len(), "output counts differ");
                 for (k, (a, b)) in got.iter().zip(&want).enumerate() {

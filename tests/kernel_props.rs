@@ -185,7 +185,7 @@ proptest! {
         let want = tessera::reference::run(&g, &inputs).expect("reference runs");
         for mode in [Mode::Fused, Mode::Eager] {
             for threads in [1, 2] {
-                let m = compile(&g, &CpuOptions { mode, threads })
+                let m = compile(&g, &CpuOptions { mode, threads, ..CpuOptions::default() })
                     .map_err(|e| TestCaseError::fail(format!("{mode:?}: {e}")))?;
                 let got = m.run(&inputs).map_err(|e| TestCaseError::fail(format!("{mode:?}: {e}")))?;
                 assert_eq!(got.len(), want.len(), "output counts differ");

@@ -18,7 +18,7 @@ use tessera::lower::fusion::Mode;
 use tessera::lower::fusion::classify::{OpClass, classify};
 use tessera::passes::cost::{DeviceProfile, kernel_work};
 use tessera::passes::train::{Loss, ParamSelection, TrainSpec, autodiff};
-use tessera::runtime::cpu::{CpuOptions, compile};
+use tessera::runtime::cpu::{CpuOptions, Isa, compile};
 use tessera::sample::{compare, splitmix64_uniform};
 
 /// Number of `Op` variants.
@@ -436,8 +436,17 @@ fn every_op_goes_through_every_table() {
             }
         }
         // Compiled CPU backend, fused and eager, against the reference.
-        for mode in [Mode::Fused, Mode::Eager] {
-            let got = compile(g, &CpuOptions { mode, threads: 1 })
+        for (mode, isa) in [
+            (Mode::Fused, Isa::detect()),
+            (Mode::Fused, Isa::Portable),
+            (Mode::Eager, Isa::detect()),
+        ] {
+            let opts = CpuOptions {
+                mode,
+                threads: 1,
+                isa,
+            };
+            let got = compile(g, &opts)
                 .map_err(|err| err.to_string())
                 .and_then(|m| m.run(&args).map_err(|err| err.to_string()));
             match got {

@@ -29,6 +29,7 @@ pub fn emit(g: &Graph, what: Artifact) -> Result<String> {
         &CpuOptions {
             mode: Mode::Fused,
             threads: 1,
+            ..CpuOptions::default()
         },
     )
     .context("compiling for the CPU")?;

@@ -56,7 +56,12 @@ fn fma_peak() -> f64 {
     }
     let n = 1 << 20;
     // SAFETY: AVX2 and FMA were detected.
-    best(|| { black_box(unsafe { chains(black_box(n)) }); }, (n * 12 * 8 * 2) as f64)
+    best(
+        || {
+            black_box(unsafe { chains(black_box(n)) });
+        },
+        (n * 12 * 8 * 2) as f64,
+    )
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -67,8 +72,14 @@ fn fma_peak() -> f64 {
 fn main() {
     let isa = Isa::detect();
     let peak = fma_peak();
-    println!("ISA {}, 8-wide FMA peak {:.1} GFLOP/s (1 thread)\n", isa.name(), peak / 1e9);
-    println!("| m×n×k | class | tessera packed | tessera per-call pack | gemm crate | tessera % peak |");
+    println!(
+        "ISA {}, 8-wide FMA peak {:.1} GFLOP/s (1 thread)\n",
+        isa.name(),
+        peak / 1e9
+    );
+    println!(
+        "| m×n×k | class | tessera packed | tessera per-call pack | gemm crate | tessera % peak |"
+    );
     println!("|---|---|---:|---:|---:|---:|");
     let shapes = [
         (128, 256, 1024, "BERT-block (ffn down)"),
@@ -86,20 +97,66 @@ fn main() {
         let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
         let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
         let mut c = vec![0f32; m * n];
-        let av = View { ptr: a.as_ptr(), rs: k as isize, cs: 1 };
-        let bv = View { ptr: b.as_ptr(), rs: n as isize, cs: 1 };
+        let av = View {
+            ptr: a.as_ptr(),
+            rs: k as isize,
+            cs: 1,
+        };
+        let bv = View {
+            ptr: b.as_ptr(),
+            rs: n as isize,
+            cs: 1,
+        };
         // SAFETY: b is k × n.
         let packed = unsafe { PackedB::pack(bv, k, n) };
         let flop = (2 * m * n * k) as f64;
         let cp = c.as_mut_ptr();
         // SAFETY (all three): a is m × k, b k × n, c m × n.
-        let ours = best(|| unsafe { sgemm(isa, m, n, k, 1.0, av, BSource::Packed { b: &packed, col0: 0 }, cp, n) }, flop);
-        let per_call = best(|| unsafe { sgemm(isa, m, n, k, 1.0, av, BSource::View(bv), cp, n) }, flop);
+        let ours = best(
+            || unsafe {
+                sgemm(
+                    isa,
+                    m,
+                    n,
+                    k,
+                    1.0,
+                    av,
+                    BSource::Packed {
+                        b: &packed,
+                        col0: 0,
+                    },
+                    cp,
+                    n,
+                )
+            },
+            flop,
+        );
+        let per_call = best(
+            || unsafe { sgemm(isa, m, n, k, 1.0, av, BSource::View(bv), cp, n) },
+            flop,
+        );
         let theirs = best(
             || unsafe {
                 gemm::gemm(
-                    m, n, k, cp, 1, n as isize, false, a.as_ptr(), 1, k as isize, b.as_ptr(), 1,
-                    n as isize, 0.0f32, 1.0f32, false, false, false, gemm::Parallelism::None,
+                    m,
+                    n,
+                    k,
+                    cp,
+                    1,
+                    n as isize,
+                    false,
+                    a.as_ptr(),
+                    1,
+                    k as isize,
+                    b.as_ptr(),
+                    1,
+                    n as isize,
+                    0.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
                 )
             },
             flop,
@@ -114,17 +171,37 @@ fn main() {
     }
     println!("\n| depthwise (c, h×w, k, stride) | tessera | naive loop | GB/s (in + out) |");
     println!("|---|---:|---:|---:|");
-    for (c, h, k, s) in [(32, 56, 7, 1), (64, 28, 7, 1), (48, 56, 3, 2), (576, 7, 5, 1), (240, 14, 5, 1)] {
+    for (c, h, k, s) in [
+        (32, 56, 7, 1),
+        (64, 28, 7, 1),
+        (48, 56, 3, 2),
+        (576, 7, 5, 1),
+        (240, 14, 5, 1),
+    ] {
         let p = k / 2;
         let o = (h + 2 * p - k) / s + 1;
-        let g = Geometry { h, w: h, kh: k, kw: k, oh: o, ow: o, stride: (s, s), dilation: (1, 1), pad: (p, p), multiplier: 1 };
+        let g = Geometry {
+            h,
+            w: h,
+            kh: k,
+            kw: k,
+            oh: o,
+            ow: o,
+            stride: (s, s),
+            dilation: (1, 1),
+            pad: (p, p),
+            multiplier: 1,
+        };
         let x = vec![0.5f32; c * h * h];
         let w = vec![0.25f32; c * k * k];
         let mut out = vec![0f32; c * o * o];
         let flop = (2 * c * o * o * k * k) as f64;
         let op = out.as_mut_ptr();
         // SAFETY: buffers as declared.
-        let ours = best(|| unsafe { depthwise::run(isa, &g, x.as_ptr(), w.as_ptr(), op, 0, c) }, flop);
+        let ours = best(
+            || unsafe { depthwise::run(isa, &g, x.as_ptr(), w.as_ptr(), op, 0, c) },
+            flop,
+        );
         let naive = best(
             || {
                 for ch in 0..c {
@@ -133,9 +210,14 @@ fn main() {
                             let mut acc = 0f32;
                             for ky in 0..k {
                                 for kx in 0..k {
-                                    let (iy, ix) = ((y * s + ky) as isize - p as isize, (xo * s + kx) as isize - p as isize);
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < h {
-                                        acc += w[(ch * k + ky) * k + kx] * x[(ch * h + iy as usize) * h + ix as usize];
+                                    let (iy, ix) = (
+                                        (y * s + ky) as isize - p as isize,
+                                        (xo * s + kx) as isize - p as isize,
+                                    );
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < h
+                                    {
+                                        acc += w[(ch * k + ky) * k + kx]
+                                            * x[(ch * h + iy as usize) * h + ix as usize];
                                     }
                                 }
                             }

@@ -29,9 +29,12 @@ use tessera_ir::{DType, Element, Graph, Tensor, ValueId, dispatch_dtype, with_da
 use tessera_lower::fusion::FusionPlan;
 use tessera_lower::kir::{Attention, Body, Conv, Gemm, Kernel, Nest};
 use tessera_lower::memory::MemoryPlan;
+
+use tessera_kernels::gemm::{BSource, PackedB, View, sgemm};
 use tessera_lower::{KernelRef, Location, Lowering, Target};
 
 pub use pool::Pool;
+pub use tessera_kernels::Isa;
 pub use tessera_lower::fusion::Mode;
 
 use crate::RuntimeError;
@@ -42,6 +45,9 @@ pub struct CpuOptions {
     pub mode: Mode,
     /// Threads, including the caller's (at least 1).
     pub threads: usize,
+    /// The instruction set of the native kernels (GEMM, convolutions): the machine's best
+    /// by default; [`Isa::Portable`] forces the fallback (tests run both).
+    pub isa: Isa,
 }
 
 impl Default for CpuOptions {
@@ -49,6 +55,7 @@ impl Default for CpuOptions {
         CpuOptions {
             mode: Mode::Fused,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            isa: Isa::detect(),
         }
     }
 }
@@ -59,6 +66,8 @@ const PARALLEL_WORK: usize = 1 << 15;
 
 struct KernelExec {
     kernel: Kernel,
+    /// A GEMM's constant B, packed into panels at compile time (f32).
+    packed_b: Option<PackedB>,
     /// JIT function of each nest of the body (loops; im2col then epilogue for others).
     fns: Vec<usize>,
     /// Batch offsets of GEMM/attention operands.
@@ -122,6 +131,8 @@ pub struct CpuModel {
     code: JitCode,
     memory: MemoryPlan,
     pool: Pool,
+    /// The instruction set the native kernels run with.
+    isa: Isa,
     state: Mutex<State>,
     compile_seconds: f64,
 }
@@ -175,6 +186,44 @@ fn tensor_ptr(t: &Tensor) -> *mut u8 {
     with_data!(t.data(), v => v.as_ptr() as *mut u8)
 }
 
+/// The B operand of an f32 GEMM kernel packed into panels, when it is a constant that
+/// every batch element reads at the same offset (weights): packed once here, never per run.
+fn pack_constant_b(
+    k: &Kernel,
+    locs: &[Location],
+    consts: &[Tensor],
+    offsets: &[Vec<isize>],
+) -> Option<PackedB> {
+    let Body::Gemm(gm) = &k.body else {
+        return None;
+    };
+    let Location::Const(c) = locs[gm.b.param.index()] else {
+        return None;
+    };
+    let off = *offsets[1].first()?;
+    if gm.dtype != DType::F32 || gm.k == 0 || offsets[1].iter().any(|&o| o != off) {
+        return None;
+    }
+    let t = &consts[c];
+    let v = View {
+        ptr: tensor_ptr(t) as *const f32,
+        rs: gm.b.row_stride as isize,
+        cs: gm.b.col_stride as isize,
+    };
+    // SAFETY: the kernel's view addresses the constant's elements (the builder derived it
+    // from the constant's shape; kir::verify checked the parameter).
+    Some(unsafe {
+        PackedB::pack(
+            View {
+                ptr: v.ptr.wrapping_offset(off),
+                ..v
+            },
+            gm.k,
+            gm.n,
+        )
+    })
+}
+
 /// Compiles `g` for the CPU through the lowering driver ([`tessera_lower::lower`]).
 pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
     let start = Instant::now();
@@ -197,7 +246,8 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
     let execs: Vec<KernelExec> = kernels
         .into_iter()
         .zip(fns)
-        .map(|(k, fns)| {
+        .zip(&locations)
+        .map(|((k, fns), locs)| {
             let offsets = match &k.body {
                 Body::Gemm(gm) => vec![
                     attention::batch_offsets(&gm.a.batch_offset, &gm.batch),
@@ -214,8 +264,10 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
                 ],
                 _ => Vec::new(),
             };
+            let packed_b = pack_constant_b(&k, locs, &consts, &offsets);
             KernelExec {
                 kernel: k,
+                packed_b,
                 fns,
                 offsets,
             }
@@ -247,6 +299,7 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
         code,
         memory,
         pool: Pool::new(opts.threads),
+        isa: opts.isa.or_portable(),
         state: Mutex::new(State { arena, ptrs }),
         compile_seconds: start.elapsed().as_secs_f64(),
     })
@@ -381,7 +434,10 @@ impl CpuModel {
             },
             Body::Conv(c) => match c.dtype {
                 DType::F64 => self.exec_conv::<f64>(e, c, ptrs, status),
-                _ => self.exec_conv::<f32>(e, c, ptrs, status),
+                _ => match Depthwise::new(c) {
+                    Some(d) => self.exec_depthwise(e, c, &d, ptrs, status),
+                    None => self.exec_conv::<f32>(e, c, ptrs, status),
+                },
             },
             Body::Attention(a) => self.exec_attention(e, a, ptrs),
         }
@@ -452,26 +508,15 @@ impl CpuModel {
                         }
                     }
                 } else {
-                    gemm::gemm(
-                        r1 - r0,
-                        c1 - c0,
-                        k,
-                        dst,
-                        1,
-                        n as isize,
-                        false,
-                        ap,
-                        gm.a.col_stride as isize,
-                        gm.a.row_stride as isize,
-                        bp,
-                        gm.b.col_stride as isize,
-                        gm.b.row_stride as isize,
-                        T::default(),
+                    T::tile(
+                        self.isa,
+                        (r1 - r0, c1 - c0, k),
                         alpha,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        (ap, gm.a.row_stride as isize, gm.a.col_stride as isize),
+                        (bp, gm.b.row_stride as isize, gm.b.col_stride as isize),
+                        e.packed_b.as_ref().map(|pb| (pb, c0)),
+                        dst,
+                        n,
                     );
                 }
                 if let Some(f) = epi {
@@ -488,6 +533,64 @@ impl CpuModel {
             }
         };
         if self.pool.threads() == 1 || tasks == 1 || m * n * k < PARALLEL_WORK {
+            (0..tasks).for_each(task);
+        } else {
+            self.pool.run(tasks, &task);
+        }
+    }
+
+    /// A depthwise 2-D convolution: the native kernel per block of channels (no columns),
+    /// then the epilogue over the block's rows.
+    fn exec_depthwise(
+        &self,
+        e: &KernelExec,
+        c: &Conv,
+        d: &Depthwise,
+        ptrs: &[*mut u8],
+        status: &AtomicU64,
+    ) {
+        // The nests' functions: the im2col's (unused here), then the epilogue's.
+        let epi = c
+            .epilogue
+            .as_ref()
+            .and_then(|_| e.fns.get(usize::from(c.im2col.is_some())))
+            .map(|&i| self.f(i));
+        let p = d.geom.oh * d.geom.ow;
+        let oc = c.out_channels;
+        // Channel blocks from the shape only: about 64 KiB of output each.
+        let cb = (16384 / p.max(1)).clamp(1, oc.max(1));
+        let blocks = oc.div_ceil(cb);
+        let tasks = c.batch * blocks;
+        let (x, w, acc) = (
+            SendPtr(ptrs[c.x.index()] as *const f32),
+            SendPtr(ptrs[c.w.index()] as *const f32),
+            SendPtr(ptrs[c.acc.index()] as *mut f32),
+        );
+        let (sp, sst) = (SendPtr(ptrs.as_ptr()), SendPtr(status.as_ptr()));
+        let in_plane: usize = c.in_spatial.iter().product();
+        let task = |t: usize| {
+            let (x, w, acc, sp, sst) = (x, w, acc, sp, sst);
+            let (n, b) = (t / blocks, t % blocks);
+            let (o0, o1) = (b * cb, ((b + 1) * cb).min(oc));
+            // SAFETY: image n's input and output planes; the kernel was verified.
+            unsafe {
+                tessera_kernels::depthwise::run(
+                    self.isa,
+                    &d.geom,
+                    x.0.wrapping_add(n * c.channels * in_plane),
+                    w.0,
+                    acc.0.wrapping_add(n * oc * p),
+                    o0,
+                    o1,
+                );
+                if let Some(f) = epi {
+                    let row = (n * oc) as u64;
+                    f(sp.0, sst.0, row + o0 as u64, row + o1 as u64, 0, p as u64);
+                }
+            }
+        };
+        let work = c.batch * oc * p * d.geom.kh * d.geom.kw;
+        if self.pool.threads() == 1 || tasks == 1 || work < PARALLEL_WORK {
             (0..tasks).for_each(task);
         } else {
             self.pool.run(tasks, &task);
@@ -583,26 +686,15 @@ impl CpuModel {
                     let dst = sacc.0.wrapping_add(row * p + c0);
                     // SAFETY: weights, columns and accumulator tile are inside their buffers.
                     unsafe {
-                        gemm::gemm(
-                            m1 - m0,
-                            c1 - c0,
-                            kk,
-                            dst,
-                            1,
-                            p as isize,
-                            false,
-                            sw.0.wrapping_add((gi * mg + m0) * kk),
-                            1,
-                            kk as isize,
-                            rhs,
-                            1,
-                            p as isize,
-                            T::default(),
+                        T::tile(
+                            self.isa,
+                            (m1 - m0, c1 - c0, kk),
                             T::from_f64(1.0),
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
+                            (sw.0.wrapping_add((gi * mg + m0) * kk), kk as isize, 1),
+                            (rhs, p as isize, 1),
+                            None,
+                            dst,
+                            p,
                         );
                         if let Some(f) = epi {
                             let (r, rr) = (row as u64, (row + m1 - m0) as u64);
@@ -735,6 +827,34 @@ fn tiles(m: usize, n: usize, k: usize) -> (usize, usize) {
 }
 
 /// The element types the GEMM library kernels run in.
+/// A 2-D f32 convolution whose every group is one input channel, run by the native
+/// depthwise kernel instead of im2col + GEMM.
+struct Depthwise {
+    geom: tessera_kernels::depthwise::Geometry,
+}
+
+impl Depthwise {
+    fn new(c: &Conv) -> Option<Depthwise> {
+        let two_d = c.in_spatial.len() == 2 && c.strides.len() == 2 && c.pads_begin.len() == 2;
+        if c.dtype != DType::F32 || !two_d || c.group == 0 || c.channels != c.group {
+            return None;
+        }
+        let geom = tessera_kernels::depthwise::Geometry {
+            h: c.in_spatial[0],
+            w: c.in_spatial[1],
+            kh: c.kernel[0],
+            kw: c.kernel[1],
+            oh: c.out_spatial[0],
+            ow: c.out_spatial[1],
+            stride: (c.strides[0], c.strides[1]),
+            dilation: (c.dilations[0], c.dilations[1]),
+            pad: (c.pads_begin[0], c.pads_begin[1]),
+            multiplier: c.out_channels / c.group,
+        };
+        (geom.stride.0 > 0 && geom.stride.1 > 0).then_some(Depthwise { geom })
+    }
+}
+
 /// A native im2col for 1-D and 2-D convolutions: fills the rows of `col` that the
 /// kernel's JIT-compiled `im2col` nest fills, with the same values (a load of `x` or zero
 /// in the padding), as row copies instead of per-element guarded loads.
@@ -844,17 +964,98 @@ impl Im2col {
 
 pub(crate) trait GemmScalar: Copy + Default + 'static + Send + Sync {
     fn from_f64(v: f64) -> Self;
+
+    /// `dst[m×n]` (row stride `ldc`) `= alpha · A · B` for one tile, `(m, n, k) = mnk`,
+    /// `k > 0`: A element `(r, c)` at `a.0 + r·a.1 + c·a.2`, B likewise, or columns
+    /// `col0..col0 + n` of `packed` when given (f32 only).
+    ///
+    /// # Safety
+    /// The views address their operands' elements; `dst` holds the tile.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile(
+        isa: Isa,
+        mnk: (usize, usize, usize),
+        alpha: Self,
+        a: (*const Self, isize, isize),
+        b: (*const Self, isize, isize),
+        packed: Option<(&PackedB, usize)>,
+        dst: *mut Self,
+        ldc: usize,
+    );
 }
 
 impl GemmScalar for f32 {
     fn from_f64(v: f64) -> f32 {
         v as f32
     }
+
+    unsafe fn tile(
+        isa: Isa,
+        (m, n, k): (usize, usize, usize),
+        alpha: f32,
+        a: (*const f32, isize, isize),
+        b: (*const f32, isize, isize),
+        packed: Option<(&PackedB, usize)>,
+        dst: *mut f32,
+        ldc: usize,
+    ) {
+        let av = View {
+            ptr: a.0,
+            rs: a.1,
+            cs: a.2,
+        };
+        let bs = match packed {
+            Some((b, col0)) => BSource::Packed { b, col0 },
+            None => BSource::View(View {
+                ptr: b.0,
+                rs: b.1,
+                cs: b.2,
+            }),
+        };
+        // SAFETY: forwarded.
+        unsafe { sgemm(isa, m, n, k, alpha, av, bs, dst, ldc) }
+    }
 }
 
 impl GemmScalar for f64 {
     fn from_f64(v: f64) -> f64 {
         v
+    }
+
+    unsafe fn tile(
+        _: Isa,
+        (m, n, k): (usize, usize, usize),
+        alpha: f64,
+        a: (*const f64, isize, isize),
+        b: (*const f64, isize, isize),
+        _: Option<(&PackedB, usize)>,
+        dst: *mut f64,
+        ldc: usize,
+    ) {
+        // SAFETY: forwarded; the `gemm` crate reads the views by their strides.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst,
+                1,
+                ldc as isize,
+                false,
+                a.0,
+                a.2,
+                a.1,
+                b.0,
+                b.2,
+                b.1,
+                0.0,
+                alpha,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use tessera_ir::{
     TensorType, UnaryOp,
 };
 
-use super::{CpuOptions, Mode, compile};
+use super::{CpuOptions, Isa, Mode, compile};
 use tessera_reference as reference;
 
 fn rand_tensor(dtype: DType, dims: &[usize], seed: u64) -> Tensor {
@@ -26,18 +26,28 @@ fn rand_tensor(dtype: DType, dims: &[usize], seed: u64) -> Tensor {
 
 pub(crate) fn check(g: &Graph, inputs: &[Tensor], tol: f64) {
     let want = reference::run(g, inputs).expect("reference runs");
-    for mode in [Mode::Fused, Mode::Eager] {
-        for threads in [1, 2] {
-            let m = compile(g, &CpuOptions { mode, threads })
-                .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
-            let got = m.run(inputs).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
-            for (k, (a, b)) in got.iter().zip(&want).enumerate() {
-                assert_eq!(a.ty(), b.ty(), "{mode:?} output {k}");
-                let (x, y) = (a.to_f64_vec(), b.to_f64_vec());
-                for (i, (p, q)) in x.iter().zip(&y).enumerate() {
-                    let ok = (p - q).abs() <= tol * (1.0 + q.abs()) || (p.is_nan() && q.is_nan());
-                    assert!(ok, "{mode:?} threads {threads} output {k}[{i}]: {p} vs {q}");
-                }
+    // Both instruction sets of the native kernels: the fallback is tested on every machine.
+    let runs = [
+        (Mode::Fused, 1, Isa::detect()),
+        (Mode::Fused, 2, Isa::detect()),
+        (Mode::Fused, 2, Isa::Portable),
+        (Mode::Eager, 1, Isa::detect()),
+        (Mode::Eager, 2, Isa::Portable),
+    ];
+    for (mode, threads, isa) in runs {
+        let m = compile(g, &CpuOptions { mode, threads, isa })
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        let got = m.run(inputs).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        assert_eq!(got.len(), want.len(), "output counts differ");
+        for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(a.ty(), b.ty(), "{mode:?} output {k}");
+            let (x, y) = (a.to_f64_vec(), b.to_f64_vec());
+            for (i, (p, q)) in x.iter().zip(&y).enumerate() {
+                let ok = (p - q).abs() <= tol * (1.0 + q.abs()) || (p.is_nan() && q.is_nan());
+                assert!(
+                    ok,
+                    "{mode:?} threads {threads} {isa:?} output {k}[{i}]: {p} vs {q}"
+                );
             }
         }
     }
