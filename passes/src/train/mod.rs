@@ -19,12 +19,13 @@
 //!
 //! The [`crate::Pass`] wrappers ([`Autodiff`], [`Checkpoint`], [`TwoStage`]) make these
 //! composable in a pipeline; they find the backward region by the seed node
-//! ([`SEED_NAME`]).
+//! ([`SEED_NAME`]) and report their figures as metrics named in [`metric`].
 
 mod autodiff;
 pub mod checkpoint;
 mod emit;
 mod loss;
+pub mod metric;
 pub mod models;
 mod passes;
 pub mod pipeline;
