@@ -133,3 +133,42 @@ fn bad_arguments_are_errors_that_say_what_is_wrong() {
         assert!(err.contains(message), "{extra:?}: {err}");
     }
 }
+
+#[test]
+fn compile_runs_the_registry_training_passes_end_to_end() {
+    let cases = [
+        (
+            "samples/mlp_iris",
+            "train",
+            &["autodiff", "checkpoint", "two-stage"][..],
+        ),
+        (
+            "samples/tiny_bert_cls",
+            "autodiff,checkpoint",
+            &["autodiff", "checkpoint"],
+        ),
+    ];
+    for (model, pipeline, passes) in cases {
+        let (ok, out, err) = tessera(&["compile", model, "--pipeline", pipeline]);
+        assert!(ok, "{model} --pipeline {pipeline}: {err}");
+        let g = tessera::ir::text::parse(&out).expect("stdout is the text IR");
+        tessera::ir::verify(&g).unwrap();
+        let names: Vec<&str> = g.outputs().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names[0], "loss", "{names:?}");
+        assert!(
+            names.len() > 1 && names[1..].iter().all(|n| n.starts_with("grad:")),
+            "{names:?}"
+        );
+        assert!(
+            g.nodes().any(|(_, n)| n.name == "grad:seed"),
+            "{model}: no backward region"
+        );
+        let ran: Vec<&str> = err
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|p| ["autodiff", "checkpoint", "two-stage"].contains(p))
+            .collect();
+        assert_eq!(ran, passes, "{err}");
+    }
+}

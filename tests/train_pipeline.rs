@@ -2,7 +2,7 @@
 //! (p−1)(T_F+T_B−T_W)/(m·ΣT), exactly (integer times, compared as fractions); valid
 //! dependencies; in-flight limits; the SVG chart.
 
-use tessera::passes::train::pipeline::{self, Kind, Pass, StageCosts};
+use tessera::passes::train::pipeline::{self, Kind, StageCosts, Work};
 
 const SHAPES: [(usize, usize); 5] = [(2, 4), (4, 8), (4, 16), (8, 24), (3, 7)];
 
@@ -97,7 +97,7 @@ fn every_op_runs_exactly_once() {
                 let n = t
                     .ops
                     .iter()
-                    .filter(|o| o.stage == s && o.microbatch == j && o.pass == Pass::F)
+                    .filter(|o| o.stage == s && o.microbatch == j && o.work == Work::F)
                     .count();
                 assert_eq!(n, 1);
             }

@@ -7,7 +7,9 @@ use std::fmt::Write;
 use tessera::ir::{DType, Graph, ValueId, text};
 use tessera::passes::cost::DeviceProfile;
 use tessera::passes::train::checkpoint::{self, Policy};
+use tessera::passes::train::metric;
 use tessera::passes::train::models::{self, Weights};
+use tessera::passes::train::schedule::{Schedule, profile, value_bytes};
 use tessera::passes::train::{
     self, Autodiff, Checkpoint, Loss, ParamSelection, TrainGraph, TrainSpec, TwoStage, split,
 };
@@ -155,7 +157,7 @@ fn training_passes_compose_in_a_pipeline() {
         Box::new(Checkpoint {
             policy: Policy::Sqrt,
         }),
-        Box::new(TwoStage),
+        Box::new(TwoStage::default()),
     ];
     let (out, reports) =
         run_pipeline(&g, &passes, &PassContext::new(DeviceProfile::h200()), None).unwrap();
@@ -169,6 +171,8 @@ fn training_passes_compose_in_a_pipeline() {
         for n in &r.notes {
             let _ = writeln!(s, "  {n}");
         }
+        let metrics: Vec<String> = r.metrics.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(s, "  metrics: {}", metrics.join(", "));
     }
     let _ = writeln!(
         s,
@@ -183,11 +187,45 @@ fn training_passes_compose_in_a_pipeline() {
 }
 
 #[test]
+fn pass_metrics_agree_with_the_final_graph() {
+    let g = models::mlp_chain(9, 2, 3, DType::F32, Weights::Random(5));
+    let passes: Vec<Box<dyn Pass>> = vec![
+        Box::new(Autodiff {
+            spec: spec(Loss::Sum, &["w*"], &["x"]),
+        }),
+        Box::new(Checkpoint {
+            policy: Policy::Sqrt,
+        }),
+        Box::new(TwoStage { reorder: false }),
+    ];
+    let (out, reports) =
+        run_pipeline(&g, &passes, &PassContext::new(DeviceProfile::h200()), None).unwrap();
+    let m = |pass: usize, name: &str| reports[pass].metrics[name];
+    assert!(!reports[2].changed, "partition only: the order is kept");
+    let boundary = train::seed_index(&out).unwrap();
+    assert_eq!(m(0, metric::FORWARD_NODES), boundary as u64);
+    let saved = train::saved_values(&out, boundary);
+    assert_eq!(m(1, metric::SAVED_TENSORS), saved.len() as u64);
+    let bytes: u64 = saved.iter().map(|&v| value_bytes(&out, v)).sum();
+    assert_eq!(m(1, metric::SAVED_BYTES), bytes);
+    let peak = profile(&out, &Schedule::program_order(&out)).peak_bytes;
+    assert_eq!(m(1, metric::PEAK_BYTES), peak);
+    assert_eq!(m(2, metric::PEAK_BYTES_IN_ORDER), peak);
+    assert_eq!(m(0, metric::GRADIENTS), out.outputs().len() as u64 - 1);
+    assert_eq!(m(1, metric::FORWARD_FLOPS), m(2, metric::FORWARD_FLOPS));
+    let remat = out
+        .nodes()
+        .filter(|(_, n)| n.name.starts_with("remat:"))
+        .count();
+    assert_eq!(m(1, metric::RECOMPUTE_NODES), remat as u64);
+}
+
+#[test]
 fn checkpoint_and_two_stage_refuse_forward_graphs() {
     let g = models::mlp_chain(2, 2, 2, DType::F32, Weights::Random(6));
     let passes: [(&str, Box<dyn Pass>); 2] = [
         ("checkpoint", Box::new(Checkpoint::default())),
-        ("two_stage", Box::new(TwoStage)),
+        ("two_stage", Box::new(TwoStage::default())),
     ];
     for (name, p) in passes {
         let err =

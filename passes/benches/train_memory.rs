@@ -27,8 +27,25 @@ fn plan(t: &TrainGraph, p: Policy) -> CheckpointPlan {
     checkpoint::plan(&t.graph, t.boundary, p).expect("policy plans")
 }
 
+/// Batch and width of the chain benchmarks.
+const BATCH: usize = 8;
+const WIDTH: usize = 8;
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1u64 << 20) as f64
+}
+
 fn main() {
-    let (batch, width) = (8, 8);
+    chains_table();
+    budget_table();
+    min_cut_table();
+    let bert = bw_split_table();
+    pipeline_table(bert);
+}
+
+/// Store-all, √n and min-cut on MLP and residual chains of 16 to 1024 layers.
+fn chains_table() {
+    let (batch, width) = (BATCH, WIDTH);
     println!("## Peak memory vs recompute on n-layer chains (batch {batch}, width {width}, f32)");
     println!();
     println!(
@@ -63,7 +80,11 @@ fn main() {
             );
         }
     }
+}
 
+/// The budget policy at every budget from √n's peak to store-all's, against revolve.
+fn budget_table() {
+    let (batch, width) = (BATCH, WIDTH);
     println!();
     println!("## Budget mode vs the optimal (revolve) schedule, tanh MLP chain");
     println!();
@@ -112,8 +133,10 @@ fn main() {
             worst.0, worst.1, worst.2, worst.3, worst.4
         );
     }
+}
 
-    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+/// Store-all and min-cut on a transformer MLP block.
+fn min_cut_table() {
     println!();
     println!("## Min-cut on a transformer MLP block (T=4096, d=1024, d_ff=4096, fp16)");
     println!();
@@ -149,7 +172,10 @@ fn main() {
             }
         );
     }
+}
 
+/// The B/W partition of a BERT-large layer; returns its per-stage pipeline costs.
+fn bw_split_table() -> StageCosts {
     println!();
     println!("## B/W split of a BERT-large layer (batch 8, seq 512, 16×64 heads, FFN 4096, fp16)");
     println!();
@@ -179,7 +205,17 @@ fn main() {
         mib(before),
         mib(after)
     );
+    StageCosts {
+        f: part.forward_flops,
+        b: part.b_flops,
+        w: part.w_flops,
+        activation_bytes: 0,
+        stash_bytes: 0,
+    }
+}
 
+/// Every schedule at three (p, m), with unit costs and with the BERT-large layer's.
+fn pipeline_table(bert: StageCosts) {
     println!();
     println!("## Pipeline schedules (T_F = T_B = T_W = 1, and the BERT-large layer's FLOPs)");
     println!();
@@ -191,13 +227,6 @@ fn main() {
         f: 1,
         b: 1,
         w: 1,
-        activation_bytes: 0,
-        stash_bytes: 0,
-    };
-    let bert = StageCosts {
-        f: part.forward_flops,
-        b: part.b_flops,
-        w: part.w_flops,
         activation_bytes: 0,
         stash_bytes: 0,
     };

@@ -109,7 +109,7 @@ pub fn registry() -> Vec<Box<dyn Pass>> {
         Box::new(crate::EGraphOptimizer::default()),
         Box::new(crate::train::Autodiff::default()),
         Box::new(crate::train::Checkpoint::default()),
-        Box::new(crate::train::TwoStage),
+        Box::new(crate::train::TwoStage::default()),
     ]
 }
 

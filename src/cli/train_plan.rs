@@ -1,5 +1,10 @@
 //! `tessera train-plan`: build a model's training graph, plan checkpointing, split the
 //! backward pass into B and W, simulate pipeline schedules; print the plan.
+//!
+//! The graph is built by one run of the training passes (`Autodiff`, `Checkpoint`, and
+//! `TwoStage` for `--two-stage` or `--pipeline`) through `run_pipeline`, which verifies it
+//! after each pass. The report prints the passes' metrics (`train::metric`) and what the
+//! final graph shows: the values live at its peak and the tensors it saves for backward.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -7,11 +12,15 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tessera::ir::{Graph, ValueId, text};
-use tessera::passes::train::checkpoint::{self, CheckpointPlan, Policy};
+use tessera::passes::cost::DeviceProfile;
+use tessera::passes::train::checkpoint::Policy;
+use tessera::passes::train::metric;
 use tessera::passes::train::pipeline::{self, Kind, StageCosts, Timeline};
-use tessera::passes::train::schedule::{Schedule, arena, profile};
-use tessera::passes::train::split::{self, Partition};
-use tessera::passes::train::{self, Loss, ParamSelection, TrainGraph, TrainSpec};
+use tessera::passes::train::schedule::{Schedule, profile};
+use tessera::passes::train::{
+    self, Autodiff, Checkpoint, Loss, ParamSelection, TrainSpec, TwoStage, seed_index,
+};
+use tessera::passes::{Pass, PassReport, run_pipeline};
 
 use super::common::load;
 use crate::Bind;
@@ -108,17 +117,114 @@ fn mib(b: u64) -> String {
     }
 }
 
+/// The metrics of one pass's report, read back by name.
+struct Metrics<'a>(&'a PassReport);
+
+impl Metrics<'_> {
+    fn get(&self, name: &str) -> Result<u64> {
+        self.0
+            .metrics
+            .get(name)
+            .copied()
+            .with_context(|| format!("invariant: pass {} reports metric {name:?}", self.0.pass))
+    }
+}
+
+/// The B/W partition, as the two-stage pass reported it.
+struct Split {
+    b_nodes: u64,
+    w_nodes: u64,
+    b_flops: u64,
+    w_flops: u64,
+    forward_flops: u64,
+    stash_tensors: u64,
+    stash_bytes: u64,
+    split_ops: u64,
+    input_grads: u64,
+    peak_in_order: u64,
+    peak_w_after_b: u64,
+}
+
+/// Everything the report prints: the passes' metrics, and analyses of the final graph.
 struct Plan {
-    train: TrainGraph,
-    /// Arena bytes the static memory planner lays out for the checkpointed schedule.
-    arena_bytes: u64,
-    /// The store-all training graph's peak, before any policy.
-    store_all_peak: u64,
-    ckpt: CheckpointPlan,
     /// The final training graph (checkpointed, and reordered when two-stage).
     graph: Graph,
-    split: Option<(Partition, u64, u64)>,
+    /// Index of its seed node: the backward region starts here.
+    boundary: usize,
+    /// Autodiff's diagnostics about the training spec.
+    notes: Vec<String>,
+    gradients: u64,
+    forward_nodes: u64,
+    backward_nodes: u64,
+    /// The store-all training graph's peak, before any policy.
+    store_all_peak: u64,
+    peak: u64,
+    saved_tensors: u64,
+    saved_bytes: u64,
+    recompute_nodes: u64,
+    recompute_flops: u64,
+    forward_flops: u64,
+    backward_flops: u64,
+    resident_bytes: u64,
+    output_bytes: u64,
+    /// Arena bytes the static memory planner lays out for the checkpointed schedule.
+    arena_bytes: u64,
+    split: Option<Split>,
     timelines: Vec<Timeline>,
+}
+
+impl Plan {
+    /// Reads the reports of the autodiff, checkpoint and (optionally) two-stage passes.
+    fn new(graph: Graph, reports: &[PassReport]) -> Result<Plan> {
+        let [ad, ck, rest @ ..] = reports else {
+            bail!("invariant: the training pipeline runs autodiff and checkpoint");
+        };
+        let (ad, ck) = (Metrics(ad), Metrics(ck));
+        let diagnostics = ad.get(metric::DIAGNOSTICS)? as usize;
+        let notes = &ad.0.notes;
+        let notes = notes[notes.len().saturating_sub(diagnostics)..].to_vec();
+        let split = match rest.first() {
+            None => None,
+            Some(r) => {
+                let m = Metrics(r);
+                Some(Split {
+                    b_nodes: m.get(metric::B_NODES)?,
+                    w_nodes: m.get(metric::W_NODES)?,
+                    b_flops: m.get(metric::B_FLOPS)?,
+                    w_flops: m.get(metric::W_FLOPS)?,
+                    forward_flops: m.get(metric::FORWARD_FLOPS)?,
+                    stash_tensors: m.get(metric::STASH_TENSORS)?,
+                    stash_bytes: m.get(metric::STASH_BYTES)?,
+                    split_ops: m.get(metric::SPLIT_OPS)?,
+                    input_grads: m.get(metric::INPUT_GRADS)?,
+                    peak_in_order: m.get(metric::PEAK_BYTES_IN_ORDER)?,
+                    peak_w_after_b: m.get(metric::PEAK_BYTES_W_AFTER_B)?,
+                })
+            }
+        };
+        let boundary = seed_index(&graph).context("invariant: a training graph has a seed")?;
+        Ok(Plan {
+            graph,
+            boundary,
+            notes,
+            gradients: ad.get(metric::GRADIENTS)?,
+            forward_nodes: ad.get(metric::FORWARD_NODES)?,
+            backward_nodes: ad.get(metric::BACKWARD_NODES)?,
+            store_all_peak: ad.get(metric::PEAK_BYTES)?,
+            peak: ck.get(metric::PEAK_BYTES)?,
+            saved_tensors: ck.get(metric::SAVED_TENSORS)?,
+            saved_bytes: ck.get(metric::SAVED_BYTES)?,
+            recompute_nodes: ck.get(metric::RECOMPUTE_NODES)?,
+            recompute_flops: ck.get(metric::RECOMPUTE_FLOPS)?,
+            forward_flops: ck.get(metric::FORWARD_FLOPS)?,
+            backward_flops: ck.get(metric::BACKWARD_FLOPS)?,
+            resident_bytes: ck.get(metric::RESIDENT_BYTES)?,
+            output_bytes: ck.get(metric::OUTPUT_BYTES)?,
+            arena_bytes: ck.get(metric::ARENA_BYTES)?,
+            split,
+            timelines: Vec::new(),
+        })
+    }
 }
 
 pub fn run(a: &Args) -> Result<()> {
@@ -151,47 +257,33 @@ pub fn run(a: &Args) -> Result<()> {
         params,
         input_grads: a.input_grads.clone(),
     };
-    let train = train::autodiff(&g, &spec)
-        .with_context(|| format!("differentiating {}", a.model.display()))?;
-    let store_all_peak = profile(&train.graph, &Schedule::program_order(&train.graph)).peak_bytes;
-    let ckpt = checkpoint::plan(&train.graph, train.boundary, policy)
-        .with_context(|| format!("planning checkpoints ({})", policy.name()))?;
-    let mut graph = ckpt.schedule.to_graph(&train.graph);
-    let mut split_info = None;
+    let mut passes: Vec<Box<dyn Pass>> =
+        vec![Box::new(Autodiff { spec }), Box::new(Checkpoint { policy })];
+    // A pipeline simulation needs the B/W costs even when the graph keeps its order.
     if a.two_stage || pipe.is_some() {
-        let p = split::partition(&graph, train.boundary);
-        let (before, after) = split::peak_cost(&graph, &p);
-        if a.two_stage {
-            graph = split::reorder(&graph, &p);
-        }
-        split_info = Some((p, before, after));
+        passes.push(Box::new(TwoStage {
+            reorder: a.two_stage,
+        }));
     }
-    let mut timelines = Vec::new();
-    if let (Some((p, m)), Some((part, _, _))) = (pipe, &split_info) {
+    // The training passes price nothing; the device is only the context's.
+    let cx = tessera::pass_context(&DeviceProfile::h200());
+    let (graph, reports) = run_pipeline(&g, &passes, &cx, None)
+        .with_context(|| format!("building the training graph of {}", a.model.display()))?;
+    let mut plan = Plan::new(graph, &reports)?;
+    if let (Some((p, m)), Some(split)) = (pipe, &plan.split) {
         let costs = StageCosts {
-            f: part.forward_flops,
-            b: part.b_flops,
-            w: part.w_flops,
-            activation_bytes: ckpt.saved_bytes,
-            stash_bytes: part.stash_bytes,
+            f: split.forward_flops,
+            b: split.b_flops,
+            w: split.w_flops,
+            activation_bytes: plan.saved_bytes,
+            stash_bytes: split.stash_bytes,
         };
         for kind in Kind::ALL {
             let t = pipeline::simulate(kind, p, m, costs)?;
             t.check().map_err(anyhow::Error::msg)?;
-            timelines.push(t);
+            plan.timelines.push(t);
         }
     }
-    let arena_bytes = arena(&train.graph, &ckpt.schedule).peak_bytes as u64;
-    let plan = Plan {
-        arena_bytes,
-        train,
-        store_all_peak,
-        ckpt,
-        graph,
-        split: split_info,
-        timelines,
-    };
-    tessera::ir::verify(&plan.graph).context("the training graph does not verify")?;
 
     for (kind, path) in &emits {
         let text = match kind.as_str() {
@@ -209,32 +301,31 @@ pub fn run(a: &Args) -> Result<()> {
 }
 
 fn json_report(p: &Plan, policy: Policy) -> serde_json::Value {
-    let c = &p.ckpt;
     let mut v = json!({
-        "peak_bytes": c.memory.peak_bytes,
-        "saved_bytes": c.saved_bytes,
-        "recompute_flops": c.recompute_flops,
-        "forward_flops": c.forward_flops,
-        "backward_flops": c.backward_flops,
+        "peak_bytes": p.peak,
+        "saved_bytes": p.saved_bytes,
+        "recompute_flops": p.recompute_flops,
+        "forward_flops": p.forward_flops,
+        "backward_flops": p.backward_flops,
         "store_all_peak_bytes": p.store_all_peak,
         "arena_bytes": p.arena_bytes,
         "policy": policy.name(),
-        "saved_tensors": c.saved.len(),
-        "recomputed_nodes": c.recompute_nodes,
-        "resident_bytes": c.memory.resident_bytes,
-        "gradients": p.train.grads.len(),
+        "saved_tensors": p.saved_tensors,
+        "recomputed_nodes": p.recompute_nodes,
+        "resident_bytes": p.resident_bytes,
+        "gradients": p.gradients,
     });
-    if let Some((part, before, after)) = &p.split {
+    if let Some(sp) = &p.split {
         v["two_stage"] = json!({
-            "b_nodes": part.b.len(),
-            "w_nodes": part.w.len(),
-            "b_flops": part.b_flops,
-            "w_flops": part.w_flops,
-            "stash_bytes": part.stash_bytes,
-            "stash_tensors": part.stash.len(),
-            "split_ops": part.split_ops.len(),
-            "peak_bytes_in_order": before,
-            "peak_bytes_w_after_b": after,
+            "b_nodes": sp.b_nodes,
+            "w_nodes": sp.w_nodes,
+            "b_flops": sp.b_flops,
+            "w_flops": sp.w_flops,
+            "stash_bytes": sp.stash_bytes,
+            "stash_tensors": sp.stash_tensors,
+            "split_ops": sp.split_ops,
+            "peak_bytes_in_order": sp.peak_in_order,
+            "peak_bytes_w_after_b": sp.peak_w_after_b,
         });
     }
     if !p.timelines.is_empty() {
@@ -259,116 +350,108 @@ fn json_report(p: &Plan, policy: Policy) -> serde_json::Value {
     v
 }
 
+/// Up to `max` values of `g`, largest first, one line each; then how many more.
+fn value_lines(s: &mut String, g: &Graph, mut values: Vec<ValueId>, max: usize) {
+    values.sort_by_key(|&v| std::cmp::Reverse(g.ty(v).size_bytes()));
+    for &v in values.iter().take(max) {
+        let _ = writeln!(
+            s,
+            "  {:<40} {:<20} {}",
+            value_label(g, v),
+            g.ty(v).to_string(),
+            g.ty(v).size_bytes()
+        );
+    }
+    if values.len() > max {
+        let _ = writeln!(s, "  ... and {} more", values.len() - max);
+    }
+}
+
 fn text_report(p: &Plan, policy: Policy, loss: &str) -> String {
     let mut s = String::new();
-    let t = &p.train;
-    let c = &p.ckpt;
-    let g = &t.graph;
-    let params: usize = t.grads.iter().map(|gr| g.ty(gr.grad).shape.numel()).sum();
+    let g = &p.graph;
+    let params: usize = g.outputs()[1..]
+        .iter()
+        .map(|o| g.ty(o.value).shape.numel())
+        .sum();
     let _ = writeln!(
         s,
         "training graph: loss {loss}, {} gradient(s) ({params} elements), {} forward + {} backward nodes",
-        t.grads.len(),
-        t.boundary,
-        g.num_nodes() - t.boundary
+        p.gradients, p.forward_nodes, p.backward_nodes
     );
-    for n in &t.notes {
+    for n in &p.notes {
         let _ = writeln!(s, "  note: {n}");
     }
-    let fwd = c.forward_flops.max(1) as f64;
+    let fwd = p.forward_flops.max(1) as f64;
     let _ = writeln!(
         s,
         "checkpoint {}: peak {} (store-all {}), saved {} tensor(s) = {}",
         policy.name(),
-        mib(c.memory.peak_bytes),
+        mib(p.peak),
         mib(p.store_all_peak),
-        c.saved.len(),
-        mib(c.saved_bytes)
+        p.saved_tensors,
+        mib(p.saved_bytes)
     );
     let _ = writeln!(
         s,
         "  recompute: {} node(s), {} FLOPs = {:.3} forward passes; forward {} FLOPs, backward {} FLOPs",
-        c.recompute_nodes,
-        c.recompute_flops,
-        c.recompute_flops as f64 / fwd,
-        c.forward_flops,
-        c.backward_flops
+        p.recompute_nodes,
+        p.recompute_flops,
+        p.recompute_flops as f64 / fwd,
+        p.forward_flops,
+        p.backward_flops
     );
     let _ = writeln!(
         s,
         "  memory planner arena for this schedule: {} (peak of live bytes {})",
         mib(p.arena_bytes),
-        mib(c.memory.peak_bytes)
+        mib(p.peak)
     );
     let _ = writeln!(
         s,
         "  resident (parameters, inputs): {}; outputs (loss, gradients): {}",
-        mib(c.memory.resident_bytes),
-        mib(c.memory.output_bytes)
+        mib(p.resident_bytes),
+        mib(p.output_bytes)
     );
-    let sched = &c.schedule;
-    let at = sched.steps.get(c.memory.peak_step).map(|st| st.node);
-    let mut live: Vec<ValueId> = c
-        .memory
+    // The final graph in program order: the checkpointed schedule, or B then W.
+    let order = Schedule::program_order(g);
+    let memory = profile(g, &order);
+    let at = order.steps.get(memory.peak_step).map(|st| st.node);
+    let live: Vec<ValueId> = memory
         .live_at_peak
         .iter()
-        .map(|&i| sched.instances[i].value)
+        .map(|&i| order.instances[i].value)
         .collect();
-    live.sort_by_key(|&v| std::cmp::Reverse(g.ty(v).size_bytes()));
     let _ = writeln!(
         s,
         "live at the peak (step {}{}), largest first:",
-        c.memory.peak_step,
+        memory.peak_step,
         at.map_or(String::new(), |n| format!(", {}", g.node_ref(n)))
     );
-    for &v in live.iter().take(6) {
-        let _ = writeln!(
-            s,
-            "  {:<40} {:<20} {}",
-            value_label(g, v),
-            g.ty(v).to_string(),
-            g.ty(v).size_bytes()
-        );
-    }
-    if live.len() > 6 {
-        let _ = writeln!(s, "  ... and {} more", live.len() - 6);
-    }
-    let mut saved: Vec<ValueId> = c.saved.clone();
-    saved.sort_by_key(|&v| std::cmp::Reverse(g.ty(v).size_bytes()));
+    value_lines(&mut s, g, live, 6);
     let _ = writeln!(s, "saved tensors (largest first):");
-    for &v in saved.iter().take(12) {
-        let _ = writeln!(
-            s,
-            "  {:<40} {:<20} {}",
-            value_label(g, v),
-            g.ty(v).to_string(),
-            g.ty(v).size_bytes()
-        );
-    }
-    if saved.len() > 12 {
-        let _ = writeln!(s, "  ... and {} more", saved.len() - 12);
-    }
-    if let Some((part, before, after)) = &p.split {
+    value_lines(&mut s, g, train::saved_values(g, p.boundary), 12);
+    if let Some(sp) = &p.split {
         let _ = writeln!(
             s,
             "two-stage: B {} node(s) {} FLOPs (B/F {:.3}), W {} node(s) {} FLOPs (W/F {:.3}), {} op(s) split",
-            part.b.len(),
-            part.b_flops,
-            part.b_flops as f64 / fwd,
-            part.w.len(),
-            part.w_flops,
-            part.w_flops as f64 / fwd,
-            part.split_ops.len()
+            sp.b_nodes,
+            sp.b_flops,
+            sp.b_flops as f64 / fwd,
+            sp.w_nodes,
+            sp.w_flops,
+            sp.w_flops as f64 / fwd,
+            sp.split_ops
         );
         let _ = writeln!(
             s,
             "  B->W stash: {} tensor(s) = {}; peak {} in program order, {} with W after B",
-            part.stash.len(),
-            mib(part.stash_bytes),
-            mib(*before),
-            mib(*after)
+            sp.stash_tensors,
+            mib(sp.stash_bytes),
+            mib(sp.peak_in_order),
+            mib(sp.peak_w_after_b)
         );
-        if part.input_grads == 0 {
+        if sp.input_grads == 0 {
             let _ = writeln!(
                 s,
                 "  note: no input gradients requested (--input-grads): B is empty, every backward node is W"

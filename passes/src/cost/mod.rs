@@ -10,9 +10,14 @@
 //! [`DeviceProfile`]. Ops that only reinterpret metadata (reshape, identity, constants)
 //! cost nothing. The latency-aware search issue will calibrate it against measurements;
 //! anything implementing the trait can replace it.
+//!
+//! [`flops()`] is the one FLOP table: the roofline's arithmetic and the training passes'
+//! recompute and B/W costs both come from it, so they cannot disagree.
 
+mod flops;
 mod roofline;
 
+pub use flops::{ELEMENTWISE, SOFTMAX, TRANSCENDENTAL, flops, node_flops};
 pub use roofline::{DeviceProfile, KernelWork, Roofline, kernel_work};
 
 use tessera_ir::{Graph, Op, TensorType};

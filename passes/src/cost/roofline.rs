@@ -1,6 +1,6 @@
 //! The roofline model: `max(flops / peak, bytes / bandwidth) + launch` per kernel.
 
-use tessera_ir::{DType, Op, TensorType, UnaryOp};
+use tessera_ir::{DType, Op, TensorType};
 
 use super::CostModel;
 
@@ -88,104 +88,20 @@ fn bytes(t: &TensorType) -> f64 {
     (t.shape.numel() * t.dtype.size_bytes()) as f64
 }
 
-fn numel(t: &TensorType) -> f64 {
-    t.shape.numel() as f64
-}
-
-/// Flops and bytes of the kernel that computes `op`, or `None` when the op launches no
-/// kernel (constants, reshapes, identities: metadata only).
+/// Flops ([`super::flops()`]) and bytes of the kernel that computes `op`, or `None` when the
+/// op launches no kernel (constants, reshapes, identities: metadata only).
 pub fn kernel_work(op: &Op, inputs: &[&TensorType], outputs: &[TensorType]) -> Option<KernelWork> {
-    let out_numel: f64 = outputs.first().map(numel).unwrap_or(0.0);
-    let in0 = inputs.first().map(|t| numel(t)).unwrap_or(0.0);
     let traffic =
         inputs.iter().map(|t| bytes(t)).sum::<f64>() + outputs.iter().map(bytes).sum::<f64>();
-    let flops = match op {
-        Op::Constant(_) | Op::Identity | Op::Reshape { .. } => return None,
-        Op::Dropout { mask: false, .. } => return None,
-        // Writes the all-true mask.
-        Op::Dropout { mask: true, .. } => 0.0,
-        Op::Unary(u) => {
-            let per = match u {
-                UnaryOp::Exp
-                | UnaryOp::Log
-                | UnaryOp::Erf
-                | UnaryOp::Tanh
-                | UnaryOp::Sigmoid
-                | UnaryOp::Softplus
-                | UnaryOp::Sin
-                | UnaryOp::Cos
-                | UnaryOp::Sqrt
-                | UnaryOp::Reciprocal => 4.0,
-                _ => 1.0,
-            };
-            per * out_numel
-        }
-        Op::Binary(tessera_ir::BinaryOp::Pow) => 4.0 * out_numel,
-        Op::Binary(_) | Op::Where | Op::Clip { .. } | Op::Cast { .. } => out_numel,
-        Op::Gelu { .. } => 8.0 * out_numel,
-        Op::MatMul => {
-            let k = inputs
-                .first()
-                .and_then(|a| a.shape.dims().last().copied())
-                .unwrap_or(1) as f64;
-            2.0 * out_numel * k
-        }
-        Op::Gemm { trans_a, .. } => {
-            let k = inputs
-                .first()
-                .and_then(|a| {
-                    let d = a.shape.dims();
-                    if *trans_a { d.first() } else { d.last() }.copied()
-                })
-                .unwrap_or(1) as f64;
-            2.0 * out_numel * k + 2.0 * out_numel
-        }
-        Op::Conv(_) => {
-            // Each output reads C/group · k... weights.
-            let w = inputs.get(1).map(|t| t.shape.dims()).unwrap_or(&[]);
-            let per_output: f64 = w.iter().skip(1).map(|&d| d as f64).product();
-            2.0 * out_numel * per_output
-        }
-        Op::Pool { attrs, .. } => {
-            let window: f64 = attrs.kernel.iter().map(|&k| k as f64).product();
-            out_numel * window
-        }
-        Op::Reduce { .. } => in0,
-        Op::Softmax { .. } | Op::LogSoftmax { .. } => 5.0 * in0,
-        Op::LayerNorm { .. } => 8.0 * in0,
-        Op::RmsNorm { .. } => 5.0 * in0,
-        Op::BatchNorm { .. } => 2.0 * in0,
-        Op::Lrn { size, .. } => (*size as f64 + 4.0) * in0,
-        Op::Transpose { .. }
-        | Op::Expand { .. }
-        | Op::Concat { .. }
-        | Op::Split { .. }
-        | Op::Slice { .. }
-        | Op::Gather { .. }
-        | Op::GatherElements { .. }
-        | Op::GatherNd { .. } => 0.0,
-        Op::Attention { .. } => {
-            // Q [.., S, D], K [.., T, D], V [.., T, E]: scores, softmax, weighted sum; the
-            // [.., S, T] scores never leave the kernel.
-            let dims = |i: usize| inputs.get(i).map(|t| t.shape.dims()).unwrap_or(&[]);
-            let (q, k, v) = (dims(0), dims(1), dims(2));
-            let last2 = |d: &[usize]| {
-                let r = d.len();
-                if r >= 2 {
-                    (d[r - 2] as f64, d[r - 1] as f64)
-                } else {
-                    (1.0, 1.0)
-                }
-            };
-            let ((s, dd), (t, _), (_, e)) = (last2(q), last2(k), last2(v));
-            let batch: f64 = q
-                .iter()
-                .take(q.len().saturating_sub(2))
-                .map(|&x| x as f64)
-                .product();
-            batch * (2.0 * s * t * dd + 2.0 * s * t * e + 6.0 * s * t)
-        }
-    };
+    // Metadata only. Dropout with a mask is a kernel: it writes the (all-true) mask.
+    if matches!(
+        op,
+        Op::Constant(_) | Op::Identity | Op::Reshape { .. } | Op::Dropout { mask: false, .. }
+    ) {
+        return None;
+    }
+    let outs: Vec<&TensorType> = outputs.iter().collect();
+    let flops = super::flops(op, inputs, &outs) as f64;
     // Slices and gathers read only what they produce.
     let bytes = match op {
         Op::Slice { .. } => 2.0 * outputs.iter().map(bytes).sum::<f64>(),
@@ -230,7 +146,7 @@ impl CostModel for Roofline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_ir::{PoolKind, Shape};
+    use tessera_ir::{PoolKind, Shape, UnaryOp};
 
     fn f32s(d: &[usize]) -> TensorType {
         TensorType::new(DType::F32, Shape::from_dims(d))

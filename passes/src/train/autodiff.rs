@@ -97,11 +97,36 @@ pub fn autodiff(g: &Graph, spec: &TrainSpec) -> Result<TrainGraph, PassError> {
     }
     let loss = build_loss(&mut t, spec.loss, y)?;
 
-    // Which values need a gradient: reachable from a differentiated value through
-    // differentiable float ops, and contributing to the loss.
+    let need = needs_gradient(&t, params.iter().chain(&inputs).map(|&(_, v)| v), loss);
+    let grad = backward(&mut t, loss, &need)?;
+    let mut grads = add_outputs(&mut t, loss, &grad, &params, &inputs, &mut notes)?;
+
+    // Drop anything the outputs do not need, then re-find the ids.
+    let (graph, map) = super::prune(&t);
+    let remap =
+        |v: ValueId| map[v.index()].ok_or_else(|| failed("invariant: outputs survive pruning"));
+    let loss = remap(loss)?;
+    for gr in &mut grads {
+        gr.grad = graph.outputs()[gr.output].value;
+        gr.value = gr.value.and_then(|v| map[v.index()]);
+    }
+    let boundary =
+        super::seed_index(&graph).ok_or_else(|| failed("invariant: the seed is live"))?;
+    Ok(TrainGraph {
+        graph,
+        loss,
+        grads,
+        boundary,
+        notes,
+    })
+}
+
+/// For every value of `t`, whether it needs a gradient: reachable from a differentiated
+/// value (`from`) through differentiable float ops, and contributing to `loss`.
+fn needs_gradient(t: &Graph, from: impl Iterator<Item = ValueId>, loss: ValueId) -> Vec<bool> {
     let n = t.num_values();
     let mut requires = vec![false; n];
-    for &(_, v) in params.iter().chain(&inputs) {
+    for v in from {
         requires[v.index()] = true;
     }
     for (_, node) in t.nodes() {
@@ -124,12 +149,20 @@ pub fn autodiff(g: &Graph, spec: &TrainSpec) -> Result<TrainGraph, PassError> {
             }
         }
     }
-    let need = |v: ValueId| requires[v.index()] && reaches[v.index()];
+    (0..n).map(|i| requires[i] && reaches[i]).collect()
+}
 
+/// Appends the seed and the backward nodes to `t` (forward nodes and loss so far), visiting
+/// forward nodes in reverse; returns the gradient of every value that has one.
+fn backward(
+    t: &mut Graph,
+    loss: ValueId,
+    need: &[bool],
+) -> Result<HashMap<ValueId, ValueId>, PassError> {
+    let forward: Vec<_> = t.nodes().map(|(id, _)| id).collect();
     let ldt = t.ty(loss).dtype;
     let seed = t.add_constant(Tensor::full(ldt, Shape::scalar(), 1.0), SEED_NAME);
     let mut grad: HashMap<ValueId, ValueId> = HashMap::from([(loss, seed)]);
-
     for &id in forward.iter().rev() {
         let node = t.node(id).clone();
         let gy: Vec<Option<ValueId>> = node.outputs.iter().map(|o| grad.get(o).copied()).collect();
@@ -139,14 +172,14 @@ pub fn autodiff(g: &Graph, spec: &TrainSpec) -> Result<TrainGraph, PassError> {
         let needs: Vec<bool> = node
             .inputs
             .iter()
-            .map(|&v| need(v) && t.ty(v).dtype.is_float())
+            .map(|&v| need[v.index()] && t.ty(v).dtype.is_float())
             .collect();
         if !needs.iter().any(|&b| b) {
             continue;
         }
         let origin = t.node_ref(id);
         let label = format!("grad:{}", node_label(&origin));
-        let mut e = Emitter::new(&mut t, label, origin, PASS);
+        let mut e = Emitter::new(t, label, origin, PASS);
         let gx = rules::vjp(&mut e, &node.op, &node.inputs, &node.outputs, &gy, &needs)?;
         for (i, (&v, gv)) in node.inputs.iter().zip(gx).enumerate() {
             let Some(gv) = gv else { continue };
@@ -167,12 +200,24 @@ pub fn autodiff(g: &Graph, spec: &TrainSpec) -> Result<TrainGraph, PassError> {
             grad.insert(v, total);
         }
     }
+    Ok(grad)
+}
 
-    // Outputs: loss, parameter gradients, input gradients.
+/// Adds the outputs of the training graph: `loss`, then a `grad:<name>` per parameter and
+/// an `input_grad:<name>` per requested input (a zero tensor, and a note, for those the
+/// loss does not depend on).
+fn add_outputs(
+    t: &mut Graph,
+    loss: ValueId,
+    grad: &HashMap<ValueId, ValueId>,
+    params: &[(String, ValueId)],
+    inputs: &[(String, ValueId)],
+    notes: &mut Vec<String>,
+) -> Result<Vec<Gradient>, PassError> {
     t.add_output("loss", loss);
     let mut grads = Vec::new();
     let zero_label = "grad:zero".to_string();
-    for (kind, list) in [(GradKind::Param, &params), (GradKind::Input, &inputs)] {
+    for (kind, list) in [(GradKind::Param, params), (GradKind::Input, inputs)] {
         for (name, v) in list {
             let gv = match grad.get(v) {
                 Some(&gv) => gv,
@@ -186,7 +231,7 @@ pub fn autodiff(g: &Graph, spec: &TrainSpec) -> Result<TrainGraph, PassError> {
                         op: "zero".into(),
                     };
                     let ty = t.ty(*v).clone();
-                    let mut e = Emitter::new(&mut t, zero_label.clone(), origin, PASS);
+                    let mut e = Emitter::new(t, zero_label.clone(), origin, PASS);
                     e.full(ty.dtype, ty.shape.dims(), 0.0)?
                 }
             };
@@ -205,25 +250,7 @@ pub fn autodiff(g: &Graph, spec: &TrainSpec) -> Result<TrainGraph, PassError> {
             });
         }
     }
-
-    // Drop anything the outputs do not need, then re-find the ids.
-    let (graph, map) = super::prune(&t);
-    let remap =
-        |v: ValueId| map[v.index()].ok_or_else(|| failed("invariant: outputs survive pruning"));
-    let loss = remap(loss)?;
-    for gr in &mut grads {
-        gr.grad = graph.outputs()[gr.output].value;
-        gr.value = gr.value.and_then(|v| map[v.index()]);
-    }
-    let boundary =
-        super::seed_index(&graph).ok_or_else(|| failed("invariant: the seed is live"))?;
-    Ok(TrainGraph {
-        graph,
-        loss,
-        grads,
-        boundary,
-        notes,
-    })
+    Ok(grads)
 }
 
 /// `name` of a node for labels, or its id when it has none.

@@ -25,10 +25,10 @@ use petgraph::algo::dinics;
 use petgraph::graph::{DiGraph, NodeIndex};
 use tessera_ir::{Graph, NodeId, Op, ValueId};
 
-use super::cost::node_flops;
 use super::remat::rematerialize;
 use super::schedule::{MemoryProfile, Schedule, is_resident, profile, value_bytes};
 use crate::PassError;
+use crate::cost::node_flops;
 
 /// Which checkpoint policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 //!   forward graph and a [`TrainSpec`]. Gradient rules live in `rules`, one per
 //!   differentiable op.
 //! * [`schedule`] is the exact execution simulator: peak live bytes and FLOPs of a graph
-//!   run in program order (or any other order), counted from static shapes.
+//!   run in program order (or any other order), counted from static shapes (FLOPs by
+//!   [`crate::cost::flops()`], the table the roofline uses too).
 //! * [`remat`] recomputes forward values in the backward region from a set of kept ones;
 //!   [`checkpoint`] chooses that set: store-all, Chen's √n segments, Chen's greedy under
 //!   a byte budget, or a min-cut (petgraph max-flow) that never recomputes contractions.
@@ -18,13 +19,13 @@
 //!
 //! The [`crate::Pass`] wrappers ([`Autodiff`], [`Checkpoint`], [`TwoStage`]) make these
 //! composable in a pipeline; they find the backward region by the seed node
-//! ([`SEED_NAME`]).
+//! ([`SEED_NAME`]) and report their figures as metrics named in [`metric`].
 
 mod autodiff;
 pub mod checkpoint;
-pub mod cost;
 mod emit;
 mod loss;
+pub mod metric;
 pub mod models;
 mod passes;
 pub mod pipeline;

@@ -1,13 +1,21 @@
-//! The training transforms as registry passes.
+//! The training transforms as registry passes. Each reports its figures as metrics named
+//! in [`super::metric`].
+
+use std::collections::BTreeMap;
 
 use tessera_ir::Graph;
 
 use super::checkpoint::{Policy, plan};
-use super::schedule::{Schedule, profile};
+use super::metric;
+use super::schedule::{Schedule, arena, profile, value_bytes};
 use super::spec::{Loss, TrainSpec};
 use super::split::{partition, peak_cost, reorder};
 use super::{autodiff, backward_region};
 use crate::{Pass, PassContext, PassError, PassReport};
+
+fn count(n: usize) -> u64 {
+    n as u64
+}
 
 /// Forward graph → training graph (loss, gradients); see [`super::autodiff()`]. The
 /// registry instance differentiates `Σ` of the first float output with respect to every
@@ -36,28 +44,36 @@ impl Pass for Autodiff {
     fn run(&self, g: &mut Graph, _: &PassContext) -> Result<PassReport, PassError> {
         let t = autodiff(g, &self.spec)?;
         let saved = super::saved_values(&t.graph, t.boundary);
-        let saved_bytes: u64 = saved
-            .iter()
-            .map(|&v| super::schedule::value_bytes(&t.graph, v))
-            .sum();
+        let saved_bytes: u64 = saved.iter().map(|&v| value_bytes(&t.graph, v)).sum();
+        let backward_nodes = t.graph.num_nodes() - t.boundary;
+        let peak = profile(&t.graph, &Schedule::program_order(&t.graph)).peak_bytes;
         let mut notes = vec![
             format!(
-                "loss {}: {} gradient(s), {} forward node(s), {} backward node(s)",
+                "loss {}: {} gradient(s), {} forward node(s), {backward_nodes} backward node(s)",
                 self.spec.loss,
                 t.grads.len(),
                 t.boundary,
-                t.graph.num_nodes() - t.boundary
             ),
             format!(
                 "{} tensor(s) saved for backward, {saved_bytes} bytes",
                 saved.len()
             ),
         ];
+        let metrics = BTreeMap::from([
+            (metric::GRADIENTS, count(t.grads.len())),
+            (metric::FORWARD_NODES, count(t.boundary)),
+            (metric::BACKWARD_NODES, count(backward_nodes)),
+            (metric::SAVED_TENSORS, count(saved.len())),
+            (metric::SAVED_BYTES, saved_bytes),
+            (metric::PEAK_BYTES, peak),
+            (metric::DIAGNOSTICS, count(t.notes.len())),
+        ]);
         notes.extend(t.notes);
         *g = t.graph;
         Ok(PassReport {
             changed: true,
             notes,
+            metrics,
             ..PassReport::default()
         })
     }
@@ -105,20 +121,43 @@ impl Pass for Checkpoint {
                 p.recompute_flops as f64 / p.forward_flops.max(1) as f64
             ),
         ];
+        let metrics = BTreeMap::from([
+            (metric::PEAK_BYTES_BEFORE, before),
+            (metric::PEAK_BYTES, p.memory.peak_bytes),
+            (metric::SAVED_TENSORS, count(p.saved.len())),
+            (metric::SAVED_BYTES, p.saved_bytes),
+            (metric::RESIDENT_BYTES, p.memory.resident_bytes),
+            (metric::OUTPUT_BYTES, p.memory.output_bytes),
+            (metric::ARENA_BYTES, count(arena(g, &p.schedule).peak_bytes)),
+            (metric::RECOMPUTE_NODES, count(p.recompute_nodes)),
+            (metric::RECOMPUTE_FLOPS, p.recompute_flops),
+            (metric::FORWARD_FLOPS, p.forward_flops),
+            (metric::BACKWARD_FLOPS, p.backward_flops),
+        ]);
         let changed = p.recompute_nodes > 0;
         *g = p.schedule.to_graph(g);
         Ok(PassReport {
             changed,
             notes,
+            metrics,
             ..PassReport::default()
         })
     }
 }
 
-/// Reorders the backward region into B (input gradients) then W (weight gradients); see
-/// [`super::split`].
-#[derive(Default)]
-pub struct TwoStage;
+/// Partitions the backward region into B (input gradients) and W (weight gradients) and,
+/// when `reorder` is set, reorders it B then W; see [`super::split`]. Without `reorder`
+/// it only reports the partition (the costs a pipeline simulation needs) and leaves the
+/// graph as it is. The registry instance reorders.
+pub struct TwoStage {
+    pub reorder: bool,
+}
+
+impl Default for TwoStage {
+    fn default() -> Self {
+        TwoStage { reorder: true }
+    }
+}
 
 impl Pass for TwoStage {
     fn name(&self) -> &'static str {
@@ -151,12 +190,32 @@ impl Pass for TwoStage {
         if p.input_grads == 0 {
             notes.push("no input gradients requested: B is empty, every backward node is W".into());
         }
-        let out = reorder(g, &p);
-        let changed = out != *g;
-        *g = out;
+        if !self.reorder {
+            notes.push("partition only: the graph keeps its order".into());
+        }
+        let metrics = BTreeMap::from([
+            (metric::B_NODES, count(p.b.len())),
+            (metric::W_NODES, count(p.w.len())),
+            (metric::B_FLOPS, p.b_flops),
+            (metric::W_FLOPS, p.w_flops),
+            (metric::FORWARD_FLOPS, p.forward_flops),
+            (metric::STASH_TENSORS, count(p.stash.len())),
+            (metric::STASH_BYTES, p.stash_bytes),
+            (metric::SPLIT_OPS, count(p.split_ops.len())),
+            (metric::INPUT_GRADS, count(p.input_grads)),
+            (metric::PEAK_BYTES_IN_ORDER, before),
+            (metric::PEAK_BYTES_W_AFTER_B, after),
+        ]);
+        let mut changed = false;
+        if self.reorder {
+            let out = reorder(g, &p);
+            changed = out != *g;
+            *g = out;
+        }
         Ok(PassReport {
             changed,
             notes,
+            metrics,
             ..PassReport::default()
         })
     }

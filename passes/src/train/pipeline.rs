@@ -53,9 +53,9 @@ impl Kind {
     }
 }
 
-/// One kind of pipeline op.
+/// The work one pipeline op does for one microbatch on one stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Pass {
+pub enum Work {
     F,
     B,
     W,
@@ -78,7 +78,7 @@ pub struct StageCosts {
 pub struct TimedOp {
     pub stage: usize,
     pub microbatch: usize,
-    pub pass: Pass,
+    pub work: Work,
     pub start: u64,
     pub end: u64,
 }
@@ -99,12 +99,12 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// Position in `ops` of each `(stage, microbatch, pass)`.
-    fn index(&self) -> HashMap<(usize, usize, Pass), usize> {
+    /// Position in `ops` of each `(stage, microbatch, work)`.
+    fn index(&self) -> HashMap<(usize, usize, Work), usize> {
         self.ops
             .iter()
             .enumerate()
-            .map(|(i, o)| ((o.stage, o.microbatch, o.pass), i))
+            .map(|(i, o)| ((o.stage, o.microbatch, o.work), i))
             .collect()
     }
 
@@ -132,23 +132,23 @@ impl Timeline {
     /// first violation.
     pub fn check(&self) -> Result<(), String> {
         let index = self.index();
-        let find = |s: usize, j: usize, k: Pass| index.get(&(s, j, k)).map(|&i| &self.ops[i]);
+        let find = |s: usize, j: usize, k: Work| index.get(&(s, j, k)).map(|&i| &self.ops[i]);
         let combined = self.kind == Kind::OneFOneB;
         for o in &self.ops {
             let mut deps = Vec::new();
-            match o.pass {
-                Pass::F => {
+            match o.work {
+                Work::F => {
                     if o.stage > 0 {
-                        deps.push((o.stage - 1, Pass::F));
+                        deps.push((o.stage - 1, Work::F));
                     }
                 }
-                Pass::B | Pass::BW => {
-                    deps.push((o.stage, Pass::F));
+                Work::B | Work::BW => {
+                    deps.push((o.stage, Work::F));
                     if o.stage + 1 < self.stages {
-                        deps.push((o.stage + 1, if combined { Pass::BW } else { Pass::B }));
+                        deps.push((o.stage + 1, if combined { Work::BW } else { Work::B }));
                     }
                 }
-                Pass::W => deps.push((o.stage, Pass::B)),
+                Work::W => deps.push((o.stage, Work::B)),
             }
             for (s, k) in deps {
                 let d = find(s, o.microbatch, k)
@@ -172,49 +172,49 @@ impl Timeline {
 }
 
 /// The per-stage op order of `kind`.
-pub fn stage_order(kind: Kind, p: usize, m: usize) -> Vec<Vec<(Pass, usize)>> {
+pub fn stage_order(kind: Kind, p: usize, m: usize) -> Vec<Vec<(Work, usize)>> {
     (0..p)
         .map(|s| {
             let mut l = Vec::new();
             match kind {
                 Kind::OneFOneB | Kind::OneFOneBSplit | Kind::OneFOneB2bp => {
                     let warm = (p - 1 - s).min(m);
-                    l.extend((0..warm).map(|j| (Pass::F, j)));
+                    l.extend((0..warm).map(|j| (Work::F, j)));
                     let mut f = warm;
                     for b in 0..m {
                         if f < m {
-                            l.push((Pass::F, f));
+                            l.push((Work::F, f));
                             f += 1;
                         }
                         match kind {
-                            Kind::OneFOneB => l.push((Pass::BW, b)),
+                            Kind::OneFOneB => l.push((Work::BW, b)),
                             Kind::OneFOneBSplit => {
-                                l.push((Pass::B, b));
-                                l.push((Pass::W, b));
+                                l.push((Work::B, b));
+                                l.push((Work::W, b));
                             }
-                            _ => l.push((Pass::B, b)),
+                            _ => l.push((Work::B, b)),
                         }
                     }
                     if kind == Kind::OneFOneB2bp {
-                        l.extend((0..m).map(|j| (Pass::W, j)));
+                        l.extend((0..m).map(|j| (Work::W, j)));
                     }
                 }
                 Kind::ZbH1 => {
                     let warm = (p - s).min(m);
-                    l.extend((0..warm).map(|j| (Pass::F, j)));
+                    l.extend((0..warm).map(|j| (Work::F, j)));
                     let (mut f, mut w) = (warm, 0);
                     for b in 0..m {
-                        l.push((Pass::B, b));
+                        l.push((Work::B, b));
                         while b + 1 - w > s {
-                            l.push((Pass::W, w));
+                            l.push((Work::W, w));
                             w += 1;
                         }
                         if f < m {
-                            l.push((Pass::F, f));
+                            l.push((Work::F, f));
                             f += 1;
                         }
                     }
-                    l.extend((w..m).map(|j| (Pass::W, j)));
+                    l.extend((w..m).map(|j| (Work::W, j)));
                 }
             }
             l
@@ -243,17 +243,17 @@ pub fn simulate(kind: Kind, p: usize, m: usize, costs: StageCosts) -> Result<Tim
         )));
     }
     let order = stage_order(kind, p, m);
-    let dur = |k: Pass| match k {
-        Pass::F => costs.f,
-        Pass::B => costs.b,
-        Pass::W => costs.w,
-        Pass::BW => costs.b + costs.w,
+    let dur = |k: Work| match k {
+        Work::F => costs.f,
+        Work::B => costs.b,
+        Work::W => costs.w,
+        Work::BW => costs.b + costs.w,
     };
-    // end[stage][pass][mb]
-    let slot = |k: Pass| match k {
-        Pass::F => 0,
-        Pass::B | Pass::BW => 1,
-        Pass::W => 2,
+    // end[stage][work][mb]
+    let slot = |k: Work| match k {
+        Work::F => 0,
+        Work::B | Work::BW => 1,
+        Work::W => 2,
     };
     let mut end: Vec<[Vec<Option<u64>>; 3]> = (0..p)
         .map(|_| [vec![None; m], vec![None; m], vec![None; m]])
@@ -267,21 +267,21 @@ pub fn simulate(kind: Kind, p: usize, m: usize, costs: StageCosts) -> Result<Tim
         for s in 0..p {
             while let Some(&(k, j)) = order[s].get(next[s]) {
                 let deps: Vec<Option<u64>> = match k {
-                    Pass::F => {
+                    Work::F => {
                         if s > 0 {
                             vec![end[s - 1][0][j]]
                         } else {
                             vec![]
                         }
                     }
-                    Pass::B | Pass::BW => {
+                    Work::B | Work::BW => {
                         let mut d = vec![end[s][0][j]];
                         if s + 1 < p {
                             d.push(end[s + 1][1][j]);
                         }
                         d
                     }
-                    Pass::W => vec![end[s][1][j]],
+                    Work::W => vec![end[s][1][j]],
                 };
                 if deps.iter().any(Option::is_none) {
                     break;
@@ -294,7 +294,7 @@ pub fn simulate(kind: Kind, p: usize, m: usize, costs: StageCosts) -> Result<Tim
                 ops.push(TimedOp {
                     stage: s,
                     microbatch: j,
-                    pass: k,
+                    work: k,
                     start,
                     end: e,
                 });
@@ -321,9 +321,9 @@ pub fn simulate(kind: Kind, p: usize, m: usize, costs: StageCosts) -> Result<Tim
 
 /// Per stage: peak microbatches in flight and peak bytes held.
 fn memory(ops: &[TimedOp], p: usize, m: usize, c: StageCosts) -> (Vec<usize>, Vec<u64>) {
-    let index: HashMap<(usize, usize, Pass), &TimedOp> = ops
+    let index: HashMap<(usize, usize, Work), &TimedOp> = ops
         .iter()
-        .map(|o| ((o.stage, o.microbatch, o.pass), o))
+        .map(|o| ((o.stage, o.microbatch, o.work), o))
         .collect();
     let mut counts = Vec::with_capacity(p);
     let mut bytes = Vec::with_capacity(p);
@@ -331,15 +331,15 @@ fn memory(ops: &[TimedOp], p: usize, m: usize, c: StageCosts) -> (Vec<usize>, Ve
         // Events (time, order, Δcount, Δbytes); releases sort before acquisitions at a tie.
         let mut ev: Vec<(u64, u8, i64, i64)> = Vec::new();
         for j in 0..m {
-            let get = |k: Pass| index.get(&(s, j, k)).copied();
-            let Some(f) = get(Pass::F) else { continue };
+            let get = |k: Work| index.get(&(s, j, k)).copied();
+            let Some(f) = get(Work::F) else { continue };
             let act = c.activation_bytes as i64;
             let stash = c.stash_bytes as i64;
             ev.push((f.start, 1, 1, 0));
             ev.push((f.end, 1, 0, act));
-            if let Some(bw) = get(Pass::BW) {
+            if let Some(bw) = get(Work::BW) {
                 ev.push((bw.end, 0, -1, -act));
-            } else if let (Some(b), Some(w)) = (get(Pass::B), get(Pass::W)) {
+            } else if let (Some(b), Some(w)) = (get(Work::B), get(Work::W)) {
                 ev.push((b.end, 0, 0, stash - act));
                 ev.push((w.end, 0, -1, -stash));
             }
@@ -417,11 +417,11 @@ pub fn svg(timelines: &[Timeline]) -> String {
             );
         }
         for o in &t.ops {
-            let (fill, label) = match o.pass {
-                Pass::F => ("#4878cf", "F"),
-                Pass::B => ("#6acc65", "B"),
-                Pass::W => ("#f0a040", "W"),
-                Pass::BW => ("#38a8a0", "BW"),
+            let (fill, label) = match o.work {
+                Work::F => ("#4878cf", "F"),
+                Work::B => ("#6acc65", "B"),
+                Work::W => ("#f0a040", "W"),
+                Work::BW => ("#38a8a0", "BW"),
             };
             let x = left + o.start as f64 * scale;
             let w = (o.end - o.start) as f64 * scale;

@@ -18,7 +18,7 @@
 
 use tessera_ir::{Graph, NodeId, Op, ValueId};
 
-use super::cost::node_flops;
+use crate::cost::node_flops;
 use tessera_lower::memory::{ArenaPlan, Buffer, plan_buffers};
 
 /// One computation of a value: the value and which run of its producer made it (0 = the

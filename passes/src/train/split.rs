@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tessera_ir::{Graph, NodeId, ValueId};
 
-use super::cost::node_flops;
 use super::schedule::{Schedule, is_resident, profile, value_bytes};
+use crate::cost::node_flops;
 
 /// The B/W partition of a training graph's backward region.
 #[derive(Clone, Debug, PartialEq, Eq)]
