@@ -181,6 +181,10 @@ const TESTED: &[&str] = &[
     "transpose-transpose",
     "scalar-to-right-add",
     "scalar-to-right-mul",
+    "constant-to-right-add",
+    "constant-to-right-mul",
+    "scalar-out-of-reshape",
+    "scalar-out-of-transpose",
     "mul-scalars",
     "matmul-scalar-lhs",
     "matmul-scalar-rhs",
@@ -189,6 +193,7 @@ const TESTED: &[&str] = &[
     "matmul-transpose-a-to-gemm",
     "gemm-absorb-transpose-b",
     "gemm-absorb-transpose-b-no-bias",
+    "transposed-keys-regrouped",
     "reshape-transpose-reshape",
     "transpose-out-of-unary",
     "transpose-out-of-binary",
@@ -211,6 +216,13 @@ const TESTED: &[&str] = &[
     "attention-div-mask",
     "attention-unscaled",
     "attention-unscaled-mask",
+    "attention-nan-guard",
+    "attention-absorb-scale",
+    "attention-absorb-scale-mask",
+    "conv-mul-constant",
+    "conv-mul-constant-no-bias",
+    "conv-add-constant",
+    "conv-add-constant-no-bias",
     "conv-batch-norm",
     "conv-batch-norm-no-bias",
     "matmul-add-to-gemm",
@@ -421,6 +433,48 @@ fn scalar_to_right_mul() {
 }
 
 #[test]
+fn constant_to_right_add() {
+    check("constant-to-right-add", |b| {
+        let x = matrix(b);
+        let n = b.dims_of(x)[1];
+        let c = b.weight(&[n], -1.0, 1.0);
+        vec![b.bin(BinaryOp::Add, c, x)]
+    });
+}
+
+#[test]
+fn constant_to_right_mul() {
+    check("constant-to-right-mul", |b| {
+        // RMSNorm's weight as Hugging Face writes it: on the left.
+        let x = matrix(b);
+        let n = b.dims_of(x)[1];
+        let g = b.weight(&[n], 0.5, 1.5);
+        vec![b.bin(BinaryOp::Mul, g, x)]
+    });
+}
+
+#[test]
+fn scalar_out_of_reshape() {
+    check("scalar-out-of-reshape", |b| {
+        let (m, n) = (b.dim(1, 4), b.dim(1, 4));
+        let x = b.input(&[m, n * 2]);
+        let s = b.scalar(0.125);
+        let y = b.bin(BinaryOp::Mul, x, s);
+        vec![b.op(reshape(&[m, n, 2]), &[y])]
+    });
+}
+
+#[test]
+fn scalar_out_of_transpose() {
+    check("scalar-out-of-transpose", |b| {
+        let x = activations(b);
+        let s = b.scalar(0.125);
+        let y = b.bin(BinaryOp::Mul, x, s);
+        vec![b.op(transpose(&[1, 0, 2]), &[y])]
+    });
+}
+
+#[test]
 fn mul_scalars() {
     check("mul-scalars", |b| {
         let x = matrix(b);
@@ -521,6 +575,26 @@ fn gemm_absorb_transpose_b_no_bias() {
         let (a, w) = (b.input(&[m, k]), b.input(&[k, n]));
         let wt = b.op(transpose(&[1, 0]), &[w]);
         vec![b.op(gemm(true), &[a, wt])]
+    });
+}
+
+#[test]
+fn transposed_keys_regrouped() {
+    check("transposed-keys-regrouped", |b| {
+        // Grouped-query keys: 2 KV heads expanded to 4 as [1, 2, 2, t, d], read as
+        // [4, t, d], transposed, regrouped as [1, 4, d, t] (Qwen2's export).
+        let (kv, g, t, d) = (b.dim(1, 2), b.dim(1, 3), b.dim(1, 5), b.dim(1, 4));
+        let k = b.input(&[1, kv, 1, t, d]);
+        let e = b.op(
+            Op::Expand {
+                shape: Shape::from_dims(&[1, kv, g, t, d]),
+            },
+            &[k],
+        );
+        let y = b.op(reshape(&[kv * g, t, d]), &[e]);
+        let z = b.op(transpose(&[0, 2, 1]), &[y]);
+        let w = b.op(reshape(&[1, kv * g, d, t]), &[z]);
+        vec![b.un(UnaryOp::Exp, w)]
     });
 }
 
@@ -864,6 +938,121 @@ fn attention_unscaled_mask() {
 
 /// A convolution with constant weights (and a bias when asked), then BatchNorm with
 /// constant statistics.
+#[test]
+fn attention_nan_guard() {
+    check("attention-nan-guard", |b| {
+        // PyTorch's SDPA with a boolean mask: scores, additive mask, softmax, and
+        // where(is_nan(p), 0, p) before the product with V.
+        let (qk, v, st) = scores(b);
+        let s = b.scalar(0.5);
+        let l = b.bin(BinaryOp::Mul, qk, s);
+        let m = mask(b, st);
+        let l = b.bin(BinaryOp::Add, l, m);
+        let p = b.op(Op::Softmax { axis: 3 }, &[l]);
+        let n = b.un(UnaryOp::IsNaN, p);
+        let z = b.scalar(0.0);
+        let guarded = b.op(Op::Where, &[n, z, p]);
+        vec![b.op(Op::MatMul, &[guarded, v])]
+    });
+}
+
+fn attention_inputs(b: &mut B) -> (ValueId, ValueId, ValueId, [usize; 4]) {
+    let (bt, h, s, t, d, e) = (
+        b.dim(1, 2),
+        b.dim(1, 3),
+        b.dim(1, 6),
+        b.dim(1, 6),
+        b.dim(1, 5),
+        b.dim(1, 5),
+    );
+    let q = b.input(&[bt, h, s, d]);
+    let k = b.input(&[bt, h, t, d]);
+    let v = b.input(&[bt, h, t, e]);
+    (q, k, v, [bt, h, s, t])
+}
+
+#[test]
+fn attention_absorb_scale() {
+    check("attention-absorb-scale", |b| {
+        let (q, k, v, _) = attention_inputs(b);
+        let s = b.scalar(0.125);
+        let qs = b.bin(BinaryOp::Mul, q, s);
+        vec![b.op(Op::Attention { scale: 1.0 }, &[qs, k, v])]
+    });
+}
+
+#[test]
+fn attention_absorb_scale_mask() {
+    check("attention-absorb-scale-mask", |b| {
+        let (q, k, v, st) = attention_inputs(b);
+        let s = b.scalar(0.125);
+        let qs = b.bin(BinaryOp::Mul, q, s);
+        let m = mask(b, st);
+        vec![b.op(Op::Attention { scale: 0.5 }, &[qs, k, v, m])]
+    });
+}
+
+/// A convolution with constant weights (and bias), then `f(conv, per-channel constant)`.
+fn conv_then(b: &mut B, bias: bool, op: BinaryOp) -> ValueId {
+    let (n, c, m, hw, k) = (
+        b.dim(1, 2),
+        b.dim(1, 3),
+        b.dim(1, 4),
+        b.dim(3, 6),
+        b.dim(1, 3),
+    );
+    let x = b.input(&[n, c, hw, hw]);
+    let w = b.weight(&[m, c, k, k], -1.0, 1.0);
+    let mut ins = vec![x, w];
+    if bias {
+        ins.push(b.weight(&[m], -1.0, 1.0));
+    }
+    let conv = b.op(
+        Op::Conv(ConvAttrs {
+            strides: vec![1, 1],
+            pads: vec![1, 1, 1, 1],
+            dilations: vec![1, 1],
+            group: 1,
+        }),
+        &ins,
+    );
+    // Per channel as [m, 1, 1] or [1, m, 1, 1], or one scalar for every channel.
+    let f = match b.rng.pick(&[0, 1, 2]) {
+        0 => b.weight(&[m, 1, 1], 0.5, 1.5),
+        1 => b.weight(&[1, m, 1, 1], 0.5, 1.5),
+        _ => b.weight(&[1], 0.5, 1.5),
+    };
+    b.bin(op, conv, f)
+}
+
+#[test]
+fn conv_mul_constant() {
+    check("conv-mul-constant", |b| {
+        vec![conv_then(b, true, BinaryOp::Mul)]
+    });
+}
+
+#[test]
+fn conv_mul_constant_no_bias() {
+    check("conv-mul-constant-no-bias", |b| {
+        vec![conv_then(b, false, BinaryOp::Mul)]
+    });
+}
+
+#[test]
+fn conv_add_constant() {
+    check("conv-add-constant", |b| {
+        vec![conv_then(b, true, BinaryOp::Add)]
+    });
+}
+
+#[test]
+fn conv_add_constant_no_bias() {
+    check("conv-add-constant-no-bias", |b| {
+        vec![conv_then(b, false, BinaryOp::Add)]
+    });
+}
+
 fn conv_bn(b: &mut B, bias: bool) -> ValueId {
     let (n, c, m, hw, k) = (
         b.dim(1, 2),

@@ -4,11 +4,12 @@
 //! (zero outside the input), for output channels `o` of one image, where `mult` is the
 //! depth multiplier (output channels per input channel).
 //!
-//! Vectorized along output columns: for each output row and tap, one weight times a
-//! contiguous run of input values is added to a row of accumulators. With a column stride
-//! above 1 the input plane is first split into its `sw` column phases, so every tap still
-//! reads contiguously (no gathers). Borders are handled by clipping each tap's column
-//! range and skipping rows outside the input; padding is never materialized.
+//! Per channel, the input plane is copied once into a zero-padded layout split by stride
+//! phase (for stride `s`, `s × s` phases of every `s`-th row and column), so that every
+//! tap is one contiguous multiply-add over the whole output plane, flattened: with the
+//! phase's row stride as the output's, a tap at `(ky, kx)` reads the phase at a constant
+//! offset for every output. Small planes (7×7, 14×14) thus still run long vector loops,
+//! strides need no gathers, and borders need no per-tap clipping.
 //!
 //! Each output element sums its taps in `(ky, kx)` order, whatever rows or channels a call
 //! covers.
@@ -36,8 +37,10 @@ pub struct Geometry {
 }
 
 thread_local! {
-    /// Phase-split input plane and one row of accumulators.
-    static WORK: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// Phase-split input plane, the output plane at the phases' row stride, tap offsets.
+    #[allow(clippy::type_complexity)]
+    static WORK: RefCell<(Vec<f32>, Vec<f32>, Vec<(usize, f32)>)> =
+        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
 /// Output channels `o0..o1`, all rows, of one image.
@@ -60,42 +63,75 @@ pub unsafe fn run(
         #[cfg(target_arch = "x86_64")]
         crate::Isa::Avx2Fma => unsafe { run_avx2(g, x, w, out, o0, o1) },
         // SAFETY: forwarded.
-        _ => unsafe { run_generic(g, x, w, out, o0, o1, madd_portable) },
+        _ => unsafe { run_generic(g, x, w, out, o0, o1, taps_portable) },
     }
 }
 
-/// `acc[i] += wt · src[i]`, separate multiply and add (auto-vectorized).
+/// `out[i] = Σ_t w_t · src[off_t + i]` for `i < out.len()`, taps in order, separate
+/// multiplies and adds, 8 outputs at a time in registers (auto-vectorized).
 #[inline(always)]
-fn madd_portable(wt: f32, src: &[f32], acc: &mut [f32]) {
-    for (a, &v) in acc.iter_mut().zip(src) {
-        *a += wt * v;
-    }
-}
-
-/// `acc[i] += wt · src[i]`: fused, 8 lanes at a time, the tail one by one.
-///
-/// # Safety
-/// AVX2 and FMA are available.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn madd_avx2(wt: f32, src: &[f32], acc: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let n = acc.len().min(src.len());
-    let (acc, src) = (&mut acc[..n], &src[..n]);
+fn taps_portable(src: &[f32], taps: &[(usize, f32)], out: &mut [f32]) {
+    let n = out.len();
     let mut i = 0;
-    let w8 = _mm256_set1_ps(wt);
     while i + 8 <= n {
-        // SAFETY: i + 8 ≤ n for both slices.
-        unsafe {
-            let a = _mm256_loadu_ps(acc.as_ptr().add(i));
-            let v = _mm256_loadu_ps(src.as_ptr().add(i));
-            _mm256_storeu_ps(acc.as_mut_ptr().add(i), _mm256_fmadd_ps(w8, v, a));
+        let mut acc = [0f32; 8];
+        for &(off, wt) in taps {
+            let s = &src[off + i..off + i + 8];
+            for (a, &v) in acc.iter_mut().zip(s) {
+                *a += wt * v;
+            }
         }
+        out[i..i + 8].copy_from_slice(&acc);
         i += 8;
     }
-    for (a, &v) in acc[i..].iter_mut().zip(&src[i..]) {
-        *a = wt.mul_add(v, *a);
+    for (j, o) in out.iter_mut().enumerate().skip(i) {
+        *o = taps.iter().fold(0.0, |a, &(off, wt)| a + wt * src[off + j]);
+    }
+}
+
+/// [`taps_portable`] with fused multiply-adds: 32 outputs in four registers across all
+/// taps, then 8, then one at a time (`mul_add`, the same rounding as the vector lanes).
+///
+/// # Safety
+/// AVX2 and FMA are available; `off_t + out.len() ≤ src.len()` for every tap.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn taps_avx2(src: &[f32], taps: &[(usize, f32)], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = out.len();
+    let (s, o) = (src.as_ptr(), out.as_mut_ptr());
+    let mut i = 0;
+    // SAFETY (all accesses): i + width ≤ n and off + n ≤ src.len() (caller's contract).
+    unsafe {
+        while i + 32 <= n {
+            let mut a = [_mm256_setzero_ps(); 4];
+            for &(off, wt) in taps {
+                let w = _mm256_set1_ps(wt);
+                let p = s.add(off + i);
+                a[0] = _mm256_fmadd_ps(w, _mm256_loadu_ps(p), a[0]);
+                a[1] = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(8)), a[1]);
+                a[2] = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(16)), a[2]);
+                a[3] = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(24)), a[3]);
+            }
+            for (v, x) in a.iter().enumerate() {
+                _mm256_storeu_ps(o.add(i + 8 * v), *x);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            let mut a = _mm256_setzero_ps();
+            for &(off, wt) in taps {
+                a = _mm256_fmadd_ps(_mm256_set1_ps(wt), _mm256_loadu_ps(s.add(off + i)), a);
+            }
+            _mm256_storeu_ps(o.add(i), a);
+            i += 8;
+        }
+        while i < n {
+            *o.add(i) = taps
+                .iter()
+                .fold(0.0f32, |a, &(off, wt)| wt.mul_add(*s.add(off + i), a));
+            i += 1;
+        }
     }
 }
 
@@ -109,28 +145,69 @@ unsafe fn run_avx2(
     o0: usize,
     o1: usize,
 ) {
-    // SAFETY: this function's target features make madd_avx2's requirement hold.
-    let madd = |wt: f32, src: &[f32], acc: &mut [f32]| unsafe { madd_avx2(wt, src, acc) };
+    // SAFETY: this function's target features make taps_avx2's requirement hold; run_generic
+    // passes runs inside the split plane.
+    let taps = |src: &[f32], t: &[(usize, f32)], acc: &mut [f32]| unsafe { taps_avx2(src, t, acc) };
     // SAFETY: forwarded.
-    unsafe { run_generic(g, x, w, out, o0, o1, madd) }
+    unsafe { run_generic(g, x, w, out, o0, o1, taps) }
 }
 
-/// The first and one-past-last output column whose input column `x·s + off` lies in
-/// `[0, w)`.
-fn columns(ow: usize, w: usize, s: usize, off: isize) -> (usize, usize) {
-    let (w, s) = (w as isize, s as isize);
-    // x·s + off ≥ 0  ⟺  x ≥ ceil(−off / s)
-    let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
-    // x·s + off < w  ⟺  x < ceil((w − off) / s)
-    let hi = if w - off <= 0 {
-        0
-    } else {
-        (w - off + s - 1) / s
-    };
-    let lo = (lo.max(0) as usize).min(ow);
-    (lo, (hi.max(0) as usize).clamp(lo, ow))
+/// The padded, phase-split layout of one input plane: phase `(py, px)` holds padded rows
+/// `py, py + sh, ...` and columns `px, px + sw, ...`, each phase `ph × pw` elements with
+/// `pw` its row stride, so tap `(ky, kx)` of every output reads phase
+/// `(ky·dh mod sh, kx·dw mod sw)` at row `y + ky·dh / sh`, column `x + kx·dw / sw`.
+struct Phases {
+    rows: usize,
+    cols: usize,
 }
 
+impl Phases {
+    fn of(g: &Geometry) -> Phases {
+        let (sh, sw) = g.stride;
+        // Enough padded rows and columns for every tap of every output, plus the extra
+        // columns a flat run over a whole row of the phase computes.
+        let hp = (g.oh - 1) * sh + (g.kh - 1) * g.dilation.0 + 1;
+        let wp = (g.ow - 1) * sw + (g.kw - 1) * g.dilation.1 + 1;
+        Phases {
+            rows: hp.div_ceil(sh) + 1,
+            cols: wp.div_ceil(sw),
+        }
+    }
+}
+
+/// Copies `xin` into the padded phases of `split` (zeros elsewhere).
+fn split_plane(g: &Geometry, ph: &Phases, xin: &[f32], split: &mut [f32]) {
+    let (sh, sw) = g.stride;
+    let phase_len = ph.rows * ph.cols;
+    split.fill(0.0);
+    for pr in 0..sh {
+        for pc in 0..sw {
+            let base = (pr * sw + pc) * phase_len;
+            for r in 0..ph.rows {
+                // Padded row r·sh + pr is input row r·sh + pr − pad.
+                let Some(iy) = (r * sh + pr).checked_sub(g.pad.0).filter(|&iy| iy < g.h) else {
+                    continue;
+                };
+                let row = &xin[iy * g.w..(iy + 1) * g.w];
+                let dst = &mut split[base + r * ph.cols..base + (r + 1) * ph.cols];
+                // Padded column c·sw + pc is input column c·sw + pc − pad.
+                let c0 = g.pad.1.saturating_sub(pc).div_ceil(sw);
+                for (c, d) in dst.iter_mut().enumerate().skip(c0) {
+                    let ix = c * sw + pc - g.pad.1;
+                    if ix >= g.w {
+                        break;
+                    }
+                    *d = row[ix];
+                }
+            }
+        }
+    }
+}
+
+/// Each output channel: copy its input plane into the padded phases (zeros outside the
+/// input), then per tap one multiply-add over a flat run of `oh` phase rows (computing
+/// `cols − ow` unused columns per row, which keeps every run long and contiguous), then
+/// copy the valid columns out.
 #[inline(always)]
 unsafe fn run_generic(
     g: &Geometry,
@@ -139,67 +216,53 @@ unsafe fn run_generic(
     out: *mut f32,
     o0: usize,
     o1: usize,
-    madd: impl Fn(f32, &[f32], &mut [f32]) + Copy,
+    taps_fn: impl Fn(&[f32], &[(usize, f32)], &mut [f32]) + Copy,
 ) {
+    if g.oh == 0 || g.ow == 0 || g.kh == 0 || g.kw == 0 {
+        return;
+    }
     let (sh, sw) = g.stride;
     let (dh, dw) = g.dilation;
-    let (ph, pw) = g.pad;
     let plane = g.h * g.w;
-    // Width of one column phase of the split plane.
-    let pwid = g.w.div_ceil(sw);
+    let ph = Phases::of(g);
+    let phase_len = ph.rows * ph.cols;
+    // Rounded up to whole vectors: the extra outputs are computed and dropped.
+    let run = (g.oh * ph.cols).next_multiple_of(8);
     WORK.with(|work| {
         let mut work = work.borrow_mut();
-        let (split, acc) = &mut *work;
+        let (split, acc, taps) = &mut *work;
+        split.clear();
+        // The last tap's run ends at most one phase row (plus the rounding) past the phase.
+        split.resize(sh * sw * phase_len + ph.cols + 8, 0.0);
         acc.clear();
-        acc.resize(g.ow, 0.0);
+        acc.resize(run, 0.0);
         let mut split_of = usize::MAX;
         for o in o0..o1 {
             let ci = o / g.multiplier.max(1);
-            // SAFETY: input plane ci exists (caller's contract).
-            let xin = unsafe { std::slice::from_raw_parts(x.add(ci * plane), plane) };
-            // With a column stride, phase p of row y holds in[y][p + sw·i] at
-            // split[(y·sw + p)·pwid + i].
-            if sw > 1 && split_of != ci {
-                split.clear();
-                split.resize(g.h * sw * pwid, 0.0);
-                for y in 0..g.h {
-                    for (i, &v) in xin[y * g.w..(y + 1) * g.w].iter().enumerate() {
-                        split[(y * sw + i % sw) * pwid + i / sw] = v;
-                    }
-                }
+            if split_of != ci {
+                // SAFETY: input plane ci exists (caller's contract).
+                let xin = unsafe { std::slice::from_raw_parts(x.add(ci * plane), plane) };
+                split_plane(g, &ph, xin, split);
                 split_of = ci;
             }
             // SAFETY: filter o has kh·kw taps; output plane o has oh·ow elements.
             let wo = unsafe { std::slice::from_raw_parts(w.add(o * g.kh * g.kw), g.kh * g.kw) };
             let oplane =
                 unsafe { std::slice::from_raw_parts_mut(out.add(o * g.oh * g.ow), g.oh * g.ow) };
-            for y in 0..g.oh {
-                acc.fill(0.0);
-                for ky in 0..g.kh {
-                    let iy = (y * sh + ky * dh) as isize - ph as isize;
-                    if iy < 0 || iy >= g.h as isize {
-                        continue;
-                    }
-                    let iy = iy as usize;
-                    for kx in 0..g.kw {
-                        let wt = wo[ky * g.kw + kx];
-                        let off = (kx * dw) as isize - pw as isize;
-                        let (lo, hi) = columns(g.ow, g.w, sw, off);
-                        if lo == hi {
-                            continue;
-                        }
-                        let (row, start) = if sw == 1 {
-                            (&xin[iy * g.w..(iy + 1) * g.w], (lo as isize + off) as usize)
-                        } else {
-                            let p = off.rem_euclid(sw as isize) as usize;
-                            let base = off.div_euclid(sw as isize);
-                            let r = (iy * sw + p) * pwid;
-                            (&split[r..r + pwid], (lo as isize + base) as usize)
-                        };
-                        madd(wt, &row[start..start + (hi - lo)], &mut acc[lo..hi]);
-                    }
+            taps.clear();
+            for ky in 0..g.kh {
+                let ty = ky * dh;
+                for kx in 0..g.kw {
+                    let tx = kx * dw;
+                    let phase = (ty % sh) * sw + tx % sw;
+                    let start = phase * phase_len + (ty / sh) * ph.cols + tx / sw;
+                    taps.push((start, wo[ky * g.kw + kx]));
                 }
-                oplane[y * g.ow..(y + 1) * g.ow].copy_from_slice(acc);
+            }
+            taps_fn(split, taps, acc);
+            for y in 0..g.oh {
+                oplane[y * g.ow..(y + 1) * g.ow]
+                    .copy_from_slice(&acc[y * ph.cols..y * ph.cols + g.ow]);
             }
         }
     });

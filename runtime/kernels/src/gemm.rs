@@ -20,6 +20,8 @@ use std::cell::RefCell;
 pub const NR: usize = 16;
 /// Rows per register tile.
 pub const MR: usize = 6;
+/// Rows of C up to which a per-call B with contiguous rows is read in place, not packed.
+pub const DIRECT_M: usize = 24;
 /// Columns per block: a `kc × NC` block of packed B (≤ 256 KiB) stays in L2 while every
 /// row strip of the call reuses it.
 pub const NC: usize = 256;
@@ -178,10 +180,18 @@ pub unsafe fn sgemm(
         let mut k0 = 0;
         while k0 < k {
             let kcs = kc.min(k - k0);
+            // A view with contiguous rows is read in place when few rows of C reuse it
+            // (packing would cost as much as the product); only a ragged last panel is
+            // copied, so no read passes the end of a row.
+            let direct = match b {
+                BSource::View(v) => v.cs == 1 && v.rs > 0 && m <= DIRECT_M,
+                BSource::Packed { .. } => false,
+            };
             if let BSource::View(v) = b {
                 bwork.clear();
                 bwork.resize(np * kcs, Line([0.0; NR]));
-                for p in 0..np {
+                let first = if direct { n / NR } else { 0 };
+                for p in first..np {
                     let cols = NR.min(n - p * NR);
                     for kk in 0..kcs {
                         let line = &mut bwork[p * kcs + kk].0;
@@ -208,10 +218,15 @@ pub unsafe fn sgemm(
                 (awork.as_ptr(), kcs)
             };
             // B panels of this slice: packed already, or packed now for this call's columns.
-            let bpanel = |p: usize| -> *const f32 {
+            let bpanel = |p: usize| -> (*const f32, usize) {
                 match b {
-                    BSource::Packed { b, col0 } => b.panel(k0, kcs, col0 / NR + p),
-                    BSource::View(_) => bwork[p * kcs..].as_ptr() as *const f32,
+                    BSource::Packed { b, col0 } => (b.panel(k0, kcs, col0 / NR + p), NR),
+                    BSource::View(v) if direct && (p + 1) * NR <= n => (
+                        // SAFETY: row k0, column p·16 of the view.
+                        unsafe { v.ptr.offset(k0 as isize * v.rs + (p * NR) as isize) },
+                        v.rs as usize,
+                    ),
+                    BSource::View(_) => (bwork[p * kcs..].as_ptr() as *const f32, NR),
                 }
             };
             let accumulate = k0 > 0;
@@ -223,11 +238,36 @@ pub unsafe fn sgemm(
                     let rows = MR.min(m - i);
                     let mut j = n0;
                     while j < n0 + nb {
+                        // One row of C (decode, classifier heads): four panels at once, so
+                        // eight independent accumulators hide the FMA latency.
+                        #[cfg(target_arch = "x86_64")]
+                        if rows == 1 && isa == crate::Isa::Avx2Fma && j + 4 * NR <= n0 + nb {
+                            let panels: [(*const f32, usize); 4] =
+                                std::array::from_fn(|q| bpanel(j / NR + q));
+                            if panels.iter().all(|p| p.1 == panels[0].1) {
+                                // SAFETY: four full panels and 64 columns of the row of C.
+                                unsafe {
+                                    avx2::row4(
+                                        abase.wrapping_add(i * lda),
+                                        panels.map(|p| p.0),
+                                        panels[0].1,
+                                        kcs,
+                                        c.wrapping_add(i * ldc + j),
+                                        accumulate,
+                                        alpha,
+                                    )
+                                };
+                                j += 4 * NR;
+                                continue;
+                            }
+                        }
                         let cols = NR.min(n - j);
+                        let (bp, ldb) = bpanel(j / NR);
                         let t = Tile {
                             a: abase.wrapping_add(i * lda),
                             lda,
-                            b: bpanel(j / NR),
+                            b: bp,
+                            ldb,
                             kc: kcs,
                             c: c.wrapping_add(i * ldc + j),
                             ldc,
@@ -254,6 +294,8 @@ struct Tile {
     a: *const f32,
     lda: usize,
     b: *const f32,
+    /// Elements between consecutive k rows of the panel (16 when packed).
+    ldb: usize,
     kc: usize,
     c: *mut f32,
     ldc: usize,
@@ -317,7 +359,7 @@ unsafe fn portable<const R: usize>(t: &Tile) {
     let mut acc = [[0f32; NR]; R];
     for kk in 0..t.kc {
         // SAFETY: the panel holds kc lines of 16.
-        let b = unsafe { &*(t.b.add(kk * NR) as *const [f32; NR]) };
+        let b = unsafe { &*(t.b.add(kk * t.ldb) as *const [f32; NR]) };
         for (r, acc_r) in acc.iter_mut().enumerate() {
             // SAFETY: row r < R of the strip, column kk < kc.
             let a = unsafe { *t.a.add(r * t.lda + kk) };
@@ -338,6 +380,51 @@ mod avx2 {
 
     use super::{NR, Tile};
 
+    /// One row of C against four 16-column panels (64 columns): per k, one broadcast of A
+    /// and eight fused multiply-adds into independent accumulators. Each column sums its k
+    /// in the same order as [`tile`], so results do not depend on which kernel ran.
+    ///
+    /// # Safety
+    /// AVX2 and FMA are available; `a` addresses `kc` elements, each panel `kc` rows of 16
+    /// (row stride `ldb`), `c` 64 elements.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn row4(
+        a: *const f32,
+        b: [*const f32; 4],
+        ldb: usize,
+        kc: usize,
+        c: *mut f32,
+        accumulate: bool,
+        alpha: f32,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+        // SAFETY (all accesses): within the operands described above.
+        unsafe {
+            for kk in 0..kc {
+                let x = _mm256_broadcast_ss(&*a.add(kk));
+                for (q, acc_q) in acc.iter_mut().enumerate() {
+                    let p = b[q].add(kk * ldb);
+                    acc_q[0] = _mm256_fmadd_ps(x, _mm256_loadu_ps(p), acc_q[0]);
+                    acc_q[1] = _mm256_fmadd_ps(x, _mm256_loadu_ps(p.add(8)), acc_q[1]);
+                }
+            }
+            let al = _mm256_set1_ps(alpha);
+            for (q, acc_q) in acc.iter().enumerate() {
+                for (h, &v) in acc_q.iter().enumerate() {
+                    let dst = c.add(q * NR + 8 * h);
+                    let mut v = v;
+                    if alpha != 1.0 {
+                        v = _mm256_mul_ps(v, al);
+                    }
+                    if accumulate {
+                        v = _mm256_add_ps(_mm256_loadu_ps(dst), v);
+                    }
+                    _mm256_storeu_ps(dst, v);
+                }
+            }
+        }
+    }
+
     /// The 6×16 microkernel (`R ≤ 6` rows): per k, two loads of the panel row, `R`
     /// broadcasts of A, `2R` fused multiply-adds into registers.
     ///
@@ -357,7 +444,7 @@ mod avx2 {
                     acc_r[0] = _mm256_fmadd_ps(a, b0, acc_r[0]);
                     acc_r[1] = _mm256_fmadd_ps(a, b1, acc_r[1]);
                 }
-                b = b.add(NR);
+                b = b.add(t.ldb);
             }
         }
         let alpha = _mm256_set1_ps(t.alpha);
@@ -430,6 +517,8 @@ mod tests {
             (13, 40, 321),
             (2, 70, 700),
             (25, 16, 513),
+            (1, 70, 300),
+            (1, 130, 513),
         ] {
             let a = data(m * k, 1);
             let b = data(k * n, 2);

@@ -36,6 +36,16 @@ pub fn algebra_rules<'a>() -> Vec<Rule<'a>> {
         ),
         rule("scalar-to-right-add", "(add ?c ?x)", scalar_to_right),
         rule("scalar-to-right-mul", "(mul ?c ?x)", scalar_to_right),
+        rule("constant-to-right-add", "(add ?c ?x)", constant_to_right),
+        rule("constant-to-right-mul", "(mul ?c ?x)", constant_to_right),
+        rule("scalar-out-of-reshape", "(reshape ?a (mul ?x ?s))", |r| {
+            scalar_out_of(r, "reshape")
+        }),
+        rule(
+            "scalar-out-of-transpose",
+            "(transpose ?a (mul ?x ?s))",
+            |r| scalar_out_of(r, "transpose"),
+        ),
         rule("mul-scalars", "(mul (mul ?x ?a) ?b)", mul_scalars),
         rule(
             "matmul-scalar-lhs",
@@ -107,6 +117,11 @@ fn scalar_to_right(r: &mut Rewriter) -> Option<Id> {
     if r.scalar(c).is_none() || r.konst(x).is_some() {
         return None;
     }
+    scalar_to_right_unchecked(r, c, x)
+}
+
+/// `c ∘ x → x ∘ c` for the `add` or `mul` the match found.
+fn scalar_to_right_unchecked(r: &mut Rewriter, c: Id, x: Id) -> Option<Id> {
     let op = r
         .find(r.root, "add", |_, ops| ops == [c, x])
         .map(|_| BinaryOp::Add);
@@ -115,6 +130,37 @@ fn scalar_to_right(r: &mut Rewriter) -> Option<Id> {
             .map(|_| BinaryOp::Mul)
     })?;
     r.op(Op::Binary(op), &[x, c])
+}
+
+/// `c ∘ x → x ∘ c` for a constant tensor `c` of any size and a non-constant `x` (`add`,
+/// `mul`): broadcasting is symmetric, so the type is the same, and patterns then see
+/// weights and biases on the right (`mul(γ, norm(x))` as Hugging Face writes RMSNorm).
+fn constant_to_right(r: &mut Rewriter) -> Option<Id> {
+    let (c, x) = (r.v("?c")?, r.v("?x")?);
+    if r.konst(c).is_none() || r.konst(x).is_some() || r.scalar(c).is_some() {
+        return None;
+    }
+    scalar_to_right_unchecked(r, c, x)
+}
+
+/// `view(x · s) = view(x) · s` for a one-element constant `s` (`view` a reshape or a
+/// transpose): moves a scale outwards, towards the op that can absorb it (an attention's
+/// scale, a matmul's scalar).
+fn scalar_out_of(r: &mut Rewriter, view: &str) -> Option<Id> {
+    let (a, x, s) = (r.v("?a")?, r.v("?x")?, r.v("?s")?);
+    if r.scalar(s).is_none() || r.ty(s)?.shape.rank() != 0 {
+        return None;
+    }
+    let op = r.attr(a)?;
+    let kind_ok = matches!(
+        (view, &op),
+        ("reshape", Op::Reshape { .. }) | ("transpose", Op::Transpose { .. })
+    );
+    if !kind_ok {
+        return None;
+    }
+    let moved = r.op(op, &[x])?;
+    r.op(Op::Binary(BinaryOp::Mul), &[moved, s])
 }
 
 /// `(x · a) · b = x · (a·b)` for one-element constants (folded).

@@ -5,7 +5,7 @@
 //! family moves them there), and check constant operands numerically.
 
 use egg::Id;
-use tessera_ir::{BinaryOp, DType, GeluApprox, Op, ReduceOp, Shape, Tensor, UnaryOp};
+use tessera_ir::{BinaryOp, DType, GeluApprox, Op, ReduceOp, Shape, Tensor, TensorType, UnaryOp};
 
 use super::{Rewriter, Rule, rule, swaps_last_two};
 
@@ -101,6 +101,41 @@ pub fn fusion_rules<'a>() -> Vec<Rule<'a>> {
             "attention-unscaled-mask",
             "(matmul (softmax ?a (add (matmul ?q ?kt) ?m)) ?v)",
             |r| attention(r, Scale::One, true),
+        ),
+        rule(
+            "attention-nan-guard",
+            "(matmul (where (is_nan ?p) ?z ?p) ?v)",
+            attention_nan_guard,
+        ),
+        rule(
+            "attention-absorb-scale",
+            "(attention ?a (mul ?q ?s) ?k ?v)",
+            attention_absorb_scale,
+        ),
+        rule(
+            "attention-absorb-scale-mask",
+            "(attention ?a (mul ?q ?s) ?k ?v ?m)",
+            attention_absorb_scale,
+        ),
+        rule(
+            "conv-mul-constant",
+            "(mul (conv ?c ?x ?w ?bias) ?f)",
+            conv_mul_constant,
+        ),
+        rule(
+            "conv-mul-constant-no-bias",
+            "(mul (conv ?c ?x ?w) ?f)",
+            conv_mul_constant,
+        ),
+        rule(
+            "conv-add-constant",
+            "(add (conv ?c ?x ?w ?bias) ?f)",
+            conv_add_constant,
+        ),
+        rule(
+            "conv-add-constant-no-bias",
+            "(add (conv ?c ?x ?w) ?f)",
+            conv_add_constant,
         ),
         rule(
             "conv-batch-norm",
@@ -371,6 +406,171 @@ fn attention(r: &mut Rewriter, scale: Scale, masked: bool) -> Option<Id> {
     } else {
         r.op(op, &[q, k, v])
     }
+}
+
+/// The scores of an attention: `Q`, `Kᵀ`, the scale and the additive mask, if `x` is one
+/// of `Q·Kᵀ`, `Q·Kᵀ·s`, `Q·Kᵀ/s` (constant `s`), each optionally plus a mask.
+fn attention_scores(r: &Rewriter, x: Id) -> Option<(Id, Id, f64, Option<Id>)> {
+    let qk = |c: Id| r.find(c, "matmul", |_, _| true).map(|(_, o)| (o[0], o[1]));
+    let scaled = |c: Id| -> Option<(Id, Id, f64)> {
+        if let Some((q, kt)) = qk(c) {
+            return Some((q, kt, 1.0));
+        }
+        let found = r
+            .find(c, "mul", |_, o| {
+                r.scalar(o[1]).is_some() && qk(o[0]).is_some()
+            })
+            .map(|(_, o)| (o[0], r.scalar(o[1])))
+            .or_else(|| {
+                r.find(c, "div", |_, o| {
+                    r.scalar(o[1]).is_some_and(|s| s != 0.0) && qk(o[0]).is_some()
+                })
+                .map(|(_, o)| (o[0], r.scalar(o[1]).map(|s| 1.0 / s)))
+            })?;
+        let (q, kt) = qk(found.0)?;
+        Some((q, kt, found.1?))
+    };
+    if let Some((q, kt, s)) = scaled(x) {
+        return Some((q, kt, s, None));
+    }
+    let (_, o) = r.find(x, "add", |_, o| scaled(o[0]).is_some())?;
+    let (q, kt, s) = scaled(o[0])?;
+    Some((q, kt, s, Some(o[1])))
+}
+
+/// `where(is_nan(P), 0, P) · V` with `P = softmax(scores)`: the guard PyTorch's exporter
+/// puts after the softmax of every attention with a boolean mask. It becomes
+/// `where(is_nan(A), 0, A)` of the fused attention `A`: rows whose scores hold NaN or
+/// infinities are NaN in both `P` and `A` (so zero after either guard); the two forms
+/// differ only where `V` itself holds NaN (the product of a zeroed row with it).
+fn attention_nan_guard(r: &mut Rewriter) -> Option<Id> {
+    let (p, z, v) = (r.v("?p")?, r.v("?z")?, r.v("?v")?);
+    if !r.is_scalar(z, 0.0, 0.0) {
+        return None;
+    }
+    let rank = r.ty(v)?.shape.rank();
+    let (op, x) = r.find(
+        p,
+        "softmax",
+        |op, _| matches!(op, Op::Softmax { axis } if axis + 1 == rank),
+    )?;
+    let _ = op;
+    let (q, kt, scale, mask) = attention_scores(r, x[0])?;
+    let (_, k) = r.find(
+        kt,
+        "transpose",
+        |op, _| matches!(op, Op::Transpose { perm } if swaps_last_two(perm)),
+    )?;
+    let op = Op::Attention {
+        scale: scale as f32,
+    };
+    let a = match mask {
+        Some(m) => r.op(op, &[q, k[0], v, m])?,
+        None => r.op(op, &[q, k[0], v])?,
+    };
+    let nan = r.op(Op::Unary(UnaryOp::IsNaN), &[a])?;
+    r.op(Op::Where, &[nan, z, a])
+}
+
+/// `attention(Q · s, K, V, M?; scale c) = attention(Q, K, V, M?; scale c·s)` for a
+/// one-element constant `s` (Whisper scales the query projection before its reshape).
+fn attention_absorb_scale(r: &mut Rewriter) -> Option<Id> {
+    let (a, q, s, k, v) = (r.v("?a")?, r.v("?q")?, r.v("?s")?, r.v("?k")?, r.v("?v")?);
+    let Op::Attention { scale } = r.attr(a)? else {
+        return None;
+    };
+    let f = r.scalar(s)?;
+    // A one-element factor that does not broadcast Q to a higher rank.
+    if r.ty(s)?.shape.rank() > r.ty(q)?.shape.rank() {
+        return None;
+    }
+    let op = Op::Attention {
+        scale: (scale as f64 * f) as f32,
+    };
+    match r.v("?m") {
+        Some(m) => r.op(op, &[q, k, v, m]),
+        None => r.op(op, &[q, k, v]),
+    }
+}
+
+/// The per-output-channel factor of a constant `f` broadcast against a convolution's
+/// output `[N, C, spatial…]`: `f` is one element or `C` elements along axis 1 (shapes
+/// `[C, 1, …]` or `[1, C, 1, …]` after alignment). Returns `f` as a `[C]` tensor.
+fn per_channel(r: &Rewriter, f: Id, out: &TensorType) -> Option<Tensor> {
+    let t = r.konst(f)?;
+    let c = *out.shape.dims().get(1)?;
+    let dims = t.shape().dims().to_vec();
+    let rank = out.shape.rank();
+    if dims.len() > rank {
+        return None;
+    }
+    // Align to the output's rank from the right.
+    let mut aligned = vec![1usize; rank - dims.len()];
+    aligned.extend(dims);
+    let channel_only = aligned
+        .iter()
+        .enumerate()
+        .all(|(i, &d)| d == 1 || (i == 1 && d == c));
+    if !channel_only || t.dtype() != out.dtype {
+        return None;
+    }
+    let v = t.to_f64_vec();
+    let vals: Vec<f64> = (0..c)
+        .map(|i| if v.len() == 1 { v[0] } else { v[i] })
+        .collect();
+    Some(
+        Tensor::from_vec(Shape::new(vec![c]).ok()?, vals)
+            .ok()?
+            .cast(out.dtype),
+    )
+}
+
+/// `conv(x, W, b?) · f = conv(x, W·f, b·f)` for a constant per-output-channel (or scalar)
+/// `f` and constant `W`, `b`.
+fn conv_mul_constant(r: &mut Rewriter) -> Option<Id> {
+    let (c, x, w, f) = (r.v("?c")?, r.v("?x")?, r.v("?w")?, r.v("?f")?);
+    r.konst(w)?;
+    let out = r.ty(r.root)?;
+    let fc = per_channel(r, f, &out)?;
+    let conv = r.attr(c)?;
+    let wt = r.ty(w)?;
+    let fcid = r.constant(fc);
+    let mut fshape = vec![wt.shape.dims()[0]];
+    fshape.resize(wt.shape.rank(), 1);
+    let fw = r.op(
+        Op::Reshape {
+            shape: Shape::new(fshape).ok()?,
+        },
+        &[fcid],
+    )?;
+    let w2 = r.op(Op::Binary(BinaryOp::Mul), &[w, fw])?;
+    r.konst(w2)?;
+    match r.v("?bias") {
+        Some(b) => {
+            r.konst(b)?;
+            let b2 = r.op(Op::Binary(BinaryOp::Mul), &[b, fcid])?;
+            r.op(conv, &[x, w2, b2])
+        }
+        None => r.op(conv, &[x, w2]),
+    }
+}
+
+/// `conv(x, W, b?) + f = conv(x, W, b + f)` for a constant per-output-channel (or scalar)
+/// `f` and constant `b`.
+fn conv_add_constant(r: &mut Rewriter) -> Option<Id> {
+    let (c, x, w, f) = (r.v("?c")?, r.v("?x")?, r.v("?w")?, r.v("?f")?);
+    let out = r.ty(r.root)?;
+    let fc = per_channel(r, f, &out)?;
+    let conv = r.attr(c)?;
+    let fcid = r.constant(fc);
+    let b2 = match r.v("?bias") {
+        Some(b) => {
+            r.konst(b)?;
+            r.op(Op::Binary(BinaryOp::Add), &[b, fcid])?
+        }
+        None => fcid,
+    };
+    r.op(conv, &[x, w, b2])
 }
 
 /// BatchNorm of a convolution with constant weights and statistics is the convolution

@@ -31,6 +31,43 @@ const UNARY: [&str; 17] = [
 
 const BINARY: [&str; 6] = ["add", "sub", "mul", "div", "max", "min"];
 
+/// `reshape([g…, D, T], transpose([0, 2, 1], reshape([G, T, D], x)))` with `x` shaped
+/// `[h…, T, D]` and `Πh = G = Πg` is `transpose(swap last two, reshape([g…, T, D], x))`:
+/// the keys' transpose as the exporter writes it (`[-1, T, D]`, transpose, back to
+/// heads), also when the leading axes regroup (grouped-query attention expands 2 KV heads
+/// as `[1, 2, 2, T, D]` and reads them as 4 heads). The result is what attention patterns
+/// look for: a transpose of the last two axes.
+fn transposed_keys_regrouped(r: &mut Rewriter) -> Option<Id> {
+    let (s, p, t, x) = (r.v("?s")?, r.v("?p")?, r.v("?t")?, r.v("?x")?);
+    let (Op::Reshape { shape: outer }, Op::Transpose { perm }, Op::Reshape { shape: inner }) =
+        (r.attr(s)?, r.attr(p)?, r.attr(t)?)
+    else {
+        return None;
+    };
+    let (o, i, xd) = (outer.dims(), inner.dims(), r.ty(x)?.shape.dims().to_vec());
+    let rank = o.len();
+    if perm != [0, 2, 1] || i.len() != 3 || rank < 3 || xd.len() < 3 {
+        return None;
+    }
+    let (g, tt, d) = (i[0], i[1], i[2]);
+    let lead: usize = o[..rank - 2].iter().product();
+    let xlead: usize = xd[..xd.len() - 2].iter().product();
+    if o[rank - 2..] != [d, tt] || xd[xd.len() - 2..] != [tt, d] || lead != g || xlead != g {
+        return None;
+    }
+    let mut heads = o[..rank - 2].to_vec();
+    heads.extend([tt, d]);
+    let y = r.op(
+        Op::Reshape {
+            shape: tessera_ir::Shape::new(heads).ok()?,
+        },
+        &[x],
+    )?;
+    let mut swap: Vec<usize> = (0..rank).collect();
+    swap.swap(rank - 2, rank - 1);
+    r.op(Op::Transpose { perm: swap }, &[y])
+}
+
 /// The layout family.
 pub fn layout_rules<'a>() -> Vec<Rule<'a>> {
     vec![
@@ -53,6 +90,11 @@ pub fn layout_rules<'a>() -> Vec<Rule<'a>> {
             "gemm-absorb-transpose-b-no-bias",
             "(gemm ?g ?a (transpose ?p ?b))",
             gemm_absorb_b,
+        ),
+        rule(
+            "transposed-keys-regrouped",
+            "(reshape ?s (transpose ?p (reshape ?t ?x)))",
+            transposed_keys_regrouped,
         ),
         rule(
             "reshape-transpose-reshape",
