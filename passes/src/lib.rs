@@ -18,5 +18,6 @@ pub mod train;
 pub use dce::DeadCodeElimination;
 pub use egraph::EGraphOptimizer;
 pub use pass::{
-    EGraphStats, Pass, PassContext, PassError, PassReport, pipeline, registry, run_pipeline,
+    EGraphStats, PIPELINES, Pass, PassContext, PassError, PassReport, pipeline, registry,
+    run_pipeline,
 };

@@ -115,16 +115,54 @@ impl Pass for EGraphOptimizer {
     }
 
     fn run(&self, g: &mut Graph, cx: &PassContext) -> Result<PassReport, PassError> {
-        let (out, outcome) = optimize(g, cx, &self.config)?;
+        let (out, mut outcome) = optimize(g, cx, &self.config)?;
         let changed = outcome.accepted && out != *g;
+        let (before, after) = (fused_ops(g), fused_ops(&out));
+        let counts: Vec<String> = FUSED_OPS
+            .iter()
+            .zip(before.iter().zip(&after))
+            .filter(|(_, (b, a))| **b + **a > 0)
+            .map(|(name, (b, a))| format!("{name} {b} -> {a}"))
+            .collect();
+        if !counts.is_empty() {
+            outcome
+                .notes
+                .push(format!("fused ops: {}", counts.join(", ")));
+        }
         *g = out;
         Ok(PassReport {
             changed,
             egraph: Some(outcome.stats),
             notes: outcome.notes,
+            metrics: FUSED_OPS
+                .iter()
+                .copied()
+                .zip(after.iter().map(|&n| n as u64))
+                .collect(),
             ..PassReport::default()
         })
     }
+}
+
+/// The fused ops the compile report counts (by their text-form names), in this order.
+pub const FUSED_OPS: [&str; 6] = [
+    "attention",
+    "rms_norm",
+    "layer_norm",
+    "gelu",
+    "softmax",
+    "gemm",
+];
+
+/// How many nodes of each of [`FUSED_OPS`] `g` has.
+pub fn fused_ops(g: &Graph) -> [usize; 6] {
+    let mut n = [0usize; 6];
+    for (_, node) in g.nodes() {
+        if let Some(i) = FUSED_OPS.iter().position(|&k| k == node.op.name()) {
+            n[i] += 1;
+        }
+    }
+    n
 }
 
 /// The pass only accepts graphs that verify (its conversion relies on program order).

@@ -411,7 +411,20 @@ fn attention(r: &mut Rewriter, scale: Scale, masked: bool) -> Option<Id> {
 /// The scores of an attention: `Q`, `Kᵀ`, the scale and the additive mask, if `x` is one
 /// of `Q·Kᵀ`, `Q·Kᵀ·s`, `Q·Kᵀ/s` (constant `s`), each optionally plus a mask.
 fn attention_scores(r: &Rewriter, x: Id) -> Option<(Id, Id, f64, Option<Id>)> {
-    let qk = |c: Id| r.find(c, "matmul", |_, _| true).map(|(_, o)| (o[0], o[1]));
+    // Q·Kᵀ with Kᵀ a transpose of the last two axes (the class may also hold Q·Kᵀ forms
+    // with the scale still inside; they do not qualify).
+    let kt_ok = |kt: Id| {
+        r.find(
+            kt,
+            "transpose",
+            |op, _| matches!(op, Op::Transpose { perm } if swaps_last_two(perm)),
+        )
+        .is_some()
+    };
+    let qk = |c: Id| {
+        r.find(c, "matmul", |_, o| kt_ok(o[1]))
+            .map(|(_, o)| (o[0], o[1]))
+    };
     let scaled = |c: Id| -> Option<(Id, Id, f64)> {
         if let Some((q, kt)) = qk(c) {
             return Some((q, kt, 1.0));
