@@ -8,13 +8,18 @@
 //! timing. Not a timed test; `scripts/gpu-check.sh` runs it:
 //!
 //! ```sh
-//! cargo bench --features cuda --bench cuda -- [--out DIR] [--warmup 10] [--iters 50] [SAMPLE...]
+//! cargo bench --features cuda --bench cuda -- [--out DIR] [--warmup 10] [--iters 50]
+//!     [--samples-dir DIR] [SAMPLE...]
 //! ```
+//!
+//! `--samples-dir` (repeatable) adds every sample directory under DIR (the corpus models
+//! `scripts/gpu-prepare.sh` converts); SAMPLE names pick bundled samples (default: all).
+//! `TESSERA_REPO` points at the tree when the prepared binary runs in another copy.
 //!
 //! Writes `DIR/tessera-cuda.json` (default `target/gpu-check`) and prints a table.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::json;
@@ -41,6 +46,7 @@ struct Args {
     warmup: usize,
     iters: usize,
     samples: Vec<String>,
+    dirs: Vec<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -49,6 +55,7 @@ fn parse_args() -> Result<Args, String> {
         warmup: 10,
         iters: 50,
         samples: Vec::new(),
+        dirs: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -65,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|e| format!("--iters: {e}"))?
             }
+            "--samples-dir" => a.dirs.push(PathBuf::from(val("--samples-dir")?)),
             "--bench" => {}
             s if s.starts_with("--") => return Err(format!("unknown option {s}")),
             s => a.samples.push(s.to_string()),
@@ -74,6 +82,36 @@ fn parse_args() -> Result<Args, String> {
         a.samples = SAMPLES.iter().map(|s| s.to_string()).collect();
     }
     Ok(a)
+}
+
+/// Every sample to measure, `(name, directory)`: the named bundled samples, then every
+/// sample under each `--samples-dir`.
+fn sample_dirs(a: &Args) -> Vec<(String, PathBuf)> {
+    let repo = std::env::var_os("TESSERA_REPO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let mut out: Vec<(String, PathBuf)> = a
+        .samples
+        .iter()
+        .map(|n| (n.clone(), repo.join("samples").join(n)))
+        .collect();
+    for d in &a.dirs {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("meta.json").exists())
+            .collect();
+        found.sort();
+        for p in found {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push((name, p));
+        }
+    }
+    out
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -196,15 +234,14 @@ fn main() -> ExitCode {
         include_dirs: include.clone(),
         ..CudaOptions::default()
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
     let mut results = Vec::new();
     let mut failed = false;
     println!(
         "{:<20} {:>10} {:>10} {:>10} {:>9} {:>9}  biggest memory-bound kernel",
         "sample", "eager ms", "builtin ms", "compiled", "eager/c", "builtin/c"
     );
-    for name in &a.samples {
-        let sample = match Sample::open(&root.join(name)) {
+    for (name, dir) in &sample_dirs(&a) {
+        let sample = match Sample::open(dir) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {name}: {e}");

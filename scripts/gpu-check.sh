@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# The one prepared run of tessera's CUDA backend on a GPU machine (an H200 with CUDA 13.0,
-# driver 580; torch optional). Steps, each failing loudly:
+# The one prepared run of tessera's CUDA backend on a GPU machine (an H100 or H200 with
+# CUDA 13, driver 580; torch optional). The machine has no Rust toolchain: everything it
+# runs was built and packed by scripts/gpu-prepare.sh into .gpu/ (carry [".gpu"]). Steps,
+# each failing loudly:
 #   1. the machine: nvidia-smi, NVRTC, CUDA headers, cuBLAS (found or reported missing);
-#   2. build (release, --features cuda);
+#   2. unpack the prepared binaries (.gpu/bin.tar.xz, with python3);
 #   3. correctness: tests/cuda_run.rs (samples fused/eager/built-in GEMM, CUDA cases, ONNX
 #      node tests vs the reference interpreter at GraphNet t=-5 f32, t=-3 f16/bf16, arena
 #      poisoned before every run);
-#   4. timing: benches/cuda.rs (tessera compiled vs built-in GEMM vs CUDA eager, device
-#      time around CUDA-graph replays, the biggest memory-bound kernel's bandwidth);
-#   5. PyTorch eager and torch.compile through graphnet-bench/scripts/torch_baseline.py,
-#      when torch with CUDA is importable (per-sample time limit);
+#   4. timing: benches/cuda.rs on the bundled samples and the corpus models in .gpu/models
+#      (tessera compiled vs built-in GEMM vs CUDA eager, device time around CUDA-graph
+#      replays, the biggest memory-bound kernel's bandwidth), outputs checked first;
+#   5. PyTorch eager and torch.compile through graphnet-bench/scripts/torch_baseline.py on
+#      the same graphs, when torch with CUDA is importable (per-sample time limit);
 #   6. a short table, printed last.
 # Full results go under $OUT (default target/gpu-check): gpu-check.log, tessera-cuda.json,
 # torch/<sample>/torch-{eager,compile}.json, summary.txt.
@@ -17,6 +20,8 @@
 # Budget: 8 minutes on the H200. Step 5 is cut short (and says so) when time runs out.
 # Usage: scripts/gpu-check.sh            (from any directory)
 #        OUT=/some/dir scripts/gpu-check.sh
+#        GPU_CHECK_DRY_RUN=1 scripts/gpu-check.sh   (here, without a GPU: every step runs as
+#        far as it can; the CUDA steps must fail with the clear "no CUDA driver" error)
 set -euo pipefail
 
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,13 +41,20 @@ die() { printf '\nGPU CHECK FAILED: %s\n' "$*" >&2; exit 1; }
 # Seconds left in the budget (at least 10, so that `timeout` always gets a positive limit).
 left() { local l=$((BUDGET - SECONDS)); echo $((l > 10 ? l : 10)); }
 
+DRY="${GPU_CHECK_DRY_RUN:-}"
 step "machine"
-command -v nvidia-smi >/dev/null || die "nvidia-smi not found: this is not a GPU machine"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader \
-    || die "nvidia-smi cannot query the GPU"
 date -u +"date: %Y-%m-%dT%H:%M:%SZ"
-card="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)"
-driver="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n 1)"
+if [ -n "$DRY" ]; then
+    echo "DRY RUN: no GPU expected; CUDA steps must fail with a clear error"
+    card="(dry run)"
+    driver="(dry run)"
+else
+    command -v nvidia-smi >/dev/null || die "nvidia-smi not found: this is not a GPU machine"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader \
+        || die "nvidia-smi cannot query the GPU"
+    card="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)"
+    driver="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n 1)"
+fi
 
 python="$(command -v python3 || true)"
 site_dirs=""
@@ -98,52 +110,57 @@ fi
 export CUDA_INCLUDE_DIR
 echo "CUDA headers: $CUDA_INCLUDE_DIR"
 
-step "build (release, --features cuda)"
-command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (1.95)"
-bench_flags=(--locked --features cuda)
-if ! cargo fetch --locked >/dev/null 2>&1; then
-    # No network (the GPU machine has none): crates from .vendor.tgz (made on a connected
-    # machine by `cargo vendor --locked --versioned-dirs target/vendor &&
-    # tar czf .vendor.tgz -C target vendor`, about 38 MB), else the local registry cache.
-    if [ -f .vendor.tgz ]; then
-        echo "cargo fetch failed (no network): building from .vendor.tgz"
-        rm -rf target/vendor
-        mkdir -p target
-        tar xzf .vendor.tgz -C target || die "cannot unpack .vendor.tgz"
-        bench_flags+=(--offline
-            --config 'source.crates-io.replace-with="vendored-sources"'
-            --config "source.vendored-sources.directory=\"$repo_root/target/vendor\"")
+step "unpack the prepared binaries (.gpu, made by scripts/gpu-prepare.sh)"
+[ -f .gpu/bin.tar.xz ] || die ".gpu/bin.tar.xz not found: run scripts/gpu-prepare.sh here first and carry .gpu"
+rm -rf .gpu/bin
+"${python:-python3}" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+    .gpu/bin.tar.xz .gpu || die "cannot unpack .gpu/bin.tar.xz"
+chmod +x .gpu/bin/*
+ls -la .gpu/bin
+# The binaries were built in another copy of the tree: point them at this one.
+export TESSERA_REPO="$repo_root" INSTA_WORKSPACE_ROOT="$repo_root" INSTA_UPDATE=no
+export TESSERA_NODE_TESTS="$repo_root/.gpu/onnx-node"
+# Outcome of a CUDA step: on a GPU it must pass; in a dry run it must fail saying why.
+cuda_step() {
+    local what="$1"; shift
+    if [ -n "$DRY" ]; then
+        if "$@" > "$OUT/dry-$what.txt" 2>&1; then
+            cat "$OUT/dry-$what.txt"
+            echo "dry run: $what passed (its GPU part reports it was skipped)"
+        else
+            cat "$OUT/dry-$what.txt"
+            grep -q "CUDA" "$OUT/dry-$what.txt" || die "$what failed without naming CUDA"
+            ! grep -q "panicked" "$OUT/dry-$what.txt" || die "$what panicked"
+            echo "dry run: $what failed as expected without a GPU"
+        fi
     else
-        echo "cargo fetch failed (no network) and there is no .vendor.tgz: building offline from the local registry cache"
-        bench_flags+=(--offline)
+        "$@" || die "$what failed (see above)"
     fi
-fi
-cargo_flags=(--release "${bench_flags[@]}")
-cargo build "${cargo_flags[@]}" --bin tessera || die "cargo build failed"
-cargo test "${cargo_flags[@]}" --no-run --test cuda_run || die "building tests/cuda_run.rs failed"
-cargo bench "${bench_flags[@]}" --no-run --bench cuda || die "building benches/cuda.rs failed"
+}
 
 step "tessera run --backend cuda samples/tiny_bert_cls"
-./target/release/tessera run --backend cuda samples/tiny_bert_cls | tee "$OUT/run-tiny_bert_cls.txt" \
-    || die "tessera run --backend cuda failed"
-grep -q "within atol 1e-5 / rtol 1.3e-6" "$OUT/run-tiny_bert_cls.txt" \
-    || die "tiny_bert_cls on CUDA is outside GraphNet t=-5"
+cuda_step run .gpu/bin/tessera run --backend cuda samples/tiny_bert_cls
+if [ -z "$DRY" ]; then
+    .gpu/bin/tessera run --backend cuda samples/tiny_bert_cls > "$OUT/run-tiny_bert_cls.txt"
+    grep -q "within atol 1e-5 / rtol 1.3e-6" "$OUT/run-tiny_bert_cls.txt" \
+        || die "tiny_bert_cls on CUDA is outside GraphNet t=-5"
+fi
 
-step "correctness: tests/cuda_run.rs (every compiled model vs the reference interpreter)"
-timeout "$(left)" cargo test "${cargo_flags[@]}" --test cuda_run -- --nocapture \
-    || die "CUDA results differ from the reference interpreter (see above)"
+step "correctness: tests/cuda_run.rs (every planned configuration vs the reference interpreter)"
+cuda_step cuda_run timeout "$(left)" .gpu/bin/cuda_run --nocapture
 
-step "timing: benches/cuda.rs (compiled vs built-in GEMM vs CUDA eager)"
-timeout "$(left)" cargo bench "${bench_flags[@]}" --bench cuda -- --out "$OUT" \
-    || die "the CUDA benchmark failed (see above)"
+step "timing: benches/cuda.rs (samples and corpus models: compiled vs built-in GEMM vs CUDA eager)"
+cuda_step cuda_bench timeout "$(left)" .gpu/bin/cuda_bench --out "$OUT" --samples-dir .gpu/models
 
 step "PyTorch eager and torch.compile (graphnet-bench/scripts/torch_baseline.py --device cuda)"
 torch_note="not run"
 if [ -n "$python" ] && "$python" -c 'import torch, onnx, numpy; assert torch.cuda.is_available()' 2>/dev/null; then
     torch_note="ran"
     mkdir -p "$OUT/torch"
-    for s in samples/*/; do
-        s="$(basename "$s")"
+    for dir in samples/*/ .gpu/models/*/; do
+        [ -f "$dir/meta.json" ] || continue
+        s="$(basename "$dir")"
+        root="$(dirname "$dir")"
         remaining=$(( $(left) - 30 ))
         if [ "$remaining" -lt 20 ]; then
             echo "torch: out of time budget, skipped $s and the rest"
@@ -151,7 +168,7 @@ if [ -n "$python" ] && "$python" -c 'import torch, onnx, numpy; assert torch.cud
             break
         fi
         per=$(( remaining < 90 ? remaining : 90 ))
-        if ! timeout "$per" "$python" graphnet-bench/scripts/torch_baseline.py --samples samples \
+        if ! timeout "$per" "$python" graphnet-bench/scripts/torch_baseline.py --samples "$root" \
             --out "$OUT/torch/$s" --device cuda --warmup 10 --trials 50 --only "$s"; then
             echo "torch: $s failed or timed out after ${per}s"
             torch_note="some samples failed or timed out"
@@ -163,6 +180,10 @@ else
 fi
 
 step "summary"
+if [ -n "$DRY" ]; then
+    printf '\nGPU CHECK DRY RUN done in %ds: unpacking, paths and the no-GPU errors check out\n' "$SECONDS"
+    exit 0
+fi
 "${python:-python3}" - "$OUT" "$card" "$driver" "$torch_note" <<'PY' | tee "$OUT/summary.txt"
 import json, os, statistics, sys
 out, card, driver, torch_note = sys.argv[1:5]

@@ -177,6 +177,11 @@ fn check(c: &Case, expected: &[Tensor]) -> Vec<String> {
 fn cuda_runs_match_the_reference_interpreter() {
     let cases = plan();
     insta::assert_snapshot!("plan", summary(&cases));
+    // scripts/gpu-prepare.sh packs exactly the node tests the plan runs.
+    if let Some(path) = std::env::var_os("TESSERA_CUDA_PLAN_OUT") {
+        let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+        std::fs::write(&path, names.join("\n") + "\n").expect("the plan file is writable");
+    }
     let info = match probe(0) {
         Ok(info) => info,
         Err(e) => {

@@ -32,7 +32,10 @@ pub fn tolerance(d: DType) -> (f64, f64) {
 }
 
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // A prepared test binary runs in another copy of the tree (scripts/gpu-check.sh).
+    std::env::var_os("TESSERA_REPO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// The CUDA compile-check cases, `(name, graph)`, sorted.

@@ -12,12 +12,14 @@
 //! consumer group, always taking the merge that saves the most bytes of memory traffic
 //! ([`metric`]), as long as the merged group is legal, the group graph stays acyclic and
 //! the plan's liveness peak ([`FusionPlan::liveness_peak`]) does not grow (a fusion that
-//! raises peak memory is rejected). [`Mode::Eager`] keeps one kernel per node and stores
+//! raises peak memory is rejected). The loop is incremental (`greedy`): candidate gains in
+//! a heap, recomputed only for groups a merge changed. [`Mode::Eager`] keeps one kernel per node and stores
 //! every view except aliases: GraphNet's "eager" baseline on the same runtime.
 
 pub mod analyze;
 mod check;
 pub mod classify;
+mod greedy;
 pub mod metric;
 pub mod report;
 pub mod view;
@@ -270,26 +272,6 @@ impl<'g> Planner<'g> {
         out
     }
 
-    /// True if `to` is reachable from `from` other than by a direct edge.
-    fn indirect_path(
-        &self,
-        from: usize,
-        to: usize,
-        succ: &BTreeMap<usize, BTreeSet<usize>>,
-    ) -> bool {
-        let mut stack: Vec<usize> = succ[&from].iter().copied().filter(|&s| s != to).collect();
-        let mut seen = BTreeSet::new();
-        while let Some(x) = stack.pop() {
-            if x == to {
-                return true;
-            }
-            if seen.insert(x) {
-                stack.extend(succ[&x].iter().copied());
-            }
-        }
-        false
-    }
-
     /// Groups in a topological order, ties broken by the earliest member node.
     fn topo_order(&self) -> Vec<usize> {
         let live: Vec<usize> = (0..self.members.len())
@@ -441,67 +423,6 @@ pub fn plan(g: &Graph, mode: Mode) -> Result<FusionPlan, LowerError> {
         return p.build(mode, 0);
     }
 
-    let mut rejected_for_memory = 0;
-    let mut refused: BTreeSet<(usize, usize)> = BTreeSet::new();
-    let mut current_peak = {
-        let plan = p.build(mode, 0)?;
-        plan.liveness_peak(g)
-    };
-    loop {
-        let live: Vec<usize> = (0..p.members.len())
-            .filter(|&i| !p.members[i].is_empty())
-            .collect();
-        let succ: BTreeMap<usize, BTreeSet<usize>> =
-            live.iter().map(|&i| (i, p.successors(i))).collect();
-        let mut best: Option<(u64, usize, usize, Vec<NodeId>)> = None;
-        for &a in &live {
-            for &b in &succ[&a] {
-                if refused.contains(&(a, b)) || p.indirect_path(a, b, &succ) {
-                    continue;
-                }
-                let set: BTreeSet<NodeId> =
-                    p.members[a].iter().chain(&p.members[b]).copied().collect();
-                let before = p.bytes(&p.members[a].iter().copied().collect())
-                    + p.bytes(&p.members[b].iter().copied().collect());
-                let after = p.bytes(&set);
-                if after >= before {
-                    continue;
-                }
-                let gain = before - after;
-                if best.as_ref().is_some_and(|(bg, ..)| *bg >= gain) {
-                    continue;
-                }
-                let nodes: Vec<NodeId> = set.iter().copied().collect();
-                let (_, stored) = p.io(&set);
-                if p.shape(&nodes, &stored).is_err() {
-                    refused.insert((a, b));
-                    continue;
-                }
-                best = Some((gain, a, b, nodes));
-            }
-        }
-        let Some((_, a, b, nodes)) = best else { break };
-        // Apply tentatively, then check the liveness peak.
-        let saved_a = p.members[a].clone();
-        let saved_b = std::mem::take(&mut p.members[b]);
-        p.members[a] = nodes;
-        for &n in &saved_b {
-            p.group_of[n.index()] = Some(a);
-        }
-        let peak = p.build(mode, 0)?.liveness_peak(g);
-        if peak > current_peak {
-            p.members[a] = saved_a;
-            p.members[b] = saved_b;
-            for &n in &p.members[b].clone() {
-                p.group_of[n.index()] = Some(b);
-            }
-            refused.insert((a, b));
-            rejected_for_memory += 1;
-        } else {
-            current_peak = peak;
-            // Merged groups get new neighbours: forget refusals involving them.
-            refused.retain(|&(x, y)| x != a && y != a && x != b && y != b);
-        }
-    }
+    let rejected_for_memory = greedy::merge_greedily(&mut p);
     p.build(mode, rejected_for_memory)
 }
