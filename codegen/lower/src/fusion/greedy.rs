@@ -43,10 +43,13 @@ impl PartialOrd for Candidate {
     }
 }
 
+/// A group's read and stored values.
+type Io = (Vec<ValueId>, Vec<ValueId>);
+
 /// The planner's groups with their cached stored values, bytes and adjacency.
 struct State<'p, 'g> {
     p: &'p mut Planner<'g>,
-    io: Vec<(Vec<ValueId>, Vec<ValueId>)>,
+    io: Vec<Io>,
     bytes: Vec<u64>,
     succ: Vec<BTreeSet<usize>>,
     pred: Vec<BTreeSet<usize>>,
@@ -100,7 +103,7 @@ impl State<'_, '_> {
     /// The liveness peak of the plan, or of the plan with `b` merged into `a` (stored and
     /// read values `merged_io`), in the planner's group order: Kahn's algorithm, ties
     /// broken by the earliest member node, then the group id.
-    fn peak(&self, merge: Option<(usize, usize, &(Vec<ValueId>, Vec<ValueId>))>) -> usize {
+    fn peak(&self, merge: Option<(usize, usize, &Io)>) -> usize {
         let n = self.p.members.len();
         let alias = |x: usize| match merge {
             Some((a, b, _)) if x == b => a,
@@ -165,7 +168,7 @@ impl State<'_, '_> {
     }
 
     /// Merges `b` into `a` for good.
-    fn commit(&mut self, a: usize, b: usize, nodes: Vec<NodeId>, io: (Vec<ValueId>, Vec<ValueId>)) {
+    fn commit(&mut self, a: usize, b: usize, nodes: Vec<NodeId>, io: Io) {
         let moved = std::mem::take(&mut self.p.members[b]);
         for &n in &moved {
             self.p.group_of[n.index()] = Some(a);
