@@ -1,5 +1,5 @@
 //! Kernel throughput on one thread: tessera's SGEMM (packed B, 6×16 AVX2/FMA tile) against
-//! the `gemm` crate per shape class, depthwise convolutions against a plain loop and the
+//! the `gemm` crate per shape class, direct (depthwise, grouped) convolutions against a plain loop and the
 //! copy bandwidth, and the machine's 8-wide FMA peak measured in the same run.
 //!
 //! `cargo bench -p tessera-kernels --bench kernels` prints a Markdown table; best of 7
@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use tessera_kernels::Isa;
-use tessera_kernels::depthwise::{self, Geometry};
+use tessera_kernels::direct::{self, Geometry};
 use tessera_kernels::gemm::{BSource, PackedB, View, sgemm};
 
 fn best(mut f: impl FnMut(), work: f64) -> f64 {
@@ -169,14 +169,18 @@ fn main() {
             100.0 * ours / peak
         );
     }
-    println!("\n| depthwise (c, h×w, k, stride) | tessera | naive loop | GB/s (in + out) |");
+    println!(
+        "\n| direct conv (c, h×w, k, stride, channels per group) | tessera | naive loop | GB/s (in + out) |"
+    );
     println!("|---|---:|---:|---:|");
-    for (c, h, k, s) in [
-        (32, 56, 7, 1),
-        (64, 28, 7, 1),
-        (48, 56, 3, 2),
-        (576, 7, 5, 1),
-        (240, 14, 5, 1),
+    for (c, h, k, s, cg) in [
+        (32, 56, 7, 1, 1),
+        (64, 28, 7, 1, 1),
+        (48, 56, 3, 2, 1),
+        (576, 7, 5, 1, 1),
+        (240, 14, 5, 1, 1),
+        (440, 7, 3, 1, 8),
+        (208, 14, 3, 1, 8),
     ] {
         let p = k / 2;
         let o = (h + 2 * p - k) / s + 1;
@@ -190,16 +194,17 @@ fn main() {
             stride: (s, s),
             dilation: (1, 1),
             pad: (p, p),
-            multiplier: 1,
+            group_channels: cg,
+            multiplier: cg,
         };
         let x = vec![0.5f32; c * h * h];
-        let w = vec![0.25f32; c * k * k];
+        let w = vec![0.25f32; c * cg * k * k];
         let mut out = vec![0f32; c * o * o];
-        let flop = (2 * c * o * o * k * k) as f64;
+        let flop = (2 * c * cg * o * o * k * k) as f64;
         let op = out.as_mut_ptr();
-        // SAFETY: buffers as declared.
+        // SAFETY: buffers as declared (c channels in c / cg groups of cg).
         let ours = best(
-            || unsafe { depthwise::run(isa, &g, x.as_ptr(), w.as_ptr(), op, 0, c) },
+            || unsafe { direct::run(isa, &g, x.as_ptr(), w.as_ptr(), op, 0, c) },
             flop,
         );
         let naive = best(
@@ -208,16 +213,22 @@ fn main() {
                     for y in 0..o {
                         for xo in 0..o {
                             let mut acc = 0f32;
-                            for ky in 0..k {
-                                for kx in 0..k {
-                                    let (iy, ix) = (
-                                        (y * s + ky) as isize - p as isize,
-                                        (xo * s + kx) as isize - p as isize,
-                                    );
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < h
-                                    {
-                                        acc += w[(ch * k + ky) * k + kx]
-                                            * x[(ch * h + iy as usize) * h + ix as usize];
+                            for ci in 0..cg {
+                                let xc = (ch / cg) * cg + ci;
+                                for ky in 0..k {
+                                    for kx in 0..k {
+                                        let (iy, ix) = (
+                                            (y * s + ky) as isize - p as isize,
+                                            (xo * s + kx) as isize - p as isize,
+                                        );
+                                        if iy >= 0
+                                            && ix >= 0
+                                            && (iy as usize) < h
+                                            && (ix as usize) < h
+                                        {
+                                            acc += w[((ch * cg + ci) * k + ky) * k + kx]
+                                                * x[(xc * h + iy as usize) * h + ix as usize];
+                                        }
                                     }
                                 }
                             }
@@ -231,7 +242,7 @@ fn main() {
         );
         let bytes = ((c * h * h + c * o * o) * 4) as f64;
         println!(
-            "| {c}, {h}×{h}, {k}×{k}, {s} | {:.1} GFLOP/s | {:.1} | {:.1} |",
+            "| {c}, {h}×{h}, {k}×{k}, {s}, {cg} | {:.1} GFLOP/s | {:.1} | {:.1} |",
             ours / 1e9,
             naive / 1e9,
             ours / flop * bytes / 1e9

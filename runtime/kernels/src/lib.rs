@@ -8,14 +8,15 @@
 //!
 //! * [`gemm`]: single-precision GEMM with B packed into 16-column panels (once, at compile
 //!   time, for constant weights) and a 6×16 register-tiled microkernel.
-//! * [`depthwise`]: depthwise 2-D convolution in NCHW, vectorized along output columns.
+//! * [`direct`]: direct 2-D convolution in NCHW for depthwise and small-group convolutions,
+//!   every tap one long vector multiply-add over a padded, stride-split input plane.
 //!
 //! Invariant: tiling depends on problem shapes only and every output element is summed
 //! in one fixed order, so results do not depend on how callers split work into tiles
 //! across threads (callers split outputs, never a reduction).
 //! Invariant: this crate depends on nothing; it knows no graphs, only pointers and shapes.
 
-pub mod depthwise;
+pub mod direct;
 pub mod gemm;
 
 /// The instruction set a kernel runs with.

@@ -434,8 +434,8 @@ impl CpuModel {
             },
             Body::Conv(c) => match c.dtype {
                 DType::F64 => self.exec_conv::<f64>(e, c, ptrs, status),
-                _ => match Depthwise::new(c) {
-                    Some(d) => self.exec_depthwise(e, c, &d, ptrs, status),
+                _ => match Direct::new(c) {
+                    Some(d) => self.exec_direct(e, c, &d, ptrs, status),
                     None => self.exec_conv::<f32>(e, c, ptrs, status),
                 },
             },
@@ -539,13 +539,13 @@ impl CpuModel {
         }
     }
 
-    /// A depthwise 2-D convolution: the native kernel per block of channels (no columns),
-    /// then the epilogue over the block's rows.
-    fn exec_depthwise(
+    /// A depthwise or small-group 2-D convolution: the native direct kernel per block of
+    /// output channels (no columns), then the epilogue over the block's rows.
+    fn exec_direct(
         &self,
         e: &KernelExec,
         c: &Conv,
-        d: &Depthwise,
+        d: &Direct,
         ptrs: &[*mut u8],
         status: &AtomicU64,
     ) {
@@ -557,8 +557,9 @@ impl CpuModel {
             .map(|&i| self.f(i));
         let p = d.geom.oh * d.geom.ow;
         let oc = c.out_channels;
-        // Channel blocks from the shape only: about 64 KiB of output each.
-        let cb = (16384 / p.max(1)).clamp(1, oc.max(1));
+        // Channel blocks from the shape only: about 64 KiB of output each, whole groups.
+        let mg = d.geom.multiplier.max(1);
+        let cb = (16384 / p.max(1)).clamp(1, oc.max(1)).next_multiple_of(mg);
         let blocks = oc.div_ceil(cb);
         let tasks = c.batch * blocks;
         let (x, w, acc) = (
@@ -574,7 +575,7 @@ impl CpuModel {
             let (o0, o1) = (b * cb, ((b + 1) * cb).min(oc));
             // SAFETY: image n's input and output planes; the kernel was verified.
             unsafe {
-                tessera_kernels::depthwise::run(
+                tessera_kernels::direct::run(
                     self.isa,
                     &d.geom,
                     x.0.wrapping_add(n * c.channels * in_plane),
@@ -589,7 +590,7 @@ impl CpuModel {
                 }
             }
         };
-        let work = c.batch * oc * p * d.geom.kh * d.geom.kw;
+        let work = c.batch * oc * p * d.geom.kh * d.geom.kw * d.geom.group_channels;
         if self.pool.threads() == 1 || tasks == 1 || work < PARALLEL_WORK {
             (0..tasks).for_each(task);
         } else {
@@ -827,19 +828,28 @@ fn tiles(m: usize, n: usize, k: usize) -> (usize, usize) {
 }
 
 /// The element types the GEMM library kernels run in.
-/// A 2-D f32 convolution whose every group is one input channel, run by the native
-/// depthwise kernel instead of im2col + GEMM.
-struct Depthwise {
-    geom: tessera_kernels::depthwise::Geometry,
+/// Input channels per group up to which a grouped 2-D f32 convolution runs the native
+/// direct kernel rather than one small im2col + GEMM per group.
+const DIRECT_MAX_GROUP_CHANNELS: usize = 16;
+
+/// A 2-D f32 convolution with more than one group of at most
+/// [`DIRECT_MAX_GROUP_CHANNELS`] input channels (depthwise included), run by the native
+/// direct kernel instead of im2col + GEMM.
+struct Direct {
+    geom: tessera_kernels::direct::Geometry,
 }
 
-impl Depthwise {
-    fn new(c: &Conv) -> Option<Depthwise> {
+impl Direct {
+    fn new(c: &Conv) -> Option<Direct> {
         let two_d = c.in_spatial.len() == 2 && c.strides.len() == 2 && c.pads_begin.len() == 2;
-        if c.dtype != DType::F32 || !two_d || c.group == 0 || c.channels != c.group {
+        if c.dtype != DType::F32 || !two_d || c.group < 2 {
             return None;
         }
-        let geom = tessera_kernels::depthwise::Geometry {
+        let cg = c.channels / c.group;
+        if cg > DIRECT_MAX_GROUP_CHANNELS {
+            return None;
+        }
+        let geom = tessera_kernels::direct::Geometry {
             h: c.in_spatial[0],
             w: c.in_spatial[1],
             kh: c.kernel[0],
@@ -849,9 +859,10 @@ impl Depthwise {
             stride: (c.strides[0], c.strides[1]),
             dilation: (c.dilations[0], c.dilations[1]),
             pad: (c.pads_begin[0], c.pads_begin[1]),
+            group_channels: cg,
             multiplier: c.out_channels / c.group,
         };
-        (geom.stride.0 > 0 && geom.stride.1 > 0).then_some(Depthwise { geom })
+        (geom.stride.0 > 0 && geom.stride.1 > 0).then_some(Direct { geom })
     }
 }
 

@@ -390,6 +390,23 @@ fn conv_geometries() {
             &[1, 1],
             6,
         ),
+        // Depthwise with a multiplier of 2; RegNet-like groups of 8 input channels.
+        case(
+            &[1, 3, 6, 6],
+            &[6, 1, 3, 3],
+            &[1, 1],
+            &[1, 1, 1, 1],
+            &[1, 1],
+            3,
+        ),
+        case(
+            &[2, 16, 7, 7],
+            &[16, 8, 3, 3],
+            &[1, 1],
+            &[1, 1, 1, 1],
+            &[1, 1],
+            2,
+        ),
         case(
             &[1, 2, 4, 5, 6],
             &[3, 2, 2, 3, 2],

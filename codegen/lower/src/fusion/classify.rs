@@ -98,10 +98,11 @@ pub fn classify(g: &Graph, n: NodeId) -> OpClass {
         Op::Conv(a) => {
             let x = g.ty(node.inputs[0]).shape.dims();
             let c = x[1];
-            // Depthwise 2-D f32 convolutions have a native CPU kernel behind the same body.
-            let depthwise = dtype(0) == DType::F32 && x.len() == 4 && a.group == c;
+            // Grouped 2-D f32 convolutions (depthwise included) have a native direct CPU
+            // kernel behind the same body.
+            let grouped_2d = dtype(0) == DType::F32 && x.len() == 4 && a.group > 1;
             if gemm_dtype(dtype(0))
-                && (a.group == 1 || c / a.group >= GEMM_MIN_GROUP_CHANNELS || depthwise)
+                && (a.group == 1 || c / a.group >= GEMM_MIN_GROUP_CHANNELS || grouped_2d)
             {
                 OpClass::Contraction
             } else {

@@ -1,22 +1,24 @@
-//! Depthwise 2-D convolution in NCHW: each output channel reads one input channel.
+//! Direct 2-D convolution in NCHW for convolutions whose groups have few input channels:
+//! depthwise (one per group) and grouped (RegNet's groups of 8, say), where im2col + GEMM
+//! would multiply tiny matrices.
 //!
-//! `out[o][y][x] = Σ_{ky,kx} w[o][ky][kx] · in[o / mult][y·sh − ph + ky·dh][x·sw − pw + kx·dw]`
-//! (zero outside the input), for output channels `o` of one image, where `mult` is the
-//! depth multiplier (output channels per input channel).
+//! `out[o][y][x] = Σ_{c,ky,kx} w[o][c][ky][kx] · in[g·cg + c][y·sh − ph + ky·dh][x·sw − pw + kx·dw]`
+//! (zero outside the input), for output channels `o` of one image, where `g = o / mult` is
+//! the group, `cg` its input channels and `mult` its output channels.
 //!
-//! Per channel, the input plane is copied once into a zero-padded layout split by stride
+//! Per group, its input planes are copied once into a zero-padded layout split by stride
 //! phase (for stride `s`, `s × s` phases of every `s`-th row and column), so that every
 //! tap is one contiguous multiply-add over the whole output plane, flattened: with the
 //! phase's row stride as the output's, a tap at `(ky, kx)` reads the phase at a constant
 //! offset for every output. Small planes (7×7, 14×14) thus still run long vector loops,
 //! strides need no gathers, and borders need no per-tap clipping.
 //!
-//! Each output element sums its taps in `(ky, kx)` order, whatever rows or channels a call
-//! covers.
+//! Each output element sums its taps in `(c, ky, kx)` order, whatever rows or channels a
+//! call covers.
 
 use std::cell::RefCell;
 
-/// The geometry of a depthwise convolution (one image).
+/// The geometry of a direct convolution (one image).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
     /// Input height and width.
@@ -32,7 +34,9 @@ pub struct Geometry {
     pub stride: (usize, usize),
     pub dilation: (usize, usize),
     pub pad: (usize, usize),
-    /// Output channels per input channel.
+    /// Input channels per group (1 for depthwise).
+    pub group_channels: usize,
+    /// Output channels per group (the depth multiplier for depthwise).
     pub multiplier: usize,
 }
 
@@ -46,9 +50,9 @@ thread_local! {
 /// Output channels `o0..o1`, all rows, of one image.
 ///
 /// # Safety
-/// `x` addresses the image's `(o1 − 1) / multiplier + 1` input planes of `h × w`, `w` the
-/// filters `[o][kh][kw]` for every `o < o1`, and `out` the image's output planes of
-/// `oh × ow` for every `o < o1`.
+/// `x` addresses the image's `((o1 − 1) / multiplier + 1) · group_channels` input planes of
+/// `h × w`, `w` the filters `[o][group_channels][kh][kw]` for every `o < o1`, and `out` the
+/// image's output planes of `oh × ow` for every `o < o1`.
 pub unsafe fn run(
     isa: crate::Isa,
     g: &Geometry,
@@ -231,32 +235,43 @@ unsafe fn run_generic(
     WORK.with(|work| {
         let mut work = work.borrow_mut();
         let (split, acc, taps) = &mut *work;
+        let cg = g.group_channels.max(1);
+        // One block of phases per input channel of the group; the last tap's run ends at
+        // most one phase row (plus the rounding) past its block.
+        let block = sh * sw * phase_len;
         split.clear();
-        // The last tap's run ends at most one phase row (plus the rounding) past the phase.
-        split.resize(sh * sw * phase_len + ph.cols + 8, 0.0);
+        split.resize(cg * block + ph.cols + 8, 0.0);
         acc.clear();
         acc.resize(run, 0.0);
         let mut split_of = usize::MAX;
+        let taps_per_channel = g.kh * g.kw;
         for o in o0..o1 {
-            let ci = o / g.multiplier.max(1);
-            if split_of != ci {
-                // SAFETY: input plane ci exists (caller's contract).
-                let xin = unsafe { std::slice::from_raw_parts(x.add(ci * plane), plane) };
-                split_plane(g, &ph, xin, split);
-                split_of = ci;
+            let grp = o / g.multiplier.max(1);
+            if split_of != grp {
+                for c in 0..cg {
+                    let ci = grp * cg + c;
+                    // SAFETY: input plane ci exists (caller's contract).
+                    let xin = unsafe { std::slice::from_raw_parts(x.add(ci * plane), plane) };
+                    split_plane(g, &ph, xin, &mut split[c * block..(c + 1) * block]);
+                }
+                split_of = grp;
             }
-            // SAFETY: filter o has kh·kw taps; output plane o has oh·ow elements.
-            let wo = unsafe { std::slice::from_raw_parts(w.add(o * g.kh * g.kw), g.kh * g.kw) };
+            // SAFETY: filter o has cg·kh·kw taps; output plane o has oh·ow elements.
+            let wo = unsafe {
+                std::slice::from_raw_parts(w.add(o * cg * taps_per_channel), cg * taps_per_channel)
+            };
             let oplane =
                 unsafe { std::slice::from_raw_parts_mut(out.add(o * g.oh * g.ow), g.oh * g.ow) };
             taps.clear();
-            for ky in 0..g.kh {
-                let ty = ky * dh;
-                for kx in 0..g.kw {
-                    let tx = kx * dw;
-                    let phase = (ty % sh) * sw + tx % sw;
-                    let start = phase * phase_len + (ty / sh) * ph.cols + tx / sw;
-                    taps.push((start, wo[ky * g.kw + kx]));
+            for c in 0..cg {
+                for ky in 0..g.kh {
+                    let ty = ky * dh;
+                    for kx in 0..g.kw {
+                        let tx = kx * dw;
+                        let phase = (ty % sh) * sw + tx % sw;
+                        let start = c * block + phase * phase_len + (ty / sh) * ph.cols + tx / sw;
+                        taps.push((start, wo[(c * g.kh + ky) * g.kw + kx]));
+                    }
                 }
             }
             taps_fn(split, taps, acc);
@@ -273,23 +288,28 @@ mod tests {
     use super::*;
     use crate::Isa;
 
-    fn reference(g: &Geometry, c: usize, x: &[f32], w: &[f32]) -> Vec<f64> {
-        let oc = c * g.multiplier;
+    /// `groups` groups of `g.group_channels` input channels.
+    fn reference(g: &Geometry, groups: usize, x: &[f32], w: &[f32]) -> Vec<f64> {
+        let (cg, oc) = (g.group_channels, groups * g.multiplier);
         let mut out = vec![0f64; oc * g.oh * g.ow];
         for o in 0..oc {
-            let ci = o / g.multiplier;
+            let grp = o / g.multiplier;
             for y in 0..g.oh {
                 for xo in 0..g.ow {
                     let mut s = 0f64;
-                    for ky in 0..g.kh {
-                        for kx in 0..g.kw {
-                            let iy =
-                                (y * g.stride.0 + ky * g.dilation.0) as isize - g.pad.0 as isize;
-                            let ix =
-                                (xo * g.stride.1 + kx * g.dilation.1) as isize - g.pad.1 as isize;
-                            if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
-                                s += w[(o * g.kh + ky) * g.kw + kx] as f64
-                                    * x[(ci * g.h + iy as usize) * g.w + ix as usize] as f64;
+                    for c in 0..cg {
+                        let ci = grp * cg + c;
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let iy = (y * g.stride.0 + ky * g.dilation.0) as isize
+                                    - g.pad.0 as isize;
+                                let ix = (xo * g.stride.1 + kx * g.dilation.1) as isize
+                                    - g.pad.1 as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w
+                                {
+                                    s += w[((o * cg + c) * g.kh + ky) * g.kw + kx] as f64
+                                        * x[(ci * g.h + iy as usize) * g.w + ix as usize] as f64;
+                                }
                             }
                         }
                     }
@@ -309,16 +329,20 @@ mod tests {
     #[test]
     fn matches_a_f64_reference_at_every_border() {
         let cases = [
-            // (c, h, w, k, stride, dilation, pads begin, pads end, multiplier)
-            (3, 7, 9, 3, 1, 1, 1, 1, 1),
-            (2, 8, 8, 3, 2, 1, 1, 1, 1),
-            (2, 11, 13, 5, 2, 1, 2, 2, 1),
-            (1, 9, 10, 7, 1, 1, 3, 3, 2),
-            (2, 6, 17, 3, 3, 2, 0, 2, 1),
-            (1, 5, 5, 5, 1, 1, 0, 0, 1),
-            (1, 3, 4, 3, 1, 1, 2, 2, 1),
+            // (groups, h, w, k, stride, dilation, pads begin, pads end, multiplier, cg)
+            (3, 7, 9, 3, 1, 1, 1, 1, 1, 1),
+            (2, 8, 8, 3, 2, 1, 1, 1, 1, 1),
+            (2, 11, 13, 5, 2, 1, 2, 2, 1, 1),
+            (1, 9, 10, 7, 1, 1, 3, 3, 2, 1),
+            (2, 6, 17, 3, 3, 2, 0, 2, 1, 1),
+            (1, 5, 5, 5, 1, 1, 0, 0, 1, 1),
+            (1, 3, 4, 3, 1, 1, 2, 2, 1, 1),
+            // Grouped: RegNet-like groups of several channels, strided, with multipliers.
+            (3, 7, 7, 3, 1, 1, 1, 1, 4, 4),
+            (2, 9, 8, 3, 2, 1, 1, 1, 3, 2),
+            (2, 6, 6, 1, 1, 1, 0, 0, 2, 3),
         ];
-        for &(c, h, w, k, s, d, p0, p1, mult) in &cases {
+        for &(c, h, w, k, s, d, p0, p1, mult, cg) in &cases {
             let g = Geometry {
                 h,
                 w,
@@ -329,13 +353,14 @@ mod tests {
                 stride: (s, s),
                 dilation: (d, d),
                 pad: (p0, p0),
+                group_channels: cg,
                 multiplier: mult,
             };
-            let x: Vec<f32> = (0..c * h * w)
+            let x: Vec<f32> = (0..c * cg * h * w)
                 .map(|i| ((i * 37 % 19) as f32) / 9.0 - 1.0)
                 .collect();
             let oc = c * mult;
-            let wt: Vec<f32> = (0..oc * k * k)
+            let wt: Vec<f32> = (0..oc * cg * k * k)
                 .map(|i| ((i * 11 % 7) as f32) / 3.0 - 1.0)
                 .collect();
             let want = reference(&g, c, &x, &wt);
