@@ -77,8 +77,9 @@ fn main() {
         isa.name(),
         peak / 1e9
     );
+    pointwise_table(isa);
     println!(
-        "| m×n×k | class | tessera packed | tessera per-call pack | gemm crate | tessera % peak |"
+        "\n| m×n×k | class | tessera packed | tessera per-call pack | gemm crate | tessera % peak |"
     );
     println!("|---|---|---:|---:|---:|---:|");
     let shapes = [
@@ -247,5 +248,73 @@ fn main() {
             naive / 1e9,
             ours / flop * bytes / 1e9
         );
+    }
+}
+
+/// Pointwise programs: one function over 128×1024 floats (in L2), ns per element.
+fn pointwise_table(isa: Isa) {
+    use tessera_kernels::pointwise::{Affine, BinOp, Inst, Program, Store, UnOp, run};
+    println!(
+        "\n| pointwise over 128×1024 f32 | ns per element ({}) | portable |",
+        isa.name()
+    );
+    println!("|---|---:|---:|");
+    let (rows, cols) = (128usize, 1024usize);
+    let at = Affine {
+        offset: 0,
+        outer: vec![cols as i64],
+        inner: 1,
+    };
+    let load = Inst::Load {
+        param: 0,
+        at: at.clone(),
+    };
+    let progs: Vec<(&str, Vec<Inst>)> = vec![
+        ("relu", vec![load.clone(), Inst::Unary(UnOp::Relu, 0)]),
+        ("exp", vec![load.clone(), Inst::Unary(UnOp::Exp, 0)]),
+        ("tanh", vec![load.clone(), Inst::Unary(UnOp::Tanh, 0)]),
+        ("erf", vec![load.clone(), Inst::Unary(UnOp::Erf, 0)]),
+        (
+            "gelu (erf)",
+            vec![
+                load.clone(),
+                Inst::Const(0.707_106_77),
+                Inst::Binary(BinOp::Mul, 0, 1),
+                Inst::Unary(UnOp::Erf, 2),
+                Inst::Const(1.0),
+                Inst::Binary(BinOp::Add, 3, 4),
+                Inst::Const(0.5),
+                Inst::Binary(BinOp::Mul, 0, 6),
+                Inst::Binary(BinOp::Mul, 7, 5),
+            ],
+        ),
+    ];
+    let x: Vec<f32> = (0..rows * cols)
+        .map(|i| (i % 977) as f32 / 100.0 - 4.8)
+        .collect();
+    let mut y = vec![0f32; rows * cols];
+    for (name, insts) in progs {
+        let value = (insts.len() - 1) as u32;
+        let prog = Program {
+            outer: vec![rows],
+            inner: cols,
+            insts,
+            stores: vec![Store {
+                param: 1,
+                at: at.clone(),
+                value,
+            }],
+        };
+        let ptrs = [x.as_ptr() as *mut u8, y.as_mut_ptr() as *mut u8];
+        let n = (rows * cols) as f64;
+        // SAFETY: both buffers hold rows × cols floats.
+        let per_s = |isa| {
+            best(
+                || unsafe { run(isa, &prog, ptrs.as_ptr(), 0, rows, 0, cols) },
+                n,
+            )
+        };
+        let (ours, port) = (per_s(isa), per_s(Isa::Portable));
+        println!("| {name} | {:.3} | {:.3} |", 1e9 / ours, 1e9 / port);
     }
 }

@@ -8,6 +8,8 @@
 //!
 //! * [`gemm`]: single-precision GEMM with B packed into 16-column panels (once, at compile
 //!   time, for constant weights) and a 6×16 register-tiled microkernel.
+//! * [`pointwise`]: elementwise f32 loop nests (GEMM and convolution epilogues, activations)
+//!   8 lanes wide, with native exp/log/erf/tanh/sigmoid.
 //! * [`direct`]: direct 2-D convolution in NCHW for depthwise and small-group convolutions,
 //!   every tap one long vector multiply-add over a padded, stride-split input plane.
 //!
@@ -18,6 +20,7 @@
 
 pub mod direct;
 pub mod gemm;
+pub mod pointwise;
 
 /// The instruction set a kernel runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -16,6 +16,7 @@
 //! baseline on the same runtime.
 
 mod attention;
+mod native;
 mod pool;
 
 use std::sync::Mutex;
@@ -68,8 +69,8 @@ struct KernelExec {
     kernel: Kernel,
     /// A GEMM's constant B, packed into panels at compile time (f32).
     packed_b: Option<PackedB>,
-    /// JIT function of each nest of the body (loops; im2col then epilogue for others).
-    fns: Vec<usize>,
+    /// How each nest of the body runs (loops; im2col then epilogue for others).
+    fns: Vec<NestCode>,
     /// Batch offsets of GEMM/attention operands.
     offsets: Vec<Vec<isize>>,
 }
@@ -137,15 +138,66 @@ pub struct CpuModel {
     compile_seconds: f64,
 }
 
-/// The CPU's part of the lowering driver: JIT-compiles every loop nest with Cranelift
-/// (GEMM, convolution and attention bodies run natively; only their im2col and epilogue
-/// nests are compiled). Every scratch buffer gets arena memory.
-struct CpuTarget;
+/// The CPU's part of the lowering driver: every loop nest becomes a native pointwise
+/// program when it qualifies and the machine has AVX2+FMA ([`native`]), else Cranelift
+/// JIT code (GEMM, convolution and attention bodies run natively; only their im2col and
+/// epilogue nests are compiled). Every scratch buffer gets arena memory.
+struct CpuTarget {
+    isa: Isa,
+}
 
-/// The JIT code and, per kernel, the indices of its nests' functions.
+/// How one nest runs.
+enum NestCode {
+    /// Function `i` of the JIT module.
+    Jit(usize),
+    Native(tessera_kernels::pointwise::Program),
+}
+
+/// A nest ready to call, borrowed from its model.
+#[derive(Clone, Copy)]
+enum NestRun<'a> {
+    Jit(NestFn),
+    Native(&'a tessera_kernels::pointwise::Program, Isa),
+}
+
+impl NestRun<'_> {
+    /// Runs units `lo..hi`, columns `c0..c1` (the [`NestFn`] convention).
+    ///
+    /// # Safety
+    /// As [`NestFn`]: `ptrs` is the kernel's parameter table, the ranges lie in the nest.
+    unsafe fn call(
+        self,
+        ptrs: *const *mut u8,
+        status: *mut u64,
+        lo: u64,
+        hi: u64,
+        c0: u64,
+        c1: u64,
+    ) {
+        match self {
+            // SAFETY: forwarded.
+            NestRun::Jit(f) => unsafe { f(ptrs, status, lo, hi, c0, c1) },
+            // SAFETY: forwarded; native programs take outer points as units (only nests
+            // that are not outer-vectorized qualify) and never write the status word.
+            NestRun::Native(p, isa) => unsafe {
+                tessera_kernels::pointwise::run(
+                    isa,
+                    p,
+                    ptrs,
+                    lo as usize,
+                    hi as usize,
+                    c0 as usize,
+                    c1 as usize,
+                )
+            },
+        }
+    }
+}
+
+/// The JIT code and, per kernel, how each of its nests runs.
 struct CpuCode {
     code: JitCode,
-    fns: Vec<Vec<usize>>,
+    fns: Vec<Vec<NestCode>>,
 }
 
 impl Target for CpuTarget {
@@ -165,7 +217,14 @@ impl Target for CpuTarget {
             };
             let mut ids = Vec::with_capacity(nests.len());
             for n in nests {
-                ids.push(jit.add_nest(&kref, n, &k.params)?);
+                let native = match self.isa {
+                    Isa::Avx2Fma => native::program(n, &k.params),
+                    Isa::Portable => None,
+                };
+                ids.push(match native {
+                    Some(p) => NestCode::Native(p),
+                    None => NestCode::Jit(jit.add_nest(&kref, n, &k.params)?),
+                });
             }
             fns.push(ids);
         }
@@ -234,7 +293,13 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
         locations,
         constants,
         code: CpuCode { code, fns },
-    } = tessera_lower::lower(g, opts.mode, &mut CpuTarget)?;
+    } = tessera_lower::lower(
+        g,
+        opts.mode,
+        &mut CpuTarget {
+            isa: opts.isa.or_portable(),
+        },
+    )?;
     let consts: Vec<Tensor> = constants
         .iter()
         .map(|&v| {
@@ -417,14 +482,17 @@ impl CpuModel {
         Ok(outs)
     }
 
-    fn f(&self, i: usize) -> NestFn {
-        self.code.get(i)
+    fn f<'a>(&'a self, code: &'a NestCode) -> NestRun<'a> {
+        match code {
+            NestCode::Jit(i) => NestRun::Jit(self.code.get(*i)),
+            NestCode::Native(p) => NestRun::Native(p, self.isa),
+        }
     }
 
     fn exec(&self, e: &KernelExec, ptrs: &[*mut u8], status: &AtomicU64) {
         match &e.kernel.body {
             Body::Loops(nests) => {
-                for (n, &fi) in nests.iter().zip(&e.fns) {
+                for (n, fi) in nests.iter().zip(&e.fns) {
                     self.exec_nest(n, self.f(fi), ptrs, status);
                 }
             }
@@ -443,7 +511,7 @@ impl CpuModel {
         }
     }
 
-    fn exec_nest(&self, n: &Nest, f: NestFn, ptrs: &[*mut u8], status: &AtomicU64) {
+    fn exec_nest(&self, n: &Nest, f: NestRun, ptrs: &[*mut u8], status: &AtomicU64) {
         let units = parallel_units(n);
         let cols = n.inner.last().copied().unwrap_or(0) as u64;
         let work = n.outer_points() * n.inner_points().max(1);
@@ -451,7 +519,7 @@ impl CpuModel {
         let p = ptrs.as_ptr();
         if self.pool.threads() == 1 || work < PARALLEL_WORK || units < 2 {
             // SAFETY: the parameter table matches the nest's kernel and the range is whole.
-            unsafe { f(p, st, 0, units as u64, 0, cols) };
+            unsafe { f.call(p, st, 0, units as u64, 0, cols) };
             return;
         }
         let tasks = units.min(self.pool.threads() * 4);
@@ -462,7 +530,7 @@ impl CpuModel {
             let hi = ((t + 1) * chunk).min(units);
             let (p, st) = (sp, sst);
             // SAFETY: as above; tasks cover disjoint outer ranges.
-            unsafe { f(p.0, st.0, lo as u64, hi as u64, 0, cols) };
+            unsafe { f.call(p.0, st.0, lo as u64, hi as u64, 0, cols) };
         });
     }
 
@@ -481,7 +549,7 @@ impl CpuModel {
         let (rt, ct) = tiles(m, n, k);
         let (mt, nt) = (m.div_ceil(rt), n.div_ceil(ct));
         let tasks = nb * mt * nt;
-        let epi = e.fns.first().map(|&i| self.f(i));
+        let epi = e.fns.first().map(|i| self.f(i));
         let a = ptrs[gm.a.param.index()] as *const T;
         let b = ptrs[gm.b.param.index()] as *const T;
         let acc = ptrs[gm.acc.index()] as *mut T;
@@ -521,7 +589,7 @@ impl CpuModel {
                 }
                 if let Some(f) = epi {
                     let row = (bi * m) as u64;
-                    f(
+                    f.call(
                         sp.0,
                         sst.0,
                         row + r0 as u64,
@@ -554,7 +622,7 @@ impl CpuModel {
             .epilogue
             .as_ref()
             .and_then(|_| e.fns.get(usize::from(c.im2col.is_some())))
-            .map(|&i| self.f(i));
+            .map(|i| self.f(i));
         let p = d.geom.oh * d.geom.ow;
         let oc = c.out_channels;
         // Channel blocks from the shape only: about 64 KiB of output each, whole groups.
@@ -586,7 +654,7 @@ impl CpuModel {
                 );
                 if let Some(f) = epi {
                     let row = (n * oc) as u64;
-                    f(sp.0, sst.0, row + o0 as u64, row + o1 as u64, 0, p as u64);
+                    f.call(sp.0, sst.0, row + o0 as u64, row + o1 as u64, 0, p as u64);
                 }
             }
         };
@@ -616,16 +684,12 @@ impl CpuModel {
             return;
         }
         let mut fi = e.fns.iter();
-        let im2col = c
-            .im2col
-            .as_ref()
-            .and_then(|_| fi.next())
-            .map(|&i| self.f(i));
+        let im2col = c.im2col.as_ref().and_then(|_| fi.next()).map(|i| self.f(i));
         let epi = c
             .epilogue
             .as_ref()
             .and_then(|_| fi.next())
-            .map(|&i| self.f(i));
+            .map(|i| self.f(i));
         // Tiles from the shape only: output rows of about 256 columns, and when that
         // gives fewer than 8 tiles, blocks of output channels too.
         let rb = (256 / ow.max(1)).clamp(1, rows.max(1));
@@ -663,7 +727,7 @@ impl CpuModel {
                         table[c.x.index()] = sx.0 as *mut u8;
                         // SAFETY: the image/group slice and the column buffer are valid.
                         unsafe {
-                            f(
+                            f.call(
                                 table.as_ptr(),
                                 sst.0,
                                 (r0 * kk) as u64,
@@ -699,7 +763,7 @@ impl CpuModel {
                         );
                         if let Some(f) = epi {
                             let (r, rr) = (row as u64, (row + m1 - m0) as u64);
-                            f(sp.0.as_ptr(), sst.0, r, rr, c0 as u64, c1 as u64);
+                            f.call(sp.0.as_ptr(), sst.0, r, rr, c0 as u64, c1 as u64);
                         }
                     }
                 };

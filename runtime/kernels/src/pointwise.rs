@@ -1,0 +1,1069 @@
+//! Native pointwise programs: a loop nest of elementwise f32 math, run 8 lanes wide.
+//!
+//! A [`Program`] is what a kernel-IR nest with one inner loop and only pointwise work
+//! becomes (the CPU runtime translates the ones that qualify; Cranelift keeps the rest):
+//! an expression DAG ([`Inst`], one register per instruction) over loads whose index is
+//! affine in the outer loop variables and either contiguous or constant along the inner
+//! loop, and contiguous stores. [`run`] walks the outer points of a range and, per point,
+//! the inner columns in blocks of [`BLOCK`]: each instruction runs over the whole block
+//! (8-lane AVX2+FMA vectors, or plain Rust), so the interpretive overhead is paid once per
+//! 64 elements, and transcendental functions are native polynomials (exp and log after
+//! Cephes, erf after Juffa, tanh and sigmoid from exp), twice Cranelift's vector width.
+//!
+//! Semantics follow the reference interpreter's f32 ops: `max`/`min` propagate NaN,
+//! `relu(x) = x < 0 ? 0 : x` (NaN stays NaN), comparisons give masks that `select` reads.
+//! Every element runs the same instructions whatever range or block it falls in, so
+//! results do not depend on how callers split the outer points.
+
+use std::cell::RefCell;
+
+/// Inner columns per block: registers are `BLOCK` lanes.
+pub const BLOCK: usize = 64;
+
+/// Outer loops a program may have.
+pub const MAX_OUTER: usize = 8;
+
+/// Elementwise functions of one operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnOp {
+    Neg,
+    Abs,
+    Relu,
+    Exp,
+    Log,
+    Sqrt,
+    Reciprocal,
+    Erf,
+    Tanh,
+    Sigmoid,
+    Floor,
+    Ceil,
+    /// Round half to even.
+    Round,
+}
+
+/// Elementwise functions of two operands; comparisons give masks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// NaN if either operand is NaN.
+    Max,
+    /// NaN if either operand is NaN.
+    Min,
+    Less,
+    LessOrEqual,
+    Greater,
+    GreaterOrEqual,
+    Equal,
+}
+
+/// An element index `offset + Σ outer[k]·o_k + inner·i` over the outer coordinates `o`
+/// and the inner column `i`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Affine {
+    pub offset: i64,
+    /// One coefficient per outer loop.
+    pub outer: Vec<i64>,
+    /// 1: contiguous along the inner loop; 0: the same element for every column.
+    pub inner: i64,
+}
+
+/// One instruction; its result is the register of its position.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Inst {
+    Const(f32),
+    /// Parameter `param` (f32) at `at`.
+    Load {
+        param: usize,
+        at: Affine,
+    },
+    Unary(UnOp, u32),
+    Binary(BinOp, u32, u32),
+    /// `cond ? a : b`, `cond` a mask (a comparison).
+    Select(u32, u32, u32),
+}
+
+/// A contiguous store of register `value` to parameter `param` (f32) at `at`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Store {
+    pub param: usize,
+    pub at: Affine,
+    pub value: u32,
+}
+
+/// A pointwise loop nest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    /// Outer loop extents (row-major; points are numbered over them).
+    pub outer: Vec<usize>,
+    /// Inner loop extent.
+    pub inner: usize,
+    pub insts: Vec<Inst>,
+    pub stores: Vec<Store>,
+}
+
+/// Why a program is malformed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid(pub String);
+
+impl Program {
+    /// Checks operand order (each operand an earlier instruction), coefficient counts and
+    /// contiguous stores; [`run`] relies on it.
+    pub fn check(&self) -> Result<(), Invalid> {
+        let bad = |m: String| Err(Invalid(m));
+        for (i, inst) in self.insts.iter().enumerate() {
+            let ok = |r: u32| (r as usize) < i;
+            let operands_ok = match inst {
+                Inst::Const(_) => true,
+                Inst::Load { at, .. } => {
+                    if at.outer.len() != self.outer.len() || !(at.inner == 0 || at.inner == 1) {
+                        return bad(format!("load {i}: index does not fit the loops"));
+                    }
+                    true
+                }
+                Inst::Unary(_, a) => ok(*a),
+                Inst::Binary(_, a, b) => ok(*a) && ok(*b),
+                Inst::Select(c, a, b) => ok(*c) && ok(*a) && ok(*b),
+            };
+            if !operands_ok {
+                return bad(format!("instruction {i} reads a later register"));
+            }
+        }
+        if self.outer.len() > MAX_OUTER {
+            return bad(format!(
+                "{} outer loops, at most {MAX_OUTER}",
+                self.outer.len()
+            ));
+        }
+        for s in &self.stores {
+            if s.value as usize >= self.insts.len()
+                || s.at.inner != 1
+                || s.at.outer.len() != self.outer.len()
+            {
+                return bad(format!(
+                    "store to p{} is not contiguous or reads no register",
+                    s.param
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// Registers: one block per instruction.
+    static REGS: RefCell<Vec<[f32; BLOCK]>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs outer points `lo..hi` over inner columns `c0..c1` of `prog`.
+///
+/// # Safety
+/// `prog` passed [`Program::check`]; `ptrs` holds one pointer per parameter the program
+/// names, each valid (f32) at every index the program computes for these points and
+/// columns; stores do not overlap loads of other positions.
+pub unsafe fn run(
+    isa: crate::Isa,
+    prog: &Program,
+    ptrs: *const *mut u8,
+    lo: usize,
+    hi: usize,
+    c0: usize,
+    c1: usize,
+) {
+    if lo >= hi || c0 >= c1 {
+        return;
+    }
+    REGS.with(|regs| {
+        let mut regs = regs.borrow_mut();
+        regs.clear();
+        regs.resize(prog.insts.len(), [0.0; BLOCK]);
+        for (r, inst) in regs.iter_mut().zip(&prog.insts) {
+            if let Inst::Const(v) = inst {
+                r.fill(*v);
+            }
+        }
+        match isa.or_portable() {
+            // SAFETY: AVX2 and FMA were detected; the rest is the caller's contract.
+            #[cfg(target_arch = "x86_64")]
+            crate::Isa::Avx2Fma => unsafe { avx2::points(prog, ptrs, lo, hi, c0, c1, &mut regs) },
+            // SAFETY: the caller's contract.
+            _ => unsafe { points::<Portable>(prog, ptrs, lo, hi, c0, c1, &mut regs) },
+        }
+    });
+}
+
+/// The element offset of `at` at outer coordinates `o`.
+fn base(at: &Affine, o: &[usize]) -> isize {
+    at.outer
+        .iter()
+        .zip(o)
+        .fold(at.offset, |s, (&c, &x)| s + c * x as i64) as isize
+}
+
+/// The outer coordinates of point `u`.
+fn coords(outer: &[usize], mut u: usize, o: &mut [usize]) {
+    for (x, &d) in o.iter_mut().zip(outer).rev() {
+        let d = d.max(1);
+        *x = u % d;
+        u /= d;
+    }
+}
+
+/// The lane operations the programs need: 8 f32 lanes, as AVX2 registers or arrays.
+trait Lanes: Copy {
+    /// # Safety
+    /// `p` addresses 8 floats.
+    unsafe fn load(p: *const f32) -> Self;
+    /// # Safety
+    /// `p` addresses 8 writable floats.
+    unsafe fn store(self, p: *mut f32);
+    fn splat(v: f32) -> Self;
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    fn div(self, o: Self) -> Self;
+    /// `self·a + b`.
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    /// Lane masks (all ones where true).
+    fn lt(self, o: Self) -> Self;
+    fn le(self, o: Self) -> Self;
+    fn eq(self, o: Self) -> Self;
+    /// Mask of lanes where either operand is NaN.
+    fn unordered(self, o: Self) -> Self;
+    /// `mask ? a : b`, per lane.
+    fn blend(mask: Self, a: Self, b: Self) -> Self;
+    /// `min`/`max` of two non-NaN lanes (any result for NaN lanes; callers fix those).
+    fn min_raw(self, o: Self) -> Self;
+    fn max_raw(self, o: Self) -> Self;
+    fn sqrt(self) -> Self;
+    fn floor(self) -> Self;
+    fn ceil(self) -> Self;
+    fn round_even(self) -> Self;
+    fn and(self, o: Self) -> Self;
+    fn or(self, o: Self) -> Self;
+    fn xor(self, o: Self) -> Self;
+    /// Integer lane operations on the bits.
+    fn to_int_round(self) -> Self;
+    /// `2^(n−1)` for lanes holding the integer `n` (as bits), `n` in `[−125, 128]`.
+    fn int_pow2_half(self) -> Self;
+    fn int_exponent(self) -> Self;
+    fn int_to_float(self) -> Self;
+    fn bits(v: u32) -> Self;
+}
+
+#[derive(Clone, Copy)]
+struct Portable([f32; 8]);
+
+impl Portable {
+    fn map(self, f: impl Fn(f32) -> f32) -> Portable {
+        Portable(self.0.map(f))
+    }
+
+    fn zip(self, o: Portable, f: impl Fn(f32, f32) -> f32) -> Portable {
+        let mut r = [0f32; 8];
+        for (i, x) in r.iter_mut().enumerate() {
+            *x = f(self.0[i], o.0[i]);
+        }
+        Portable(r)
+    }
+
+    fn bitwise(self, o: Portable, f: impl Fn(u32, u32) -> u32) -> Portable {
+        self.zip(o, |a, b| f32::from_bits(f(a.to_bits(), b.to_bits())))
+    }
+}
+
+fn mask(b: bool) -> f32 {
+    f32::from_bits(if b { u32::MAX } else { 0 })
+}
+
+impl Lanes for Portable {
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller's contract.
+        Portable(unsafe { std::ptr::read_unaligned(p as *const [f32; 8]) })
+    }
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: the caller's contract.
+        unsafe { std::ptr::write_unaligned(p as *mut [f32; 8], self.0) }
+    }
+    fn splat(v: f32) -> Self {
+        Portable([v; 8])
+    }
+    fn add(self, o: Self) -> Self {
+        self.zip(o, |a, b| a + b)
+    }
+    fn sub(self, o: Self) -> Self {
+        self.zip(o, |a, b| a - b)
+    }
+    fn mul(self, o: Self) -> Self {
+        self.zip(o, |a, b| a * b)
+    }
+    fn div(self, o: Self) -> Self {
+        self.zip(o, |a, b| a / b)
+    }
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        self.mul(a).add(b)
+    }
+    fn lt(self, o: Self) -> Self {
+        self.zip(o, |a, b| mask(a < b))
+    }
+    fn le(self, o: Self) -> Self {
+        self.zip(o, |a, b| mask(a <= b))
+    }
+    fn eq(self, o: Self) -> Self {
+        self.zip(o, |a, b| mask(a == b))
+    }
+    fn unordered(self, o: Self) -> Self {
+        self.zip(o, |a, b| mask(a.is_nan() || b.is_nan()))
+    }
+    fn blend(m: Self, a: Self, b: Self) -> Self {
+        let mut r = [0f32; 8];
+        for (i, x) in r.iter_mut().enumerate() {
+            *x = if m.0[i].to_bits() >> 31 == 1 {
+                a.0[i]
+            } else {
+                b.0[i]
+            };
+        }
+        Portable(r)
+    }
+    fn min_raw(self, o: Self) -> Self {
+        self.zip(o, |a, b| if a < b { a } else { b })
+    }
+    fn max_raw(self, o: Self) -> Self {
+        self.zip(o, |a, b| if a > b { a } else { b })
+    }
+    fn sqrt(self) -> Self {
+        self.map(f32::sqrt)
+    }
+    fn floor(self) -> Self {
+        self.map(f32::floor)
+    }
+    fn ceil(self) -> Self {
+        self.map(f32::ceil)
+    }
+    fn round_even(self) -> Self {
+        self.map(f32::round_ties_even)
+    }
+    fn and(self, o: Self) -> Self {
+        self.bitwise(o, |a, b| a & b)
+    }
+    fn or(self, o: Self) -> Self {
+        self.bitwise(o, |a, b| a | b)
+    }
+    fn xor(self, o: Self) -> Self {
+        self.bitwise(o, |a, b| a ^ b)
+    }
+    fn to_int_round(self) -> Self {
+        self.map(|x| f32::from_bits(x.round_ties_even() as i32 as u32))
+    }
+    fn int_pow2_half(self) -> Self {
+        self.map(|x| f32::from_bits(((x.to_bits() as i32).wrapping_add(126) as u32) << 23))
+    }
+    fn int_exponent(self) -> Self {
+        self.map(|x| f32::from_bits(((x.to_bits() >> 23) as i32 - 126) as u32))
+    }
+    fn int_to_float(self) -> Self {
+        self.map(|x| x.to_bits() as i32 as f32)
+    }
+    fn bits(v: u32) -> Self {
+        Portable([f32::from_bits(v); 8])
+    }
+}
+
+/// `exp(x)` after Cephes' `expf`: `x = n·ln2 + r`, degree-5 polynomial, scaled by `2ⁿ`;
+/// clamped to the f32 range (so +∞ for large, 0 for small inputs), NaN kept.
+#[inline(always)]
+fn exp<V: Lanes>(x: V) -> V {
+    let hi = V::splat(88.722_84);
+    let lo = V::splat(-87.336_55);
+    let nan = x.unordered(x);
+    let big = hi.lt(x);
+    let small = x.lt(lo);
+    let xc = x.max_raw(lo).min_raw(hi);
+    let n = xc.mul(V::splat(std::f32::consts::LOG2_E)).round_even();
+    let r = n.mul_add(V::splat(-0.693_359_4), xc);
+    let r = n.mul_add(V::splat(2.121_944_4e-4), r);
+    let z = r.mul(r);
+    let p = V::splat(1.987_569_1e-4)
+        .mul_add(r, V::splat(1.398_199_9e-3))
+        .mul_add(r, V::splat(8.333_452e-3))
+        .mul_add(r, V::splat(4.166_579_6e-2))
+        .mul_add(r, V::splat(1.666_666_5e-1))
+        .mul_add(r, V::splat(5e-1));
+    let y = p.mul_add(z, r).add(V::splat(1.0));
+    // 2^(n−1)·2: two steps, so that n = 128 (x near the top of the range) stays finite.
+    let scale = n.to_int_round().int_pow2_half();
+    let y = y.mul(scale).mul(V::splat(2.0));
+    let y = V::blend(big, V::splat(f32::INFINITY), y);
+    let y = V::blend(small, V::splat(0.0), y);
+    V::blend(nan, x, y)
+}
+
+/// `ln(x)` after Cephes' `logf`: NaN for negative inputs and NaN, −∞ at 0, +∞ at +∞.
+#[inline(always)]
+fn log<V: Lanes>(x: V) -> V {
+    let zero = V::splat(0.0);
+    let one = V::splat(1.0);
+    // Mantissa in [0.5, 1) and exponent; subnormals scaled up by 2²³ first.
+    let small = x.lt(V::splat(1.175_494_4e-38));
+    let xs = V::blend(small, x.mul(V::splat(8_388_608.0)), x);
+    let mant = xs.and(V::bits(0x007f_ffff)).or(V::bits(0x3f00_0000));
+    let e = xs.int_exponent().int_to_float();
+    let e = V::blend(small, e.sub(V::splat(23.0)), e);
+    let lt = mant.lt(V::splat(std::f32::consts::FRAC_1_SQRT_2));
+    let e = V::blend(lt, e.sub(one), e);
+    let m = V::blend(lt, mant.add(mant), mant).sub(one);
+    let z = m.mul(m);
+    let y = V::splat(7.037_683_6e-2)
+        .mul_add(m, V::splat(-1.151_461e-1))
+        .mul_add(m, V::splat(1.167_699_9e-1))
+        .mul_add(m, V::splat(-1.242_014_1e-1))
+        .mul_add(m, V::splat(1.424_932_3e-1))
+        .mul_add(m, V::splat(-1.666_805_8e-1))
+        .mul_add(m, V::splat(2.000_071_5e-1))
+        .mul_add(m, V::splat(-2.499_999_4e-1))
+        .mul_add(m, V::splat(3.333_333e-1));
+    let y = y.mul(m).mul(z);
+    let y = e.mul_add(V::splat(-2.121_944_4e-4), y);
+    let y = z.mul_add(V::splat(-0.5), y);
+    let r = m.add(y);
+    let r = e.mul_add(V::splat(0.693_359_4), r);
+    let r = V::blend(x.eq(zero), V::splat(f32::NEG_INFINITY), r);
+    let neg = x.lt(zero).or(x.unordered(x));
+    let r = V::blend(neg, V::splat(f32::NAN), r);
+    V::blend(x.eq(V::splat(f32::INFINITY)), x, r)
+}
+
+/// `tanh(x)`: Cephes' odd polynomial below 0.625, `1 − 2/(e^{2|x|} + 1)` (signed) above.
+#[inline(always)]
+fn tanh<V: Lanes>(x: V) -> V {
+    let sign = V::bits(0x8000_0000);
+    let a = x.and(V::bits(0x7fff_ffff));
+    let z = x.mul(x);
+    let p = V::splat(-5.704_988_7e-3)
+        .mul_add(z, V::splat(2.063_909e-2))
+        .mul_add(z, V::splat(-5.373_971_6e-2))
+        .mul_add(z, V::splat(1.333_144_2e-1))
+        .mul_add(z, V::splat(-3.333_328e-1));
+    let small = p.mul(z).mul_add(x, x);
+    let e = exp(a.add(a));
+    let big = V::splat(1.0).sub(V::splat(2.0).div(e.add(V::splat(1.0))));
+    let big = big.or(x.and(sign));
+    V::blend(a.lt(V::splat(0.625)), small, big)
+}
+
+/// `1 / (1 + e^{−x})`.
+#[inline(always)]
+fn sigmoid<V: Lanes>(x: V) -> V {
+    let one = V::splat(1.0);
+    one.div(one.add(exp(V::splat(0.0).sub(x))))
+}
+
+/// erf after Norbert Juffa's division-free `erff`.
+#[inline(always)]
+fn erf<V: Lanes>(x: V) -> V {
+    let t = x.and(V::bits(0x7fff_ffff));
+    let s = x.mul(x);
+    let small = V::splat(-5.991_05e-4)
+        .mul_add(s, V::splat(4.993_396e-3))
+        .mul_add(s, V::splat(-2.676_673_4e-2))
+        .mul_add(s, V::splat(1.128_180_3e-1))
+        .mul_add(s, V::splat(-3.761_248_6e-1))
+        .mul_add(s, V::splat(1.283_791_5e-1))
+        .mul_add(x, x);
+    let u = V::splat(1.729_489_3e-5)
+        .mul_add(t, V::splat(-3.832_086_8e-4))
+        .mul_add(t, V::splat(3.883_934_3e-3))
+        .mul_add(t, V::splat(-2.425_456e-2))
+        .mul_add(t, V::splat(1.067_778_5e-1))
+        .mul_add(t, V::splat(6.348_467e-1))
+        .mul_add(t, V::splat(1.287_175_1e-1))
+        .mul_add(t, t);
+    let big = V::splat(1.0).sub(exp(V::splat(0.0).sub(u)));
+    let big = big
+        .and(V::bits(0x7fff_ffff))
+        .or(x.and(V::bits(0x8000_0000)));
+    // NaN compares false and takes the large branch, where exp keeps it NaN.
+    V::blend(t.le(V::splat(0.921_875)), small, big)
+}
+
+#[inline(always)]
+fn unary<V: Lanes>(op: UnOp, x: V) -> V {
+    match op {
+        UnOp::Neg => x.xor(V::bits(0x8000_0000)),
+        UnOp::Abs => x.and(V::bits(0x7fff_ffff)),
+        UnOp::Relu => V::blend(x.lt(V::splat(0.0)), V::splat(0.0), x),
+        UnOp::Exp => exp(x),
+        UnOp::Log => log(x),
+        UnOp::Sqrt => x.sqrt(),
+        UnOp::Reciprocal => V::splat(1.0).div(x),
+        UnOp::Erf => erf(x),
+        UnOp::Tanh => tanh(x),
+        UnOp::Sigmoid => sigmoid(x),
+        UnOp::Floor => x.floor(),
+        UnOp::Ceil => x.ceil(),
+        UnOp::Round => x.round_even(),
+    }
+}
+
+#[inline(always)]
+fn binary<V: Lanes>(op: BinOp, a: V, b: V) -> V {
+    match op {
+        BinOp::Add => a.add(b),
+        BinOp::Sub => a.sub(b),
+        BinOp::Mul => a.mul(b),
+        BinOp::Div => a.div(b),
+        BinOp::Max => V::blend(a.unordered(b), a.add(b), a.max_raw(b)),
+        BinOp::Min => V::blend(a.unordered(b), a.add(b), a.min_raw(b)),
+        BinOp::Less => a.lt(b),
+        BinOp::LessOrEqual => a.le(b),
+        BinOp::Greater => b.lt(a),
+        BinOp::GreaterOrEqual => b.le(a),
+        BinOp::Equal => a.eq(b),
+    }
+}
+
+/// Copies `n` floats from `src` to `dst`, 8 at a time where it can.
+///
+/// # Safety
+/// Both address `n` floats.
+#[inline(always)]
+unsafe fn copy<V: Lanes>(src: *const f32, dst: *mut f32, n: usize) {
+    let mut k = 0;
+    // SAFETY: k + 8 ≤ n in the vector loop, k < n in the tail.
+    unsafe {
+        while k + 8 <= n {
+            V::load(src.add(k)).store(dst.add(k));
+            k += 8;
+        }
+        while k < n {
+            *dst.add(k) = *src.add(k);
+            k += 1;
+        }
+    }
+}
+
+/// The executor, generic over the lane type. Per outer point each instruction gets the
+/// address of its block: a contiguous load in a full block reads the parameter in place,
+/// a partial block copies into the (padded) register first, a broadcast load fills its
+/// register once per point; computed values land in their registers.
+///
+/// # Safety
+/// As [`run`]; `regs` has one block per instruction, constants filled.
+#[inline(always)]
+unsafe fn points<V: Lanes>(
+    prog: &Program,
+    ptrs: *const *mut u8,
+    lo: usize,
+    hi: usize,
+    c0: usize,
+    c1: usize,
+    regs: &mut [[f32; BLOCK]],
+) {
+    let mut o = [0usize; MAX_OUTER];
+    let o = &mut o[..prog.outer.len()];
+    let n = prog.insts.len();
+    let param = |p: usize| -> *mut f32 {
+        // SAFETY: one pointer per parameter (caller's contract).
+        unsafe { *ptrs.add(p) as *mut f32 }
+    };
+    // Per instruction: the load's row base at this point, and the current block's source.
+    let mut bases: Vec<*const f32> = vec![std::ptr::null(); n];
+    let mut srcs: Vec<*const f32> = regs.iter().map(|r| r.as_ptr()).collect();
+    let regp: Vec<*mut f32> = regs.iter_mut().map(|r| r.as_mut_ptr()).collect();
+    let store_bases: Vec<*mut f32> = vec![std::ptr::null_mut(); prog.stores.len()];
+    let mut store_bases = store_bases;
+    // A load a store writes out directly lives in its register, never in place: another
+    // store of the same block may overwrite the memory it would point into.
+    let stored: Vec<bool> = (0..n)
+        .map(|i| prog.stores.iter().any(|s| s.value as usize == i))
+        .collect();
+    for u in lo..hi {
+        coords(&prog.outer, u, o);
+        for (i, inst) in prog.insts.iter().enumerate() {
+            if let Inst::Load { param: p, at } = inst {
+                // SAFETY: the program's indices are valid (caller's contract).
+                let b = unsafe { param(*p).offset(base(at, o)) };
+                bases[i] = b;
+                if at.inner == 0 {
+                    // SAFETY: a register holds BLOCK floats.
+                    unsafe { std::slice::from_raw_parts_mut(regp[i], BLOCK).fill(*b) };
+                }
+            }
+        }
+        for (k, s) in prog.stores.iter().enumerate() {
+            // SAFETY: as above.
+            store_bases[k] = unsafe { param(s.param).offset(base(&s.at, o)) };
+        }
+        let mut j0 = c0;
+        while j0 < c1 {
+            let len = BLOCK.min(c1 - j0);
+            let full = len == BLOCK;
+            let vecs = len.div_ceil(8);
+            for (i, inst) in prog.insts.iter().enumerate() {
+                let d = regp[i];
+                // SAFETY (all arms): registers hold BLOCK floats; sources are full blocks
+                // of a parameter or registers; k·8 + 8 ≤ BLOCK.
+                unsafe {
+                    match inst {
+                        Inst::Const(_) => {}
+                        Inst::Load { at, .. } => {
+                            if at.inner == 1 {
+                                let b = bases[i].add(j0);
+                                if full && !stored[i] {
+                                    srcs[i] = b;
+                                } else {
+                                    copy::<V>(b, d, len);
+                                    srcs[i] = d;
+                                }
+                            }
+                        }
+                        Inst::Unary(op, a) => {
+                            let a = srcs[*a as usize];
+                            // Four vectors at a time: their polynomial chains interleave.
+                            let mut k = 0;
+                            while k + 4 <= vecs {
+                                // No closures here: they would lose the target features.
+                                let x0 = V::load(a.add(8 * k));
+                                let x1 = V::load(a.add(8 * k + 8));
+                                let x2 = V::load(a.add(8 * k + 16));
+                                let x3 = V::load(a.add(8 * k + 24));
+                                let (y0, y1) = (unary(*op, x0), unary(*op, x1));
+                                let (y2, y3) = (unary(*op, x2), unary(*op, x3));
+                                y0.store(d.add(8 * k));
+                                y1.store(d.add(8 * k + 8));
+                                y2.store(d.add(8 * k + 16));
+                                y3.store(d.add(8 * k + 24));
+                                k += 4;
+                            }
+                            while k < vecs {
+                                unary(*op, V::load(a.add(8 * k))).store(d.add(8 * k));
+                                k += 1;
+                            }
+                        }
+                        Inst::Binary(op, a, b) => {
+                            let (a, b) = (srcs[*a as usize], srcs[*b as usize]);
+                            for k in 0..vecs {
+                                let x = V::load(a.add(8 * k));
+                                let y = V::load(b.add(8 * k));
+                                binary(*op, x, y).store(d.add(8 * k));
+                            }
+                        }
+                        Inst::Select(c, a, b) => {
+                            let (c, a, b) =
+                                (srcs[*c as usize], srcs[*a as usize], srcs[*b as usize]);
+                            for k in 0..vecs {
+                                let m = V::load(c.add(8 * k));
+                                let x = V::load(a.add(8 * k));
+                                let y = V::load(b.add(8 * k));
+                                V::blend(m, x, y).store(d.add(8 * k));
+                            }
+                        }
+                    }
+                }
+            }
+            for (k, s) in prog.stores.iter().enumerate() {
+                // SAFETY: a contiguous run of `len` elements of the parameter.
+                unsafe { copy::<V>(srcs[s.value as usize], store_bases[k].add(j0), len) };
+            }
+            j0 += len;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{BLOCK, Lanes, Program};
+
+    impl Lanes for __m256 {
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: the caller's contract.
+            unsafe { _mm256_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            // SAFETY: the caller's contract.
+            unsafe { _mm256_storeu_ps(p, self) }
+        }
+        // SAFETY (every method below): the lane type is only used inside `points`, which
+        // runs under AVX2 and FMA (`run_avx2`'s target features, detected at run time).
+        #[inline(always)]
+        fn splat(v: f32) -> Self {
+            unsafe { _mm256_set1_ps(v) }
+        }
+        #[inline(always)]
+        fn add(self, o: Self) -> Self {
+            unsafe { _mm256_add_ps(self, o) }
+        }
+        #[inline(always)]
+        fn sub(self, o: Self) -> Self {
+            unsafe { _mm256_sub_ps(self, o) }
+        }
+        #[inline(always)]
+        fn mul(self, o: Self) -> Self {
+            unsafe { _mm256_mul_ps(self, o) }
+        }
+        #[inline(always)]
+        fn div(self, o: Self) -> Self {
+            unsafe { _mm256_div_ps(self, o) }
+        }
+        #[inline(always)]
+        fn mul_add(self, a: Self, b: Self) -> Self {
+            unsafe { _mm256_fmadd_ps(self, a, b) }
+        }
+        #[inline(always)]
+        fn lt(self, o: Self) -> Self {
+            unsafe { _mm256_cmp_ps::<_CMP_LT_OQ>(self, o) }
+        }
+        #[inline(always)]
+        fn le(self, o: Self) -> Self {
+            unsafe { _mm256_cmp_ps::<_CMP_LE_OQ>(self, o) }
+        }
+        #[inline(always)]
+        fn eq(self, o: Self) -> Self {
+            unsafe { _mm256_cmp_ps::<_CMP_EQ_OQ>(self, o) }
+        }
+        #[inline(always)]
+        fn unordered(self, o: Self) -> Self {
+            unsafe { _mm256_cmp_ps::<_CMP_UNORD_Q>(self, o) }
+        }
+        #[inline(always)]
+        fn blend(m: Self, a: Self, b: Self) -> Self {
+            unsafe { _mm256_blendv_ps(b, a, m) }
+        }
+        #[inline(always)]
+        fn min_raw(self, o: Self) -> Self {
+            unsafe { _mm256_min_ps(self, o) }
+        }
+        #[inline(always)]
+        fn max_raw(self, o: Self) -> Self {
+            unsafe { _mm256_max_ps(self, o) }
+        }
+        #[inline(always)]
+        fn sqrt(self) -> Self {
+            unsafe { _mm256_sqrt_ps(self) }
+        }
+        #[inline(always)]
+        fn floor(self) -> Self {
+            unsafe { _mm256_floor_ps(self) }
+        }
+        #[inline(always)]
+        fn ceil(self) -> Self {
+            unsafe { _mm256_ceil_ps(self) }
+        }
+        #[inline(always)]
+        fn round_even(self) -> Self {
+            unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self) }
+        }
+        #[inline(always)]
+        fn and(self, o: Self) -> Self {
+            unsafe { _mm256_and_ps(self, o) }
+        }
+        #[inline(always)]
+        fn or(self, o: Self) -> Self {
+            unsafe { _mm256_or_ps(self, o) }
+        }
+        #[inline(always)]
+        fn xor(self, o: Self) -> Self {
+            unsafe { _mm256_xor_ps(self, o) }
+        }
+        #[inline(always)]
+        fn to_int_round(self) -> Self {
+            unsafe { _mm256_castsi256_ps(_mm256_cvtps_epi32(self)) }
+        }
+        #[inline(always)]
+        fn int_pow2_half(self) -> Self {
+            unsafe {
+                let i = _mm256_add_epi32(_mm256_castps_si256(self), _mm256_set1_epi32(126));
+                _mm256_castsi256_ps(_mm256_slli_epi32::<23>(i))
+            }
+        }
+        #[inline(always)]
+        fn int_exponent(self) -> Self {
+            unsafe {
+                let i = _mm256_srli_epi32::<23>(_mm256_castps_si256(self));
+                _mm256_castsi256_ps(_mm256_sub_epi32(i, _mm256_set1_epi32(126)))
+            }
+        }
+        #[inline(always)]
+        fn int_to_float(self) -> Self {
+            unsafe { _mm256_cvtepi32_ps(_mm256_castps_si256(self)) }
+        }
+        #[inline(always)]
+        fn bits(v: u32) -> Self {
+            unsafe { _mm256_castsi256_ps(_mm256_set1_epi32(v as i32)) }
+        }
+    }
+
+    /// [`super::points`] with 8-lane AVX2 registers.
+    ///
+    /// # Safety
+    /// AVX2 and FMA are available; the rest as [`super::run`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn points(
+        prog: &Program,
+        ptrs: *const *mut u8,
+        lo: usize,
+        hi: usize,
+        c0: usize,
+        c1: usize,
+        regs: &mut [[f32; BLOCK]],
+    ) {
+        // SAFETY: forwarded.
+        unsafe { super::points::<__m256>(prog, ptrs, lo, hi, c0, c1, regs) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Isa;
+
+    fn f64_of(op: UnOp, x: f64) -> f64 {
+        match op {
+            UnOp::Neg => -x,
+            UnOp::Abs => x.abs(),
+            UnOp::Relu => {
+                if x < 0.0 {
+                    0.0
+                } else {
+                    x
+                }
+            }
+            UnOp::Exp => x.exp(),
+            UnOp::Log => x.ln(),
+            UnOp::Sqrt => x.sqrt(),
+            UnOp::Reciprocal => 1.0 / x,
+            UnOp::Erf => erf64(x),
+            UnOp::Tanh => x.tanh(),
+            UnOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnOp::Floor => x.floor(),
+            UnOp::Ceil => x.ceil(),
+            UnOp::Round => x.round_ties_even(),
+        }
+    }
+
+    /// erf in f64 (Abramowitz–Stegun 7.1.26 is too coarse; this is a series / continued
+    /// fraction with 1e-15 accuracy).
+    fn erf64(x: f64) -> f64 {
+        if x.is_nan() {
+            return x;
+        }
+        let a = x.abs();
+        let r = if a < 2.5 {
+            // Maclaurin series.
+            let (mut term, mut sum, mut n) = (a, a, 0.0);
+            while term.abs() > 1e-17 * sum.abs() {
+                n += 1.0;
+                term *= -a * a / n;
+                sum += term / (2.0 * n + 1.0);
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            // Continued fraction for erfc.
+            let mut f = 0.0;
+            for k in (1..60).rev() {
+                f = (k as f64 / 2.0) / (a + f);
+            }
+            1.0 - (-a * a).exp() / (std::f64::consts::PI.sqrt() * (a + f))
+        };
+        r.copysign(x)
+    }
+
+    fn one_op(op: UnOp, xs: &[f32], isa: Isa) -> Vec<f32> {
+        let prog = Program {
+            outer: vec![1],
+            inner: xs.len(),
+            insts: vec![
+                Inst::Load {
+                    param: 0,
+                    at: Affine {
+                        offset: 0,
+                        outer: vec![0],
+                        inner: 1,
+                    },
+                },
+                Inst::Unary(op, 0),
+            ],
+            stores: vec![Store {
+                param: 1,
+                at: Affine {
+                    offset: 0,
+                    outer: vec![0],
+                    inner: 1,
+                },
+                value: 1,
+            }],
+        };
+        prog.check().expect("well formed");
+        let mut out = vec![0f32; xs.len()];
+        let ptrs = [xs.as_ptr() as *mut u8, out.as_mut_ptr() as *mut u8];
+        // SAFETY: both buffers hold xs.len() floats.
+        unsafe { run(isa, &prog, ptrs.as_ptr(), 0, 1, 0, xs.len()) };
+        out
+    }
+
+    /// Each function against f64 over a sweep plus special values, on both ISAs.
+    #[test]
+    fn functions_are_accurate_with_ieee_special_values() {
+        let mut xs: Vec<f32> = (0..4001).map(|i| (i as f32 - 2000.0) / 200.0).collect();
+        xs.extend([
+            0.0,
+            -0.0,
+            1e-30,
+            1e-40,
+            -1e-40,
+            88.0,
+            88.7,
+            89.0,
+            -87.0,
+            -88.0,
+            -104.0,
+            100.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            1e30,
+            -1e30,
+            0.921875,
+            3.9,
+            -5.5,
+        ]);
+        let ops = [
+            UnOp::Neg,
+            UnOp::Abs,
+            UnOp::Relu,
+            UnOp::Exp,
+            UnOp::Log,
+            UnOp::Sqrt,
+            UnOp::Reciprocal,
+            UnOp::Erf,
+            UnOp::Tanh,
+            UnOp::Sigmoid,
+            UnOp::Floor,
+            UnOp::Ceil,
+            UnOp::Round,
+        ];
+        for isa in [Isa::Portable, Isa::detect()] {
+            for op in ops {
+                let got = one_op(op, &xs, isa);
+                for (&x, &y) in xs.iter().zip(&got) {
+                    let want = f64_of(op, x as f64) as f32;
+                    let ok = if want.is_nan() {
+                        y.is_nan()
+                    } else if want.is_infinite() {
+                        y == want
+                    } else {
+                        let w = want as f64;
+                        // 4 ulp relative, or 1e-7 absolute (exp near underflow, erf near 0).
+                        (y as f64 - w).abs() <= (4.0 * f32::EPSILON as f64 * w.abs()).max(1e-7)
+                    };
+                    assert!(ok, "{op:?} {isa:?} at {x:e}: {y:e} vs {want:e}");
+                }
+            }
+        }
+    }
+
+    /// A program with broadcast and contiguous loads, constants, a comparison and a
+    /// select: split over outer points and column ranges gives the same bits, and matches
+    /// a scalar evaluation.
+    #[test]
+    fn programs_match_scalar_code_for_any_split() {
+        let (rows, cols) = (5usize, 70usize);
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|i| (i as f32 * 0.37).sin() * 3.0)
+            .collect();
+        let b: Vec<f32> = (0..cols).map(|j| j as f32 * 0.01 - 0.3).collect();
+        let r: Vec<f32> = (0..rows).map(|i| i as f32 * 0.5).collect();
+        let row = |stride: i64| Affine {
+            offset: 0,
+            outer: vec![stride],
+            inner: 1,
+        };
+        // y = select(x + b < r, gelu-ish(x), max(x, r)) with b per column, r per row.
+        let prog = Program {
+            outer: vec![rows],
+            inner: cols,
+            insts: vec![
+                Inst::Load {
+                    param: 0,
+                    at: row(cols as i64),
+                },
+                Inst::Load {
+                    param: 1,
+                    at: row(0),
+                },
+                Inst::Load {
+                    param: 2,
+                    at: Affine {
+                        offset: 0,
+                        outer: vec![1],
+                        inner: 0,
+                    },
+                },
+                Inst::Binary(BinOp::Add, 0, 1),
+                Inst::Binary(BinOp::Less, 3, 2),
+                Inst::Const(0.707_106_77),
+                Inst::Binary(BinOp::Mul, 0, 5),
+                Inst::Unary(UnOp::Erf, 6),
+                Inst::Binary(BinOp::Mul, 0, 7),
+                Inst::Binary(BinOp::Max, 0, 2),
+                Inst::Select(4, 8, 9),
+            ],
+            stores: vec![Store {
+                param: 3,
+                at: row(cols as i64),
+                value: 10,
+            }],
+        };
+        prog.check().expect("well formed");
+        let want: Vec<f64> = (0..rows * cols)
+            .map(|i| {
+                let (ri, ci) = (i / cols, i % cols);
+                let xv = x[i] as f64;
+                if xv + (b[ci] as f64) < r[ri] as f64 {
+                    xv * erf64(xv * 0.707_106_77)
+                } else {
+                    xv.max(r[ri] as f64)
+                }
+            })
+            .collect();
+        for isa in [Isa::Portable, Isa::detect()] {
+            let mut whole = vec![f32::NAN; rows * cols];
+            let ptrs = [
+                x.as_ptr() as *mut u8,
+                b.as_ptr() as *mut u8,
+                r.as_ptr() as *mut u8,
+                whole.as_mut_ptr() as *mut u8,
+            ];
+            // SAFETY: buffers as the program reads and writes them.
+            unsafe { run(isa, &prog, ptrs.as_ptr(), 0, rows, 0, cols) };
+            for (i, (&g, &w)) in whole.iter().zip(&want).enumerate() {
+                assert!(
+                    (g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                    "{isa:?} at {i}: {g} vs {w}"
+                );
+            }
+            let mut split = vec![f32::NAN; rows * cols];
+            let ptrs = [
+                x.as_ptr() as *mut u8,
+                b.as_ptr() as *mut u8,
+                r.as_ptr() as *mut u8,
+                split.as_mut_ptr() as *mut u8,
+            ];
+            for u in 0..rows {
+                for (c0, c1) in [(0, 13), (13, 64), (64, cols)] {
+                    // SAFETY: as above, one row and column range at a time.
+                    unsafe { run(isa, &prog, ptrs.as_ptr(), u, u + 1, c0, c1) };
+                }
+            }
+            assert_eq!(split, whole, "{isa:?}: splitting changes results");
+        }
+    }
+}
