@@ -93,6 +93,8 @@ fn main() {
         (4, 768, 768, "m = 4"),
         (16, 3072, 768, "m = 16"),
         (24, 12544, 27, "first conv (k = 27)"),
+        (256, 3000, 240, "Conv1d stem as GEMM (k = 3·80)"),
+        (1500, 1024, 256, "long sequence ffn up"),
     ];
     for (m, n, k, class) in shapes {
         let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();

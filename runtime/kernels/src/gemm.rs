@@ -55,7 +55,8 @@ impl View {
 struct Line([f32; NR]);
 
 /// B (`k × n`) packed into 16-column panels per k-slice, zero-padded to a multiple of 16
-/// columns.
+/// columns. The default is an empty buffer for [`PackedB::repack`].
+#[derive(Default)]
 pub struct PackedB {
     k: usize,
     n: usize,
@@ -78,34 +79,77 @@ fn panels(n: usize) -> usize {
     n.div_ceil(NR)
 }
 
+/// Fills panels `first..` of the k-slice `k0..k0 + kcs` of `b` (`? × n`) into `dst`, which
+/// holds the slice's panels (`kcs` lines each, from panel 0), writing every lane (zeros
+/// past column `n`).
+///
+/// # Safety
+/// Every `(r, c)` with `k0 ≤ r < k0 + kcs`, `c < n` must address an element of `b`'s
+/// buffer.
+unsafe fn fill_panels(b: View, k0: usize, kcs: usize, n: usize, first: usize, dst: &mut [Line]) {
+    for p in first..panels(n) {
+        let cols = NR.min(n - p * NR);
+        let lines = &mut dst[p * kcs..(p + 1) * kcs];
+        if b.cs == 1 {
+            // Contiguous rows: sixteen-float copies (vectorized), not strided loads.
+            for (kk, line) in lines.iter_mut().enumerate() {
+                // SAFETY: row k0 + kk, columns p·16 .. p·16 + cols are inside `b`.
+                let src = unsafe {
+                    std::slice::from_raw_parts(
+                        b.ptr.offset((k0 + kk) as isize * b.rs + (p * NR) as isize),
+                        cols,
+                    )
+                };
+                line.0[..cols].copy_from_slice(src);
+                line.0[cols..].fill(0.0);
+            }
+        } else {
+            for (kk, line) in lines.iter_mut().enumerate() {
+                for (jj, x) in line.0.iter_mut().enumerate() {
+                    // SAFETY: as above (only columns below n are read).
+                    *x = if jj < cols {
+                        unsafe { b.at(k0 + kk, p * NR + jj) }
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+}
+
 impl PackedB {
     /// Packs `b` (`k × n`).
     ///
     /// # Safety
     /// Every `(r, c)` with `r < k`, `c < n` must address an element of `b`'s buffer.
     pub unsafe fn pack(b: View, k: usize, n: usize) -> PackedB {
+        let mut p = PackedB::default();
+        // SAFETY: forwarded contract.
+        unsafe { p.repack(b, k, n) };
+        p
+    }
+
+    /// Packs `b` (`k × n`) into this buffer, reusing its allocation (operands packed per
+    /// run: a convolution's columns).
+    ///
+    /// # Safety
+    /// As for [`PackedB::pack`].
+    pub unsafe fn repack(&mut self, b: View, k: usize, n: usize) {
         let kc = kc_for(k);
         let np = panels(n);
-        let mut lines = vec![Line([0.0; NR]); k * np];
+        // Every lane is written below: stale contents need no clearing.
+        self.lines.resize(k * np, Line([0.0; NR]));
+        self.lines.truncate(k * np);
         let mut k0 = 0;
         while k0 < k {
             let kcs = kc.min(k - k0);
-            let slice = k0 * np;
-            for p in 0..np {
-                for kk in 0..kcs {
-                    let line = &mut lines[slice + p * kcs + kk].0;
-                    for (jj, v) in line.iter_mut().enumerate() {
-                        let j = p * NR + jj;
-                        if j < n {
-                            // SAFETY: r < k and c < n, by the caller's contract.
-                            *v = unsafe { b.at(k0 + kk, j) };
-                        }
-                    }
-                }
-            }
+            let slice = &mut self.lines[k0 * np..(k0 + kcs) * np];
+            // SAFETY: forwarded contract.
+            unsafe { fill_panels(b, k0, kcs, n, 0, slice) };
             k0 += kcs;
         }
-        PackedB { k, n, kc, lines }
+        (self.k, self.n, self.kc) = (k, n, kc);
     }
 
     pub fn k(&self) -> usize {
@@ -161,10 +205,52 @@ pub unsafe fn sgemm(
     c: *mut f32,
     ldc: usize,
 ) {
+    // SAFETY: forwarded contract.
+    unsafe { gemm_into(isa, (m, n, k), alpha, a, b, c, ldc, false) }
+}
+
+/// `C += alpha · A · B` (the running output of an attention block).
+///
+/// # Safety
+/// As for [`sgemm`]; `c` must be initialized.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_acc(
+    isa: crate::Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: View,
+    b: BSource,
+    c: *mut f32,
+    ldc: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { gemm_into(isa, (m, n, k), alpha, a, b, c, ldc, true) }
+}
+
+/// [`sgemm`] (`acc_in` false) or [`sgemm_acc`] (true).
+///
+/// # Safety
+/// As for [`sgemm_acc`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into(
+    isa: crate::Isa,
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    a: View,
+    b: BSource,
+    c: *mut f32,
+    ldc: usize,
+    acc_in: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
+        if acc_in {
+            return;
+        }
         for r in 0..m {
             // SAFETY: row r of C has n elements.
             unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), n) }.fill(0.0);
@@ -188,19 +274,12 @@ pub unsafe fn sgemm(
                 BSource::Packed { .. } => false,
             };
             if let BSource::View(v) = b {
-                bwork.clear();
+                // Panels from `first` on are written whole; stale contents need no clearing.
                 bwork.resize(np * kcs, Line([0.0; NR]));
+                bwork.truncate(np * kcs);
                 let first = if direct { n / NR } else { 0 };
-                for p in first..np {
-                    let cols = NR.min(n - p * NR);
-                    for kk in 0..kcs {
-                        let line = &mut bwork[p * kcs + kk].0;
-                        for (jj, x) in line.iter_mut().enumerate().take(cols) {
-                            // SAFETY: row k0 + kk < k, column p·16 + jj < n.
-                            *x = unsafe { v.at(k0 + kk, p * NR + jj) };
-                        }
-                    }
-                }
+                // SAFETY: rows k0..k0 + kcs and columns ..n are inside the view.
+                unsafe { fill_panels(v, k0, kcs, n, first, bwork) };
             }
             // A: in place when its columns are contiguous, else this slice copied.
             let (abase, lda) = if a.cs == 1 && a.rs > 0 {
@@ -229,7 +308,7 @@ pub unsafe fn sgemm(
                     BSource::View(_) => (bwork[p * kcs..].as_ptr() as *const f32, NR),
                 }
             };
-            let accumulate = k0 > 0;
+            let accumulate = acc_in || k0 > 0;
             let mut n0 = 0;
             while n0 < n {
                 let nb = NC.min(n - n0);
@@ -617,6 +696,49 @@ mod tests {
                     (got as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
                     "{got} vs {w}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn accumulating_adds_to_c_at_every_edge() {
+        // Shapes past one register tile, one panel and one k-slice, packed and per call.
+        for (m, n, k) in [(7, 33, 5), (13, 70, 300), (1, 64, 40), (30, 17, 600)] {
+            let a = data(m * k, 5);
+            let b = data(k * n, 6);
+            let c0 = data(m * n, 7);
+            let prod = reference(m, n, k, &a, &b);
+            let av = View {
+                ptr: a.as_ptr(),
+                rs: k as isize,
+                cs: 1,
+            };
+            let bv = View {
+                ptr: b.as_ptr(),
+                rs: n as isize,
+                cs: 1,
+            };
+            // SAFETY: b is k × n.
+            let packed = unsafe { PackedB::pack(bv, k, n) };
+            for isa in [Isa::Portable, Isa::detect()] {
+                for src in [
+                    BSource::View(bv),
+                    BSource::Packed {
+                        b: &packed,
+                        col0: 0,
+                    },
+                ] {
+                    let mut c = c0.clone();
+                    // SAFETY: shapes as declared; c is initialized.
+                    unsafe { sgemm_acc(isa, m, n, k, 2.0, av, src, c.as_mut_ptr(), n) };
+                    for ((&got, &p), &init) in c.iter().zip(&prod).zip(&c0) {
+                        let want = init as f64 + 2.0 * p;
+                        assert!(
+                            (got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "{m}×{n}×{k}: {got} vs {want}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -5,6 +5,8 @@
 //! few large GEMM calls beat many small ones; the kernel's `block_q`/`block_k` are the
 //! GPU's tiles.
 
+use tessera_kernels::Isa;
+use tessera_kernels::gemm::{BSource, PackedB, View, sgemm, sgemm_acc};
 use tessera_lower::kir::{Attention, Index, MatView, Var};
 
 /// The float types the attention kernel runs in.
@@ -30,6 +32,27 @@ pub(crate) trait Real:
     fn exp_row(row: &mut [Self], m: Self) -> (Self, Self) {
         exp_row_generic(row, m)
     }
+
+    /// Runs one query block on its scratch tile: portable GEMMs by default.
+    ///
+    /// # Safety
+    /// As for [`block`].
+    unsafe fn block_in(_: Isa, a: &Attention, ops: &Operands<Self>, b: usize, t: Tile<Self>) {
+        // SAFETY: forwarded contract.
+        unsafe { block_portable(a, ops, b, t) }
+    }
+}
+
+/// One query block's scratch: scores (`bq × bk`), the running output (`bq × e`), the
+/// running maxima and sums (`bq` each).
+pub(crate) struct Tile<'a, T> {
+    i0: usize,
+    bq: usize,
+    bk: usize,
+    s: &'a mut [T],
+    acc: &'a mut [T],
+    m: &'a mut [T],
+    l: &'a mut [T],
 }
 
 /// [`Real::exp_row`] in portable code.
@@ -88,6 +111,17 @@ impl Real for f32 {
     }
     fn exp(self) -> f32 {
         exp_f32(self)
+    }
+
+    unsafe fn block_in(isa: Isa, a: &Attention, ops: &Operands<f32>, b: usize, t: Tile<f32>) {
+        // SAFETY: forwarded contract; the packs (when present) are batch element b's.
+        unsafe {
+            if ops.packs.is_empty() {
+                block_portable(a, ops, b, t)
+            } else {
+                block_native(isa, a, ops, b, t)
+            }
+        }
     }
 
     fn exp_row(row: &mut [f32], m: f32) -> (f32, f32) {
@@ -166,6 +200,53 @@ pub(crate) struct Operands<T> {
     pub mask: Option<*const T>,
     pub out: *mut T,
     pub offs: [Vec<isize>; 4],
+    /// Per batch element, its keys and values packed for the native SGEMM ([`pack`]);
+    /// empty when the portable path runs (f64).
+    pub packs: Vec<HeadPack>,
+}
+
+/// Keys per block of the online softmax (a multiple of the GEMM panel width, so key
+/// blocks start on panel boundaries of the packed `Kᵀ`).
+const KEY_BLOCK: usize = 512;
+
+/// One batch element's keys and values packed for [`tessera_kernels::gemm`]: `Kᵀ`
+/// (`d × t`) whole, `V` one block of [`KEY_BLOCK`] keys at a time (`nk × e`). Packed once
+/// per run and read by every query block of the element (instead of once per query
+/// block inside each GEMM call).
+#[derive(Default)]
+pub(crate) struct HeadPack {
+    kt: PackedB,
+    v: Vec<PackedB>,
+}
+
+/// Packs batch element `b`'s keys and values into `out` (reusing its buffers).
+///
+/// # Safety
+/// The key and value views must be valid for batch element `b`.
+pub(crate) unsafe fn pack(a: &Attention, ops: &Operands<f32>, b: usize, out: &mut HeadPack) {
+    let kp = ops.k.wrapping_offset(ops.offs[1][b]);
+    let kt = View {
+        ptr: kp,
+        rs: a.k.col_stride as isize,
+        cs: a.k.row_stride as isize,
+    };
+    // SAFETY: Kᵀ's (r, c) is K's (c, r): inside the view for r < d, c < t.
+    unsafe { out.kt.repack(kt, a.d, a.t) };
+    let blocks = a.t.div_ceil(KEY_BLOCK);
+    out.v.resize_with(blocks, PackedB::default);
+    for (i, pv) in out.v.iter_mut().enumerate() {
+        let j0 = i * KEY_BLOCK;
+        let nk = KEY_BLOCK.min(a.t - j0);
+        let vv = View {
+            ptr: ops
+                .v
+                .wrapping_offset(ops.offs[2][b] + (j0 as i64 * a.v.row_stride) as isize),
+            rs: a.v.row_stride as isize,
+            cs: a.v.col_stride as isize,
+        };
+        // SAFETY: rows j0..j0 + nk < t and columns < e are inside the value view.
+        unsafe { pv.repack(vv, nk, a.e) };
+    }
 }
 
 // SAFETY: the pointers are only read (inputs) or written at disjoint positions (output)
@@ -176,7 +257,7 @@ unsafe impl<T> Sync for Operands<T> {}
 /// Query rows per CPU tile: the whole sequence when its score tile has at most 64K
 /// elements, else as many rows as fit (at least 32).
 pub(crate) fn block_rows(a: &Attention) -> usize {
-    let t = a.t.clamp(1, 512);
+    let t = a.t.clamp(1, KEY_BLOCK);
     (65_536 / t).max(32).min(a.s.max(1))
 }
 
@@ -184,7 +265,13 @@ pub(crate) fn block_rows(a: &Attention) -> usize {
 ///
 /// # Safety
 /// The pointers must be valid for the views of `a` over every batch element.
-pub(crate) unsafe fn block<T: Real>(a: &Attention, ops: &Operands<T>, b: usize, qb: usize) {
+pub(crate) unsafe fn block<T: Real>(
+    isa: Isa,
+    a: &Attention,
+    ops: &Operands<T>,
+    b: usize,
+    qb: usize,
+) {
     let rows = block_rows(a);
     let i0 = qb * rows;
     let i1 = (i0 + rows).min(a.s);
@@ -193,7 +280,7 @@ pub(crate) unsafe fn block<T: Real>(a: &Attention, ops: &Operands<T>, b: usize, 
     }
     let bq = i1 - i0;
     let e = a.e;
-    let bk = a.t.clamp(1, 512);
+    let bk = a.t.clamp(1, KEY_BLOCK);
     SCRATCH.with(|cell| {
         let mut buf = cell.borrow_mut();
         let n = bq * bk + bq * e + 2 * bq;
@@ -210,8 +297,17 @@ pub(crate) unsafe fn block<T: Real>(a: &Attention, ops: &Operands<T>, b: usize, 
         acc.fill(T::ZERO);
         m.fill(T::NEG_INF);
         l.fill(T::ZERO);
+        let tile = Tile {
+            i0,
+            bq,
+            bk,
+            s,
+            acc,
+            m,
+            l,
+        };
         // SAFETY: forwarded contract.
-        unsafe { block_in(a, ops, b, i0, bq, bk, s, acc, m, l) }
+        unsafe { T::block_in(isa, a, ops, b, tile) }
     })
 }
 
@@ -221,23 +317,20 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The body of [`block`] on scratch slices.
+/// The body of [`block`] with the `gemm` crate's kernels (f64, and f32 without packs).
 ///
 /// # Safety
 /// As for [`block`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn block_in<T: Real>(
-    a: &Attention,
-    ops: &Operands<T>,
-    b: usize,
-    i0: usize,
-    bq: usize,
-    bk: usize,
-    s: &mut [T],
-    acc: &mut [T],
-    m: &mut [T],
-    l: &mut [T],
-) {
+unsafe fn block_portable<T: Real>(a: &Attention, ops: &Operands<T>, b: usize, tile: Tile<T>) {
+    let Tile {
+        i0,
+        bq,
+        bk,
+        s,
+        acc,
+        m,
+        l,
+    } = tile;
     let (t, d, e) = (a.t, a.d, a.e);
     let scale = T::from_f64(a.scale);
     let view = |v: &MatView, base: *const T, off: isize, r: usize, c: usize| -> *const T {
@@ -275,22 +368,8 @@ unsafe fn block_in<T: Real>(
                 gemm::Parallelism::None,
             );
         }
-        for r in 0..bq {
-            let row = &mut s[r * nk..(r + 1) * nk];
-            if let (Some(mp), Some(mv)) = (ops.mask, a.mask.as_ref()) {
-                for (c, x) in row.iter_mut().enumerate() {
-                    // SAFETY: the mask view is valid for every (query, key) of the batch.
-                    *x = *x + unsafe { *view(mv, mp, ops.offs[3][b], i0 + r, j0 + c) };
-                }
-            }
-            let (mx, sum) = T::exp_row(row, m[r]);
-            let corr = (m[r] - mx).exp();
-            l[r] = l[r] * corr + sum;
-            for y in &mut acc[r * e..(r + 1) * e] {
-                *y = *y * corr;
-            }
-            m[r] = mx;
-        }
+        // SAFETY: forwarded contract; `s` holds bq × nk scores.
+        unsafe { softmax_update(a, ops, b, (i0, j0), nk, s, acc, m, l) };
         let vp = view(&a.v, ops.v, ops.offs[2][b], j0, 0);
         // SAFETY: as above; `acc` holds bq×e.
         unsafe {
@@ -318,13 +397,132 @@ unsafe fn block_in<T: Real>(
         }
         j0 = j1;
     }
+    // SAFETY: forwarded contract.
+    unsafe { finish(a, ops, b, i0, bq, acc, l) };
+}
+
+/// The online-softmax step for one block of `nk` keys starting at `j0`, rows of queries
+/// from `i0`: adds the mask, exponentiates the scores against the new running maxima,
+/// rescales the running sums and outputs by `exp(old max − new max)`.
+///
+/// # Safety
+/// The mask view (when present) must be valid for batch element `b`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn softmax_update<T: Real>(
+    a: &Attention,
+    ops: &Operands<T>,
+    b: usize,
+    (i0, j0): (usize, usize),
+    nk: usize,
+    s: &mut [T],
+    acc: &mut [T],
+    m: &mut [T],
+    l: &mut [T],
+) {
+    let e = a.e;
+    for (r, row) in s.chunks_exact_mut(nk).take(m.len()).enumerate() {
+        if let (Some(mp), Some(mv)) = (ops.mask, a.mask.as_ref()) {
+            let start = mp.wrapping_offset(
+                ops.offs[3][b]
+                    + ((i0 + r) as i64 * mv.row_stride) as isize
+                    + (j0 as i64 * mv.col_stride) as isize,
+            );
+            if mv.col_stride == 1 {
+                // SAFETY: the mask view is valid for every (query, key) of the batch.
+                let mrow = unsafe { std::slice::from_raw_parts(start, nk) };
+                for (x, &y) in row.iter_mut().zip(mrow) {
+                    *x = *x + y;
+                }
+            } else {
+                for (c, x) in row.iter_mut().enumerate() {
+                    // SAFETY: as above.
+                    *x =
+                        *x + unsafe { *start.wrapping_offset((c as i64 * mv.col_stride) as isize) };
+                }
+            }
+        }
+        let (mx, sum) = T::exp_row(row, m[r]);
+        let corr = (m[r] - mx).exp();
+        l[r] = l[r] * corr + sum;
+        for y in &mut acc[r * e..(r + 1) * e] {
+            *y = *y * corr;
+        }
+        m[r] = mx;
+    }
+}
+
+/// Writes the normalized output rows `i0..i0 + bq` of batch element `b`.
+///
+/// # Safety
+/// The output must be the contiguous `[batch, s, e]` buffer of the kernel.
+unsafe fn finish<T: Real>(
+    a: &Attention,
+    ops: &Operands<T>,
+    b: usize,
+    i0: usize,
+    bq: usize,
+    acc: &[T],
+    l: &[T],
+) {
+    let e = a.e;
     for r in 0..bq {
-        for c in 0..e {
-            let y = acc[r * e + c] / l[r];
-            // SAFETY: the output is contiguous [batch, s, e].
-            unsafe { *ops.out.add((b * a.s + i0 + r) * e + c) = y };
+        let inv = T::ONE / l[r];
+        // SAFETY: row (b, i0 + r) of the contiguous output has e elements.
+        let out = unsafe { std::slice::from_raw_parts_mut(ops.out.add((b * a.s + i0 + r) * e), e) };
+        for (o, &y) in out.iter_mut().zip(&acc[r * e..(r + 1) * e]) {
+            *o = y * inv;
         }
     }
+}
+
+/// The body of [`block`] for f32 with the native SGEMM on the batch element's packed keys
+/// and values ([`pack`]).
+///
+/// # Safety
+/// As for [`block`]; `ops.packs[b]` must hold batch element `b`'s packs.
+unsafe fn block_native(isa: Isa, a: &Attention, ops: &Operands<f32>, b: usize, tile: Tile<f32>) {
+    let Tile {
+        i0,
+        bq,
+        bk,
+        s,
+        acc,
+        m,
+        l,
+    } = tile;
+    let pack = &ops.packs[b];
+    let q = View {
+        ptr: ops
+            .q
+            .wrapping_offset(ops.offs[0][b] + (i0 as i64 * a.q.row_stride) as isize),
+        rs: a.q.row_stride as isize,
+        cs: a.q.col_stride as isize,
+    };
+    let scale = a.scale as f32;
+    let mut j0 = 0;
+    for pv in &pack.v {
+        let nk = bk.min(a.t - j0);
+        let kt = BSource::Packed {
+            b: &pack.kt,
+            col0: j0,
+        };
+        // SAFETY: Q rows i0..i0 + bq are inside the query view; `s` holds bq × nk; the
+        // packs cover keys j0..j0 + nk (j0 a multiple of KEY_BLOCK, hence of the panel).
+        unsafe {
+            sgemm(isa, bq, nk, a.d, scale, q, kt, s.as_mut_ptr(), nk);
+            softmax_update(a, ops, b, (i0, j0), nk, s, acc, m, l);
+            let p = View {
+                ptr: s.as_ptr(),
+                rs: nk as isize,
+                cs: 1,
+            };
+            let v = BSource::Packed { b: pv, col0: 0 };
+            sgemm_acc(isa, bq, a.e, nk, 1.0, p, v, acc.as_mut_ptr(), a.e);
+        }
+        j0 += nk;
+    }
+    // SAFETY: forwarded contract.
+    unsafe { finish(a, ops, b, i0, bq, acc, l) };
 }
 
 #[cfg(test)]

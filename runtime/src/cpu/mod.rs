@@ -69,6 +69,12 @@ struct KernelExec {
     kernel: Kernel,
     /// A GEMM's constant B, packed into panels at compile time (f32).
     packed_b: Option<PackedB>,
+    /// A convolution's columns packed per run, kept to reuse the allocation (runs are
+    /// serialized by the model's state mutex; the lock is never contended).
+    scratch: Mutex<PackedB>,
+    /// An f32 attention's keys and values packed per run, one per batch element (kept
+    /// for their allocations, like `scratch`).
+    heads: Mutex<Vec<attention::HeadPack>>,
     /// How each nest of the body runs (loops; im2col then epilogue for others).
     fns: Vec<NestCode>,
     /// Batch offsets of GEMM/attention operands.
@@ -333,6 +339,8 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
             KernelExec {
                 kernel: k,
                 packed_b,
+                scratch: Mutex::new(PackedB::default()),
+                heads: Mutex::new(Vec::new()),
                 fns,
                 offsets,
             }
@@ -738,47 +746,67 @@ impl CpuModel {
                         };
                     }
                 };
-                let product = |mt: usize, ct: usize| {
-                    let (sx, sw, sacc, scol, sp, sst) = (sx, sw, sacc, scol, sp, sst);
-                    let (r0, r1) = (ct * rb, ((ct + 1) * rb).min(rows));
-                    let (c0, c1) = (r0 * ow, r1 * ow);
-                    let (m0, m1) = (mt * mb, ((mt + 1) * mb).min(mg));
-                    let rhs = match scol.0 {
-                        Some(cp) => cp.wrapping_add(c0),
-                        None => sx.0.wrapping_add(c0),
-                    };
-                    let row = n * c.out_channels + gi * mg + m0;
-                    let dst = sacc.0.wrapping_add(row * p + c0);
-                    // SAFETY: weights, columns and accumulator tile are inside their buffers.
-                    unsafe {
-                        T::tile(
-                            self.isa,
-                            (m1 - m0, c1 - c0, kk),
-                            T::from_f64(1.0),
-                            (sw.0.wrapping_add((gi * mg + m0) * kk), kk as isize, 1),
-                            (rhs, p as isize, 1),
-                            None,
-                            dst,
-                            p,
-                        );
-                        if let Some(f) = epi {
-                            let (r, rr) = (row as u64, (row + m1 - m0) as u64);
-                            f.call(sp.0.as_ptr(), sst.0, r, rr, c0 as u64, c1 as u64);
+                let product =
+                    |(m0, m1): (usize, usize), (c0, c1): (usize, usize), pb: Option<&PackedB>| {
+                        let (sx, sw, sacc, scol, sp, sst) = (sx, sw, sacc, scol, sp, sst);
+                        let rhs = match scol.0 {
+                            Some(cp) => cp.wrapping_add(c0),
+                            None => sx.0.wrapping_add(c0),
+                        };
+                        let row = n * c.out_channels + gi * mg + m0;
+                        let dst = sacc.0.wrapping_add(row * p + c0);
+                        // SAFETY: weights, columns and accumulator tile are inside their buffers.
+                        unsafe {
+                            T::tile(
+                                self.isa,
+                                (m1 - m0, c1 - c0, kk),
+                                T::from_f64(1.0),
+                                (sw.0.wrapping_add((gi * mg + m0) * kk), kk as isize, 1),
+                                (rhs, p as isize, 1),
+                                pb.map(|b| (b, c0)),
+                                dst,
+                                p,
+                            );
+                            if let Some(f) = epi {
+                                let (r, rr) = (row as u64, (row + m1 - m0) as u64);
+                                f.call(sp.0.as_ptr(), sst.0, r, rr, c0 as u64, c1 as u64);
+                            }
                         }
-                    }
-                };
+                    };
+                let row_cols = |ct: usize| (ct * rb * ow, ((ct + 1) * rb).min(rows) * ow);
                 if m_tiles == 1 {
                     // Each tile fills its columns and multiplies while they are in cache.
                     run(col_tiles, &|ct| {
                         fill(ct);
-                        product(0, ct);
+                        product((0, mg), row_cols(ct), None);
                     });
-                } else {
-                    run(col_tiles, &fill);
-                    run(m_tiles * col_tiles, &|t| {
-                        product(t / col_tiles, t % col_tiles)
-                    });
+                    continue;
                 }
+                run(col_tiles, &fill);
+                // Every block of output channels reads all the columns: pack them once
+                // (not once per block), then tile the columns in multiples of the panel.
+                let mut scratch = e.scratch.lock().unwrap_or_else(|p| p.into_inner());
+                let base = scol.0.unwrap_or(sx.0);
+                // SAFETY: the columns (or the 1×1 input slice) are `kk` rows of `p`.
+                let packed = unsafe { T::repack(&mut scratch, base, p, kk, p) };
+                let pb = packed.then_some(&*scratch);
+                const PACKED_COLS: usize = 256;
+                let ctiles = if packed {
+                    p.div_ceil(PACKED_COLS)
+                } else {
+                    col_tiles
+                };
+                let cols = |ct: usize| {
+                    if packed {
+                        (ct * PACKED_COLS, ((ct + 1) * PACKED_COLS).min(p))
+                    } else {
+                        row_cols(ct)
+                    }
+                };
+                run(m_tiles * ctiles, &|t| {
+                    let (mt, ct) = (t / ctiles, t % ctiles);
+                    product((mt * mb, ((mt + 1) * mb).min(mg)), cols(ct), pb);
+                });
             }
         }
     }
@@ -788,16 +816,41 @@ impl CpuModel {
         let qbs = a.s.div_ceil(attention::block_rows(a));
         let tasks = nb * qbs;
         let params = &e.kernel.params;
+        let parallel = self.pool.threads() > 1 && tasks > 1;
         let run = |ops: &attention::Operands<f32>| {
             let task = |t: usize| {
                 // SAFETY: views were checked when the kernel was built.
-                unsafe { attention::block(a, ops, t / qbs, t % qbs) }
+                unsafe { attention::block(self.isa, a, ops, t / qbs, t % qbs) }
             };
-            if self.pool.threads() == 1 || tasks == 1 {
-                (0..tasks).for_each(task);
-            } else {
+            if parallel {
                 self.pool.run(tasks, &task);
+            } else {
+                (0..tasks).for_each(task);
             }
+        };
+        // f32: keys and values packed once per batch element (in parallel), then every
+        // query block on the packs.
+        let run_packed = |ops: &mut attention::Operands<f32>| {
+            let mut heads = e.heads.lock().unwrap_or_else(|p| p.into_inner());
+            let mut packs = std::mem::take(&mut *heads);
+            packs.resize_with(nb, Default::default);
+            {
+                let slots: Vec<Mutex<&mut attention::HeadPack>> =
+                    packs.iter_mut().map(Mutex::new).collect();
+                let pack = |b: usize| {
+                    let mut slot = slots[b].lock().unwrap_or_else(|p| p.into_inner());
+                    // SAFETY: views were checked when the kernel was built.
+                    unsafe { attention::pack(a, ops, b, &mut slot) };
+                };
+                if parallel && nb > 1 {
+                    self.pool.run(nb, &pack);
+                } else {
+                    (0..nb).for_each(pack);
+                }
+            }
+            ops.packs = packs;
+            run(ops);
+            *heads = std::mem::take(&mut ops.packs);
         };
         let offs = [
             e.offsets[0].clone(),
@@ -807,15 +860,16 @@ impl CpuModel {
         ];
         match a.dtype {
             DType::F32 => {
-                let ops = attention::Operands {
+                let mut ops = attention::Operands {
                     q: ptrs[a.q.param.index()] as *const f32,
                     k: ptrs[a.k.param.index()] as *const f32,
                     v: ptrs[a.v.param.index()] as *const f32,
                     mask: a.mask.as_ref().map(|m| ptrs[m.param.index()] as *const f32),
                     out: ptrs[a.out.index()] as *mut f32,
                     offs,
+                    packs: Vec::new(),
                 };
-                run(&ops);
+                run_packed(&mut ops);
             }
             DType::F64 => {
                 let ops = attention::Operands {
@@ -825,10 +879,11 @@ impl CpuModel {
                     mask: a.mask.as_ref().map(|m| ptrs[m.param.index()] as *const f64),
                     out: ptrs[a.out.index()] as *mut f64,
                     offs,
+                    packs: Vec::new(),
                 };
                 let task = |t: usize| {
                     // SAFETY: views were checked when the kernel was built.
-                    unsafe { attention::block(a, &ops, t / qbs, t % qbs) }
+                    unsafe { attention::block(self.isa, a, &ops, t / qbs, t % qbs) }
                 };
                 (0..tasks).for_each(task);
             }
@@ -853,15 +908,16 @@ impl CpuModel {
                 let mask = a.mask.as_ref().map(|m| widen(m.param));
                 let out_len = params[a.out.index()].len;
                 let mut out = vec![0f32; out_len];
-                let ops = attention::Operands {
+                let mut ops = attention::Operands {
                     q: q.as_ptr(),
                     k: k.as_ptr(),
                     v: v.as_ptr(),
                     mask: mask.as_ref().map(|m| m.as_ptr()),
                     out: out.as_mut_ptr(),
                     offs,
+                    packs: Vec::new(),
                 };
-                run(&ops);
+                run_packed(&mut ops);
                 let t = Tensor::from_vec(tessera_ir::Shape::from_dims(&[out_len]), out)
                     .expect("invariant: one element per output")
                     .cast(half_type);
@@ -1040,6 +1096,14 @@ impl Im2col {
 pub(crate) trait GemmScalar: Copy + Default + 'static + Send + Sync {
     fn from_f64(v: f64) -> Self;
 
+    /// Packs the `k × n` matrix at `b` (row stride `rs`, contiguous rows) into `buf` for
+    /// [`GemmScalar::tile`]; false when this type has no packed form (then `tile` packs
+    /// per call).
+    ///
+    /// # Safety
+    /// `b` must address `k` rows of `n` elements at stride `rs`.
+    unsafe fn repack(buf: &mut PackedB, b: *const Self, rs: usize, k: usize, n: usize) -> bool;
+
     /// `dst[m×n]` (row stride `ldc`) `= alpha · A · B` for one tile, `(m, n, k) = mnk`,
     /// `k > 0`: A element `(r, c)` at `a.0 + r·a.1 + c·a.2`, B likewise, or columns
     /// `col0..col0 + n` of `packed` when given (f32 only).
@@ -1062,6 +1126,17 @@ pub(crate) trait GemmScalar: Copy + Default + 'static + Send + Sync {
 impl GemmScalar for f32 {
     fn from_f64(v: f64) -> f32 {
         v as f32
+    }
+
+    unsafe fn repack(buf: &mut PackedB, b: *const f32, rs: usize, k: usize, n: usize) -> bool {
+        let v = View {
+            ptr: b,
+            rs: rs as isize,
+            cs: 1,
+        };
+        // SAFETY: forwarded contract.
+        unsafe { buf.repack(v, k, n) };
+        true
     }
 
     unsafe fn tile(
@@ -1095,6 +1170,10 @@ impl GemmScalar for f32 {
 impl GemmScalar for f64 {
     fn from_f64(v: f64) -> f64 {
         v
+    }
+
+    unsafe fn repack(_: &mut PackedB, _: *const f64, _: usize, _: usize, _: usize) -> bool {
+        false
     }
 
     unsafe fn tile(
