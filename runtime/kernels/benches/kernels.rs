@@ -173,10 +173,14 @@ fn main() {
         );
     }
     println!(
-        "\n| direct conv (c, h×w, k, stride, channels per group) | tessera | naive loop | GB/s (in + out) |"
+        "\n| direct conv (c, h×w, k, stride, channels per group) | planes | channel-blocked | naive loop | chosen GB/s (in + out) |"
     );
-    println!("|---|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|");
     for (c, h, k, s, cg) in [
+        (16, 112, 3, 1, 1),
+        (144, 28, 3, 1, 1),
+        (96, 14, 3, 1, 1),
+        (576, 7, 3, 1, 1),
         (32, 56, 7, 1, 1),
         (64, 28, 7, 1, 1),
         (48, 56, 3, 2, 1),
@@ -206,10 +210,23 @@ fn main() {
         let flop = (2 * c * cg * o * o * k * k) as f64;
         let op = out.as_mut_ptr();
         // SAFETY: buffers as declared (c channels in c / cg groups of cg).
-        let ours = best(
-            || unsafe { direct::run(isa, &g, x.as_ptr(), w.as_ptr(), op, 0, c) },
-            flop,
-        );
+        let form = |f: direct::Form| {
+            best(
+                || unsafe { direct::run_form(isa, f, &g, x.as_ptr(), w.as_ptr(), op, 0, c) },
+                flop,
+            )
+        };
+        let planes = form(direct::Form::Planes);
+        let blocked = if cg == 1 {
+            form(direct::Form::Blocked)
+        } else {
+            f64::NAN
+        };
+        let ours = if direct::channel_blocked(&g) {
+            blocked
+        } else {
+            planes
+        };
         let naive = best(
             || {
                 for ch in 0..c {
@@ -245,8 +262,9 @@ fn main() {
         );
         let bytes = ((c * h * h + c * o * o) * 4) as f64;
         println!(
-            "| {c}, {h}×{h}, {k}×{k}, {s}, {cg} | {:.1} GFLOP/s | {:.1} | {:.1} |",
-            ours / 1e9,
+            "| {c}, {h}×{h}, {k}×{k}, {s}, {cg} | {:.1} GFLOP/s | {:.1} | {:.1} | {:.1} |",
+            planes / 1e9,
+            blocked / 1e9,
             naive / 1e9,
             ours / flop * bytes / 1e9
         );

@@ -62,12 +62,412 @@ pub unsafe fn run(
     o0: usize,
     o1: usize,
 ) {
+    let form = if channel_blocked(g) {
+        Form::Blocked
+    } else {
+        Form::Planes
+    };
+    // SAFETY: forwarded.
+    unsafe { run_form(isa, form, g, x, w, out, o0, o1) }
+}
+
+/// How a direct convolution runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// Plane by plane (any grouping).
+    Planes,
+    /// Eight channels per vector (depthwise with multiplier 1 only).
+    Blocked,
+}
+
+/// [`run`] in a given form (benchmarks compare them; `run` picks by
+/// [`channel_blocked`]). `Blocked` on a geometry that is not depthwise with multiplier 1
+/// runs `Planes`.
+///
+/// # Safety
+/// As for [`run`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn run_form(
+    isa: crate::Isa,
+    form: Form,
+    g: &Geometry,
+    x: *const f32,
+    w: *const f32,
+    out: *mut f32,
+    o0: usize,
+    o1: usize,
+) {
+    let blocked = form == Form::Blocked && g.group_channels == 1 && g.multiplier == 1;
     match isa.or_portable() {
         // SAFETY: AVX2 and FMA were detected; the rest is forwarded.
         #[cfg(target_arch = "x86_64")]
+        crate::Isa::Avx2Fma if blocked => unsafe { blocked_avx2(g, x, w, out, o0, o1) },
+        #[cfg(target_arch = "x86_64")]
         crate::Isa::Avx2Fma => unsafe { run_avx2(g, x, w, out, o0, o1) },
         // SAFETY: forwarded.
+        _ if blocked => unsafe { blocked_generic::<false>(g, x, w, out, o0, o1, blocked_portable) },
+        // SAFETY: forwarded.
         _ => unsafe { run_generic(g, x, w, out, o0, o1, taps_portable) },
+    }
+}
+
+/// Whether a convolution runs channel-blocked ([`blocked_generic`]) rather than plane by
+/// plane: depthwise with multiplier 1, strided or on planes narrower than
+/// [`BLOCKED_MAX_WIDTH`],
+/// where a plane's fixed costs (its padded copy, tap list, short vector runs) outweigh
+/// its few multiply-adds. Depends on the geometry only, never on the channel range, so
+/// any split over threads takes the same path.
+pub fn channel_blocked(g: &Geometry) -> bool {
+    g.group_channels == 1 && g.multiplier == 1 && (g.ow < BLOCKED_MAX_WIDTH || g.stride.1 > 1)
+}
+
+/// Output width from which stride-1 depthwise planes run plane by plane (measured with
+/// the kernels bench: the blocked form wins on 7×7 and 14×14 planes and on strided
+/// ones, the plane form on 28×28 and wider at stride 1).
+pub const BLOCKED_MAX_WIDTH: usize = 16;
+
+/// Channels per block of the channel-blocked form (one 8-lane vector).
+const CB: usize = 8;
+/// Output positions per register tile of the channel-blocked form (eight accumulator
+/// chains cover the FMA latency).
+const PX: usize = 8;
+
+thread_local! {
+    /// Channel-blocked scratch: padded input `[hp][wp][8]`, weights `[tap][8]`, output
+    /// `[oh·ow][8]`.
+    #[allow(clippy::type_complexity)]
+    static BLOCKED: RefCell<(Vec<[f32; CB]>, Vec<[f32; CB]>, Vec<[f32; CB]>)> =
+        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// [`blocked_generic`] with the AVX2 core.
+///
+/// # Safety
+/// AVX2 and FMA are available; otherwise as for [`run`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn blocked_avx2(
+    g: &Geometry,
+    x: *const f32,
+    w: *const f32,
+    out: *mut f32,
+    o0: usize,
+    o1: usize,
+) {
+    // SAFETY: this function's target features make the core's requirement hold.
+    let core = |g: &Geometry,
+                wp: usize,
+                xin: &[[f32; CB]],
+                wts: &[[f32; CB]],
+                acc: &mut [[f32; CB]]| unsafe {
+        blocked_core_avx2(g, wp, xin, wts, acc)
+    };
+    // SAFETY: forwarded.
+    unsafe { blocked_generic::<true>(g, x, w, out, o0, o1, core) }
+}
+
+/// The channel-blocked products in portable code: separate multiplies and adds.
+fn blocked_portable(
+    g: &Geometry,
+    wp: usize,
+    xin: &[[f32; CB]],
+    wts: &[[f32; CB]],
+    acc: &mut [[f32; CB]],
+) {
+    let (sh, sw) = g.stride;
+    let (dh, dw) = g.dilation;
+    for y in 0..g.oh {
+        for xo in 0..g.ow {
+            let mut a = [0f32; CB];
+            for ky in 0..g.kh {
+                let row = (y * sh + ky * dh) * wp + xo * sw;
+                for kx in 0..g.kw {
+                    let (wv, xv) = (&wts[ky * g.kw + kx], &xin[row + kx * dw]);
+                    for l in 0..CB {
+                        a[l] += wv[l] * xv[l];
+                    }
+                }
+            }
+            acc[y * g.ow + xo] = a;
+        }
+    }
+}
+
+/// The channel-blocked products with AVX2 FMAs: [`PX`] output positions per register
+/// tile (consecutive in the flattened output, so a tile may span rows: eight independent
+/// accumulator chains whatever the width), each tap's weight vector loaded once for all.
+///
+/// # Safety
+/// AVX2 and FMA are available; `xin` is the padded `hp × wp` block for `g`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn blocked_core_avx2(
+    g: &Geometry,
+    wp: usize,
+    xin: &[[f32; CB]],
+    wts: &[[f32; CB]],
+    acc: &mut [[f32; CB]],
+) {
+    use std::arch::x86_64::*;
+    let (sh, sw) = g.stride;
+    let (dh, dw) = g.dilation;
+    let p = g.oh * g.ow;
+    let (xp, wpt, ap) = (
+        xin.as_ptr() as *const f32,
+        wts.as_ptr() as *const f32,
+        acc.as_mut_ptr() as *mut f32,
+    );
+    // Start of each output position's window in the padded block, and each tap's offset
+    // from it (in floats), tabulated once: no division in the loops.
+    let mut starts = Vec::with_capacity(p);
+    for y in 0..g.oh {
+        starts.extend((0..g.ow).map(|x| (y * sh * wp + x * sw) * CB));
+    }
+    let mut offs = Vec::with_capacity(g.kh * g.kw);
+    for ky in 0..g.kh {
+        offs.extend((0..g.kw).map(|kx| (ky * dh * wp + kx * dw) * CB));
+    }
+    // SAFETY (all accesses): every tap of every output position lies inside the padded
+    // block (its size was derived from the geometry), every output inside `acc`.
+    unsafe {
+        let mut q0 = 0;
+        while q0 < p {
+            let n = PX.min(p - q0);
+            let mut a = [_mm256_setzero_ps(); PX];
+            let mut base = [0usize; PX];
+            for (j, b) in base.iter_mut().enumerate() {
+                *b = starts[q0 + j.min(n - 1)];
+            }
+            if n == PX {
+                for (t, &off) in offs.iter().enumerate() {
+                    let wv = _mm256_loadu_ps(wpt.add(t * CB));
+                    let x = xp.add(off);
+                    for j in 0..PX {
+                        a[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.add(base[j])), a[j]);
+                    }
+                }
+            } else {
+                for (t, &off) in offs.iter().enumerate() {
+                    let wv = _mm256_loadu_ps(wpt.add(t * CB));
+                    let x = xp.add(off);
+                    for j in 0..n {
+                        a[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.add(base[j])), a[j]);
+                    }
+                }
+            }
+            for (j, v) in a.iter().enumerate().take(n) {
+                _mm256_storeu_ps(ap.add((q0 + j) * CB), *v);
+            }
+            q0 += n;
+        }
+    }
+}
+
+/// Depthwise (multiplier 1) in blocks of eight channels: the block's planes transposed
+/// into one zero-padded `[row][column][channel]` buffer, so every tap of every output
+/// pixel is one 8-lane multiply-add with no border test (`core`: [`blocked_portable`] or
+/// [`blocked_core_avx2`]); the result transposed back into the planes. Each output sums
+/// its taps in `(ky, kx)` order from zero, as [`run_generic`] does, fused exactly when the
+/// plane form is (so both forms give the same bits per ISA).
+///
+/// # Safety
+/// As for [`run`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // lanes index the inner [f32; 8] of each position
+unsafe fn blocked_generic<const AVX: bool>(
+    g: &Geometry,
+    x: *const f32,
+    w: *const f32,
+    out: *mut f32,
+    o0: usize,
+    o1: usize,
+    core: impl Fn(&Geometry, usize, &[[f32; CB]], &[[f32; CB]], &mut [[f32; CB]]),
+) {
+    if g.oh == 0 || g.ow == 0 || g.kh == 0 || g.kw == 0 || o0 >= o1 {
+        return;
+    }
+    let (sh, sw) = g.stride;
+    let (dh, dw) = g.dilation;
+    let hp = (g.oh - 1) * sh + (g.kh - 1) * dh + 1;
+    let wp = (g.ow - 1) * sw + (g.kw - 1) * dw + 1;
+    let (plane, p, taps) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+    BLOCKED.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let (xin, wts, acc) = &mut *cell;
+        xin.resize(hp * wp, [0.0; CB]);
+        wts.resize(taps, [0.0; CB]);
+        acc.resize(p, [0.0; CB]);
+        // Padded rows and columns outside the input stay zero for every block (each block
+        // writes the same interior positions); lanes past a ragged last block's channels
+        // hold stale values that reach no output.
+        xin.fill([0.0; CB]);
+        let mut c0 = o0;
+        while c0 < o1 {
+            let lanes = CB.min(o1 - c0);
+            // SAFETY: planes c0..c0 + lanes exist (caller's contract).
+            let xb = unsafe { x.add(c0 * plane) };
+            if AVX && lanes == CB {
+                // SAFETY: AVX2 is available (AVX is only set by `blocked_avx2`); eight planes.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    transpose_in_avx2(g, xb, hp, wp, xin)
+                };
+            } else {
+                for l in 0..lanes {
+                    // SAFETY: plane c0 + l exists (caller's contract).
+                    let xp = unsafe { std::slice::from_raw_parts(xb.add(l * plane), plane) };
+                    for iy in 0..g.h.min(hp.saturating_sub(g.pad.0)) {
+                        let r = iy + g.pad.0;
+                        let row = &xp[iy * g.w..(iy + 1) * g.w];
+                        for (ix, &v) in row.iter().enumerate().take(wp.saturating_sub(g.pad.1)) {
+                            xin[r * wp + ix + g.pad.1][l] = v;
+                        }
+                    }
+                }
+            }
+            for l in 0..lanes {
+                // SAFETY: filter c0 + l exists (caller's contract).
+                let wf = unsafe { std::slice::from_raw_parts(w.add((c0 + l) * taps), taps) };
+                for (t, &v) in wf.iter().enumerate() {
+                    wts[t][l] = v;
+                }
+            }
+            core(g, wp, xin, wts, acc);
+            // SAFETY: output planes c0..c0 + lanes exist (caller's contract).
+            let ob = unsafe { out.add(c0 * p) };
+            if AVX && lanes == CB {
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    transpose_out_avx2(acc, ob, p)
+                };
+            } else {
+                for l in 0..lanes {
+                    // SAFETY: output plane c0 + l exists (caller's contract).
+                    let op = unsafe { std::slice::from_raw_parts_mut(ob.add(l * p), p) };
+                    for (o, v) in op.iter_mut().zip(acc.iter()) {
+                        *o = v[l];
+                    }
+                }
+            }
+            c0 += lanes;
+        }
+    });
+}
+
+/// The 8×8 transpose of eight vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn transpose8(r: [std::arch::x86_64::__m256; 8]) -> [std::arch::x86_64::__m256; 8] {
+    use std::arch::x86_64::*;
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ]
+}
+
+/// Eight planes at `xb` (`h × w` each, consecutive) into the interior of the padded
+/// block: eight flat positions at a time by 8×8 transposes, the plane's tail one
+/// position at a time.
+///
+/// # Safety
+/// AVX2 is available; `xb` addresses eight planes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::needless_range_loop)] // lanes index the inner [f32; 8] of each position
+unsafe fn transpose_in_avx2(
+    g: &Geometry,
+    xb: *const f32,
+    hp: usize,
+    wp: usize,
+    xin: &mut [[f32; CB]],
+) {
+    use std::arch::x86_64::*;
+    let plane = g.h * g.w;
+    // Flat input position → padded block index (None: outside the block), walked one
+    // position at a time without divisions.
+    let (mut iy, mut ix) = (0usize, 0usize);
+    let mut next = || {
+        let (r, c) = (iy + g.pad.0, ix + g.pad.1);
+        ix += 1;
+        if ix == g.w {
+            (iy, ix) = (iy + 1, 0);
+        }
+        (r < hp && c < wp).then_some(r * wp + c)
+    };
+    let mut f = 0;
+    // SAFETY (all accesses): f + 8 ≤ plane for the vector loads; destinations checked.
+    unsafe {
+        while f + CB <= plane {
+            let rows: [__m256; 8] = std::array::from_fn(|l| _mm256_loadu_ps(xb.add(l * plane + f)));
+            let cols = transpose8(rows);
+            for v in &cols {
+                if let Some(d) = next() {
+                    _mm256_storeu_ps(xin[d].as_mut_ptr(), *v);
+                }
+            }
+            f += CB;
+        }
+        while f < plane {
+            if let Some(d) = next() {
+                for l in 0..CB {
+                    xin[d][l] = *xb.add(l * plane + f);
+                }
+            }
+            f += 1;
+        }
+    }
+}
+
+/// The block's outputs `acc` (`p` positions × 8 channels) into eight output planes at
+/// `ob`, by 8×8 transposes.
+///
+/// # Safety
+/// AVX2 is available; `ob` addresses eight planes of `p`; `acc` holds `p` positions.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::needless_range_loop)] // lanes index the inner [f32; 8] of each position
+unsafe fn transpose_out_avx2(acc: &[[f32; CB]], ob: *mut f32, p: usize) {
+    use std::arch::x86_64::*;
+    let mut f = 0;
+    // SAFETY (all accesses): f + 8 ≤ p for the vector accesses.
+    unsafe {
+        while f + CB <= p {
+            let rows: [__m256; 8] = std::array::from_fn(|j| _mm256_loadu_ps(acc[f + j].as_ptr()));
+            let cols = transpose8(rows);
+            for (l, v) in cols.iter().enumerate() {
+                _mm256_storeu_ps(ob.add(l * p + f), *v);
+            }
+            f += CB;
+        }
+        while f < p {
+            for l in 0..CB {
+                *ob.add(l * p + f) = acc[f][l];
+            }
+            f += 1;
+        }
     }
 }
 
@@ -196,6 +596,13 @@ fn split_plane(g: &Geometry, ph: &Phases, xin: &[f32], split: &mut [f32]) {
                 let dst = &mut split[base + r * ph.cols..base + (r + 1) * ph.cols];
                 // Padded column c·sw + pc is input column c·sw + pc − pad.
                 let c0 = g.pad.1.saturating_sub(pc).div_ceil(sw);
+                if sw == 1 {
+                    // Stride 1 has one phase column: the row lands at column `pad`, whole
+                    // or cut at the phase's width.
+                    let len = g.w.min(dst.len().saturating_sub(c0));
+                    dst[c0..c0 + len].copy_from_slice(&row[..len]);
+                    continue;
+                }
                 for (c, d) in dst.iter_mut().enumerate().skip(c0) {
                     let ix = c * sw + pc - g.pad.1;
                     if ix >= g.w {
@@ -337,11 +744,19 @@ mod tests {
             (2, 6, 17, 3, 3, 2, 0, 2, 1, 1),
             (1, 5, 5, 5, 1, 1, 0, 0, 1, 1),
             (1, 3, 4, 3, 1, 1, 2, 2, 1, 1),
+            // Channel-blocked: a ragged last block of lanes, strides and dilation.
+            (11, 6, 7, 3, 1, 1, 1, 1, 1, 1),
+            (17, 9, 9, 5, 2, 1, 2, 2, 1, 1),
+            (9, 10, 12, 3, 1, 2, 2, 2, 1, 1),
+            // Plane by plane: depthwise planes at least BLOCKED_MAX_WIDTH wide.
+            (3, 5, 40, 3, 1, 1, 1, 1, 1, 1),
+            (2, 4, 20, 3, 1, 2, 2, 2, 1, 1),
             // Grouped: RegNet-like groups of several channels, strided, with multipliers.
             (3, 7, 7, 3, 1, 1, 1, 1, 4, 4),
             (2, 9, 8, 3, 2, 1, 1, 1, 3, 2),
             (2, 6, 6, 1, 1, 1, 0, 0, 2, 3),
         ];
+        let mut forms = [0usize; 2];
         for &(c, h, w, k, s, d, p0, p1, mult, cg) in &cases {
             let g = Geometry {
                 h,
@@ -363,6 +778,7 @@ mod tests {
             let wt: Vec<f32> = (0..oc * cg * k * k)
                 .map(|i| ((i * 11 % 7) as f32) / 3.0 - 1.0)
                 .collect();
+            forms[usize::from(channel_blocked(&g))] += 1;
             let want = reference(&g, c, &x, &wt);
             for isa in [Isa::Portable, Isa::detect()] {
                 let mut out = vec![f32::NAN; oc * g.oh * g.ow];
@@ -392,5 +808,9 @@ mod tests {
                 assert_eq!(split, out, "{g:?}: a channel split changes results");
             }
         }
+        assert!(
+            forms.iter().all(|&n| n >= 4),
+            "both forms are covered: {forms:?}"
+        );
     }
 }

@@ -67,7 +67,8 @@ const PARALLEL_WORK: usize = 1 << 15;
 
 struct KernelExec {
     kernel: Kernel,
-    /// A GEMM's constant B, packed into panels at compile time (f32).
+    /// A GEMM's constant B, or a small 1×1 convolution's transposed weights
+    /// ([`transposed_1x1`]), packed into panels at compile time (f32).
     packed_b: Option<PackedB>,
     /// A convolution's columns packed per run, kept to reuse the allocation (runs are
     /// serialized by the model's state mutex; the lock is never contended).
@@ -289,6 +290,50 @@ fn pack_constant_b(
     })
 }
 
+thread_local! {
+    /// The `positions × channels` product tile of a transposed 1×1 convolution.
+    static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Output positions up to which a 1×1 convolution runs transposed ([`transposed_1x1`]).
+const TRANSPOSED_MAX_POSITIONS: usize = 64;
+
+/// Whether `c` runs as `Cᵀ = Xᵀ · Wᵀ` (positions as GEMM rows, channels as its panel
+/// columns): an ungrouped f32 1×1 convolution without im2col on at most
+/// [`TRANSPOSED_MAX_POSITIONS`] positions, where 16-column panels over the positions
+/// (49 of a 7×7 plane fill 4 panels to 77%) would waste a quarter of the multiply-adds,
+/// while over the channels they are nearly full.
+fn transposed_1x1(c: &Conv) -> bool {
+    let p: usize = c.out_spatial.iter().product();
+    c.dtype == DType::F32
+        && c.group == 1
+        && c.col.is_none()
+        && c.kernel.iter().all(|&k| k == 1)
+        && p <= TRANSPOSED_MAX_POSITIONS
+        && c.out_channels >= 16
+}
+
+/// `Wᵀ` (`channels × out_channels`) of a [`transposed_1x1`] convolution with constant
+/// weights, packed once here.
+fn pack_transposed_weights(k: &Kernel, locs: &[Location], consts: &[Tensor]) -> Option<PackedB> {
+    let Body::Conv(c) = &k.body else {
+        return None;
+    };
+    let Location::Const(w) = locs[c.w.index()] else {
+        return None;
+    };
+    if !transposed_1x1(c) {
+        return None;
+    }
+    let v = View {
+        ptr: tensor_ptr(&consts[w]) as *const f32,
+        rs: 1,
+        cs: c.channels as isize,
+    };
+    // SAFETY: the weights are `[out_channels, channels]` (1×1 kernel, one group).
+    Some(unsafe { PackedB::pack(v, c.channels, c.out_channels) })
+}
+
 /// Compiles `g` for the CPU through the lowering driver ([`tessera_lower::lower`]).
 pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
     let start = Instant::now();
@@ -335,7 +380,8 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
                 ],
                 _ => Vec::new(),
             };
-            let packed_b = pack_constant_b(&k, locs, &consts, &offsets);
+            let packed_b = pack_constant_b(&k, locs, &consts, &offsets)
+                .or_else(|| pack_transposed_weights(&k, locs, &consts));
             KernelExec {
                 kernel: k,
                 packed_b,
@@ -510,6 +556,10 @@ impl CpuModel {
             },
             Body::Conv(c) => match c.dtype {
                 DType::F64 => self.exec_conv::<f64>(e, c, ptrs, status),
+                _ if transposed_1x1(c) && e.packed_b.is_some() => {
+                    let pw = e.packed_b.as_ref().expect("invariant: checked just above");
+                    self.exec_transposed(e, c, pw, ptrs, status)
+                }
                 _ => match Direct::new(c) {
                     Some(d) => self.exec_direct(e, c, &d, ptrs, status),
                     None => self.exec_conv::<f32>(e, c, ptrs, status),
@@ -668,6 +718,84 @@ impl CpuModel {
         };
         let work = c.batch * oc * p * d.geom.kh * d.geom.kw * d.geom.group_channels;
         if self.pool.threads() == 1 || tasks == 1 || work < PARALLEL_WORK {
+            (0..tasks).for_each(task);
+        } else {
+            self.pool.run(tasks, &task);
+        }
+    }
+
+    /// A [`transposed_1x1`] convolution: per image and block of output channels,
+    /// `Xᵀ · Wᵀ` into a per-thread tile, transposed into the accumulator, then the
+    /// epilogue over the block's rows.
+    fn exec_transposed(
+        &self,
+        e: &KernelExec,
+        c: &Conv,
+        pw: &PackedB,
+        ptrs: &[*mut u8],
+        status: &AtomicU64,
+    ) {
+        let epi = c
+            .epilogue
+            .as_ref()
+            .and_then(|_| e.fns.get(usize::from(c.im2col.is_some())))
+            .map(|i| self.f(i));
+        let p: usize = c.out_spatial.iter().product();
+        let (k, m) = (c.channels, c.out_channels);
+        // Four panels of output channels per task.
+        const BLOCK: usize = 64;
+        let blocks = m.div_ceil(BLOCK);
+        let tasks = c.batch * blocks;
+        let (x, acc) = (
+            SendPtr(ptrs[c.x.index()] as *const f32),
+            SendPtr(ptrs[c.acc.index()] as *mut f32),
+        );
+        let (sp, sst) = (SendPtr(ptrs.as_ptr()), SendPtr(status.as_ptr()));
+        // Xᵀ of every image, contiguous (`p × k` each), once: the GEMM reads it in place.
+        let mut xt = vec![0f32; c.batch * p * k];
+        for (n, img) in xt.chunks_exact_mut(p * k).enumerate() {
+            for ch in 0..k {
+                // SAFETY: image n's channel ch has p elements.
+                let row = unsafe { std::slice::from_raw_parts(x.0.add((n * k + ch) * p), p) };
+                for (q, &v) in row.iter().enumerate() {
+                    img[q * k + ch] = v;
+                }
+            }
+        }
+        let xt = SendPtr(xt.as_ptr());
+        let task = |t: usize| {
+            let (xt_, acc, sp, sst) = (xt, acc, sp, sst);
+            let (n, b) = (t / blocks, t % blocks);
+            let (o0, o1) = (b * BLOCK, ((b + 1) * BLOCK).min(m));
+            let nb = o1 - o0;
+            let xt = View {
+                ptr: xt_.0.wrapping_add(n * p * k),
+                rs: k as isize,
+                cs: 1,
+            };
+            TILE.with(|tile| {
+                let mut tile = tile.borrow_mut();
+                tile.resize(p * nb, 0.0);
+                let bs = BSource::Packed { b: pw, col0: o0 };
+                // SAFETY: image n's input is `k × p`; the packs hold `k × m`; the tile
+                // holds `p × nb`.
+                unsafe { sgemm(self.isa, p, nb, k, 1.0, xt, bs, tile.as_mut_ptr(), nb) };
+                for (o, row) in (o0..o1).enumerate() {
+                    // SAFETY: accumulator row (n, row) has p elements.
+                    let dst =
+                        unsafe { std::slice::from_raw_parts_mut(acc.0.add((n * m + row) * p), p) };
+                    for (q, d) in dst.iter_mut().enumerate() {
+                        *d = tile[q * nb + o];
+                    }
+                }
+            });
+            if let Some(f) = epi {
+                let r = (n * m) as u64;
+                // SAFETY: the epilogue covers rows of this block only.
+                unsafe { f.call(sp.0, sst.0, r + o0 as u64, r + o1 as u64, 0, p as u64) };
+            }
+        };
+        if self.pool.threads() == 1 || tasks == 1 || m * p * k < PARALLEL_WORK {
             (0..tasks).for_each(task);
         } else {
             self.pool.run(tasks, &task);

@@ -547,3 +547,45 @@ fn window_interiors() {
         );
     }
 }
+
+/// 1×1 convolutions with constant weights on small planes run transposed (positions as
+/// GEMM rows): ragged channel blocks, batches, a fused bias and ReLU epilogue, and one
+/// plane just past the cutoff (the ordinary path), all against the reference.
+#[test]
+fn small_plane_pointwise_convolutions() {
+    // (batch, in channels, out channels, height, width)
+    let cases = [
+        (1, 37, 40, 7, 7),
+        (2, 20, 70, 8, 8),
+        (1, 300, 130, 3, 5),
+        (1, 24, 33, 5, 13),
+    ];
+    let mut transposed = 0;
+    for (i, &(n, c, m, h, w)) in cases.iter().enumerate() {
+        let mut g = Graph::new("t");
+        let x = g.add_input("x", ty(DType::F32, &[n, c, h, w]));
+        let wt = g.add_constant(rand_tensor(DType::F32, &[m, c, 1, 1], 7 + i as u64), "w");
+        let b = g.add_constant(rand_tensor(DType::F32, &[m], 9 + i as u64), "b");
+        let y = g
+            .add_node1(
+                Op::Conv(ConvAttrs {
+                    strides: vec![1, 1],
+                    pads: vec![0, 0, 0, 0],
+                    dilations: vec![1, 1],
+                    group: 1,
+                }),
+                &[x, wt, b],
+                "conv",
+            )
+            .unwrap();
+        let r = g.add_node1(Op::Unary(UnaryOp::Relu), &[y], "relu").unwrap();
+        g.add_output("y", r);
+        transposed += usize::from(h * w <= super::TRANSPOSED_MAX_POSITIONS);
+        check(
+            &g,
+            &[rand_tensor(DType::F32, &[n, c, h, w], 11 + i as u64)],
+            1e-5,
+        );
+    }
+    assert_eq!(transposed, 3, "both paths are covered");
+}
