@@ -78,6 +78,12 @@ fn main() {
         peak / 1e9
     );
     pointwise_table(isa);
+    gemm_table(isa, peak);
+    direct_table(isa);
+}
+
+/// SGEMM per shape class: packed B, per-call packing, the `gemm` crate, % of peak.
+fn gemm_table(isa: Isa, peak: f64) {
     println!(
         "\n| m×n×k | class | tessera packed | tessera per-call pack | gemm crate | tessera % peak |"
     );
@@ -172,6 +178,10 @@ fn main() {
             100.0 * ours / peak
         );
     }
+}
+
+/// Direct convolutions in both forms against a plain loop.
+fn direct_table(isa: Isa) {
     println!(
         "\n| direct conv (c, h×w, k, stride, channels per group) | planes | channel-blocked | naive loop | chosen GB/s (in + out) |"
     );

@@ -80,6 +80,8 @@ struct KernelExec {
     fns: Vec<NestCode>,
     /// Batch offsets of GEMM/attention operands.
     offsets: Vec<Vec<isize>>,
+    /// A GEMM whose batches run as one `(batch·m) × n` product ([`folds_batch`]).
+    fold_batch: bool,
 }
 
 struct Arena {
@@ -334,6 +336,26 @@ fn pack_transposed_weights(k: &Kernel, locs: &[Location], consts: &[Tensor]) -> 
     Some(unsafe { PackedB::pack(v, c.channels, c.out_channels) })
 }
 
+/// Whether a GEMM's batches are one taller product: every batch reads the same B, and
+/// batch `i`'s rows of A start where batch `i − 1`'s would continue (offset `i·m` rows),
+/// as for a `[b, s, k] × [k, n]` linear layer over a contiguous activation. The output
+/// is `[batch, m, n]` contiguous, so it is the `(batch·m) × n` product; one call keeps
+/// its row tiles large (ConvNeXt's `[1, 56, 56, c]` linears were 56 calls of 56 rows).
+fn folds_batch(k: &Kernel, offsets: &[Vec<isize>]) -> bool {
+    let Body::Gemm(gm) = &k.body else {
+        return false;
+    };
+    let (Some(a), Some(b)) = (offsets.first(), offsets.get(1)) else {
+        return false;
+    };
+    let step = gm.m as isize * gm.a.row_stride as isize;
+    a.len() > 1
+        && b.iter().all(|&o| Some(&o) == b.first())
+        && a.iter()
+            .enumerate()
+            .all(|(i, &o)| o == a[0] + i as isize * step)
+}
+
 /// Compiles `g` for the CPU through the lowering driver ([`tessera_lower::lower`]).
 pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
     let start = Instant::now();
@@ -380,11 +402,13 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
                 ],
                 _ => Vec::new(),
             };
+            let fold_batch = folds_batch(&k, &offsets);
             let packed_b = pack_constant_b(&k, locs, &consts, &offsets)
                 .or_else(|| pack_transposed_weights(&k, locs, &consts));
             KernelExec {
                 kernel: k,
                 packed_b,
+                fold_batch,
                 scratch: Mutex::new(PackedB::default()),
                 heads: Mutex::new(Vec::new()),
                 fns,
@@ -604,6 +628,8 @@ impl CpuModel {
         if m == 0 || n == 0 || nb == 0 {
             return;
         }
+        // Batches that continue A's rows and share B are one taller product.
+        let (nb, m) = if e.fold_batch { (1, nb * m) } else { (nb, m) };
         let (rt, ct) = tiles(m, n, k);
         let (mt, nt) = (m.div_ceil(rt), n.div_ceil(ct));
         let tasks = nb * mt * nt;
@@ -1211,6 +1237,15 @@ impl Im2col {
                     let src =
                         unsafe { std::slice::from_raw_parts(row.add(start as usize), hi - lo) };
                     out[lo..hi].copy_from_slice(src);
+                } else if sw == 2 {
+                    // Stride 2 (stems, downsampling): every other element of a slice, a
+                    // loop the compiler vectorizes with shuffles.
+                    let n = hi - lo;
+                    let src =
+                        unsafe { std::slice::from_raw_parts(row.add(start as usize), 2 * n - 1) };
+                    for (o, pair) in out[lo..hi].iter_mut().zip(src.chunks(2)) {
+                        *o = pair[0];
+                    }
                 } else {
                     for (j, o) in out[lo..hi].iter_mut().enumerate() {
                         *o = unsafe { *row.add(start as usize + j * self.s.1) };
