@@ -299,33 +299,40 @@ fn pointwise_table(isa: Isa) {
         param: 0,
         at: at.clone(),
     };
-    let progs: Vec<(&str, Vec<Inst>)> = vec![
-        ("relu", vec![load.clone(), Inst::Unary(UnOp::Relu, 0)]),
-        ("exp", vec![load.clone(), Inst::Unary(UnOp::Exp, 0)]),
-        ("tanh", vec![load.clone(), Inst::Unary(UnOp::Tanh, 0)]),
-        ("erf", vec![load.clone(), Inst::Unary(UnOp::Erf, 0)]),
+    let gelu = vec![
+        load.clone(),
+        Inst::Const(0.707_106_77),
+        Inst::Binary(BinOp::Mul, 0, 1),
+        Inst::Unary(UnOp::Erf, 2),
+        Inst::Const(1.0),
+        Inst::Binary(BinOp::Add, 3, 4),
+        Inst::Const(0.5),
+        Inst::Binary(BinOp::Mul, 0, 6),
+        Inst::Binary(BinOp::Mul, 7, 5),
+    ];
+    let progs: Vec<(&str, Vec<Inst>, bool)> = vec![
         (
-            "gelu (erf)",
-            vec![
-                load.clone(),
-                Inst::Const(0.707_106_77),
-                Inst::Binary(BinOp::Mul, 0, 1),
-                Inst::Unary(UnOp::Erf, 2),
-                Inst::Const(1.0),
-                Inst::Binary(BinOp::Add, 3, 4),
-                Inst::Const(0.5),
-                Inst::Binary(BinOp::Mul, 0, 6),
-                Inst::Binary(BinOp::Mul, 7, 5),
-            ],
+            "relu",
+            vec![load.clone(), Inst::Unary(UnOp::Relu, 0)],
+            false,
         ),
+        ("exp", vec![load.clone(), Inst::Unary(UnOp::Exp, 0)], false),
+        (
+            "tanh",
+            vec![load.clone(), Inst::Unary(UnOp::Tanh, 0)],
+            false,
+        ),
+        ("erf", vec![load.clone(), Inst::Unary(UnOp::Erf, 0)], false),
+        ("gelu (erf), 5 instructions", gelu.clone(), false),
+        ("gelu (erf), fused", gelu, true),
     ];
     let x: Vec<f32> = (0..rows * cols)
         .map(|i| (i % 977) as f32 / 100.0 - 4.8)
         .collect();
     let mut y = vec![0f32; rows * cols];
-    for (name, insts) in progs {
+    for (name, insts, fuse) in progs {
         let value = (insts.len() - 1) as u32;
-        let prog = Program {
+        let mut prog = Program {
             outer: vec![rows],
             inner: cols,
             insts,
@@ -335,6 +342,9 @@ fn pointwise_table(isa: Isa) {
                 value,
             }],
         };
+        if fuse {
+            prog.fuse();
+        }
         let ptrs = [x.as_ptr() as *mut u8, y.as_mut_ptr() as *mut u8];
         let n = (rows * cols) as f64;
         // SAFETY: both buffers hold rows × cols floats.

@@ -40,7 +40,13 @@ pub enum UnOp {
     Ceil,
     /// Round half to even.
     Round,
+    /// `0.5·x · (1 + erf(x · 0.70710677))`, the exact-GELU expansion evaluated in
+    /// registers in the same operation order ([`Program::fuse`] forms it).
+    GeluErf,
 }
+
+/// `1/√2` as f32, the scale of the exact-GELU expansion.
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 
 /// Elementwise functions of two operands; comparisons give masks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +116,92 @@ pub struct Program {
 pub struct Invalid(pub String);
 
 impl Program {
+    /// Rewrites known multi-instruction functions into one instruction evaluated in
+    /// registers (same operations in the same order, so the same bits), then drops
+    /// instructions no store reaches, renumbering the rest. Each instruction costs a pass
+    /// over a block of registers, so the exact GELU's five (`x·c`, erf, `1 + e`, `0.5·x`,
+    /// product) as one saves four passes.
+    pub fn fuse(&mut self) {
+        let n = self.insts.len();
+        let konst =
+            |i: u32, v: f32| matches!(self.insts.get(i as usize), Some(Inst::Const(c)) if *c == v);
+        // `a · b` with `b` the constant: the other operand.
+        let times = |i: u32, v: f32| match self.insts.get(i as usize) {
+            Some(Inst::Binary(BinOp::Mul, a, b)) if konst(*b, v) => Some(*a),
+            Some(Inst::Binary(BinOp::Mul, a, b)) if konst(*a, v) => Some(*b),
+            _ => None,
+        };
+        let plus_one = |i: u32| match self.insts.get(i as usize) {
+            Some(Inst::Binary(BinOp::Add, a, b)) if konst(*a, 1.0) => Some(*b),
+            Some(Inst::Binary(BinOp::Add, a, b)) if konst(*b, 1.0) => Some(*a),
+            _ => None,
+        };
+        let gelu_of = |half: u32, one_plus: u32| -> Option<u32> {
+            let x = times(half, 0.5)?;
+            let Some(Inst::Unary(UnOp::Erf, s)) = self.insts.get(plus_one(one_plus)? as usize)
+            else {
+                return None;
+            };
+            (times(*s, FRAC_1_SQRT_2)? == x).then_some(x)
+        };
+        let fused: Vec<Option<u32>> = (0..n)
+            .map(|i| match self.insts[i] {
+                Inst::Binary(BinOp::Mul, a, b) => gelu_of(a, b).or_else(|| gelu_of(b, a)),
+                _ => None,
+            })
+            .collect();
+        for (i, x) in fused.into_iter().enumerate() {
+            if let Some(x) = x {
+                self.insts[i] = Inst::Unary(UnOp::GeluErf, x);
+            }
+        }
+        // Dead instructions: not reachable from a store.
+        let mut live = vec![false; n];
+        for s in &self.stores {
+            live[s.value as usize] = true;
+        }
+        for i in (0..n).rev() {
+            if !live[i] {
+                continue;
+            }
+            match self.insts[i] {
+                Inst::Const(_) | Inst::Load { .. } => {}
+                Inst::Unary(_, a) => live[a as usize] = true,
+                Inst::Binary(_, a, b) => {
+                    live[a as usize] = true;
+                    live[b as usize] = true;
+                }
+                Inst::Select(c, a, b) => {
+                    live[c as usize] = true;
+                    live[a as usize] = true;
+                    live[b as usize] = true;
+                }
+            }
+        }
+        let mut new_id = vec![0u32; n];
+        let mut kept = Vec::with_capacity(n);
+        for (i, inst) in self.insts.drain(..).enumerate() {
+            if !live[i] {
+                continue;
+            }
+            let inst = {
+                let m = |r: u32| new_id[r as usize];
+                match inst {
+                    Inst::Unary(u, a) => Inst::Unary(u, m(a)),
+                    Inst::Binary(b, x, y) => Inst::Binary(b, m(x), m(y)),
+                    Inst::Select(c, a, b) => Inst::Select(m(c), m(a), m(b)),
+                    other => other,
+                }
+            };
+            new_id[i] = kept.len() as u32;
+            kept.push(inst);
+        }
+        self.insts = kept;
+        for s in &mut self.stores {
+            s.value = new_id[s.value as usize];
+        }
+    }
+
     /// Checks operand order (each operand an earlier instruction), coefficient counts and
     /// contiguous stores; [`run`] relies on it.
     pub fn check(&self) -> Result<(), Invalid> {
@@ -506,6 +598,10 @@ fn unary<V: Lanes>(op: UnOp, x: V) -> V {
         UnOp::Floor => x.floor(),
         UnOp::Ceil => x.ceil(),
         UnOp::Round => x.round_even(),
+        UnOp::GeluErf => {
+            let e = erf(x.mul(V::splat(FRAC_1_SQRT_2)));
+            V::splat(0.5).mul(x).mul(V::splat(1.0).add(e))
+        }
     }
 }
 
@@ -846,6 +942,7 @@ mod tests {
             UnOp::Floor => x.floor(),
             UnOp::Ceil => x.ceil(),
             UnOp::Round => x.round_ties_even(),
+            UnOp::GeluErf => 0.5 * x * (1.0 + erf64(x * std::f64::consts::FRAC_1_SQRT_2)),
         }
     }
 
@@ -949,6 +1046,7 @@ mod tests {
             UnOp::Floor,
             UnOp::Ceil,
             UnOp::Round,
+            UnOp::GeluErf,
         ];
         for isa in [Isa::Portable, Isa::detect()] {
             for op in ops {
@@ -1065,5 +1163,79 @@ mod tests {
             }
             assert_eq!(split, whole, "{isa:?}: splitting changes results");
         }
+    }
+
+    /// The exact-GELU expansion (as the kernel builder writes it, operands in either
+    /// order) becomes one instruction with the same bits; dead instructions go, a
+    /// near-miss (another scale) stays.
+    #[test]
+    fn fuse_forms_gelu_with_the_same_bits_and_drops_dead_code() {
+        let (rows, cols) = (3usize, 77usize);
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|i| (i as f32 * 0.61).sin() * 4.0)
+            .collect();
+        let at = Affine {
+            offset: 0,
+            outer: vec![cols as i64],
+            inner: 1,
+        };
+        let gelu = |scale: f32, swap: bool| Program {
+            outer: vec![rows],
+            inner: cols,
+            insts: vec![
+                Inst::Load {
+                    param: 0,
+                    at: at.clone(),
+                },
+                Inst::Const(0.5),
+                Inst::Const(1.0),
+                Inst::Const(scale),
+                Inst::Binary(BinOp::Mul, 0, 3),
+                Inst::Unary(UnOp::Erf, 4),
+                if swap {
+                    Inst::Binary(BinOp::Add, 5, 2)
+                } else {
+                    Inst::Binary(BinOp::Add, 2, 5)
+                },
+                Inst::Const(9.0),
+                Inst::Binary(BinOp::Mul, 1, 0),
+                if swap {
+                    Inst::Binary(BinOp::Mul, 6, 8)
+                } else {
+                    Inst::Binary(BinOp::Mul, 8, 6)
+                },
+            ],
+            stores: vec![Store {
+                param: 1,
+                at: at.clone(),
+                value: 9,
+            }],
+        };
+        let eval = |p: &Program, isa: Isa| {
+            let mut out = vec![f32::NAN; rows * cols];
+            let ptrs = [x.as_ptr() as *mut u8, out.as_mut_ptr() as *mut u8];
+            // SAFETY: buffers as the program reads and writes them.
+            unsafe { run(isa, p, ptrs.as_ptr(), 0, rows, 0, cols) };
+            out
+        };
+        for swap in [false, true] {
+            let plain = gelu(FRAC_1_SQRT_2, swap);
+            let mut fused = plain.clone();
+            fused.fuse();
+            fused.check().expect("still well formed");
+            assert_eq!(fused.insts.len(), 2, "{:?}", fused.insts);
+            assert!(matches!(fused.insts[1], Inst::Unary(UnOp::GeluErf, 0)));
+            for isa in [Isa::Portable, Isa::detect()] {
+                assert_eq!(eval(&plain, isa), eval(&fused, isa), "{isa:?} swap {swap}");
+            }
+        }
+        let mut near = gelu(0.7, false);
+        near.fuse();
+        assert_eq!(
+            near.insts.len(),
+            9,
+            "only the dead constant goes: {:?}",
+            near.insts
+        );
     }
 }

@@ -129,13 +129,14 @@ pub(crate) fn program(nest: &Nest, params: &[Param]) -> Option<Program> {
             )
         })
         .collect::<Option<Vec<_>>>()?;
-    let p = Program {
+    let mut p = Program {
         outer: nest.outer.clone(),
         inner: nest.inner[0],
         insts,
         stores,
     };
     p.check().ok()?;
+    p.fuse();
     // Memory-bound nests (bias adds, ReLU, residuals) run as fast on Cranelift's code
     // (measured: `cargo bench -p tessera-kernels --bench kernels`, pointwise table, vs
     // `tessera bench` of one-op models); transcendental functions run 2-5x faster here.
@@ -143,7 +144,7 @@ pub(crate) fn program(nest: &Nest, params: &[Param]) -> Option<Program> {
         matches!(
             i,
             Inst::Unary(
-                UnOp::Exp | UnOp::Log | UnOp::Erf | UnOp::Tanh | UnOp::Sigmoid,
+                UnOp::Exp | UnOp::Log | UnOp::Erf | UnOp::Tanh | UnOp::Sigmoid | UnOp::GeluErf,
                 _
             )
         )
