@@ -68,7 +68,7 @@ const PARALLEL_WORK: usize = 1 << 15;
 struct KernelExec {
     kernel: Kernel,
     /// A GEMM's constant B, or a small 1×1 convolution's transposed weights
-    /// ([`transposed_1x1`]), packed into panels at compile time (f32).
+    /// ([`transposed`]), packed into panels at compile time (f32).
     packed_b: Option<PackedB>,
     /// A convolution's columns packed per run, kept to reuse the allocation (runs are
     /// serialized by the model's state mutex; the lock is never contended).
@@ -297,26 +297,30 @@ thread_local! {
     static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Output positions up to which a 1×1 convolution runs transposed ([`transposed_1x1`]).
+/// Output positions up to which a convolution runs transposed ([`transposed`]).
 const TRANSPOSED_MAX_POSITIONS: usize = 64;
 
-/// Whether `c` runs as `Cᵀ = Xᵀ · Wᵀ` (positions as GEMM rows, channels as its panel
-/// columns): an ungrouped f32 1×1 convolution without im2col on at most
-/// [`TRANSPOSED_MAX_POSITIONS`] positions, where 16-column panels over the positions
-/// (49 of a 7×7 plane fill 4 panels to 77%) would waste a quarter of the multiply-adds,
-/// while over the channels they are nearly full.
-fn transposed_1x1(c: &Conv) -> bool {
+/// Whether `c` runs as `Cᵀ = colᵀ · Wᵀ` (positions as GEMM rows, channels as its panel
+/// columns): an ungrouped f32 convolution on at most [`TRANSPOSED_MAX_POSITIONS`] output
+/// positions, 1×1 without columns or with a native im2col, where 16-column panels over
+/// the positions (49 of a 7×7 plane fill 4 panels to 77%) would waste a quarter of the
+/// multiply-adds, while over the channels they are nearly full.
+fn transposed(c: &Conv) -> bool {
     let p: usize = c.out_spatial.iter().product();
+    let columns = if c.col.is_none() {
+        c.kernel.iter().all(|&k| k == 1)
+    } else {
+        Im2col::new(c).is_some()
+    };
     c.dtype == DType::F32
         && c.group == 1
-        && c.col.is_none()
-        && c.kernel.iter().all(|&k| k == 1)
+        && columns
         && p <= TRANSPOSED_MAX_POSITIONS
         && c.out_channels >= 16
 }
 
-/// `Wᵀ` (`channels × out_channels`) of a [`transposed_1x1`] convolution with constant
-/// weights, packed once here.
+/// `Wᵀ` (`channels·Πkernel × out_channels`) of a [`transposed`] convolution with
+/// constant weights, packed once here.
 fn pack_transposed_weights(k: &Kernel, locs: &[Location], consts: &[Tensor]) -> Option<PackedB> {
     let Body::Conv(c) = &k.body else {
         return None;
@@ -324,16 +328,17 @@ fn pack_transposed_weights(k: &Kernel, locs: &[Location], consts: &[Tensor]) -> 
     let Location::Const(w) = locs[c.w.index()] else {
         return None;
     };
-    if !transposed_1x1(c) {
+    if !transposed(c) {
         return None;
     }
+    let kk = c.channels * c.kernel.iter().product::<usize>();
     let v = View {
         ptr: tensor_ptr(&consts[w]) as *const f32,
         rs: 1,
-        cs: c.channels as isize,
+        cs: kk as isize,
     };
-    // SAFETY: the weights are `[out_channels, channels]` (1×1 kernel, one group).
-    Some(unsafe { PackedB::pack(v, c.channels, c.out_channels) })
+    // SAFETY: the weights are `[out_channels, channels, kernel…]` (one group).
+    Some(unsafe { PackedB::pack(v, kk, c.out_channels) })
 }
 
 /// Whether a GEMM's batches are one taller product: every batch reads the same B, and
@@ -580,7 +585,7 @@ impl CpuModel {
             },
             Body::Conv(c) => match c.dtype {
                 DType::F64 => self.exec_conv::<f64>(e, c, ptrs, status),
-                _ if transposed_1x1(c) && e.packed_b.is_some() => {
+                _ if transposed(c) && e.packed_b.is_some() => {
                     let pw = e.packed_b.as_ref().expect("invariant: checked just above");
                     self.exec_transposed(e, c, pw, ptrs, status)
                 }
@@ -750,7 +755,7 @@ impl CpuModel {
         }
     }
 
-    /// A [`transposed_1x1`] convolution: per image and block of output channels,
+    /// A [`transposed`] convolution: per image and block of output channels,
     /// `Xᵀ · Wᵀ` into a per-thread tile, transposed into the accumulator, then the
     /// epilogue over the block's rows.
     fn exec_transposed(
@@ -767,7 +772,11 @@ impl CpuModel {
             .and_then(|_| e.fns.get(usize::from(c.im2col.is_some())))
             .map(|i| self.f(i));
         let p: usize = c.out_spatial.iter().product();
-        let (k, m) = (c.channels, c.out_channels);
+        let s_in: usize = c.in_spatial.iter().product();
+        let (k, m) = (
+            c.channels * c.kernel.iter().product::<usize>(),
+            c.out_channels,
+        );
         // Four panels of output channels per task.
         const BLOCK: usize = 64;
         let blocks = m.div_ceil(BLOCK);
@@ -777,12 +786,25 @@ impl CpuModel {
             SendPtr(ptrs[c.acc.index()] as *mut f32),
         );
         let (sp, sst) = (SendPtr(ptrs.as_ptr()), SendPtr(status.as_ptr()));
-        // Xᵀ of every image, contiguous (`p × k` each), once: the GEMM reads it in place.
+        // colᵀ (or Xᵀ) of every image, contiguous (`p × k` each), once: the GEMM reads
+        // it in place.
+        let im2col = Im2col::new(c);
+        let col = c.col.map(|q| ptrs[q.index()] as *mut f32);
         let mut xt = vec![0f32; c.batch * p * k];
         for (n, img) in xt.chunks_exact_mut(p * k).enumerate() {
+            let src = x.0.wrapping_add(n * c.channels * s_in);
+            let src = match (&im2col, col) {
+                (Some(geom), Some(cp)) => {
+                    let ow = *c.out_spatial.last().unwrap_or(&1);
+                    // SAFETY: image n's input and the `k × p` column buffer.
+                    unsafe { geom.fill(src, cp, 0, p / ow.max(1)) };
+                    cp as *const f32
+                }
+                _ => src,
+            };
             for ch in 0..k {
-                // SAFETY: image n's channel ch has p elements.
-                let row = unsafe { std::slice::from_raw_parts(x.0.add((n * k + ch) * p), p) };
+                // SAFETY: row ch of the `k × p` source has p elements.
+                let row = unsafe { std::slice::from_raw_parts(src.add(ch * p), p) };
                 for (q, &v) in row.iter().enumerate() {
                     img[q * k + ch] = v;
                 }

@@ -548,29 +548,34 @@ fn window_interiors() {
     }
 }
 
-/// 1×1 convolutions with constant weights on small planes run transposed (positions as
-/// GEMM rows): ragged channel blocks, batches, a fused bias and ReLU epilogue, and one
-/// plane just past the cutoff (the ordinary path), all against the reference.
+/// Convolutions with constant weights on small planes run transposed (positions as GEMM
+/// rows), 1×1 and through the native im2col: ragged channel blocks, batches, strides and
+/// padding, a fused bias and ReLU epilogue, and planes past the cutoff (the ordinary
+/// path), all against the reference.
 #[test]
-fn small_plane_pointwise_convolutions() {
-    // (batch, in channels, out channels, height, width)
+fn small_plane_convolutions() {
+    // (batch, in channels, out channels, height, width, kernel, stride, pad)
     let cases = [
-        (1, 37, 40, 7, 7),
-        (2, 20, 70, 8, 8),
-        (1, 300, 130, 3, 5),
-        (1, 24, 33, 5, 13),
+        (1, 37, 40, 7, 7, 1, 1, 0),
+        (2, 20, 70, 8, 8, 1, 1, 0),
+        (1, 300, 130, 3, 5, 1, 1, 0),
+        (1, 24, 33, 5, 13, 1, 1, 0),
+        (1, 16, 40, 7, 7, 3, 1, 1),
+        (2, 9, 20, 14, 14, 2, 2, 0),
+        (1, 5, 17, 9, 11, 3, 1, 0),
+        (1, 8, 24, 12, 12, 3, 1, 1),
     ];
     let mut transposed = 0;
-    for (i, &(n, c, m, h, w)) in cases.iter().enumerate() {
+    for (i, &(n, c, m, h, w, k, s, pad)) in cases.iter().enumerate() {
         let mut g = Graph::new("t");
         let x = g.add_input("x", ty(DType::F32, &[n, c, h, w]));
-        let wt = g.add_constant(rand_tensor(DType::F32, &[m, c, 1, 1], 7 + i as u64), "w");
+        let wt = g.add_constant(rand_tensor(DType::F32, &[m, c, k, k], 7 + i as u64), "w");
         let b = g.add_constant(rand_tensor(DType::F32, &[m], 9 + i as u64), "b");
         let y = g
             .add_node1(
                 Op::Conv(ConvAttrs {
-                    strides: vec![1, 1],
-                    pads: vec![0, 0, 0, 0],
+                    strides: vec![s, s],
+                    pads: vec![pad; 4],
                     dilations: vec![1, 1],
                     group: 1,
                 }),
@@ -580,12 +585,13 @@ fn small_plane_pointwise_convolutions() {
             .unwrap();
         let r = g.add_node1(Op::Unary(UnaryOp::Relu), &[y], "relu").unwrap();
         g.add_output("y", r);
-        transposed += usize::from(h * w <= super::TRANSPOSED_MAX_POSITIONS);
+        let (oh, ow) = ((h + 2 * pad - k) / s + 1, (w + 2 * pad - k) / s + 1);
+        transposed += usize::from(oh * ow <= super::TRANSPOSED_MAX_POSITIONS);
         check(
             &g,
             &[rand_tensor(DType::F32, &[n, c, h, w], 11 + i as u64)],
             1e-5,
         );
     }
-    assert_eq!(transposed, 3, "both paths are covered");
+    assert_eq!(transposed, 6, "both paths are covered");
 }
