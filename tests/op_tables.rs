@@ -22,7 +22,7 @@ use tessera::runtime::cpu::{CpuOptions, Isa, compile};
 use tessera::sample::{compare, splitmix64_uniform};
 
 /// Number of `Op` variants.
-const KINDS: usize = 30;
+const KINDS: usize = 31;
 
 /// A distinct index per `Op` variant; no wildcard, so a new variant must be added here.
 fn kind(op: &Op) -> usize {
@@ -57,6 +57,7 @@ fn kind(op: &Op) -> usize {
         Op::GatherNd { .. } => 27,
         Op::RmsNorm { .. } => 28,
         Op::Attention { .. } => 29,
+        Op::CumSum { .. } => 30,
     }
 }
 
@@ -184,6 +185,15 @@ fn examples() -> Vec<Example> {
         ),
         example("softmax", Op::Softmax { axis: 2 }, vec![x()]),
         example("log_softmax", Op::LogSoftmax { axis: 2 }, vec![x()]),
+        example(
+            "cumsum",
+            Op::CumSum {
+                axis: 2,
+                exclusive: false,
+                reverse: true,
+            },
+            vec![x()],
+        ),
         example(
             "layer_norm",
             Op::LayerNorm {
@@ -351,7 +361,7 @@ fn expected_class(op: &Op) -> OpClass {
         | Op::LogSoftmax { .. }
         | Op::LayerNorm { .. }
         | Op::RmsNorm { .. } => OpClass::Reduction,
-        Op::Pool { .. } | Op::Lrn { .. } => OpClass::Window,
+        Op::Pool { .. } | Op::Lrn { .. } | Op::CumSum { .. } => OpClass::Window,
         Op::MatMul | Op::Gemm { .. } | Op::Conv(_) => OpClass::Contraction,
         Op::Attention { .. } => OpClass::Attention,
         _ => OpClass::Pointwise,

@@ -459,6 +459,20 @@ fn softmaxes_and_normalizations() {
     let x = || uniform(&[2, 3, 4], -2.0, 2.0, 500);
     case("softmax", vec![x()], one(Op::Softmax { axis: 1 }));
     case("log_softmax", vec![x()], one(Op::LogSoftmax { axis: 2 }));
+    for (k, (exclusive, reverse)) in [(false, false), (true, false), (false, true), (true, true)]
+        .into_iter()
+        .enumerate()
+    {
+        case(
+            &format!("cumsum_{k}"),
+            vec![x()],
+            one(Op::CumSum {
+                axis: 2,
+                exclusive,
+                reverse,
+            }),
+        );
+    }
     case(
         "layer_norm",
         vec![

@@ -346,6 +346,13 @@ pub enum Op {
     Softmax {
         axis: usize,
     },
+    /// Running sum along `axis`: element `i` sums elements `0..=i` (`0..i` when
+    /// `exclusive`; counted from the end when `reverse`). Numeric dtypes.
+    CumSum {
+        axis: usize,
+        exclusive: bool,
+        reverse: bool,
+    },
     LogSoftmax {
         axis: usize,
     },
@@ -446,6 +453,7 @@ impl Op {
             } => "avg_pool",
             Op::Reduce { op, .. } => op.name(),
             Op::Softmax { .. } => "softmax",
+            Op::CumSum { .. } => "cumsum",
             Op::LogSoftmax { .. } => "log_softmax",
             Op::LayerNorm { .. } => "layer_norm",
             Op::BatchNorm { .. } => "batch_norm",
@@ -478,6 +486,7 @@ impl Op {
             | Op::Reduce { .. }
             | Op::Softmax { .. }
             | Op::LogSoftmax { .. }
+            | Op::CumSum { .. }
             | Op::Lrn { .. }
             | Op::Reshape { .. }
             | Op::Transpose { .. }

@@ -95,6 +95,31 @@ fn print_parse_print_is_identity() {
 }
 
 #[test]
+fn cumsum_round_trips() {
+    let mut g = Graph::new("cumsum");
+    let x = g.add_input("x", f32s(&[2, 3]));
+    let y = g
+        .add_node1(
+            Op::CumSum {
+                axis: 1,
+                exclusive: true,
+                reverse: false,
+            },
+            &[x],
+            "",
+        )
+        .unwrap();
+    g.add_output("y", y);
+    let once = print(&g, &PrintOptions::default());
+    assert!(
+        once.contains("cumsum(%0) {axis=1, exclusive=true, reverse=false}"),
+        "{once}"
+    );
+    let back = parse(&once).unwrap();
+    assert_eq!(print(&back, &PrintOptions::default()), once);
+}
+
+#[test]
 fn printed_form_is_readable() {
     let txt = print(
         &sample(),

@@ -47,6 +47,7 @@ impl Op {
                 keep_dims,
             } => norm::reduce(*op, axes, *keep_dims, inputs[0]),
             Op::Softmax { axis } | Op::LogSoftmax { axis } => norm::softmax(*axis, inputs[0]),
+            Op::CumSum { axis, .. } => norm::cumsum(*axis, inputs[0]),
             Op::LayerNorm { axis, stats, .. } => norm::layer_norm(*axis, *stats, inputs),
             Op::RmsNorm { axis, .. } => norm::rms_norm(*axis, inputs[0], inputs[1]),
             Op::BatchNorm { .. } => norm::batch_norm(inputs),

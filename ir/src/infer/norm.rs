@@ -1,5 +1,5 @@
-//! Reductions and normalizations: `reduce_*`, (log-)softmax, layer, RMS, batch and local
-//! response normalization.
+//! Reductions and normalizations: `reduce_*`, `cumsum`, (log-)softmax, layer, RMS, batch
+//! and local response normalization.
 
 use super::{Result, broadcast_shapes, need, need_axis, one, same_dtype, shape};
 use crate::{DType, Domain, ReduceOp, TensorType};
@@ -35,6 +35,13 @@ pub(super) fn reduce(
         }
     }
     one(t.dtype, shape(out)?)
+}
+
+/// A running sum along `axis`: the operand's type.
+pub(super) fn cumsum(axis: usize, x: &TensorType) -> Result<Vec<TensorType>> {
+    need(Domain::Numeric, "operand", x.dtype)?;
+    need_axis(axis, x.shape.rank())?;
+    Ok(vec![x.clone()])
 }
 
 /// `softmax` and `log_softmax`.

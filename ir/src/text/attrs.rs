@@ -102,6 +102,15 @@ pub(crate) fn attrs_of(op: &Op) -> Vec<(&'static str, Attr)> {
             keep_dims,
         } => vec![("axes", us(axes)), ("keep_dims", Bool(*keep_dims))],
         Op::Softmax { axis } | Op::LogSoftmax { axis } => vec![("axis", Int(*axis as i64))],
+        Op::CumSum {
+            axis,
+            exclusive,
+            reverse,
+        } => vec![
+            ("axis", Int(*axis as i64)),
+            ("exclusive", Bool(*exclusive)),
+            ("reverse", Bool(*reverse)),
+        ],
         Op::LayerNorm {
             axis,
             epsilon,
@@ -310,6 +319,11 @@ pub(crate) fn op_from(name: &str, mut a: RawAttrs) -> Result<Op, String> {
             },
             "log_softmax" => Op::LogSoftmax {
                 axis: a.usize("axis")?,
+            },
+            "cumsum" => Op::CumSum {
+                axis: a.usize("axis")?,
+                exclusive: a.bool("exclusive")?,
+                reverse: a.bool("reverse")?,
             },
             "layer_norm" => Op::LayerNorm {
                 axis: a.usize("axis")?,

@@ -1,4 +1,4 @@
-//! Reductions over axes: `Reduce*` and `Softmax`/`LogSoftmax`.
+//! Reductions over axes: `Reduce*`, `Softmax`/`LogSoftmax` and the running sum `CumSum`.
 
 use tessera_ir::{Op, ReduceOp, ValueId};
 
@@ -13,7 +13,32 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("ReduceSum", |cx| reduce(cx, ReduceOp::Sum)),
     ("Softmax", |cx| softmax(cx, false)),
     ("LogSoftmax", |cx| softmax(cx, true)),
+    ("CumSum", cumsum),
 ];
+
+fn cumsum(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let rank = cx.ty(x).shape.rank();
+    let a = cx
+        .ints_input(1)?
+        .ok_or_else(|| cx.err("the axis input is missing"))?;
+    let [a] = a[..] else {
+        return Err(cx.err(format!("axis must be one value, got {a:?}")));
+    };
+    let flag = |cx: &Ctx, name: &str| -> R<bool> {
+        match cx.attr_int(name)?.unwrap_or(0) {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(cx.err(format!("attribute {name:?} must be 0 or 1, got {v}"))),
+        }
+    };
+    let op = Op::CumSum {
+        axis: axis(cx, a, rank)?,
+        exclusive: flag(cx, "exclusive")?,
+        reverse: flag(cx, "reverse")?,
+    };
+    Ok(vec![cx.emit1(op, &[x])?])
+}
 
 fn reduce(cx: &mut Ctx, op: ReduceOp) -> R<Vec<ValueId>> {
     let x = cx.input(0)?;

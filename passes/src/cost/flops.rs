@@ -19,7 +19,8 @@
 //!   bias); RMS norm 4 (square, sum, scale, weight); batch norm 2 (one multiply-add, the
 //!   statistics folded per channel); LRN `size + 8` (square, window sum, scale and bias,
 //!   pow, divide).
-//! * Reductions count 1 per input element, pooling 1 per window element of each output.
+//! * Reductions and running sums count 1 per input element, pooling 1 per window element
+//!   of each output.
 //! * Data movement (reshape, transpose, expand, concat, split, slice, gathers), constants,
 //!   identity and dropout (inference: identity) count 0: they cost bytes, not FLOPs.
 
@@ -113,7 +114,7 @@ pub fn flops(op: &Op, inputs: &[&TensorType], outputs: &[&TensorType]) -> u64 {
             2 * out0 * per_out + bias(2)
         }
         Op::Pool { attrs, .. } => out0 * attrs.kernel.iter().map(|&k| k as u64).product::<u64>(),
-        Op::Reduce { .. } => ELEMENTWISE * in0,
+        Op::Reduce { .. } | Op::CumSum { .. } => ELEMENTWISE * in0,
         Op::Softmax { .. } | Op::LogSoftmax { .. } => SOFTMAX * in0,
         Op::LayerNorm { .. } => 7 * ELEMENTWISE * in0,
         Op::RmsNorm { .. } => 4 * ELEMENTWISE * in0,

@@ -42,6 +42,7 @@ pub fn kind_names() -> &'static [&'static str] {
             "avg_pool",
             "softmax",
             "log_softmax",
+            "cumsum",
             "layer_norm",
             "batch_norm",
             "lrn",

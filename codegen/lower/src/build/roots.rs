@@ -520,6 +520,7 @@ pub(crate) fn window(kb: &mut KernelBuilder) -> Result<Nest, LowerError> {
     let inner_extents: Vec<usize> = match &node.op {
         Op::Pool { attrs, .. } => attrs.kernel.clone(),
         Op::Lrn { size, .. } => vec![*size],
+        Op::CumSum { axis, .. } => vec![dims(g, node.inputs[0])[*axis]],
         Op::Conv(_) => {
             let w = dims(g, node.inputs[1]);
             w[1..].to_vec()
@@ -607,6 +608,11 @@ fn window_root(
             beta,
             bias,
         } => lrn_root(nb, at, *size, *alpha, *beta, *bias),
+        Op::CumSum {
+            axis,
+            exclusive,
+            reverse,
+        } => cumsum_root(nb, at, *axis, *exclusive, *reverse),
         Op::Conv(a) => conv_root(nb, at, a),
         Op::MatMul | Op::Gemm { .. } => contraction_root(nb, at, space),
         op => Err(nb
@@ -773,6 +779,55 @@ fn lrn_root(
     let den = nb.push(cd, ExprOp::Binary(BinaryOp::Pow, base, be));
     let y = nb.bin(BinaryOp::Div, xc, den);
     let y = nb.cast(y, odt);
+    nb.roots.insert(
+        out,
+        RootValue {
+            flat: full,
+            expr: y,
+        },
+    );
+    Ok(())
+}
+
+/// A running sum: the window is the whole axis, read in the order a sequential scan adds
+/// (ascending, or descending when `reverse`), each element counted when it is at or
+/// before (after, when `reverse`) the output's position, strictly so when `exclusive`.
+fn cumsum_root(
+    nb: &mut NestBuilder,
+    at: At,
+    axis: usize,
+    exclusive: bool,
+    reverse: bool,
+) -> Result<(), LowerError> {
+    let At { root, b, w, full } = at;
+    let g = nb.g();
+    let node = g.node(root);
+    let out = node.outputs[0];
+    let odt = g.ty(out).dtype;
+    let x = node.inputs[0];
+    let n = dims(g, x)[axis] as i64;
+    let j = if reverse {
+        w[0].scale(-1).add_const(n - 1)
+    } else {
+        w[0].clone()
+    };
+    // How far past the output's position (towards the scan's start) element j lies.
+    let behind = if reverse {
+        j.add(&b[axis].scale(-1))
+    } else {
+        b[axis].add(&j.scale(-1))
+    };
+    let mut idx = b.to_vec();
+    idx[axis] = j;
+    let guard = Guard {
+        index: behind,
+        lo: i64::from(exclusive),
+        hi: n,
+    };
+    let v = guarded(nb, x, &idx, vec![guard], root)?;
+    let vw = nb.widen(v);
+    let s = one_reduction(nb, ReduceKind::Sum, vw);
+    let y = nb.cast(s, odt);
     nb.roots.insert(
         out,
         RootValue {

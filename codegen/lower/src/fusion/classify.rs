@@ -32,7 +32,7 @@ pub enum OpClass {
     /// reduce, softmax, log_softmax, layer_norm, rms_norm.
     Reduction,
     /// A loop nest with its own inner loops over a window or a contraction dimension:
-    /// pooling, LRN, direct (grouped, depthwise or non-float) convolution, and matmul/gemm
+    /// pooling, LRN, running sums (a window over the whole axis), direct (grouped, depthwise or non-float) convolution, and matmul/gemm
     /// of dtypes the GEMM library does not take.
     Window,
     /// A GEMM library call (f32/f64 matmul, gemm, and convolution by im2col + GEMM) with a
@@ -87,7 +87,7 @@ pub fn classify(g: &Graph, n: NodeId) -> OpClass {
         | Op::LogSoftmax { .. }
         | Op::LayerNorm { .. }
         | Op::RmsNorm { .. } => OpClass::Reduction,
-        Op::Pool { .. } | Op::Lrn { .. } => OpClass::Window,
+        Op::Pool { .. } | Op::Lrn { .. } | Op::CumSum { .. } => OpClass::Window,
         Op::MatMul | Op::Gemm { .. } => {
             if gemm_dtype(dtype(0)) {
                 OpClass::Contraction

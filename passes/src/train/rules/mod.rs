@@ -76,6 +76,11 @@ pub(crate) fn vjp(
         } => norm::reduce(e, *op, axes, *keep_dims, x[0], y[0], single()?),
         Op::Softmax { axis } => norm::softmax(e, *axis, y[0], single()?),
         Op::LogSoftmax { axis } => norm::log_softmax(e, *axis, y[0], single()?),
+        Op::CumSum {
+            axis,
+            exclusive,
+            reverse,
+        } => norm::cumsum(e, *axis, *exclusive, *reverse, single()?),
         Op::LayerNorm { axis, epsilon, .. } => {
             if gy.iter().skip(1).any(Option::is_some) {
                 return Err(e.error(

@@ -58,6 +58,23 @@ pub(super) fn softmax(e: &mut Emitter, axis: usize, y: ValueId, g: ValueId) -> G
     Ok(vec![Some(e.mul(y, c)?)])
 }
 
+/// The adjoint of a running sum is the running sum the other way: `x[j]` is a term of
+/// every `y[i]` with `i ≥ j` (`i > j` when exclusive). Reads nothing.
+pub(super) fn cumsum(
+    e: &mut Emitter,
+    axis: usize,
+    exclusive: bool,
+    reverse: bool,
+    g: ValueId,
+) -> Grads {
+    let op = Op::CumSum {
+        axis,
+        exclusive,
+        reverse: !reverse,
+    };
+    Ok(vec![Some(e.op(op, &[g])?)])
+}
+
 /// `dx = g − exp(y) ⊙ Σ_axis g`; reads the output.
 pub(super) fn log_softmax(e: &mut Emitter, axis: usize, y: ValueId, g: ValueId) -> Grads {
     let s = e.sum(g, &[axis], true)?;

@@ -48,6 +48,11 @@ pub(super) fn eval(op: &Op, x: &[&Tensor], out: &[TensorType]) -> Result<Vec<Ten
             keep_dims: _,
         } => one(normalize::reduce(*op, x[0], axes, &out[0])),
         Op::Softmax { axis } => one(normalize::softmax(x[0], *axis, false)),
+        Op::CumSum {
+            axis,
+            exclusive,
+            reverse,
+        } => one(normalize::cumsum(x[0], *axis, *exclusive, *reverse)),
         Op::LogSoftmax { axis } => one(normalize::softmax(x[0], *axis, true)),
         Op::LayerNorm {
             axis,

@@ -1,4 +1,4 @@
-//! Reductions and normalizations.
+//! Reductions (`reduce_*`, `cumsum`) and normalizations.
 
 use tessera_ir::{DType, ReduceOp, Tensor, TensorType};
 
@@ -83,6 +83,54 @@ pub(super) fn reduce(op: ReduceOp, x: &Tensor, axes: &[usize], out: &TensorType)
             })
             .collect();
         from_i64(out.dtype, out.shape.clone(), y)
+    }
+}
+
+/// Running sums along `axis`, in order from the first element (the last when `reverse`):
+/// floats in f64, each output rounded once; integers wrapping.
+pub(super) fn cumsum(x: &Tensor, axis: usize, exclusive: bool, reverse: bool) -> Tensor {
+    fn scan<T: Copy>(
+        offs: &[usize],
+        r: usize,
+        v: &[T],
+        zero: T,
+        add: impl Fn(T, T) -> T,
+        (exclusive, reverse): (bool, bool),
+    ) -> Vec<T> {
+        let mut y = vec![zero; v.len()];
+        for row in offs.chunks(r.max(1)) {
+            let mut acc = zero;
+            for k in 0..row.len() {
+                let o = row[if reverse { row.len() - 1 - k } else { k }];
+                let next = add(acc, v[o]);
+                y[o] = if exclusive { acc } else { next };
+                acc = next;
+            }
+        }
+        y
+    }
+    let (offs, r) = grouped(x.shape().dims(), &[axis]);
+    let (dtype, shape) = (x.dtype(), x.shape().clone());
+    if dtype.is_float() {
+        let y = scan(
+            &offs,
+            r,
+            &x.to_f64_vec(),
+            0.0,
+            |a, b| a + b,
+            (exclusive, reverse),
+        );
+        from_f64(dtype, shape, y)
+    } else {
+        let y = scan(
+            &offs,
+            r,
+            &x.to_i64_vec(),
+            0,
+            i64::wrapping_add,
+            (exclusive, reverse),
+        );
+        from_i64(dtype, shape, y)
     }
 }
 
