@@ -1,5 +1,6 @@
-//! Elementwise ops: unary and binary maps, variadic folds, `Where`, `Clip`, `Cast` and
-//! the ops that are the identity at inference (`Identity`, `Dropout`).
+//! Elementwise ops: unary and binary maps, variadic folds, `Where`, `Clip`, `Cast`, the
+//! ops that are the identity at inference (`Identity`, `Dropout`), and `HardSigmoid` and
+//! `HardSwish` as the multiply-add and clip they are (so they fuse like any pointwise op).
 
 use tessera_ir::{BinaryOp, DType, GeluApprox, Op, Shape, Tensor, UnaryOp, ValueId};
 
@@ -51,6 +52,8 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("Clip", clip),
     ("Gelu", gelu),
     ("Cast", cast),
+    ("HardSigmoid", hard_sigmoid),
+    ("HardSwish", hard_swish),
 ];
 
 fn unary(cx: &mut Ctx, u: UnaryOp) -> R<Vec<ValueId>> {
@@ -182,4 +185,31 @@ fn cast(cx: &mut Ctx) -> R<Vec<ValueId>> {
         .ok_or_else(|| cx.err("attribute \"to\" is missing"))?;
     let to = dtype_from_onnx(code as i32).map_err(|m| cx.err(m))?;
     Ok(vec![cx.emit1(Op::Cast { to }, &[cx.input(0)?])?])
+}
+
+/// `clip(alpha · x + beta, 0, 1)` in `x`'s dtype.
+fn hard_sigmoid_of(cx: &mut Ctx, x: ValueId, alpha: f64, beta: f64) -> R<ValueId> {
+    let dtype = cx.ty(x).dtype;
+    if !dtype.is_float() {
+        return Err(cx.err(format!("input is {dtype}, expected a float dtype")));
+    }
+    let a = cx.constant(Tensor::full(dtype, Shape::scalar(), alpha));
+    let b = cx.constant(Tensor::full(dtype, Shape::scalar(), beta));
+    let ax = cx.emit1(Op::Binary(BinaryOp::Mul), &[x, a])?;
+    let axb = cx.emit1(Op::Binary(BinaryOp::Add), &[ax, b])?;
+    cx.emit1(Op::Clip { min: 0.0, max: 1.0 }, &[axb])
+}
+
+fn hard_sigmoid(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let alpha = cx.attr_float("alpha")?.unwrap_or(0.2);
+    let beta = cx.attr_float("beta")?.unwrap_or(0.5);
+    Ok(vec![hard_sigmoid_of(cx, x, alpha.into(), beta.into())?])
+}
+
+/// `x · hard_sigmoid(x)` with ONNX's fixed `alpha = 1/6`, `beta = 1/2`.
+fn hard_swish(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let h = hard_sigmoid_of(cx, x, 1.0 / 6.0, 0.5)?;
+    Ok(vec![cx.emit1(Op::Binary(BinaryOp::Mul), &[x, h])?])
 }
