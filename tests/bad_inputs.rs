@@ -358,3 +358,81 @@ fn external_data_loads_from_the_model_folder() {
     assert_eq!(y[0].as_slice::<f32>().unwrap(), &[2.5, -1.0, 4.25, 1.0]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// An int64 initializer.
+fn ints(name: &str, dims: &[i64], v: &[i64]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(7),
+        int64_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn string_attr(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(3),
+        s: Some(v.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
+/// `op(x f32[2,3], extra initializers…)` with attributes, for translator error messages.
+fn one_node(
+    op: &str,
+    inputs: &[&str],
+    attrs: Vec<AttributeProto>,
+    inits: Vec<TensorProto>,
+) -> ModelProto {
+    let mut n = node("n", op, inputs, &["y"]);
+    n.attribute = attrs;
+    let mut m = model(
+        vec![n],
+        vec![value("x", F32, &[2, 3])],
+        vec![value("y", F32, &[2, 3])],
+    );
+    m.graph.as_mut().unwrap().initializer = inits;
+    m
+}
+
+#[test]
+fn pad_errors_name_the_node() {
+    let pads = |v: &[i64]| vec![ints("pads", &[4], v)];
+    let m = one_node(
+        "Pad",
+        &["x", "pads"],
+        vec![string_attr("mode", "symmetric")],
+        pads(&[0, 1, 0, 1]),
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"n\" (Pad, n1): unknown pad mode \"symmetric\""
+    );
+    let m = one_node("Pad", &["x", "pads"], vec![], pads(&[0, -3, 0, -1]));
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"n\" (Pad, n1): pads -3 and -1 crop more than axis 1's 3 elements"
+    );
+    let m = one_node(
+        "Pad",
+        &["x", "pads"],
+        vec![],
+        vec![ints("pads", &[2], &[1, 1])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"n\" (Pad, n1): 2 pads for 2 axes, expected 4"
+    );
+    let m = one_node(
+        "Pad",
+        &["x", "pads"],
+        vec![string_attr("mode", "reflect")],
+        pads(&[0, -3, 0, 1]),
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"n\" (Pad, n1): axis 1 is empty: there is nothing to pad it with"
+    );
+}

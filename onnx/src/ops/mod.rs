@@ -11,6 +11,7 @@ mod indexing;
 mod movement;
 mod normalize;
 mod reduce;
+mod resample;
 mod window;
 
 use tessera_ir::ValueId;
@@ -27,6 +28,7 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     normalize::OPS,
     movement::OPS,
     indexing::OPS,
+    resample::OPS,
     constant::OPS,
 ];
 
