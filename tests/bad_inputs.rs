@@ -436,3 +436,58 @@ fn pad_errors_name_the_node() {
         "ONNX node \"n\" (Pad, n1): axis 1 is empty: there is nothing to pad it with"
     );
 }
+
+#[test]
+fn resize_errors_name_the_node() {
+    let scales = |v: &[f32]| TensorProto {
+        name: Some("scales".into()),
+        dims: vec![v.len() as i64],
+        data_type: Some(F32),
+        float_data: v.to_vec(),
+        ..Default::default()
+    };
+    let int_attr = |name: &str, i: i64| AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(2),
+        i: Some(i),
+        ..Default::default()
+    };
+    let resize = |attrs, inits| one_node("Resize", &["x", "", "scales"], attrs, inits);
+    let m = resize(
+        vec![string_attr("mode", "bicubic")],
+        vec![scales(&[1.0, 2.0])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"n\" (Resize, n1): unknown mode \"bicubic\""
+    );
+    let m = resize(
+        vec![string_attr("mode", "linear"), int_attr("antialias", 1)],
+        vec![scales(&[1.0, 0.01])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"n\" (Resize, n1): resampling axis 1 at scale 0.009999999776482582 reads 202 input elements per output; at most 64 are supported"
+    );
+    let m = resize(vec![], vec![scales(&[1.0, 1e30])]);
+    assert!(
+        import_error(&m).contains("is too large"),
+        "{}",
+        import_error(&m)
+    );
+    let m = resize(vec![], vec![scales(&[1.0, -2.0])]);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"n\" (Resize, n1): scale -2 must be finite and positive"
+    );
+    let m = one_node(
+        "Resize",
+        &["x", "", "scales", "sizes"],
+        vec![],
+        vec![scales(&[1.0, 2.0]), ints("sizes", &[2], &[2, 6])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"n\" (Resize, n2): both scales and sizes are given"
+    );
+}
