@@ -1053,6 +1053,43 @@ fn conv_add_constant_no_bias() {
     });
 }
 
+/// HardSwish after a convolution (`y · relu6(y + 3) / 6`, the Add reading the
+/// convolution as the Mul does): folding the `+ 3` into the convolution would leave the
+/// Mul reading the original, so the convolution would run twice. The folding rules fire
+/// only where the root is the convolution's sole consumer.
+#[test]
+fn conv_folds_skip_a_shared_convolution() {
+    for rule in ["conv-add-constant", "conv-mul-constant"] {
+        for seed in 1..=3u64 {
+            let mut b = B::new(seed);
+            let op = if rule == "conv-add-constant" {
+                BinaryOp::Add
+            } else {
+                BinaryOp::Mul
+            };
+            let folded = conv_then(&mut b, true, op);
+            let conv = b.g.producer(folded).expect("folded has a producer");
+            let conv_out = b.g.node(conv).inputs[0];
+            let y = b.bin(BinaryOp::Mul, conv_out, folded);
+            b.g.add_output("y", y);
+            verify(&b.g).expect("lhs verifies");
+            let app = apply_rules(&b.g, Some(&Reference), &[rule], 2).expect("rules run");
+            assert_eq!(
+                app.applied.get(rule).copied().unwrap_or(0),
+                0,
+                "{rule} (seed {seed}) folded into a shared convolution:\n{}",
+                tessera::ir::text::print(&app.graph, &Default::default())
+            );
+            let convs = |g: &Graph| {
+                g.nodes()
+                    .filter(|(_, n)| matches!(n.op, Op::Conv(_)))
+                    .count()
+            };
+            assert_eq!(convs(&app.graph), 1, "{rule} (seed {seed})");
+        }
+    }
+}
+
 fn conv_bn(b: &mut B, bias: bool) -> ValueId {
     let (n, c, m, hw, k) = (
         b.dim(1, 2),

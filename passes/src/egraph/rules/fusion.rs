@@ -538,11 +538,30 @@ fn per_channel(r: &Rewriter, f: Id, out: &TensorType) -> Option<Tensor> {
     )
 }
 
+/// The class of the convolution a `(kind (conv ?c ?x ?w …) …)` pattern matched under the
+/// root, if the root is its only consumer: folding a constant into a convolution that
+/// feeds other nodes too would compute the convolution twice (HardSwish's
+/// `x · clip(x/6 + ½)` after a convolution is the common case).
+fn sole_conv_operand(r: &Rewriter, kind: &str) -> Option<Id> {
+    let (c, x, w) = (r.v("?c")?, r.v("?x")?, r.v("?w")?);
+    let conv = r.attr(c)?;
+    let (_, ops) = r.find(r.root, kind, |_, ops| {
+        ops.first().is_some_and(|&o| {
+            r.find(o, "conv", |op, cops| {
+                *op == conv && cops.first() == Some(&x) && cops.get(1) == Some(&w)
+            })
+            .is_some()
+        })
+    })?;
+    r.used_only_by(ops[0], r.root).then_some(ops[0])
+}
+
 /// `conv(x, W, b?) · f = conv(x, W·f, b·f)` for a constant per-output-channel (or scalar)
 /// `f` and constant `W`, `b`.
 fn conv_mul_constant(r: &mut Rewriter) -> Option<Id> {
     let (c, x, w, f) = (r.v("?c")?, r.v("?x")?, r.v("?w")?, r.v("?f")?);
     r.konst(w)?;
+    sole_conv_operand(r, "mul")?;
     let out = r.ty(r.root)?;
     let fc = per_channel(r, f, &out)?;
     let conv = r.attr(c)?;
@@ -572,6 +591,7 @@ fn conv_mul_constant(r: &mut Rewriter) -> Option<Id> {
 /// `f` and constant `b`.
 fn conv_add_constant(r: &mut Rewriter) -> Option<Id> {
     let (c, x, w, f) = (r.v("?c")?, r.v("?x")?, r.v("?w")?, r.v("?f")?);
+    sole_conv_operand(r, "add")?;
     let out = r.ty(r.root)?;
     let fc = per_channel(r, f, &out)?;
     let conv = r.attr(c)?;
@@ -596,6 +616,7 @@ fn conv_batch_norm(r: &mut Rewriter) -> Option<Id> {
     for id in [w, g, beta, mean, var] {
         r.konst(id)?;
     }
+    sole_conv_operand(r, "batch_norm")?;
     let Op::BatchNorm { epsilon } = r.attr(e)? else {
         return None;
     };

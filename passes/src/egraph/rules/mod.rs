@@ -149,6 +149,16 @@ impl<'e, 'a> Rewriter<'e, 'a> {
         Some(self.egraph.add(TNode::Proj(k, [t])))
     }
 
+    /// True if every e-node that reads class `id` belongs to class `user`. A rule that
+    /// folds `id` into a new e-node of `user` then removes `id`'s only consumer; were
+    /// there another, the extracted graph would compute both `id` and its folded copy.
+    pub fn used_only_by(&self, id: Id, user: Id) -> bool {
+        let user = self.egraph.find(user);
+        self.egraph[id]
+            .parents()
+            .all(|p| self.egraph.find(p) == user)
+    }
+
     /// The first operand list of an `Op` e-node of `kind` in class `id` satisfying `pred`,
     /// with the op (attributes included).
     pub fn find(
