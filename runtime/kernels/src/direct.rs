@@ -128,6 +128,9 @@ pub const BLOCKED_MAX_WIDTH: usize = 16;
 
 /// Channels per block of the channel-blocked form (one 8-lane vector).
 const CB: usize = 8;
+/// [`CB`] for callers that split channels into tasks: ranges of whole blocks keep every
+/// lane busy.
+pub const CHANNEL_BLOCK: usize = CB;
 /// Output positions per register tile of the channel-blocked form (eight accumulator
 /// chains cover the FMA latency).
 const PX: usize = 8;
