@@ -77,9 +77,21 @@ fn main() {
         isa.name(),
         peak / 1e9
     );
-    pointwise_table(isa);
-    gemm_table(isa, peak);
-    direct_table(isa);
+    // `cargo bench --bench kernels -- TABLE…` runs only the named tables.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |t: &str| only.is_empty() || only.iter().any(|o| o == t);
+    if wanted("pointwise") {
+        pointwise_table(isa);
+    }
+    if wanted("gemm") {
+        gemm_table(isa, peak);
+    }
+    if wanted("direct") {
+        direct_table(isa);
+    }
 }
 
 /// SGEMM per shape class: packed B, per-call packing, the `gemm` crate, % of peak.
@@ -194,6 +206,8 @@ fn direct_table(isa: Isa) {
         (32, 56, 7, 1, 1),
         (64, 28, 7, 1, 1),
         (48, 56, 3, 2, 1),
+        (16, 112, 3, 2, 1),
+        (64, 112, 3, 2, 1),
         (576, 7, 5, 1, 1),
         (240, 14, 5, 1, 1),
         (440, 7, 3, 1, 8),
