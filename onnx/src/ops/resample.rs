@@ -538,7 +538,9 @@ fn resize(cx: &mut Ctx) -> R<Vec<ValueId>> {
     };
     shape(cx, out.clone())?;
     let mut y = x;
-    for (i, &a) in axes.iter().enumerate() {
+    // Innermost axis first: its gathers are the scattered ones, done on the smaller
+    // tensor when upsampling; the outer axes then gather whole contiguous rows.
+    for (i, &a) in axes.iter().enumerate().rev() {
         let roi = rois[i];
         let identity = (scale[a] - 1.0).abs() <= 1e-9 * scale[a].abs().max(1.0)
             && out[a] == d[a]
@@ -601,7 +603,8 @@ fn legacy_resample(cx: &mut Ctx, x: ValueId, mode: &str, scales: &[f64]) -> R<Ve
         .collect();
     shape(cx, out.clone())?;
     let mut y = x;
-    for (a, &s) in scales.iter().enumerate() {
+    // Innermost axis first, as in `resize`.
+    for (a, &s) in scales.iter().enumerate().rev() {
         if s != 1.0 && d[a] > 0 {
             y = resample_axis(cx, y, a, &r, (out[a], s, (0.0, 1.0)))?;
         }

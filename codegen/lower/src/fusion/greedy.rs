@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, BinaryHeap};
 
 use tessera_ir::{NodeId, ValueId};
 
+use super::classify::OpClass;
 use super::{Planner, metric};
 
 /// A candidate merge of producer group `a` into consumer group `b`, as of the groups'
@@ -87,8 +88,12 @@ impl State<'_, '_> {
             .collect()
     }
 
-    /// The candidate `a → b`, if merging saves bytes.
+    /// The candidate `a → b`, if merging saves bytes without recomputing `a`
+    /// ([`State::recomputes`]).
     fn candidate(&self, a: usize, b: usize) -> Option<Candidate> {
+        if self.recomputes(a, b) {
+            return None;
+        }
         let merged = self.p.bytes(&self.set_of(&[a, b]));
         let before = self.bytes[a] + self.bytes[b];
         (merged < before).then(|| Candidate {
@@ -97,6 +102,27 @@ impl State<'_, '_> {
             b,
             va: self.version[a],
             vb: self.version[b],
+        })
+    }
+
+    /// True if `b` reads a value of `a` through a gather with at least twice the value's
+    /// elements (an upsampling, say): merged, every gathered element would evaluate `a`'s
+    /// nodes again, several times per element of the value, to save one store and load of
+    /// it. (Edge and reflect padding gather a little more than they read; that stays fused.)
+    fn recomputes(&self, a: usize, b: usize) -> bool {
+        let g = self.p.g;
+        self.p.members[b].iter().any(|&n| {
+            let node = g.node(n);
+            self.p.class[n.index()] == OpClass::Gather
+                && node.inputs.first().is_some_and(|&data| {
+                    let (src, _) = self.p.source(data);
+                    g.producer(src)
+                        .is_some_and(|p| self.p.group_of[p.index()] == Some(a))
+                        && node
+                            .outputs
+                            .iter()
+                            .any(|&o| g.ty(o).shape.numel() >= 2 * g.ty(src).shape.numel())
+                })
         })
     }
 
@@ -556,6 +582,27 @@ mod tests {
         }
         let _ = writeln!(s, "  output \"y\" %{h}\n}}");
         s
+    }
+
+    /// A sigmoid gathered along its last axis by `width` indices: an upsampling (twice
+    /// the elements) keeps the sigmoid in its own kernel, stored once; a pad-like gather
+    /// (a few more elements) fuses it.
+    fn gathered(width: usize) -> String {
+        format!(
+            "graph \"g\" {{\n  input \"x\" %0: f32[1,4,8,8]\n  input \"i\" %1: i64[{width}]\n  \
+             %2: f32[1,4,8,8] = sigmoid(%0) \"act\"\n  \
+             %3: f32[1,4,8,{width}] = gather(%2, %1) {{axis=3}} \"resize\"\n  \
+             output \"y\" %3\n}}\n"
+        )
+    }
+
+    #[test]
+    fn an_upsampling_gather_does_not_recompute_its_producer() {
+        for (width, groups) in [(16, 2), (10, 1)] {
+            let g = text::parse(&gathered(width)).expect("parses");
+            let p = plan(&g, Mode::Fused).expect("plans");
+            assert_eq!(p.groups.len(), groups, "gather to width {width}");
+        }
     }
 
     /// `merge_greedily` asserts, in test builds, that the peak of the plan and of every
