@@ -195,23 +195,27 @@ fn gemm_table(isa: Isa, peak: f64) {
 /// Direct convolutions in both forms against a plain loop.
 fn direct_table(isa: Isa) {
     println!(
-        "\n| direct conv (c, h×w, k, stride, channels per group) | planes | channel-blocked | naive loop | chosen GB/s (in + out) |"
+        "\n| direct conv (c, h×w, k, stride, in→out channels per group) | planes | channel-blocked | naive loop | chosen GB/s (in + out) |"
     );
     println!("|---|---:|---:|---:|---:|");
-    for (c, h, k, s, cg) in [
-        (16, 112, 3, 1, 1),
-        (144, 28, 3, 1, 1),
-        (96, 14, 3, 1, 1),
-        (576, 7, 3, 1, 1),
-        (32, 56, 7, 1, 1),
-        (64, 28, 7, 1, 1),
-        (48, 56, 3, 2, 1),
-        (16, 112, 3, 2, 1),
-        (64, 112, 3, 2, 1),
-        (576, 7, 5, 1, 1),
-        (240, 14, 5, 1, 1),
-        (440, 7, 3, 1, 8),
-        (208, 14, 3, 1, 8),
+    // (output channels, input size, kernel, stride, input and output channels per group)
+    for (c, h, k, s, cg, m) in [
+        (16, 112, 3, 1, 1, 1),
+        (144, 28, 3, 1, 1, 1),
+        (96, 14, 3, 1, 1, 1),
+        (576, 7, 3, 1, 1, 1),
+        (32, 56, 7, 1, 1, 1),
+        (64, 28, 7, 1, 1, 1),
+        (48, 56, 3, 2, 1, 1),
+        (16, 112, 3, 2, 1, 1),
+        (64, 112, 3, 2, 1, 1),
+        (576, 7, 5, 1, 1, 1),
+        (240, 14, 5, 1, 1, 1),
+        (440, 7, 3, 1, 8, 8),
+        (208, 14, 3, 1, 8, 8),
+        // An RGB stem: one group of three input channels.
+        (16, 224, 3, 2, 3, 16),
+        (32, 224, 3, 2, 3, 32),
     ] {
         let p = k / 2;
         let o = (h + 2 * p - k) / s + 1;
@@ -226,9 +230,9 @@ fn direct_table(isa: Isa) {
             dilation: (1, 1),
             pad: (p, p),
             group_channels: cg,
-            multiplier: cg,
+            multiplier: m,
         };
-        let x = vec![0.5f32; c * h * h];
+        let x = vec![0.5f32; c / m * cg * h * h];
         let w = vec![0.25f32; c * cg * k * k];
         let mut out = vec![0f32; c * o * o];
         let flop = (2 * c * cg * o * o * k * k) as f64;
@@ -241,7 +245,7 @@ fn direct_table(isa: Isa) {
             )
         };
         let planes = form(direct::Form::Planes);
-        let blocked = if cg == 1 {
+        let blocked = if cg == 1 && m == 1 {
             form(direct::Form::Blocked)
         } else {
             f64::NAN
@@ -258,7 +262,7 @@ fn direct_table(isa: Isa) {
                         for xo in 0..o {
                             let mut acc = 0f32;
                             for ci in 0..cg {
-                                let xc = (ch / cg) * cg + ci;
+                                let xc = (ch / m) * cg + ci;
                                 for ky in 0..k {
                                     for kx in 0..k {
                                         let (iy, ix) = (
@@ -284,9 +288,9 @@ fn direct_table(isa: Isa) {
             },
             flop,
         );
-        let bytes = ((c * h * h + c * o * o) * 4) as f64;
+        let bytes = ((c / m * cg * h * h + c * o * o) * 4) as f64;
         println!(
-            "| {c}, {h}×{h}, {k}×{k}, {s}, {cg} | {:.1} GFLOP/s | {:.1} | {:.1} | {:.1} |",
+            "| {c}, {h}×{h}, {k}×{k}, {s}, {cg}→{m} | {:.1} GFLOP/s | {:.1} | {:.1} | {:.1} |",
             planes / 1e9,
             blocked / 1e9,
             naive / 1e9,

@@ -41,10 +41,11 @@ pub struct Geometry {
 }
 
 thread_local! {
-    /// Phase-split input plane, the output plane at the phases' row stride, tap offsets.
+    /// Phase-split input plane, [`OC`] output planes at the phases' row stride, tap
+    /// offsets with one weight or with [`OC`].
     #[allow(clippy::type_complexity)]
-    static WORK: RefCell<(Vec<f32>, Vec<f32>, Vec<(usize, f32)>)> =
-        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    static WORK: RefCell<(Vec<f32>, Vec<f32>, Vec<(usize, f32)>, Vec<(usize, [f32; OC])>)> =
+        const { RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
 }
 
 /// Output channels `o0..o1`, all rows, of one image.
@@ -107,7 +108,7 @@ pub unsafe fn run_form(
         // SAFETY: forwarded.
         _ if blocked => unsafe { blocked_generic::<false>(g, x, w, out, o0, o1, blocked_portable) },
         // SAFETY: forwarded.
-        _ => unsafe { run_generic(g, x, w, out, o0, o1, taps_portable) },
+        _ => unsafe { run_generic(g, x, w, out, o0, o1, taps_portable, taps4_portable) },
     }
 }
 
@@ -542,6 +543,82 @@ unsafe fn taps_avx2(src: &[f32], taps: &[(usize, f32)], out: &mut [f32]) {
     }
 }
 
+/// Output channels per pass of [`run_generic`] when a group has several: each loaded
+/// input vector feeds this many channels' accumulators.
+const OC: usize = 4;
+
+/// [`taps_portable`] for [`OC`] output channels over the same input (`out` holds `OC`
+/// runs of `run` outputs, one per channel), one channel after another.
+fn taps4_portable(src: &[f32], taps: &[(usize, [f32; OC])], out: &mut [f32], run: usize) {
+    let mut one = Vec::with_capacity(taps.len());
+    for (k, o) in out.chunks_exact_mut(run).take(OC).enumerate() {
+        one.clear();
+        one.extend(taps.iter().map(|&(off, w)| (off, w[k])));
+        taps_portable(src, &one, o);
+    }
+}
+
+/// [`taps_avx2`] for [`OC`] output channels: two vectors of outputs for all four
+/// channels (eight accumulators, no spills) per pass over the taps, so each input load serves four
+/// multiply-adds; every output sums its taps in the same order as [`taps_avx2`] (same
+/// bits).
+///
+/// # Safety
+/// AVX2 and FMA are available; `off_t + run ≤ src.len()` for every tap; `out` holds
+/// `OC · run` outputs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn taps4_avx2(src: &[f32], taps: &[(usize, [f32; OC])], out: &mut [f32], run: usize) {
+    use std::arch::x86_64::*;
+    debug_assert!(out.len() >= OC * run);
+    let (s, o) = (src.as_ptr(), out.as_mut_ptr());
+    let mut i = 0;
+    // SAFETY (all accesses): i + width ≤ run, off + run ≤ src.len() (caller's contract),
+    // and channel k's outputs lie at k·run.. in `out`.
+    unsafe {
+        while i + 16 <= run {
+            let mut a = [[_mm256_setzero_ps(); 2]; OC];
+            for (off, w) in taps {
+                let p = s.add(off + i);
+                let x = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))];
+                for k in 0..OC {
+                    let wk = _mm256_set1_ps(w[k]);
+                    for v in 0..2 {
+                        a[k][v] = _mm256_fmadd_ps(wk, x[v], a[k][v]);
+                    }
+                }
+            }
+            for (k, ak) in a.iter().enumerate() {
+                for (v, x) in ak.iter().enumerate() {
+                    _mm256_storeu_ps(o.add(k * run + i + 8 * v), *x);
+                }
+            }
+            i += 16;
+        }
+        while i + 8 <= run {
+            let mut a = [_mm256_setzero_ps(); OC];
+            for (off, w) in taps {
+                let x = _mm256_loadu_ps(s.add(off + i));
+                for k in 0..OC {
+                    a[k] = _mm256_fmadd_ps(_mm256_set1_ps(w[k]), x, a[k]);
+                }
+            }
+            for (k, x) in a.iter().enumerate() {
+                _mm256_storeu_ps(o.add(k * run + i), *x);
+            }
+            i += 8;
+        }
+        while i < run {
+            for k in 0..OC {
+                *o.add(k * run + i) = taps
+                    .iter()
+                    .fold(0.0f32, |a, &(off, w)| w[k].mul_add(*s.add(off + i), a));
+            }
+            i += 1;
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2(
@@ -555,8 +632,12 @@ unsafe fn run_avx2(
     // SAFETY: this function's target features make taps_avx2's requirement hold; run_generic
     // passes runs inside the split plane.
     let taps = |src: &[f32], t: &[(usize, f32)], acc: &mut [f32]| unsafe { taps_avx2(src, t, acc) };
+    // SAFETY: as above; run_generic passes `OC · run` outputs.
+    let taps4 = |src: &[f32], t: &[(usize, [f32; OC])], acc: &mut [f32], run: usize| unsafe {
+        taps4_avx2(src, t, acc, run)
+    };
     // SAFETY: forwarded.
-    unsafe { run_generic(g, x, w, out, o0, o1, taps) }
+    unsafe { run_generic(g, x, w, out, o0, o1, taps, taps4) }
 }
 
 /// The padded, phase-split layout of one input plane: phase `(py, px)` holds padded rows
@@ -606,12 +687,25 @@ fn split_plane(g: &Geometry, ph: &Phases, xin: &[f32], split: &mut [f32]) {
                     dst[c0..c0 + len].copy_from_slice(&row[..len]);
                     continue;
                 }
-                for (c, d) in dst.iter_mut().enumerate().skip(c0) {
-                    let ix = c * sw + pc - g.pad.1;
-                    if ix >= g.w {
-                        break;
+                // Phase columns c0.. read input columns c0·sw + pc − pad, every sw-th.
+                let Some(first) = (c0 * sw + pc).checked_sub(g.pad.1).filter(|&i| i < g.w) else {
+                    continue;
+                };
+                if sw == 2 {
+                    // Fixed-size pairs: the compiler turns this into vector shuffles.
+                    let (pairs, rest) = row[first..].as_chunks::<2>();
+                    let d = &mut dst[c0..];
+                    let n = pairs.len().min(d.len());
+                    for (d, p) in d[..n].iter_mut().zip(pairs) {
+                        *d = p[0];
                     }
-                    *d = row[ix];
+                    if let (Some(d), Some(&v)) = (d.get_mut(n), rest.first()) {
+                        *d = v;
+                    }
+                    continue;
+                }
+                for (d, &v) in dst[c0..].iter_mut().zip(row[first..].iter().step_by(sw)) {
+                    *d = v;
                 }
             }
         }
@@ -621,8 +715,10 @@ fn split_plane(g: &Geometry, ph: &Phases, xin: &[f32], split: &mut [f32]) {
 /// Each output channel: copy its input plane into the padded phases (zeros outside the
 /// input), then per tap one multiply-add over a flat run of `oh` phase rows (computing
 /// `cols − ow` unused columns per row, which keeps every run long and contiguous), then
-/// copy the valid columns out.
+/// copy the valid columns out. Where [`OC`] channels of one group remain, they run
+/// together (`taps4_fn`), each input load feeding all of them.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn run_generic(
     g: &Geometry,
     x: *const f32,
@@ -631,6 +727,7 @@ unsafe fn run_generic(
     o0: usize,
     o1: usize,
     taps_fn: impl Fn(&[f32], &[(usize, f32)], &mut [f32]) + Copy,
+    taps4_fn: impl Fn(&[f32], &[(usize, [f32; OC])], &mut [f32], usize) + Copy,
 ) {
     if g.oh == 0 || g.ow == 0 || g.kh == 0 || g.kw == 0 {
         return;
@@ -644,19 +741,33 @@ unsafe fn run_generic(
     let run = (g.oh * ph.cols).next_multiple_of(8);
     WORK.with(|work| {
         let mut work = work.borrow_mut();
-        let (split, acc, taps) = &mut *work;
+        let (split, acc, taps, taps4) = &mut *work;
         let cg = g.group_channels.max(1);
+        let mult = g.multiplier.max(1);
         // One block of phases per input channel of the group; the last tap's run ends at
         // most one phase row (plus the rounding) past its block.
         let block = sh * sw * phase_len;
         split.clear();
         split.resize(cg * block + ph.cols + 8, 0.0);
         acc.clear();
-        acc.resize(run, 0.0);
+        acc.resize(OC * run, 0.0);
         let mut split_of = usize::MAX;
         let taps_per_channel = g.kh * g.kw;
-        for o in o0..o1 {
-            let grp = o / g.multiplier.max(1);
+        // Each tap's start in the split planes, in (c, ky, kx) order.
+        let starts: Vec<usize> = (0..cg)
+            .flat_map(|c| {
+                (0..g.kh).flat_map(move |ky| {
+                    (0..g.kw).map(move |kx| {
+                        let (ty, tx) = (ky * dh, kx * dw);
+                        let phase = (ty % sh) * sw + tx % sw;
+                        c * block + phase * phase_len + (ty / sh) * ph.cols + tx / sw
+                    })
+                })
+            })
+            .collect();
+        let mut o = o0;
+        while o < o1 {
+            let grp = o / mult;
             if split_of != grp {
                 for c in 0..cg {
                     let ci = grp * cg + c;
@@ -666,29 +777,46 @@ unsafe fn run_generic(
                 }
                 split_of = grp;
             }
-            // SAFETY: filter o has cg·kh·kw taps; output plane o has oh·ow elements.
-            let wo = unsafe {
-                std::slice::from_raw_parts(w.add(o * cg * taps_per_channel), cg * taps_per_channel)
+            // Channels of this group left in the range: OC at once where there are as many.
+            let n = if ((grp + 1) * mult).min(o1) - o >= OC {
+                OC
+            } else {
+                1
             };
-            let oplane =
-                unsafe { std::slice::from_raw_parts_mut(out.add(o * g.oh * g.ow), g.oh * g.ow) };
-            taps.clear();
-            for c in 0..cg {
-                for ky in 0..g.kh {
-                    let ty = ky * dh;
-                    for kx in 0..g.kw {
-                        let tx = kx * dw;
-                        let phase = (ty % sh) * sw + tx % sw;
-                        let start = c * block + phase * phase_len + (ty / sh) * ph.cols + tx / sw;
-                        taps.push((start, wo[(c * g.kh + ky) * g.kw + kx]));
-                    }
+            // SAFETY: filters o..o + n have cg·kh·kw taps each (caller's contract).
+            let wo = unsafe {
+                std::slice::from_raw_parts(
+                    w.add(o * cg * taps_per_channel),
+                    n * cg * taps_per_channel,
+                )
+            };
+            let per = cg * taps_per_channel;
+            if n == OC {
+                taps4.clear();
+                taps4.extend(
+                    starts
+                        .iter()
+                        .enumerate()
+                        .map(|(t, &st)| (st, std::array::from_fn(|k| wo[k * per + t]))),
+                );
+                taps4_fn(split, taps4, acc, run);
+            } else {
+                taps.clear();
+                taps.extend(starts.iter().zip(wo).map(|(&st, &wt)| (st, wt)));
+                taps_fn(split, taps, &mut acc[..run]);
+            }
+            for k in 0..n {
+                // SAFETY: output plane o + k has oh·ow elements (caller's contract).
+                let oplane = unsafe {
+                    std::slice::from_raw_parts_mut(out.add((o + k) * g.oh * g.ow), g.oh * g.ow)
+                };
+                let ak = &acc[k * run..(k + 1) * run];
+                for y in 0..g.oh {
+                    oplane[y * g.ow..(y + 1) * g.ow]
+                        .copy_from_slice(&ak[y * ph.cols..y * ph.cols + g.ow]);
                 }
             }
-            taps_fn(split, taps, acc);
-            for y in 0..g.oh {
-                oplane[y * g.ow..(y + 1) * g.ow]
-                    .copy_from_slice(&acc[y * ph.cols..y * ph.cols + g.ow]);
-            }
+            o += n;
         }
     });
 }
@@ -758,6 +886,11 @@ mod tests {
             (3, 7, 7, 3, 1, 1, 1, 1, 4, 4),
             (2, 9, 8, 3, 2, 1, 1, 1, 3, 2),
             (2, 6, 6, 1, 1, 1, 0, 0, 2, 3),
+            // Four output channels at a time: an RGB stem (one group), a multiplier of
+            // four plus a tail, and groups of eight with long runs (the 16-wide loop).
+            (1, 17, 15, 3, 2, 1, 1, 1, 16, 3),
+            (2, 7, 9, 3, 1, 1, 1, 1, 5, 2),
+            (2, 12, 14, 3, 1, 1, 1, 1, 8, 8),
         ];
         let mut forms = [0usize; 2];
         for &(c, h, w, k, s, d, p0, p1, mult, cg) in &cases {

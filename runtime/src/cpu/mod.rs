@@ -1132,14 +1132,20 @@ fn tiles(m: usize, n: usize, k: usize) -> (usize, usize) {
     (rt, ct)
 }
 
-/// The element types the GEMM library kernels run in.
 /// Input channels per group up to which a grouped 2-D f32 convolution runs the native
 /// direct kernel rather than one small im2col + GEMM per group.
 const DIRECT_MAX_GROUP_CHANNELS: usize = 16;
 
+/// Input channels up to which an ungrouped 2-D f32 convolution (an RGB stem) runs the
+/// native direct kernel: with so few channels im2col's K is a handful of taps, and the
+/// copy it makes (taps × output pixels) costs more than the products (the kernels bench:
+/// 3 → 16 channels at 224×224, stride 2, direct 48 GFLOP/s against ~28 through im2col).
+const DIRECT_MAX_STEM_CHANNELS: usize = 4;
+
 /// A 2-D f32 convolution with more than one group of at most
-/// [`DIRECT_MAX_GROUP_CHANNELS`] input channels (depthwise included), run by the native
-/// direct kernel instead of im2col + GEMM.
+/// [`DIRECT_MAX_GROUP_CHANNELS`] input channels (depthwise included), or one group of at
+/// most [`DIRECT_MAX_STEM_CHANNELS`], run by the native direct kernel instead of im2col +
+/// GEMM.
 struct Direct {
     geom: tessera_kernels::direct::Geometry,
 }
@@ -1147,7 +1153,8 @@ struct Direct {
 impl Direct {
     fn new(c: &Conv) -> Option<Direct> {
         let two_d = c.in_spatial.len() == 2 && c.strides.len() == 2 && c.pads_begin.len() == 2;
-        if c.dtype != DType::F32 || !two_d || c.group < 2 {
+        let stem = c.group == 1 && c.channels <= DIRECT_MAX_STEM_CHANNELS;
+        if c.dtype != DType::F32 || !two_d || (c.group < 2 && !stem) {
             return None;
         }
         let cg = c.channels / c.group;
