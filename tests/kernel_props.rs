@@ -197,3 +197,64 @@ proptest! {
         }
     }
 }
+
+/// Max and Min give NaN when either operand is NaN, in the vector body (37 elements: nine
+/// four-lane vectors) as in the scalar tail, fused and eager (ONNX's rule, and the
+/// reference interpreter's).
+#[test]
+fn max_and_min_propagate_a_nan_from_either_operand() {
+    let n = 37;
+    let ty = TensorType::new(DType::F32, Shape::from_dims(&[n]));
+    let mut g = Graph::new("nan");
+    let x = g.add_input("x", ty.clone());
+    let y = g.add_input("y", ty);
+    for (i, op) in [BinaryOp::Max, BinaryOp::Min].into_iter().enumerate() {
+        let v = g
+            .add_node1(Op::Binary(op), &[x, y], "")
+            .expect("well typed");
+        g.add_output(format!("o{i}"), v);
+    }
+    let xs: Vec<f32> = (0..n)
+        .map(|i| {
+            if i % 3 == 0 {
+                f32::NAN
+            } else {
+                i as f32 - 18.0
+            }
+        })
+        .collect();
+    let ys: Vec<f32> = (0..n)
+        .map(|i| {
+            if i % 3 == 1 {
+                f32::NAN
+            } else {
+                18.0 - i as f32
+            }
+        })
+        .collect();
+    let t = |v: &[f32]| Tensor::from_vec(Shape::from_dims(&[n]), v.to_vec()).expect("shape");
+    let inputs = [t(&xs), t(&ys)];
+    for mode in [Mode::Fused, Mode::Eager] {
+        let m = compile(
+            &g,
+            &CpuOptions {
+                mode,
+                threads: 1,
+                ..CpuOptions::default()
+            },
+        )
+        .expect("compiles");
+        let got = m.run(&inputs).expect("runs");
+        for (k, out) in got.iter().enumerate() {
+            for (i, v) in out.to_f64_vec().into_iter().enumerate() {
+                let (a, b) = (xs[i], ys[i]);
+                if a.is_nan() || b.is_nan() {
+                    assert!(v.is_nan(), "{mode:?} output {k} at {i}: {v} from {a}, {b}");
+                } else {
+                    let want = if k == 0 { a.max(b) } else { a.min(b) };
+                    assert_eq!(v, want as f64, "{mode:?} output {k} at {i}");
+                }
+            }
+        }
+    }
+}
