@@ -140,7 +140,7 @@ pub struct CpuModel {
     _consts: Vec<Tensor>,
     code: JitCode,
     memory: MemoryPlan,
-    pool: Pool,
+    pool: std::sync::Arc<Pool>,
     /// The instruction set the native kernels run with.
     isa: Isa,
     state: Mutex<State>,
@@ -446,7 +446,7 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
         _consts: consts,
         code,
         memory,
-        pool: Pool::new(opts.threads),
+        pool: Pool::shared(opts.threads),
         isa: opts.isa.or_portable(),
         state: Mutex::new(State { arena, ptrs }),
         compile_seconds: start.elapsed().as_secs_f64(),
