@@ -112,10 +112,9 @@ pub unsafe fn run_form(
     }
 }
 
-/// Whether a convolution runs channel-blocked ([`blocked_generic`]) rather than plane by
-/// plane: depthwise with multiplier 1, strided or on planes narrower than
-/// [`BLOCKED_MAX_WIDTH`],
-/// where a plane's fixed costs (its padded copy, tap list, short vector runs) outweigh
+/// Whether a convolution runs channel-blocked (eight channels per vector) rather than
+/// plane by plane: depthwise with multiplier 1, strided or on planes narrower than
+/// [`BLOCKED_MAX_WIDTH`], where a plane's fixed costs (its padded copy, tap list, short vector runs) outweigh
 /// its few multiply-adds. Depends on the geometry only, never on the channel range, so
 /// any split over threads takes the same path.
 pub fn channel_blocked(g: &Geometry) -> bool {
@@ -129,8 +128,8 @@ pub const BLOCKED_MAX_WIDTH: usize = 16;
 
 /// Channels per block of the channel-blocked form (one 8-lane vector).
 const CB: usize = 8;
-/// [`CB`] for callers that split channels into tasks: ranges of whole blocks keep every
-/// lane busy.
+/// Channels per block of the channel-blocked form, for callers that split channels into
+/// tasks: ranges of whole blocks keep every lane busy.
 pub const CHANNEL_BLOCK: usize = CB;
 /// Output positions per register tile of the channel-blocked form (eight accumulator
 /// chains cover the FMA latency).
