@@ -696,6 +696,15 @@ impl CpuModel {
         }
     }
 
+    /// A convolution's epilogue function, for the bodies that run no im2col nest: the
+    /// kernel's nests are the im2col's (when present), then the epilogue's.
+    fn conv_epilogue<'a>(&'a self, e: &'a KernelExec, c: &Conv) -> Option<NestRun<'a>> {
+        c.epilogue
+            .as_ref()
+            .and_then(|_| e.fns.get(usize::from(c.im2col.is_some())))
+            .map(|i| self.f(i))
+    }
+
     /// A depthwise or small-group 2-D convolution: the native direct kernel per block of
     /// output channels (no columns), then the epilogue over the block's rows.
     fn exec_direct(
@@ -706,12 +715,7 @@ impl CpuModel {
         ptrs: &[*mut u8],
         status: &AtomicU64,
     ) {
-        // The nests' functions: the im2col's (unused here), then the epilogue's.
-        let epi = c
-            .epilogue
-            .as_ref()
-            .and_then(|_| e.fns.get(usize::from(c.im2col.is_some())))
-            .map(|i| self.f(i));
+        let epi = self.conv_epilogue(e, c);
         let p = d.geom.oh * d.geom.ow;
         let oc = c.out_channels;
         // Channel blocks from the shape only: about 64 KiB of output each, whole groups,
@@ -775,11 +779,7 @@ impl CpuModel {
         ptrs: &[*mut u8],
         status: &AtomicU64,
     ) {
-        let epi = c
-            .epilogue
-            .as_ref()
-            .and_then(|_| e.fns.get(usize::from(c.im2col.is_some())))
-            .map(|i| self.f(i));
+        let epi = self.conv_epilogue(e, c);
         let p: usize = c.out_spatial.iter().product();
         let s_in: usize = c.in_spatial.iter().product();
         let (k, m) = (
