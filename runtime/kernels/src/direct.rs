@@ -114,9 +114,9 @@ pub unsafe fn run_form(
 
 /// Whether a convolution runs channel-blocked (eight channels per vector) rather than
 /// plane by plane: depthwise with multiplier 1, strided or on planes narrower than
-/// [`BLOCKED_MAX_WIDTH`], where a plane's fixed costs (its padded copy, tap list, short vector runs) outweigh
-/// its few multiply-adds. Depends on the geometry only, never on the channel range, so
-/// any split over threads takes the same path.
+/// [`BLOCKED_MAX_WIDTH`], where a plane's fixed costs (its padded copy, tap list, short
+/// vector runs) outweigh its few multiply-adds. Depends on the geometry only, never on the
+/// channel range, so any split over threads takes the same path.
 pub fn channel_blocked(g: &Geometry) -> bool {
     g.group_channels == 1 && g.multiplier == 1 && (g.ow < BLOCKED_MAX_WIDTH || g.stride.1 > 1)
 }
@@ -558,9 +558,9 @@ fn taps4_portable(src: &[f32], taps: &[(usize, [f32; OC])], out: &mut [f32], run
 }
 
 /// [`taps_avx2`] for [`OC`] output channels: two vectors of outputs for all four
-/// channels (eight accumulators, no spills) per pass over the taps, so each input load serves four
-/// multiply-adds; every output sums its taps in the same order as [`taps_avx2`] (same
-/// bits).
+/// channels (eight accumulators, no spills) per pass over the taps, so each input load
+/// serves four multiply-adds; every output sums its taps in the same order as
+/// [`taps_avx2`] (same bits).
 ///
 /// # Safety
 /// AVX2 and FMA are available; `off_t + run ≤ src.len()` for every tap; `out` holds

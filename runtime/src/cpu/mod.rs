@@ -719,13 +719,12 @@ impl CpuModel {
         let p = d.geom.oh * d.geom.ow;
         let oc = c.out_channels;
         // Channel blocks from the shape only: about 64 KiB of output each, whole groups,
-        // and whole vectors of channels in the channel-blocked form (a block of five would
-        // fill five of a vector's eight lanes).
-        let mg = d.geom.multiplier.max(1);
+        // and whole vectors of channels in the channel-blocked form (depthwise, one
+        // channel per group; a block of five would fill five of a vector's eight lanes).
         let unit = if tessera_kernels::direct::channel_blocked(&d.geom) {
-            tessera_kernels::direct::CHANNEL_BLOCK.next_multiple_of(mg)
+            tessera_kernels::direct::CHANNEL_BLOCK
         } else {
-            mg
+            d.geom.multiplier.max(1)
         };
         let cb = (16384 / p.max(1))
             .clamp(1, oc.max(1))

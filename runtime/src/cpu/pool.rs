@@ -218,12 +218,7 @@ mod tests {
                 let pool = Arc::clone(&pool);
                 s.spawn(move || {
                     for round in 0..200 {
-                        let n = 1 + round % 13;
-                        let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
-                        pool.run(n, &|i| {
-                            hits[i].fetch_add(1, Ordering::Relaxed);
-                        });
-                        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+                        runs_every_task_once(&pool, 1 + round % 13);
                     }
                 });
             }
@@ -238,12 +233,16 @@ mod tests {
     fn every_task_runs_once() {
         let pool = Pool::new(3);
         for round in 0..200 {
-            let n = 1 + round % 17;
-            let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
-            pool.run(n, &|i| {
-                hits[i].fetch_add(1, Ordering::Relaxed);
-            });
-            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+            runs_every_task_once(&pool, 1 + round % 17);
         }
+    }
+
+    /// Runs a job of `n` tasks on `pool` and checks each ran exactly once.
+    fn runs_every_task_once(pool: &Pool, n: usize) {
+        let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+        pool.run(n, &|i| {
+            hits[i].fetch_add(1, Ordering::Relaxed);
+        });
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
     }
 }

@@ -538,22 +538,26 @@ fn per_channel(r: &Rewriter, f: Id, out: &TensorType) -> Option<Tensor> {
     )
 }
 
-/// The class of the convolution a `(kind (conv ?c ?x ?w …) …)` pattern matched under the
-/// root, if the root is its only consumer: folding a constant into a convolution that
-/// feeds other nodes too would compute the convolution twice (HardSwish's
+/// True if the root is the only consumer of the convolution that its
+/// `(kind (conv ?c ?x ?w …) …)` pattern matched: folding a constant into a convolution
+/// that feeds other nodes too would compute the convolution twice (HardSwish's
 /// `x · clip(x/6 + ½)` after a convolution is the common case).
-fn sole_conv_operand(r: &Rewriter, kind: &str) -> Option<Id> {
-    let (c, x, w) = (r.v("?c")?, r.v("?x")?, r.v("?w")?);
-    let conv = r.attr(c)?;
-    let (_, ops) = r.find(r.root, kind, |_, ops| {
+fn conv_feeds_only_root(r: &Rewriter, kind: &str) -> bool {
+    let (Some(c), Some(x), Some(w)) = (r.v("?c"), r.v("?x"), r.v("?w")) else {
+        return false;
+    };
+    let Some(conv) = r.attr(c) else {
+        return false;
+    };
+    r.find(r.root, kind, |_, ops| {
         ops.first().is_some_and(|&o| {
             r.find(o, "conv", |op, cops| {
                 *op == conv && cops.first() == Some(&x) && cops.get(1) == Some(&w)
             })
             .is_some()
         })
-    })?;
-    r.used_only_by(ops[0], r.root).then_some(ops[0])
+    })
+    .is_some_and(|(_, ops)| r.used_only_by(ops[0], r.root))
 }
 
 /// `conv(x, W, b?) · f = conv(x, W·f, b·f)` for a constant per-output-channel (or scalar)
@@ -561,7 +565,9 @@ fn sole_conv_operand(r: &Rewriter, kind: &str) -> Option<Id> {
 fn conv_mul_constant(r: &mut Rewriter) -> Option<Id> {
     let (c, x, w, f) = (r.v("?c")?, r.v("?x")?, r.v("?w")?, r.v("?f")?);
     r.konst(w)?;
-    sole_conv_operand(r, "mul")?;
+    if !conv_feeds_only_root(r, "mul") {
+        return None;
+    }
     let out = r.ty(r.root)?;
     let fc = per_channel(r, f, &out)?;
     let conv = r.attr(c)?;
@@ -591,7 +597,9 @@ fn conv_mul_constant(r: &mut Rewriter) -> Option<Id> {
 /// `f` and constant `b`.
 fn conv_add_constant(r: &mut Rewriter) -> Option<Id> {
     let (c, x, w, f) = (r.v("?c")?, r.v("?x")?, r.v("?w")?, r.v("?f")?);
-    sole_conv_operand(r, "add")?;
+    if !conv_feeds_only_root(r, "add") {
+        return None;
+    }
     let out = r.ty(r.root)?;
     let fc = per_channel(r, f, &out)?;
     let conv = r.attr(c)?;
@@ -616,7 +624,9 @@ fn conv_batch_norm(r: &mut Rewriter) -> Option<Id> {
     for id in [w, g, beta, mean, var] {
         r.konst(id)?;
     }
-    sole_conv_operand(r, "batch_norm")?;
+    if !conv_feeds_only_root(r, "batch_norm") {
+        return None;
+    }
     let Op::BatchNorm { epsilon } = r.attr(e)? else {
         return None;
     };
