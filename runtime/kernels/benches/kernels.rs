@@ -195,12 +195,13 @@ fn gemm_table(isa: Isa, peak: f64) {
 /// Direct convolutions in both forms against a plain loop.
 fn direct_table(isa: Isa) {
     println!(
-        "\n| direct conv (c, h×w, k, stride, in→out channels per group) | planes | channel-blocked | naive loop | chosen GB/s (in + out) |"
+        "\n| direct conv (c, h×w, k, stride, in→out channels per group) | planes | channel-blocked | rows | naive loop | chosen GB/s (in + out) |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|");
     // (output channels, input size, kernel, stride, input and output channels per group)
     for (c, h, k, s, cg, m) in [
         (16, 112, 3, 1, 1, 1),
+        (48, 56, 3, 1, 1, 1),
         (144, 28, 3, 1, 1, 1),
         (96, 14, 3, 1, 1, 1),
         (576, 7, 3, 1, 1, 1),
@@ -240,7 +241,19 @@ fn direct_table(isa: Isa) {
         // SAFETY: buffers as declared (c channels in c / cg groups of cg).
         let form = |f: direct::Form| {
             best(
-                || unsafe { direct::run_form(isa, f, &g, x.as_ptr(), w.as_ptr(), op, 0, c) },
+                || unsafe {
+                    direct::run_form(
+                        isa,
+                        f,
+                        &g,
+                        x.as_ptr(),
+                        w.as_ptr(),
+                        op,
+                        0,
+                        c,
+                        &mut |_, _, _, _| {},
+                    )
+                },
                 flop,
             )
         };
@@ -250,10 +263,15 @@ fn direct_table(isa: Isa) {
         } else {
             f64::NAN
         };
-        let ours = if direct::channel_blocked(&g) {
-            blocked
+        let rows = if cg == 1 && k % 2 == 1 && k > 1 {
+            form(direct::Form::Rows)
         } else {
-            planes
+            f64::NAN
+        };
+        let ours = match direct::form(isa, &g) {
+            direct::Form::Planes => planes,
+            direct::Form::Blocked => blocked,
+            direct::Form::Rows => rows,
         };
         let naive = best(
             || {
@@ -290,9 +308,10 @@ fn direct_table(isa: Isa) {
         );
         let bytes = ((c / m * cg * h * h + c * o * o) * 4) as f64;
         println!(
-            "| {c}, {h}×{h}, {k}×{k}, {s}, {cg}→{m} | {:.1} GFLOP/s | {:.1} | {:.1} | {:.1} |",
+            "| {c}, {h}×{h}, {k}×{k}, {s}, {cg}→{m} | {:.1} GFLOP/s | {:.1} | {:.1} | {:.1} | {:.1} |",
             planes / 1e9,
             blocked / 1e9,
+            rows / 1e9,
             naive / 1e9,
             ours / flop * bytes / 1e9
         );

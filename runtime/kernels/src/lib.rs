@@ -11,7 +11,9 @@
 //! * [`pointwise`]: elementwise f32 loop nests (GEMM and convolution epilogues, activations)
 //!   8 lanes wide, with native exp/log/erf/tanh/sigmoid.
 //! * [`direct`]: direct 2-D convolution in NCHW for depthwise and small-group convolutions,
-//!   every tap one long vector multiply-add over a padded, stride-split input plane.
+//!   every tap one long vector multiply-add over a padded, stride-split input plane,
+//!   eight channels per vector on narrow planes, or bands of output rows in registers
+//!   (depthwise), handing finished output to the caller's epilogue while it is in cache.
 //!
 //! Invariant: tiling depends on problem shapes only and every output element is summed
 //! in one fixed order, so results do not depend on how callers split work into tiles

@@ -721,7 +721,9 @@ impl CpuModel {
         // Channel blocks from the shape only: about 64 KiB of output each, whole groups,
         // and whole vectors of channels in the channel-blocked form (depthwise, one
         // channel per group; a block of five would fill five of a vector's eight lanes).
-        let unit = if tessera_kernels::direct::channel_blocked(&d.geom) {
+        let unit = if tessera_kernels::direct::form(self.isa, &d.geom)
+            == tessera_kernels::direct::Form::Blocked
+        {
             tessera_kernels::direct::CHANNEL_BLOCK
         } else {
             d.geom.multiplier.max(1)
@@ -742,9 +744,28 @@ impl CpuModel {
             let (x, w, acc, sp, sst) = (x, w, acc, sp, sst);
             let (n, b) = (t / blocks, t % blocks);
             let (o0, o1) = (b * cb, ((b + 1) * cb).min(oc));
+            let row = (n * oc) as u64;
+            // The epilogue runs on each piece of output as the kernel finishes it, while
+            // it is in cache.
+            let mut done = |a: usize, b: usize, p0: usize, p1: usize| {
+                if let Some(f) = epi {
+                    // SAFETY: rows a..b, columns p0..p1 of image n are final; the kernel
+                    // was verified.
+                    unsafe {
+                        f.call(
+                            sp.0,
+                            sst.0,
+                            row + a as u64,
+                            row + b as u64,
+                            p0 as u64,
+                            p1 as u64,
+                        )
+                    };
+                }
+            };
             // SAFETY: image n's input and output planes; the kernel was verified.
             unsafe {
-                tessera_kernels::direct::run(
+                tessera_kernels::direct::run_fused(
                     self.isa,
                     &d.geom,
                     x.0.wrapping_add(n * c.channels * in_plane),
@@ -752,11 +773,8 @@ impl CpuModel {
                     acc.0.wrapping_add(n * oc * p),
                     o0,
                     o1,
+                    &mut done,
                 );
-                if let Some(f) = epi {
-                    let row = (n * oc) as u64;
-                    f.call(sp.0, sst.0, row + o0 as u64, row + o1 as u64, 0, p as u64);
-                }
             }
         };
         let work = c.batch * oc * p * d.geom.kh * d.geom.kw * d.geom.group_channels;

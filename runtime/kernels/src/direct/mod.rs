@@ -13,10 +13,16 @@
 //! offset for every output. Small planes (7×7, 14×14) thus still run long vector loops,
 //! strides need no gathers, and borders need no per-tap clipping.
 //!
+//! Two other forms cover depthwise convolutions: channel-blocked (eight channels per
+//! vector, for narrow planes) and [`Form::Rows`] (bands of output rows from an L1-resident
+//! copy of their input rows, see `rows.rs`). [`form`] chooses by geometry and ISA only.
+//!
 //! Each output element sums its taps in `(c, ky, kx)` order, whatever rows or channels a
 //! call covers.
 
 use std::cell::RefCell;
+
+mod rows;
 
 /// The geometry of a direct convolution (one image).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,13 +69,30 @@ pub unsafe fn run(
     o0: usize,
     o1: usize,
 ) {
-    let form = if channel_blocked(g) {
-        Form::Blocked
-    } else {
-        Form::Planes
-    };
     // SAFETY: forwarded.
-    unsafe { run_form(isa, form, g, x, w, out, o0, o1) }
+    unsafe { run_fused(isa, g, x, w, out, o0, o1, &mut |_, _, _, _| {}) }
+}
+
+/// [`run`], calling `done(a, b, p0, p1)` as soon as output elements `p0..p1` (of the
+/// `oh · ow` of a plane) of channels `a..b` are final, while they are still in cache: an
+/// epilogue run from `done` reads what the kernel just wrote. The calls cover every
+/// element of `o0..o1` exactly once; how they split it depends on the form.
+///
+/// # Safety
+/// As for [`run`]; `done` may read and write the finished elements it is given.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn run_fused(
+    isa: crate::Isa,
+    g: &Geometry,
+    x: *const f32,
+    w: *const f32,
+    out: *mut f32,
+    o0: usize,
+    o1: usize,
+    done: &mut dyn FnMut(usize, usize, usize, usize),
+) {
+    // SAFETY: forwarded.
+    unsafe { run_form(isa, form(isa, g), g, x, w, out, o0, o1, done) }
 }
 
 /// How a direct convolution runs.
@@ -79,14 +102,29 @@ pub enum Form {
     Planes,
     /// Eight channels per vector (depthwise with multiplier 1 only).
     Blocked,
+    /// Bands of output rows from an L1-resident copy of their input rows, a register
+    /// tile of rows × columns (depthwise `K × K`, `K ∈ {3, 5, 7}`, stride 1 or 2; AVX2).
+    Rows,
 }
 
-/// [`run`] in a given form (benchmarks compare them; `run` picks by
-/// [`channel_blocked`]). `Blocked` on a geometry that is not depthwise with multiplier 1
-/// runs `Planes`.
+/// The form [`run`] takes for a geometry on an ISA. Depends on the geometry and the ISA
+/// only, never on the channel range, so any split over threads takes the same path.
+pub fn form(isa: crate::Isa, g: &Geometry) -> Form {
+    if avx2(isa.or_portable()) && rows::supported(g) && g.ow >= BLOCKED_MAX_WIDTH {
+        Form::Rows
+    } else if channel_blocked(g) {
+        Form::Blocked
+    } else {
+        Form::Planes
+    }
+}
+
+/// [`run_fused`] in a given form (benchmarks compare them; `run` picks by [`form`]).
+/// `Blocked` on a geometry that is not depthwise with multiplier 1 runs `Planes`, and so
+/// does `Rows` without AVX2 or outside the geometries it covers.
 ///
 /// # Safety
-/// As for [`run`].
+/// As for [`run_fused`].
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn run_form(
     isa: crate::Isa,
@@ -97,10 +135,20 @@ pub unsafe fn run_form(
     out: *mut f32,
     o0: usize,
     o1: usize,
+    done: &mut dyn FnMut(usize, usize, usize, usize),
 ) {
+    if o0 >= o1 {
+        return;
+    }
+    let isa = isa.or_portable();
     let blocked = form == Form::Blocked && g.group_channels == 1 && g.multiplier == 1;
-    match isa.or_portable() {
+    let rows = form == Form::Rows && rows::supported(g) && avx2(isa);
+    match isa {
         // SAFETY: AVX2 and FMA were detected; the rest is forwarded.
+        #[cfg(target_arch = "x86_64")]
+        crate::Isa::Avx2Fma if rows => {
+            return unsafe { rows::run_avx2(g, x, w, out, o0, o1, done) };
+        }
         #[cfg(target_arch = "x86_64")]
         crate::Isa::Avx2Fma if blocked => unsafe { blocked_avx2(g, x, w, out, o0, o1) },
         #[cfg(target_arch = "x86_64")]
@@ -110,6 +158,12 @@ pub unsafe fn run_form(
         // SAFETY: forwarded.
         _ => unsafe { run_generic(g, x, w, out, o0, o1, taps_portable, taps4_portable) },
     }
+    done(o0, o1, 0, g.oh * g.ow);
+}
+
+/// Whether `isa` (already checked against this machine) runs the AVX2 kernels.
+fn avx2(isa: crate::Isa) -> bool {
+    cfg!(target_arch = "x86_64") && isa == crate::Isa::Avx2Fma
 }
 
 /// Whether a convolution runs channel-blocked (eight channels per vector) rather than
@@ -947,5 +1001,137 @@ mod tests {
             forms.iter().all(|&n| n >= 4),
             "both forms are covered: {forms:?}"
         );
+    }
+
+    /// The row form on every kernel size and stride it covers, at widths that leave
+    /// every remainder of a tile (masked stores), planes shorter than the kernel, begin
+    /// pads from 0 to k − 1, multipliers: the f64 reference, the plane form's bits, and a
+    /// `done` that sees every element once, already final.
+    #[test]
+    #[allow(clippy::print_stderr)] // says loudly that it could not run
+    fn row_form_matches_the_reference_and_reports_every_element_once() {
+        if !avx2(Isa::detect()) {
+            eprintln!("row form not tested: this machine has no AVX2+FMA");
+            return;
+        }
+        let mut ran = 0;
+        for k in [3, 5, 7] {
+            for s in [1, 2] {
+                for (c, h, w, p, mult) in [
+                    (3, 9, 17, k / 2, 1),
+                    (2, 12, 33, k / 2, 1),
+                    (1, k, 44, 0, 1),
+                    (2, 3, 23, k - 1, 2),
+                    (5, 16, 16, 1, 1),
+                    (1, 40, 70, k / 2, 3),
+                ] {
+                    let (oh, ow) = (out_dim(h, k, s, 1, p, p), out_dim(w, k, s, 1, p, p));
+                    let g = Geometry {
+                        h,
+                        w,
+                        kh: k,
+                        kw: k,
+                        oh,
+                        ow,
+                        stride: (s, s),
+                        dilation: (1, 1),
+                        pad: (p, p),
+                        group_channels: 1,
+                        multiplier: mult,
+                    };
+                    assert!(rows::supported(&g), "{g:?}");
+                    let x: Vec<f32> = (0..c * h * w)
+                        .map(|i| ((i * 37 % 19) as f32) / 9.0 - 1.0)
+                        .collect();
+                    let oc = c * mult;
+                    let wt: Vec<f32> = (0..oc * k * k)
+                        .map(|i| ((i * 11 % 7) as f32) / 3.0 - 0.9)
+                        .collect();
+                    let want = reference(&g, c, &x, &wt);
+                    let p_out = oh * ow;
+                    let mut out = vec![f32::NAN; oc * p_out];
+                    let mut seen = vec![0u8; out.len()];
+                    let mut calls = Vec::new();
+                    // SAFETY: buffers as declared.
+                    unsafe {
+                        run_form(
+                            Isa::detect(),
+                            Form::Rows,
+                            &g,
+                            x.as_ptr(),
+                            wt.as_ptr(),
+                            out.as_mut_ptr(),
+                            0,
+                            oc,
+                            &mut |a, b, p0, p1| calls.push((a, b, p0, p1)),
+                        )
+                    };
+                    for &(a, b, p0, p1) in &calls {
+                        assert!(
+                            a < b && b <= oc && p0 < p1 && p1 <= p_out,
+                            "{g:?}: {calls:?}"
+                        );
+                        for o in a..b {
+                            seen[o * p_out + p0..o * p_out + p1]
+                                .iter_mut()
+                                .for_each(|n| *n += 1);
+                        }
+                    }
+                    assert!(
+                        seen.iter().all(|&n| n == 1),
+                        "{g:?}: done covers each element once"
+                    );
+                    for (i, (&a, &b)) in out.iter().zip(&want).enumerate() {
+                        assert!(
+                            (a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                            "{g:?} at {i}: {a} vs {b}"
+                        );
+                    }
+                    let mut planes = vec![f32::NAN; out.len()];
+                    // SAFETY: as above.
+                    unsafe {
+                        run_form(
+                            Isa::detect(),
+                            Form::Planes,
+                            &g,
+                            x.as_ptr(),
+                            wt.as_ptr(),
+                            planes.as_mut_ptr(),
+                            0,
+                            oc,
+                            &mut |_, _, _, _| {},
+                        )
+                    };
+                    assert_eq!(
+                        planes, out,
+                        "{g:?}: the row form sums as the plane form does"
+                    );
+                    // A split over threads: the last channel alone.
+                    let mut last = vec![f32::NAN; out.len()];
+                    // SAFETY: as above.
+                    unsafe {
+                        run_form(
+                            Isa::detect(),
+                            Form::Rows,
+                            &g,
+                            x.as_ptr(),
+                            wt.as_ptr(),
+                            last.as_mut_ptr(),
+                            oc - 1,
+                            oc,
+                            &mut |_, _, _, _| {},
+                        )
+                    };
+                    let (before, mine) = last.split_at((oc - 1) * p_out);
+                    assert!(
+                        before.iter().all(|v| v.is_nan()),
+                        "{g:?}: wrote outside o0..o1"
+                    );
+                    assert_eq!(mine, &out[(oc - 1) * p_out..], "{g:?}: channel split");
+                    ran += 1;
+                }
+            }
+        }
+        assert_eq!(ran, 36);
     }
 }

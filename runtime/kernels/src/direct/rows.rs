@@ -1,0 +1,292 @@
+//! The row form of the direct convolution: depthwise (one input channel per group, any
+//! multiplier), square `K × K` kernels with `K ∈ {3, 5, 7}`, stride 1 or 2, no dilation,
+//! in NCHW with no layout change.
+//!
+//! Per output channel, the plane is computed in bands of `R` output rows. A band's input
+//! rows are copied into a small zero-padded buffer (split into `S` column phases for
+//! stride `S`, so every tap reads contiguous columns), which stays in L1. The register
+//! tile is `R` output rows × `V` vectors of 8 columns (eight accumulators): every input
+//! vector loaded from the buffer feeds each output row of the tile that uses it (up to
+//! `K` of them), with the `K × K` weights broadcast once per channel. Every output sums its
+//! taps in `(ky, kx)` order from zero with fused multiply-adds, exactly as the plane form
+//! does (same bits per ISA).
+//!
+//! Finished output is handed to the caller's `done` callback while it is still in cache:
+//! per band on large planes, per run of whole channels on small ones, so an epilogue
+//! (bias, activation, residual) runs on data the kernel just wrote.
+
+#[cfg(target_arch = "x86_64")]
+use std::cell::RefCell;
+
+use super::Geometry;
+
+/// Output elements from which `done` is called per band of rows rather than per run of
+/// whole channel planes (a band of a 48×48 plane is already a few KiB).
+pub(super) const BAND_DONE_MIN: usize = 2048;
+
+/// The most bytes of padded input rows a band copies (half of a 32 KiB L1).
+const BAND_BYTES: usize = 16 * 1024;
+
+/// Whether the row form covers this geometry.
+pub fn supported(g: &Geometry) -> bool {
+    g.group_channels == 1
+        && g.kh == g.kw
+        && matches!(g.kh, 3 | 5 | 7)
+        && g.stride.0 == g.stride.1
+        && matches!(g.stride.0, 1 | 2)
+        && g.dilation == (1, 1)
+        && g.oh > 0
+        && g.ow > 0
+}
+
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    /// A band's padded, phase-split input rows.
+    static BAND: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Output channels `o0..o1` in the row form with AVX2 and FMA; `done(a, b, p0, p1)` after
+/// output elements `p0..p1` of channels `a..b` are final.
+///
+/// # Safety
+/// AVX2 and FMA are available, [`supported`] holds, and the pointers are as for
+/// [`super::run`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn run_avx2(
+    g: &Geometry,
+    x: *const f32,
+    w: *const f32,
+    out: *mut f32,
+    o0: usize,
+    o1: usize,
+    done: &mut dyn FnMut(usize, usize, usize, usize),
+) {
+    // Eight accumulators: two vectors of columns by four rows, or one by eight where the
+    // plane is at most one vector wide.
+    macro_rules! go {
+        ($k:literal, $s:literal) => {
+            if g.ow <= 8 {
+                // SAFETY: forwarded.
+                unsafe { channels::<$k, $s, 8, 1>(g, x, w, out, o0, o1, done) }
+            } else {
+                // SAFETY: forwarded.
+                unsafe { channels::<$k, $s, 4, 2>(g, x, w, out, o0, o1, done) }
+            }
+        };
+    }
+    match (g.kh, g.stride.0) {
+        (3, 1) => go!(3, 1),
+        (3, 2) => go!(3, 2),
+        (5, 1) => go!(5, 1),
+        (5, 2) => go!(5, 2),
+        (7, 1) => go!(7, 1),
+        (7, 2) => go!(7, 2),
+        _ => unreachable!("rows::supported was checked"),
+    }
+}
+
+/// Every channel of `o0..o1`, band by band.
+///
+/// # Safety
+/// As for [`run_avx2`], with `K`, `S` the geometry's kernel size and stride.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn channels<const K: usize, const S: usize, const R: usize, const V: usize>(
+    g: &Geometry,
+    x: *const f32,
+    w: *const f32,
+    out: *mut f32,
+    o0: usize,
+    o1: usize,
+    done: &mut dyn FnMut(usize, usize, usize, usize),
+) {
+    let tiles = g.ow.div_ceil(8 * V);
+    // Buffer geometry: rows of `S` phases of `cols` columns; column `c` of phase `q` is
+    // padded input column `c·S + q`. A tile at output column `x0` reads columns
+    // `x0 + kx / S .. + 8·V` of phase `kx % S`.
+    let cols = tiles * 8 * V + (K - 1) / S;
+    let row_stride = S * cols;
+    // Output rows per band: whole register tiles, as many as keep the band's input rows
+    // within BAND_BYTES (each input row is then copied about once), at most the plane.
+    let fit = ((BAND_BYTES / 4 / row_stride).saturating_sub(K) / S + 1) / R;
+    let band_out = R * fit.clamp(1, g.oh.div_ceil(R));
+    let band_rows = (band_out - 1) * S + K;
+    BAND.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        buf.clear();
+        buf.resize(band_rows * row_stride, 0.0);
+        // SAFETY: forwarded; the buffer has `band_rows · row_stride` zeroed floats.
+        unsafe { bands::<K, S, R, V>(g, x, w, out, o0, o1, done, buf.as_mut_ptr(), cols, band_out) }
+    });
+}
+
+/// The bands of [`channels`] over a zeroed buffer of `band_rows · S · cols` floats.
+///
+/// # Safety
+/// As for [`channels`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn bands<const K: usize, const S: usize, const R: usize, const V: usize>(
+    g: &Geometry,
+    x: *const f32,
+    w: *const f32,
+    out: *mut f32,
+    o0: usize,
+    o1: usize,
+    done: &mut dyn FnMut(usize, usize, usize, usize),
+    bp: *mut f32,
+    cols: usize,
+    band_out: usize,
+) {
+    use std::arch::x86_64::*;
+    let (plane, p) = (g.h * g.w, g.oh * g.ow);
+    let mult = g.multiplier.max(1);
+    let tiles = g.ow.div_ceil(8 * V);
+    let row_stride = S * cols;
+    let band_rows = (band_out - 1) * S + K;
+    let per_band = p >= BAND_DONE_MIN;
+    let mut first = o0;
+    for o in o0..o1 {
+        // SAFETY: input plane o / mult, filter o and output plane o exist (caller's
+        // contract); every buffer access stays inside `band_rows · row_stride`.
+        unsafe {
+            let xin = x.add((o / mult) * plane);
+            let wo = w.add(o * K * K);
+            let op = out.add(o * p);
+            let mut y0 = 0;
+            while y0 < g.oh {
+                fill_band::<S>(g, xin, y0, band_rows, cols, bp);
+                let y1 = (y0 + band_out).min(g.oh);
+                for (y0, bp) in (y0..y1)
+                    .step_by(R)
+                    .map(|y| (y, bp.add((y - y0) * S * row_stride)))
+                {
+                    for t in 0..tiles {
+                        let x0 = t * 8 * V;
+                        let mut acc = [[_mm256_setzero_ps(); V]; R];
+                        for ky in 0..K {
+                            for kx in 0..K {
+                                let wt = _mm256_set1_ps(*wo.add(ky * K + kx));
+                                let src = bp.add(ky * row_stride + (kx % S) * cols + x0 + kx / S);
+                                for (r, a) in acc.iter_mut().enumerate() {
+                                    for (u, a) in a.iter_mut().enumerate() {
+                                        let v =
+                                            _mm256_loadu_ps(src.add(r * S * row_stride + 8 * u));
+                                        *a = _mm256_fmadd_ps(wt, v, *a);
+                                    }
+                                }
+                            }
+                        }
+                        for (r, a) in acc.iter().enumerate() {
+                            let y = y0 + r;
+                            if y >= g.oh {
+                                break;
+                            }
+                            for (u, v) in a.iter().enumerate() {
+                                let c = x0 + 8 * u;
+                                if c + 8 <= g.ow {
+                                    _mm256_storeu_ps(op.add(y * g.ow + c), *v);
+                                } else if c < g.ow {
+                                    let mask = _mm256_cmpgt_epi32(
+                                        _mm256_set1_epi32((g.ow - c) as i32),
+                                        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                    );
+                                    _mm256_maskstore_ps(op.add(y * g.ow + c), mask, *v);
+                                }
+                            }
+                        }
+                    }
+                }
+                if per_band {
+                    done(o, o + 1, y0 * g.ow, y1 * g.ow);
+                }
+                y0 = y1;
+            }
+        }
+        if !per_band && ((o + 1 - first) * p >= BAND_DONE_MIN || o + 1 == o1) {
+            done(first, o + 1, 0, p);
+            first = o + 1;
+        }
+    }
+}
+
+/// Copies the input rows of the band starting at output row `y0` into the buffer: row `j`
+/// is padded input row `y0·S + j`, zero outside the input, its columns split by phase.
+/// Only the positions of input columns are written (the same for every row), so the
+/// padding columns keep the zeros the buffer was created with.
+///
+/// # Safety
+/// AVX2 is available; `xin` addresses the `h × w` input plane and `bp` a zeroed-at-creation
+/// buffer of `band_rows · S · cols` floats, `cols` enough for every padded column a tile
+/// reads.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fill_band<const S: usize>(
+    g: &Geometry,
+    xin: *const f32,
+    y0: usize,
+    band_rows: usize,
+    cols: usize,
+    bp: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let row_stride = S * cols;
+    // Per phase: its first buffer column and how many input columns land in it (input
+    // column `i` lands at padded column `i + pad`; those past `cols` are never read).
+    let lanes = |q: usize| {
+        // The first input column of phase q: the smallest i with (i + pad) % S == q.
+        let i0 = (q + S - g.pad.1 % S) % S;
+        let c0 = (i0 + g.pad.1) / S;
+        let n = if i0 < g.w { (g.w - i0).div_ceil(S) } else { 0 };
+        (i0, c0, n.min(cols.saturating_sub(c0)))
+    };
+    let phases: [(usize, usize, usize); S] = std::array::from_fn(lanes);
+    // SAFETY (all accesses): input reads stay inside row `iy` of the plane (column
+    // `i0 + S·k < w`), buffer writes inside each phase row (`c0 + k < cols`).
+    unsafe {
+        for j in 0..band_rows {
+            let dst = bp.add(j * row_stride);
+            let iy = (y0 * S + j).checked_sub(g.pad.0).filter(|&iy| iy < g.h);
+            let src = iy.map(|iy| xin.add(iy * g.w));
+            for (q, &(i0, c0, n)) in phases.iter().enumerate() {
+                let d = dst.add(q * cols + c0);
+                let Some(src) = src else {
+                    let mut k = 0;
+                    while k + 8 <= n {
+                        _mm256_storeu_ps(d.add(k), _mm256_setzero_ps());
+                        k += 8;
+                    }
+                    for k in k..n {
+                        *d.add(k) = 0.0;
+                    }
+                    continue;
+                };
+                let src = src.add(i0);
+                let mut k = 0;
+                if S == 1 {
+                    while k + 8 <= n {
+                        _mm256_storeu_ps(d.add(k), _mm256_loadu_ps(src.add(k)));
+                        k += 8;
+                    }
+                } else {
+                    // Two vectors of the row, deinterleaved: [a0 a2 b0 b2 | a4 a6 b4 b6]
+                    // permuted to [a0 a2 a4 a6 b0 b2 b4 b6].
+                    while k + 8 <= n && i0 + S * k + 16 <= g.w {
+                        let a = _mm256_loadu_ps(src.add(S * k));
+                        let b = _mm256_loadu_ps(src.add(S * k + 8));
+                        let ev = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+                        let ev = _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(ev));
+                        _mm256_storeu_ps(d.add(k), _mm256_castpd_ps(ev));
+                        k += 8;
+                    }
+                }
+                for k in k..n {
+                    *d.add(k) = *src.add(S * k);
+                }
+            }
+        }
+    }
+}
