@@ -96,3 +96,55 @@ fn depthwise_blocks_match_the_reference_at_one_and_two_threads() {
     }
     assert_eq!(cases, 24);
 }
+
+/// An RGB stem (one group of three input channels, 16 or 20 output channels, stride 2),
+/// which two threads split inside its one group: the reference, and the same bits at one
+/// and two threads.
+#[test]
+fn rgb_stems_split_over_threads_match_the_reference() {
+    for (oc, hw) in [(16, 64), (20, 33)] {
+        let mut g = Graph::new("stem");
+        let x = g.add_input("x", f32s(&[1, 3, hw, hw]));
+        let wt = g.add_constant(random(&[oc, 3, 3, 3], 5), "w");
+        let b = g.add_constant(random(&[oc], 6), "b");
+        let y = g
+            .add_node1(
+                Op::Conv(ConvAttrs {
+                    strides: vec![2, 2],
+                    pads: vec![1, 1, 1, 1],
+                    dilations: vec![1, 1],
+                    group: 1,
+                }),
+                &[x, wt, b],
+                "stem",
+            )
+            .unwrap();
+        let y = g.add_node1(Op::Unary(UnaryOp::Relu), &[y], "relu").unwrap();
+        g.add_output("y", y);
+        let x = random(&[1, 3, hw, hw], 9);
+        let want = run(&g, std::slice::from_ref(&x)).unwrap();
+        let mut first: Option<Vec<u8>> = None;
+        for threads in [1, 2] {
+            let m = compile(
+                &g,
+                Options {
+                    threads,
+                    ..Options::default()
+                },
+            )
+            .unwrap();
+            let got = m.run(std::slice::from_ref(&x)).unwrap();
+            let cmp = compare(&got[0], &want[0], 1e-5, 1.3e-6).unwrap();
+            assert!(
+                cmp.all_close,
+                "{oc} channels, {hw}², {threads} threads: {:.3e}",
+                cmp.max_abs
+            );
+            let bits = got[0].to_le_bytes();
+            match &first {
+                None => first = Some(bits),
+                Some(b) => assert_eq!(b, &bits, "{oc} channels: thread count changes bits"),
+            }
+        }
+    }
+}

@@ -728,9 +728,17 @@ impl CpuModel {
         } else {
             d.geom.multiplier.max(1)
         };
-        let cb = (16384 / p.max(1))
+        let mut cb = (16384 / p.max(1))
             .clamp(1, oc.max(1))
             .next_multiple_of(unit);
+        // Fewer blocks than threads (an RGB stem is one group of 16–32 channels): split
+        // groups into whole passes of four channels; each part copies the group's input
+        // again, which the second thread more than pays for. Channel ranges never change
+        // the bits.
+        let threads = self.pool.threads();
+        if threads > 1 && c.batch * oc.div_ceil(cb) < threads && unit > 4 {
+            cb = oc.div_ceil(threads).next_multiple_of(4);
+        }
         let blocks = oc.div_ceil(cb);
         let tasks = c.batch * blocks;
         let (x, w, acc) = (

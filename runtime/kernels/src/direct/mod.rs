@@ -152,12 +152,18 @@ pub unsafe fn run_form(
         #[cfg(target_arch = "x86_64")]
         crate::Isa::Avx2Fma if blocked => unsafe { blocked_avx2(g, x, w, out, o0, o1) },
         #[cfg(target_arch = "x86_64")]
-        crate::Isa::Avx2Fma => unsafe { run_avx2(g, x, w, out, o0, o1) },
+        crate::Isa::Avx2Fma => return unsafe { run_avx2(g, x, w, out, o0, o1, done) },
         // SAFETY: forwarded.
         _ if blocked => unsafe { blocked_generic::<false>(g, x, w, out, o0, o1, blocked_portable) },
         // SAFETY: forwarded.
-        _ => unsafe { run_generic(g, x, w, out, o0, o1, taps_portable, taps4_portable) },
+        _ => {
+            return unsafe {
+                run_generic(g, x, w, out, o0, o1, taps_portable, taps4_portable, done)
+            };
+        }
     }
+    // The channel-blocked form reports its whole range at the end (callers keep ranges
+    // to a cache-sized block of channels).
     done(o0, o1, 0, g.oh * g.ow);
 }
 
@@ -681,6 +687,7 @@ unsafe fn run_avx2(
     out: *mut f32,
     o0: usize,
     o1: usize,
+    done: &mut dyn FnMut(usize, usize, usize, usize),
 ) {
     // SAFETY: this function's target features make taps_avx2's requirement hold; run_generic
     // passes runs inside the split plane.
@@ -690,7 +697,7 @@ unsafe fn run_avx2(
         taps4_avx2(src, t, acc, run)
     };
     // SAFETY: forwarded.
-    unsafe { run_generic(g, x, w, out, o0, o1, taps, taps4) }
+    unsafe { run_generic(g, x, w, out, o0, o1, taps, taps4, done) }
 }
 
 /// The padded, phase-split layout of one input plane: phase `(py, px)` holds padded rows
@@ -781,8 +788,10 @@ unsafe fn run_generic(
     o1: usize,
     taps_fn: impl Fn(&[f32], &[(usize, f32)], &mut [f32]) + Copy,
     taps4_fn: impl Fn(&[f32], &[(usize, [f32; OC])], &mut [f32], usize) + Copy,
+    done: &mut dyn FnMut(usize, usize, usize, usize),
 ) {
     if g.oh == 0 || g.ow == 0 || g.kh == 0 || g.kw == 0 {
+        done(o0, o1, 0, g.oh * g.ow);
         return;
     }
     let (sh, sw) = g.stride;
@@ -800,9 +809,13 @@ unsafe fn run_generic(
         // One block of phases per input channel of the group; the last tap's run ends at
         // most one phase row (plus the rounding) past its block.
         let block = sh * sw * phase_len;
-        split.clear();
+        // split_plane writes every element of its blocks, and the taps overwrite the
+        // accumulators: only the tail past the blocks needs zeros (a long run's dropped
+        // outputs read it), so nothing is cleared twice.
+        split.truncate(cg * block + ph.cols + 8);
         split.resize(cg * block + ph.cols + 8, 0.0);
-        acc.clear();
+        split[cg * block..].fill(0.0);
+        acc.truncate(OC * run);
         acc.resize(OC * run, 0.0);
         let mut split_of = usize::MAX;
         let taps_per_channel = g.kh * g.kw;
@@ -869,6 +882,7 @@ unsafe fn run_generic(
                         .copy_from_slice(&ak[y * ph.cols..y * ph.cols + g.ow]);
                 }
             }
+            done(o, o + n, 0, g.oh * g.ow);
             o += n;
         }
     });
@@ -971,8 +985,30 @@ mod tests {
             let want = reference(&g, c, &x, &wt);
             for isa in [Isa::Portable, Isa::detect()] {
                 let mut out = vec![f32::NAN; oc * g.oh * g.ow];
+                let (p, mut seen) = (g.oh * g.ow, vec![0u8; oc * g.oh * g.ow]);
                 // SAFETY: buffers as declared.
-                unsafe { run(isa, &g, x.as_ptr(), wt.as_ptr(), out.as_mut_ptr(), 0, oc) };
+                unsafe {
+                    run_fused(
+                        isa,
+                        &g,
+                        x.as_ptr(),
+                        wt.as_ptr(),
+                        out.as_mut_ptr(),
+                        0,
+                        oc,
+                        &mut |a, b, p0, p1| {
+                            for o in a..b {
+                                seen[o * p + p0..o * p + p1]
+                                    .iter_mut()
+                                    .for_each(|n| *n += 1);
+                            }
+                        },
+                    )
+                };
+                assert!(
+                    seen.iter().all(|&n| n == 1),
+                    "{g:?} {isa:?}: done covers each element once"
+                );
                 for (i, (&a, &b)) in out.iter().zip(&want).enumerate() {
                     assert!(
                         (a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs()),
