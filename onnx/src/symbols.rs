@@ -139,7 +139,8 @@ pub fn symbols(decls: &[InputDecl]) -> Vec<&str> {
 }
 
 /// Binds the symbols of `decls` from `explicit` values and from the shapes of the inputs
-/// in `shapes` (by input name). Every explicit symbol must be one of the model's; an
+/// in `shapes` (by input name; names that are not inputs of `decls` are left to run-time
+/// checks). Every explicit symbol must be one of the model's; an
 /// input's rank and static dimensions must match its declaration; two sources that give
 /// one symbol different sizes are an [`ImportError::SymbolConflict`] naming both. Symbols
 /// no source binds are left out (importing then reports them).
@@ -168,9 +169,11 @@ pub fn bind_symbols(
             },
         );
     }
-    for &(name, shape) in shapes {
-        let Some(decl) = decls.iter().find(|d| d.name == name) else {
-            continue; // Not an input the caller supplies; run-time checks report it.
+    // In declaration order, whatever order the caller lists the shapes in, so that which
+    // of two disagreeing inputs is named first does not depend on the caller.
+    for decl in decls {
+        let Some(&(name, shape)) = shapes.iter().find(|(n, _)| *n == decl.name) else {
+            continue;
         };
         let dims = shape.dims();
         if dims.len() != decl.dims.len() {
