@@ -8,6 +8,11 @@
 //! with an [`Evaluator`](tessera_ir::Evaluator) it is given, normally the reference interpreter, so that folded
 //! values are exactly what the oracle computes.
 //!
+//! Graph inputs may declare symbolic dimensions ([`Dim`]); the import specializes them to
+//! the sizes in [`ImportOptions::shapes`] (see [`input_decls`] and [`bind_symbols`] for
+//! deriving those from input values), so the graph it returns has static shapes only and
+//! shape subgraphs fold as for a static model.
+//!
 //! Failure modes are errors, never panics: undecodable bytes, unsupported ops (all listed
 //! in one error), bad tensors, inconsistent shapes, cycles and absurd sizes.
 
