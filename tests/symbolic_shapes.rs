@@ -51,12 +51,17 @@ enum D {
 }
 
 fn value(name: &str, dims: &[D]) -> ValueInfoProto {
+    typed_value(name, 1, dims)
+}
+
+/// A declared value of ONNX element type `elem` (1: f32, 7: i64).
+fn typed_value(name: &str, elem: i32, dims: &[D]) -> ValueInfoProto {
     use tensor_shape_proto::dimension::Value;
     ValueInfoProto {
         name: Some(name.into()),
         r#type: Some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(1),
+                elem_type: Some(elem),
                 shape: Some(TensorShapeProto {
                     dim: dims
                         .iter()
@@ -77,15 +82,18 @@ fn value(name: &str, dims: &[D]) -> ValueInfoProto {
     }
 }
 
-/// `relu(a + b)` with `a`, `b` declared `[a0, 16]` and `[b0, 16]`.
-fn add_model(a0: D, b0: D) -> Vec<u8> {
-    let node = |op: &str, inputs: &[&str], output: &str| NodeProto {
+fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+    NodeProto {
         name: Some(format!("{op}_0")),
         op_type: Some(op.into()),
         input: inputs.iter().map(|s| s.to_string()).collect(),
         output: vec![output.into()],
         ..Default::default()
-    };
+    }
+}
+
+/// `relu(a + b)` with `a`, `b` declared `[a0, 16]` and `[b0, 16]`.
+fn add_model(a0: D, b0: D) -> Vec<u8> {
     ModelProto {
         ir_version: Some(9),
         opset_import: vec![OperatorSetIdProto {
@@ -366,5 +374,80 @@ fn the_cli_reports_unbound_unknown_and_contradicting_symbols() {
     let (ok, out, err) = tessera(&["dump", model, "--shape", "N=7"]);
     assert!(ok, "{err}");
     assert!(out.contains("f32[7,16]"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// --- Inputs whose value fixes a shape ---------------------------------------------------
+
+/// `reshape(data, shape)` with `data` f32[N,6] and `shape` an i64[2] graph input.
+fn reshape_model() -> Vec<u8> {
+    ModelProto {
+        ir_version: Some(9),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(18),
+        }],
+        graph: Some(GraphProto {
+            name: Some("reshape".into()),
+            node: vec![node("Reshape", &["data", "shape"], "y")],
+            input: vec![
+                value("data", &[D::S("N"), D::N(6)]),
+                typed_value("shape", 7, &[D::N(2)]),
+            ],
+            output: vec![value("y", &[D::S("rows"), D::S("cols")])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn ints(v: &[i64]) -> Tensor {
+    Tensor::from_vec(Shape::new(vec![v.len()]).unwrap(), v.to_vec()).unwrap()
+}
+
+/// The first run learns that `shape` fixes a shape, binds it and keys the cache on its
+/// value (with the size of `N`).
+#[test]
+fn an_input_that_fixes_a_shape_is_specialized_on_its_value() {
+    let model =
+        SymbolicModel::from_bytes(&reshape_model(), None, HashMap::new(), Options::default())
+            .unwrap();
+    let data = random(&[2, 6], 3);
+    let first = model.run(&[data.clone(), ints(&[3, 4])]).unwrap();
+    assert_eq!(first.cache, Cache::Compiled);
+    let spec = &first.specialization;
+    assert_eq!(spec.signature().to_string(), "N=2,shape=[3,4]");
+    assert_eq!(spec.graph().inputs().len(), 1, "shape is a constant");
+    assert_eq!(first.outputs[0].shape().dims(), &[3, 4]);
+    assert_eq!(first.outputs[0].to_f64_vec(), data.to_f64_vec());
+    let again = model.run(&[data.clone(), ints(&[3, 4])]).unwrap();
+    assert_eq!(again.cache, Cache::Hit);
+    // Another value is another signature, and so is another size.
+    let run = model.run(&[data.clone(), ints(&[6, 2])]).unwrap();
+    assert_eq!(run.cache, Cache::Compiled);
+    assert_eq!(run.outputs[0].shape().dims(), &[6, 2]);
+    let run = model.run(&[random(&[4, 6], 4), ints(&[-1, 3])]).unwrap();
+    assert_eq!(run.cache, Cache::Compiled);
+    assert_eq!(run.outputs[0].shape().dims(), &[8, 3]);
+    assert_eq!(model.compilations(), 3);
+
+    // Through the CLI, with --input alone (no --bind, no --shape).
+    let dir = scratch("reshape");
+    let path = dir.join("reshape.onnx");
+    std::fs::write(&path, reshape_model()).unwrap();
+    let d = write_tensor(&dir, "data", &data);
+    let sh = write_tensor(&dir, "shape", &ints(&[4, 3]));
+    let (ok, out, err) = tessera(&[
+        "run",
+        path.to_str().unwrap(),
+        "--input",
+        &format!("data={d}"),
+        "--input",
+        &format!("shape={sh}"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("shapes: N=2,shape=[4,3]"), "{err}");
+    assert!(out.starts_with("y: f32[4,3]"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -9,10 +9,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use tessera::ir::Tensor;
 use tessera::lower::fusion::analyze::GroupKind;
-use tessera::sample::random_inputs;
 use tessera::{CompiledModel, Options};
 
-use super::common::{load_for, parse_pairs};
+use super::common::{graph_inputs, load_for, parse_pairs};
 use crate::Bind;
 
 /// Options of the verb.
@@ -79,7 +78,7 @@ fn copy_bandwidth(bytes: usize, threads: usize, reps: usize) -> f64 {
 }
 
 pub fn bench(a: &BenchArgs) -> Result<()> {
-    let mut given = parse_pairs(a.inputs)?;
+    let given = parse_pairs(a.inputs)?;
     let options = Options {
         threads: a.threads,
         pipeline: a.pipeline.to_string(),
@@ -87,18 +86,14 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
     };
     let loaded = load_for(a.model, a.bind, &given, true, options)?;
     let g = &loaded.graph;
-    let mut inputs: Vec<Tensor> = match &loaded.sample_inputs {
-        Some(v) => v.clone(),
-        None => random_inputs(g, a.seed, 10.0),
-    };
-    for (i, p) in g.inputs().iter().enumerate() {
-        if let Some(t) = given.remove(&p.name) {
-            inputs[i] = t;
-        }
-    }
-    if let Some(name) = given.keys().next() {
-        anyhow::bail!("--input {name:?} is not a graph input");
-    }
+    let inputs = graph_inputs(
+        g,
+        given,
+        loaded.sample_inputs.as_ref(),
+        &loaded.signature,
+        a.seed,
+        false,
+    )?;
     // The compiled side, specialized to the inputs' shape signature.
     let (spec, _) = loaded
         .model

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use tessera::ir::{Graph, Shape, Tensor};
-use tessera::sample::Sample;
+use tessera::sample::{Sample, default_range, splitmix64_uniform};
 use tessera::{Options, Signature, SymbolicModel};
 
 use crate::Bind;
@@ -61,10 +61,12 @@ pub struct Loaded {
     /// The graph at `signature`'s shapes.
     pub graph: Graph,
     pub sample: Option<Sample>,
-    /// The sample's inputs, when they were read to size the model.
-    pub sample_inputs: Option<Vec<Tensor>>,
+    /// The sample's inputs by name, when they were read to size the model.
+    pub sample_inputs: Option<HashMap<String, Tensor>>,
     /// The model, for compiling it at `signature` (with the options `load_for` got).
     pub model: SymbolicModel,
+    /// Symbol sizes, and the values of the inputs that fix a shape (no longer inputs of
+    /// `graph`).
     pub signature: Signature,
 }
 
@@ -74,8 +76,9 @@ pub fn load(model: &Path, bind: &Bind) -> Result<(Graph, Option<Sample>)> {
 }
 
 /// Imports `model` specialized to the sizes `--shape` gives and those of the input values
-/// in `given` (by name) and, with `sample_inputs` and no `given`, the sample's inputs;
-/// `options` are the compile options of its specializations.
+/// in `given` (by name) and, with `sample_inputs` and no `given`, the sample's inputs; an
+/// input that fixes a shape is bound to its value there. `options` are the compile
+/// options of its specializations.
 pub fn load_for(
     model: &Path,
     bind: &Bind,
@@ -87,27 +90,30 @@ pub fn load_for(
     let importing = || format!("importing {}", path.display());
     let sm =
         SymbolicModel::open(&path, parse_pairs(&bind.bind)?, options).with_context(importing)?;
-    let from_sample = match &sample {
-        Some(s) if sample_inputs && given.is_empty() => Some(s.inputs()?),
-        _ => None,
-    };
-    let mut shapes: Vec<(&str, &Shape)> =
-        given.iter().map(|(n, t)| (n.as_str(), t.shape())).collect();
-    if let Some(v) = &from_sample {
-        shapes.extend(
+    let from_sample: Option<HashMap<String, Tensor>> = match &sample {
+        Some(s) if sample_inputs && given.is_empty() => Some(
             sm.inputs()
                 .iter()
-                .zip(v)
-                .map(|(d, t)| (d.name.as_str(), t.shape())),
-        );
-    }
+                .map(|d| d.name.clone())
+                .zip(s.inputs()?)
+                .collect(),
+        ),
+        _ => None,
+    };
+    let values = from_sample.as_ref().unwrap_or(given);
+    let shapes: Vec<(&str, &Shape)> = values
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.shape()))
+        .collect();
     let signature = sm
         .signature(&parse_shapes(&bind.shape)?, &shapes)
+        .with_context(importing)?;
+    let (signature, graph) = sm
+        .resolve(signature, &|name| values.get(name).cloned())
         .with_context(importing)?;
     if !signature.is_static() {
         eprintln!("shapes: {signature}");
     }
-    let graph = sm.import(&signature).with_context(importing)?;
     Ok(Loaded {
         graph,
         sample,
@@ -115,4 +121,44 @@ pub fn load_for(
         model: sm,
         signature,
     })
+}
+
+/// The values of `g`'s inputs, in order: from `given` (by name; every entry must be used,
+/// except inputs `signature` binds to constants), else from the sample's inputs, else
+/// seeded random values (said on stderr when `verbose`).
+pub fn graph_inputs(
+    g: &Graph,
+    mut given: HashMap<String, Tensor>,
+    sample: Option<&HashMap<String, Tensor>>,
+    signature: &Signature,
+    seed: u64,
+    verbose: bool,
+) -> Result<Vec<Tensor>> {
+    given.retain(|name, _| !signature.binds(name));
+    let mut args = Vec::new();
+    for (i, p) in g.inputs().iter().enumerate() {
+        let ty = g.ty(p.value);
+        let t = if let Some(t) = given.remove(&p.name) {
+            t
+        } else if let Some(s) = sample {
+            s.get(&p.name)
+                .cloned()
+                .with_context(|| format!("the sample has no input {:?}", p.name))?
+        } else {
+            let (lo, hi) = default_range(ty.dtype, 10.0);
+            let seed = seed.wrapping_add(i as u64);
+            if verbose {
+                eprintln!(
+                    "input {:?}: random {ty} in [{lo}, {hi}) (seed {seed})",
+                    p.name
+                );
+            }
+            splitmix64_uniform(ty.dtype, ty.shape.clone(), seed, lo, hi)
+        };
+        args.push(t);
+    }
+    if let Some(name) = given.keys().next() {
+        bail!("--input {name:?} is not a graph input");
+    }
+    Ok(args)
 }

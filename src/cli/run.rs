@@ -4,16 +4,15 @@
 //! time and the speedup over the eager baseline, and compares the outputs with the
 //! reference interpreter (and with a sample's stored outputs).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use tessera::Cache;
-use tessera::ir::{Graph, Tensor};
-use tessera::sample::{compare, default_range, splitmix64_uniform};
+use tessera::ir::Tensor;
+use tessera::sample::compare;
 
-use super::common::{Loaded, load_for, parse_pairs};
+use super::common::{Loaded, graph_inputs, load_for, parse_pairs};
 use crate::Bind;
 
 fn summary(t: &Tensor) -> String {
@@ -58,40 +57,6 @@ pub struct RunArgs<'a> {
     /// Timed runs of the compiled model and of its eager baseline (`cpu`).
     pub runs: usize,
     pub bind: &'a Bind,
-}
-
-/// The run inputs: `--input` files (`given`), else the sample's, else seeded random
-/// values.
-fn inputs(
-    g: &Graph,
-    mut given: HashMap<String, Tensor>,
-    from_sample: Option<&[Tensor]>,
-    seed: u64,
-) -> Result<Vec<Tensor>> {
-    let mut args = Vec::new();
-    for (i, p) in g.inputs().iter().enumerate() {
-        let ty = g.ty(p.value);
-        let t = if let Some(t) = given.remove(&p.name) {
-            t
-        } else if let Some(s) = from_sample {
-            s.get(i)
-                .cloned()
-                .with_context(|| format!("the sample has no input {i} ({:?})", p.name))?
-        } else {
-            let (lo, hi) = default_range(ty.dtype, 10.0);
-            let seed = seed + i as u64;
-            eprintln!(
-                "input {:?}: random {ty} in [{lo}, {hi}) (seed {seed})",
-                p.name
-            );
-            splitmix64_uniform(ty.dtype, ty.shape.clone(), seed, lo, hi)
-        };
-        args.push(t);
-    }
-    if let Some(name) = given.keys().next() {
-        bail!("--input {name:?} is not a graph input");
-    }
-    Ok(args)
 }
 
 /// Median of `xs` (not empty).
@@ -171,7 +136,14 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let loaded = load_for(a.model, a.bind, &given, true, tessera::Options::default())?;
     let (g, sample) = (&loaded.graph, loaded.sample.as_ref());
     let from_sample = loaded.sample_inputs.is_some();
-    let args = inputs(g, given, loaded.sample_inputs.as_deref(), a.seed)?;
+    let args = graph_inputs(
+        g,
+        given,
+        loaded.sample_inputs.as_ref(),
+        &loaded.signature,
+        a.seed,
+        true,
+    )?;
     let run_g = if a.optimize && matches!(a.backend, "reference" | "eager") {
         let cpu = tessera::passes::cost::DeviceProfile::cpu_epyc_2core();
         let (out, reports) = tessera::optimize(g, "default", &cpu, None)
