@@ -11,11 +11,11 @@ median of every timed run; tessera's are the median of its per-round medians.
 Usage:
     .venv/bin/python scripts/bench_vs_ort.py [SAMPLE_DIR|MODEL.onnx|MODELS_DIR ...]
         [--threads 2] [--rounds 5] [--runs 10] [--tessera target/release/tessera]
-        [--json out.json]
+        [--json out.json] [--shape batch=1,seq=128]
 
 A plain .onnx model gets seeded random inputs (floats in [-1, 1), integers in [1, 10):
-token ids, and attention masks with every position attended); tessera gets the same
-values as .pb files. A model tessera cannot import is listed with the reason and left out
+token ids, and attention masks with every position attended; symbolic dimensions sized by
+--shape, else 1); tessera gets the same values as .pb files and specializes to their shapes. A model tessera cannot import is listed with the reason and left out
 of the geomeans.
 
 Prints a Markdown table (ratios > 1 mean tessera's compiled backend is faster) and,
@@ -57,8 +57,37 @@ def feeds_of(sample_dir: str) -> dict:
 ONNX_DTYPES = {1: "float32", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
 
 
-def feeds_of_model(model: str, seed: int = 0) -> dict:
-    """Seeded random inputs for every graph input of a plain .onnx model."""
+def parse_shapes(text: str | None) -> dict:
+    """`batch=1,seq=128` (tessera's --shape syntax) as a dict of symbol sizes."""
+    out = {}
+    for item in (text or "").split(","):
+        if item.strip():
+            name, size = item.split("=", 1)
+            out[name.strip()] = int(size)
+    return out
+
+
+def symbol_sizes(model: str, shapes: dict | None = None) -> dict:
+    """The size of every symbolic input dimension of `model`: from `shapes`, else 1. An
+    unnamed unknown dimension is the symbol `INPUT.AXIS`, as tessera names it."""
+    import onnx
+
+    m = onnx.load(model, load_external_data=False)
+    inits = {i.name for i in m.graph.initializer}
+    sizes = {}
+    for inp in m.graph.input:
+        if inp.name in inits:
+            continue
+        for axis, d in enumerate(inp.type.tensor_type.shape.dim):
+            if not d.HasField("dim_value"):
+                sym = d.dim_param or f"{inp.name}.{axis}"
+                sizes[sym] = (shapes or {}).get(sym, 1)
+    return sizes
+
+
+def feeds_of_model(model: str, seed: int = 0, shapes: dict | None = None) -> dict:
+    """Seeded random inputs for every graph input of a plain .onnx model; symbolic
+    dimensions take their sizes from `shapes` (symbol -> size), 1 otherwise."""
     import numpy as np
     import onnx
 
@@ -70,7 +99,10 @@ def feeds_of_model(model: str, seed: int = 0) -> dict:
         if inp.name in inits:
             continue
         tt = inp.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else 1 for d in tt.shape.dim]
+        dims = [
+            d.dim_value if d.HasField("dim_value") else (shapes or {}).get(d.dim_param or f"{inp.name}.{k}", 1)
+            for k, d in enumerate(tt.shape.dim)
+        ]
         dtype = ONNX_DTYPES.get(tt.elem_type)
         if dtype is None:
             raise SystemExit(f"{model}: input {inp.name} has an unsupported element type {tt.elem_type}")
@@ -140,9 +172,16 @@ def tessera_bench(exe: str, target: str, extra: list[str], threads: int, runs: i
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def tessera_imports(exe: str, model: str) -> str | None:
-    """None if tessera imports the model, else the reason."""
-    res = subprocess.run([exe, "inspect", model], capture_output=True, text=True)
+def shape_flag(sizes: dict) -> list[str]:
+    """tessera's `--shape` argument for these symbol sizes (none for a static model)."""
+    return ["--shape", ",".join(f"{k}={v}" for k, v in sizes.items())] if sizes else []
+
+
+def tessera_imports(exe: str, model: str, shapes: dict | None = None) -> str | None:
+    """None if tessera imports the model (symbolic dimensions sized by `shapes`, else 1),
+    else the reason."""
+    flag = shape_flag(symbol_sizes(model, shapes)) if model.endswith(".onnx") else []
+    res = subprocess.run([exe, "inspect", model] + flag, capture_output=True, text=True)
     return None if res.returncode == 0 else res.stderr.strip().splitlines()[-1]
 
 
@@ -159,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--tessera", default=os.path.join(ROOT, "target", "release", "tessera"))
     ap.add_argument("--json")
+    ap.add_argument("--shape", help="sizes of symbolic input dimensions, e.g. batch=1,seq=128 (default 1)")
     a = ap.parse_args(argv)
+    shapes = parse_shapes(a.shape)
     import onnxruntime as ort
 
     samples = a.samples or sorted(
@@ -169,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows, skipped = [], []
     for name, model, sample in models_of(samples):
-        why = tessera_imports(a.tessera, model)
+        why = tessera_imports(a.tessera, model, shapes)
         if why is not None:
             skipped.append((name, why))
             print(f"{name}: skipped: {why}", file=sys.stderr)
@@ -177,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         if sample is not None:
             feeds, target, extra = feeds_of(sample), sample, []
         else:
-            feeds = feeds_of_model(model)
+            feeds = feeds_of_model(model, shapes=shapes)
             target = model
             extra = write_inputs(feeds, os.path.join(ROOT, "target", "bench-inputs", name))
         s_all, s_none = session(model, a.threads, True), session(model, a.threads, False)

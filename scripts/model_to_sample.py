@@ -8,7 +8,9 @@ ORT_DISABLE_ALL, one thread: the same reference as the bundled samples) and meta
 scripts/gpu-prepare.sh converts corpus models this way so that the CUDA benchmark and
 the PyTorch baselines read them like the bundled samples.
 
-Usage: model_to_sample.py MODEL.onnx OUTDIR [--seed 0]
+Symbolic input dimensions take their sizes from --shape (tessera's syntax), else 1.
+
+Usage: model_to_sample.py MODEL.onnx OUTDIR [--seed 0] [--shape batch=1,seq=128]
 """
 
 from __future__ import annotations
@@ -28,16 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("model")
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shape", help="sizes of symbolic input dimensions, e.g. batch=1,seq=128")
     a = ap.parse_args(argv)
     import numpy as np
     import onnx
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    from bench_vs_ort import feeds_of_model
+    from bench_vs_ort import feeds_of_model, parse_shapes
     from ort_reference import reference_description
 
-    feeds = feeds_of_model(a.model, a.seed)
+    feeds = feeds_of_model(a.model, a.seed, parse_shapes(a.shape))
     os.makedirs(os.path.join(a.out, "inputs"), exist_ok=True)
     os.makedirs(os.path.join(a.out, "outputs"), exist_ok=True)
     shutil.copyfile(a.model, os.path.join(a.out, "model.onnx"))

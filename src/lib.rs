@@ -8,11 +8,14 @@
 //! * [`runtime`]: the reference interpreter and the compiled CPU (and CUDA) backends.
 //! * [`passes`], [`codegen`]: the optimizer and kernel generation.
 //! * [`sample`]: the on-disk sample format (model, inputs, reference outputs).
+//! * [`specialize`]: models with symbolic input dimensions, compiled and cached per
+//!   concrete shape signature ([`SymbolicModel`]).
 //!
 //! [`load_onnx`] wires the importer to the reference interpreter, so constant shape
 //! arithmetic in exported graphs folds to exactly what the oracle computes.
 
 pub mod sample;
+pub mod specialize;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,6 +33,8 @@ use tessera_onnx::{ImportError, ImportOptions};
 use tessera_passes::cost::DeviceProfile;
 use tessera_passes::{PassContext, PassError, PassReport};
 use tessera_reference::Reference;
+
+pub use specialize::{Cache, Signature, Specialization, SymbolicModel};
 
 /// An error and its causes on one line, `: `-separated, leaving out a cause whose text the
 /// line already contains (our errors quote their I/O source in their own message). Both
@@ -66,10 +71,11 @@ pub fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Imports an ONNX model file whose graph inputs (in order, initializers excluded) take the
-/// values `inputs`. Shapes are static, so the inputs a shape depends on — those the
-/// importer reports with [`ImportError::NeedsBinding`] — are bound to their values; the
-/// graph and the values of the inputs it still takes, in order, are returned. An input
-/// the importer needs but `inputs` lacks returns that `NeedsBinding` error.
+/// values `inputs`. Symbolic input dimensions are sized by the inputs' shapes, and the
+/// inputs a shape depends on — those the importer reports with
+/// [`ImportError::NeedsBinding`] — are bound to their values; the graph and the values
+/// of the inputs it still takes, in order, are returned. An input the importer needs but
+/// `inputs` lacks returns that `NeedsBinding` error.
 pub fn load_onnx_with_inputs(
     path: &Path,
     inputs: &[Tensor],
@@ -78,10 +84,25 @@ pub fn load_onnx_with_inputs(
         path: path.to_path_buf(),
         source,
     })?;
-    let names = tessera_onnx::graph_input_names(&bytes)?;
+    let proto = tessera_onnx::decode(&bytes)?;
+    let decls = tessera_onnx::input_decls(&proto, &|_| false)?;
+    let names: Vec<String> = decls.iter().map(|d| d.name.clone()).collect();
+    let shapes: Vec<(&str, &tessera_ir::Shape)> = names
+        .iter()
+        .zip(inputs)
+        .map(|(n, t)| (n.as_str(), t.shape()))
+        .collect();
+    let sizes = tessera_onnx::bind_symbols(&decls, &HashMap::new(), &shapes)?;
     let mut bind: HashMap<String, Tensor> = HashMap::new();
     let graph = loop {
-        match load_onnx(path, bind.clone()) {
+        let opts = ImportOptions {
+            evaluator: Some(&Reference),
+            bind: bind.clone(),
+            shapes: sizes.clone(),
+            base_dir: path.parent().map(Path::to_path_buf),
+            ..ImportOptions::default()
+        };
+        match tessera_onnx::import_model(&proto, &opts) {
             Ok(g) => break g,
             Err(ImportError::NeedsBinding {
                 node,
@@ -228,9 +249,13 @@ impl Options {
     }
 }
 
-/// Why [`compile`] failed.
+/// Why [`compile`] (or specializing a [`SymbolicModel`]) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
+    #[error("importing: {0}")]
+    Import(#[from] ImportError),
+    #[error("{given} input value(s) given for the model's {expected} graph input(s)")]
+    InputCount { given: usize, expected: usize },
     #[error("optimizing: {0}")]
     Pass(#[from] tessera_passes::PassError),
     #[error(transparent)]

@@ -155,6 +155,11 @@ pub struct Bind {
     /// shape, which must be static).
     #[arg(long = "bind", value_name = "NAME=FILE.pb")]
     pub bind: Vec<String>,
+    /// SYMBOL=SIZE[,SYMBOL=SIZE...]: sizes of symbolic input dimensions (`dim_param`
+    /// names; `INPUT.AXIS` for unnamed ones). Symbols not given take the sizes of the
+    /// input values (--input, a sample's inputs); the model is specialized to them.
+    #[arg(long = "shape", value_name = "SYMBOL=SIZE,...")]
+    pub shape: Vec<String>,
 }
 
 fn main() -> ExitCode {

@@ -8,7 +8,7 @@
 //! test is snapshotted, so a test that stops passing (or starts) shows up as a diff; the
 //! target set, plain float32/int64/bool tests of the foundation's op list, must pass.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -410,4 +410,55 @@ fn shape_inputs_are_bound_from_the_given_values() {
     assert_eq!(rest[0].ty(), inputs[0].ty());
     let err = tessera::load_onnx_with_inputs(&model, &inputs[..1]).expect_err("shape missing");
     assert!(matches!(err, ImportError::NeedsBinding { .. }), "{err}");
+}
+
+/// ScatterND with constant indices (an exporter's slice assignment) takes the importer's
+/// linear path: one gather and select per layer of updates, no update × position
+/// comparison. With each scatternd node test's indices bound to constants, the reference
+/// and the compiled CPU backend still give the expected outputs; an out-of-range constant
+/// index is an error naming the node.
+#[test]
+fn scatternd_with_constant_indices_is_expanded_linearly() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(fixtures()).expect("node tests") {
+        let dir = entry.expect("entry").path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("test_scatternd") {
+            continue;
+        }
+        seen += 1;
+        let data = dir.join("test_data_set_0");
+        let read = |f: &str| read_tensor_file(&data.join(f)).expect("tensor file");
+        let (indices_name, indices) = read("input_1.pb");
+        let args = [read("input_0.pb").1, read("input_2.pb").1];
+        let expected = [read("output_0.pb").1];
+        let bind = HashMap::from([(indices_name, indices.clone())]);
+        let g = tessera::load_onnx(&dir.join("model.onnx"), bind).expect("imports");
+        assert!(
+            g.nodes().all(|(_, n)| !matches!(
+                n.op,
+                tessera::ir::Op::Reduce { .. }
+                    | tessera::ir::Op::Binary(tessera::ir::BinaryOp::Equal)
+            )),
+            "{name}: constant indices need no comparison"
+        );
+        let outs = tessera::reference::run(&g, &args).expect("reference runs");
+        check_outputs(&outs, &expected).unwrap_or_else(|e| panic!("{name}: reference: {e}"));
+        let m = tessera::compile(&g, tessera::Options::default()).expect("compiles");
+        check_outputs(&m.run(&args).expect("runs"), &expected)
+            .unwrap_or_else(|e| panic!("{name}: cpu: {e}"));
+
+        // Every index out of range by one more than the dimension.
+        let bad =
+            tessera::ir::Tensor::from_vec(indices.shape().clone(), vec![99i64; indices.numel()])
+                .expect("shape fits");
+        let bind = HashMap::from([(read("input_1.pb").0, bad)]);
+        let e = tessera::load_onnx(&dir.join("model.onnx"), bind).expect_err("out of range");
+        let e = e.to_string();
+        assert!(
+            e.contains("ScatterND") && e.contains("is out of range at entry 0: 99"),
+            "{name}: {e}"
+        );
+    }
+    assert_eq!(seen, 7, "the scatternd node tests");
 }

@@ -141,6 +141,12 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// Input `k`'s value if it is a constant (possibly folded); `None` if it is absent or
+    /// computed at run time.
+    pub(crate) fn const_value(&self, k: usize) -> Option<&Tensor> {
+        self.opt_input(k).and_then(|v| self.b.g.constant(v))
+    }
+
     /// Input `k` as a constant list of integers, if given.
     pub(crate) fn ints_input(&self, k: usize) -> Result<Option<Vec<i64>>, ImportError> {
         Ok(self.const_input(k)?.map(|t| t.to_i64_vec()))

@@ -3,14 +3,15 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use tessera_ir::{Graph, NodeRef, TensorType, ValueId, verify};
+use tessera_ir::{Graph, NodeRef, Tensor, TensorType, ValueId, verify};
 
 use crate::context::{Builder, Ctx};
 use crate::error::{ImportError, UnsupportedNode};
 use crate::ops;
 use crate::options::ImportOptions;
 use crate::proto::{ModelProto, NodeProto, TensorProto, ValueInfoProto, type_proto};
-use crate::tensor::{dtype_from_onnx, shape_from_dims, tensor_from_proto};
+use crate::symbols::{Dim, declared};
+use crate::tensor::{dtype_from_onnx, tensor_from_proto};
 
 fn domain_name(d: Option<&str>) -> &str {
     match d {
@@ -113,24 +114,12 @@ fn add_inputs(
             continue; // An initializer with the same name provides the value.
         }
         if let Some(t) = opts.bind.get(&name) {
-            let want = value_type(vi).map_err(|message| ImportError::Input {
-                name: name.clone(),
-                message,
-            })?;
-            if t.ty() != want {
-                return Err(ImportError::Input {
-                    name,
-                    message: format!("bound value has type {} but the input is {want}", t.ty()),
-                });
-            }
+            check_bound(vi, t, opts)?;
             let v = b.g.add_constant(t.clone(), name.clone());
             env.insert(name, v);
             continue;
         }
-        let ty = value_type(vi).map_err(|message| ImportError::Input {
-            name: name.clone(),
-            message,
-        })?;
+        let ty = value_type(vi, opts)?;
         let v = b.add_input(name.clone(), ty);
         env.insert(name, v);
     }
@@ -184,35 +173,31 @@ fn add_outputs(b: &mut Builder, env: &Env, outputs: &[ValueInfoProto]) -> Result
     Ok(())
 }
 
-/// The static tensor type a `ValueInfoProto` declares.
-fn value_type(vi: &ValueInfoProto) -> Result<TensorType, String> {
-    let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref())
-    else {
-        return Err("only tensor inputs are supported (not sequences, maps or optionals)".into());
-    };
-    let dtype = dtype_from_onnx(t.elem_type.unwrap_or(0))?;
-    let shape = t
-        .shape
-        .as_ref()
-        .ok_or("the input has no shape; tessera needs static shapes")?;
-    let mut dims = Vec::new();
-    for (i, d) in shape.dim.iter().enumerate() {
-        use crate::proto::tensor_shape_proto::dimension::Value;
-        match &d.value {
-            Some(Value::DimValue(n)) => dims.push(*n),
-            Some(Value::DimParam(p)) => {
-                return Err(format!(
-                    "dimension {i} is symbolic ({p:?}); tessera needs static shapes"
-                ));
-            }
-            None => {
-                return Err(format!(
-                    "dimension {i} is unknown; tessera needs static shapes"
-                ));
-            }
-        }
+/// The static tensor type of graph input `vi`, its symbolic dimensions sized by
+/// `opts.shapes`.
+fn value_type(vi: &ValueInfoProto, opts: &ImportOptions) -> Result<TensorType, ImportError> {
+    let decl = declared(vi)?;
+    Ok(TensorType::new(decl.dtype, decl.shape(&opts.shapes)?))
+}
+
+/// Checks a value bound to graph input `vi` against its declaration: the element type, the
+/// rank, every static dimension, and every symbol `opts.shapes` sizes.
+fn check_bound(vi: &ValueInfoProto, t: &Tensor, opts: &ImportOptions) -> Result<(), ImportError> {
+    let decl = declared(vi)?;
+    let dims = t.shape().dims();
+    let fits = decl.dtype == t.dtype()
+        && decl.dims.len() == dims.len()
+        && decl.dims.iter().zip(dims).all(|(d, &n)| match d {
+            Dim::Static(want) => *want == n,
+            Dim::Symbol(s) => opts.shapes.get(s).is_none_or(|&want| want == n),
+        });
+    if fits {
+        return Ok(());
     }
-    Ok(TensorType::new(dtype, shape_from_dims(&dims)?))
+    Err(ImportError::Input {
+        name: decl.name.clone(),
+        message: format!("bound value has type {} but the input is {decl}", t.ty()),
+    })
 }
 
 /// Checks a declared value type against the inferred one, where the declaration is static.

@@ -25,6 +25,28 @@ impl fmt::Display for UnsupportedNode {
     }
 }
 
+/// Where a symbol's size came from: an input's shape at an axis, or the explicit binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymbolSource {
+    /// The graph input, or `None` for the explicit binding.
+    pub input: Option<String>,
+    pub axis: usize,
+    pub value: usize,
+}
+
+impl fmt::Display for SymbolSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.input {
+            Some(name) => write!(
+                f,
+                "{} in graph input {name:?} (axis {})",
+                self.value, self.axis
+            ),
+            None => write!(f, "{} by the given shape binding", self.value),
+        }
+    }
+}
+
 /// Everything that can go wrong while importing.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -45,6 +67,29 @@ pub enum ImportError {
 
     #[error("graph input {name:?}: {message}")]
     Input { name: String, message: String },
+
+    /// A symbolic input dimension that nothing gives a size: no explicit value
+    /// ([`ImportOptions::shapes`](crate::ImportOptions::shapes)) and no input value.
+    #[error(
+        "graph input {input:?}: dimension {axis} is the symbol {symbol:?}, which has no value; bind it (`--shape {symbol}=<size>`) or pass an input of that shape"
+    )]
+    UnboundSymbol {
+        symbol: String,
+        input: String,
+        axis: usize,
+    },
+
+    /// Two sources give one symbol different sizes.
+    #[error("symbol {symbol:?} is {first} but {second}")]
+    SymbolConflict {
+        symbol: String,
+        first: SymbolSource,
+        second: SymbolSource,
+    },
+
+    /// A size given for a symbol no graph input has.
+    #[error("the model has no symbol {symbol:?} (its symbols: {})", if known.is_empty() { "none, all shapes are static".to_string() } else { known.join(", ") })]
+    UnknownSymbol { symbol: String, known: Vec<String> },
 
     #[error("initializer {name:?}: {message}")]
     Initializer { name: String, message: String },

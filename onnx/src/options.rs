@@ -1,6 +1,6 @@
 //! [`ImportOptions`]: what the caller tells the importer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use tessera_ir::{Evaluator, Tensor};
@@ -12,6 +12,11 @@ pub struct ImportOptions<'a> {
     /// Graph inputs to replace by these constant values (by input name). A shape operand
     /// fed from a graph input can only be imported this way, since shapes are static.
     pub bind: HashMap<String, Tensor>,
+    /// Sizes of the symbolic input dimensions (`dim_param` names, `<input>.<axis>` for
+    /// unknown ones; see [`InputDecl`](crate::InputDecl)): the import specializes the
+    /// model to these static shapes. A symbol an input needs but this lacks is an
+    /// [`ImportError::UnboundSymbol`](crate::ImportError::UnboundSymbol).
+    pub shapes: BTreeMap<String, usize>,
     /// Constant subgraphs are folded at import when their result has at most this many
     /// elements (shape arithmetic); bigger constant work is left to the optimizer.
     pub fold_limit: usize,
@@ -24,6 +29,7 @@ impl Default for ImportOptions<'_> {
         ImportOptions {
             evaluator: None,
             bind: HashMap::new(),
+            shapes: BTreeMap::new(),
             fold_limit: 1 << 16,
             base_dir: None,
         }

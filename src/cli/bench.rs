@@ -9,10 +9,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use tessera::ir::Tensor;
 use tessera::lower::fusion::analyze::GroupKind;
-use tessera::sample::random_inputs;
 use tessera::{CompiledModel, Options};
 
-use super::common::{load, parse_pairs};
+use super::common::{graph_inputs, load_for, parse_pairs};
 use crate::Bind;
 
 /// Options of the verb.
@@ -79,33 +78,31 @@ fn copy_bandwidth(bytes: usize, threads: usize, reps: usize) -> f64 {
 }
 
 pub fn bench(a: &BenchArgs) -> Result<()> {
-    let (g, sample) = load(a.model, a.bind)?;
-    let mut given = parse_pairs(a.inputs)?;
-    let mut inputs: Vec<Tensor> = match &sample {
-        Some(s) if given.is_empty() => s.inputs()?,
-        _ => random_inputs(&g, a.seed, 10.0),
+    let given = parse_pairs(a.inputs)?;
+    let options = Options {
+        threads: a.threads,
+        pipeline: a.pipeline.to_string(),
+        ..Options::default()
     };
-    for (i, p) in g.inputs().iter().enumerate() {
-        if let Some(t) = given.remove(&p.name) {
-            inputs[i] = t;
-        }
-    }
-    if let Some(name) = given.keys().next() {
-        anyhow::bail!("--input {name:?} is not a graph input");
-    }
-    let start = Instant::now();
-    let compiled = tessera::compile(
-        &g,
-        Options {
-            threads: a.threads,
-            pipeline: a.pipeline.to_string(),
-            ..Options::default()
-        },
-    )
-    .context("compiling")?;
-    let compile_s = start.elapsed().as_secs_f64();
+    let loaded = load_for(a.model, a.bind, &given, true, options)?;
+    let g = &loaded.graph;
+    let inputs = graph_inputs(
+        g,
+        given,
+        loaded.sample_inputs.as_ref(),
+        &loaded.signature,
+        a.seed,
+        false,
+    )?;
+    // The compiled side, specialized to the inputs' shape signature.
+    let (spec, _) = loaded
+        .model
+        .specialize(&loaded.signature)
+        .context("compiling")?;
+    let compiled = spec.model();
+    let compile_s = spec.compile_time().as_secs_f64();
     let eager = tessera::compile(
-        &g,
+        g,
         Options {
             threads: a.threads,
             ..Options::eager()
@@ -114,15 +111,15 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
     .context("compiling the eager baseline")?;
     for _ in 0..a.warmup {
         time_run(&eager, &inputs)?;
-        time_run(&compiled, &inputs)?;
+        time_run(compiled, &inputs)?;
     }
     let (mut te, mut tc) = (Vec::new(), Vec::new());
     for i in 0..a.runs {
         if i % 2 == 0 {
             te.push(time_run(&eager, &inputs)?);
-            tc.push(time_run(&compiled, &inputs)?);
+            tc.push(time_run(compiled, &inputs)?);
         } else {
-            tc.push(time_run(&compiled, &inputs)?);
+            tc.push(time_run(compiled, &inputs)?);
             te.push(time_run(&eager, &inputs)?);
         }
     }
@@ -197,6 +194,7 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
             "eager_kernels": eager.kernels().count(),
             "compiled_kernels": nk,
             "copy_gbps": copy_gbps,
+            "shapes": loaded.signature.sizes(),
         });
         if let (Some((name, bytes, t)), Some(same)) = (&kernel, copy_same) {
             j["mem_kernel"] = (*name).clone().into();
@@ -207,8 +205,13 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         }
         outln!("{j}")?;
     } else {
+        let at = if loaded.signature.is_static() {
+            String::new()
+        } else {
+            format!(" at {}", loaded.signature)
+        };
         outln!(
-            "{}: {} nodes, {} threads, median of {} interleaved runs",
+            "{}{at}: {} nodes, {} threads, median of {} interleaved runs",
             a.model.display(),
             g.num_nodes(),
             a.threads,

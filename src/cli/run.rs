@@ -8,10 +8,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use tessera::ir::{Graph, Tensor};
-use tessera::sample::{Sample, compare, default_range, splitmix64_uniform};
+use tessera::Cache;
+use tessera::ir::Tensor;
+use tessera::sample::compare;
 
-use super::common::{load, parse_pairs};
+use super::common::{Loaded, graph_inputs, load_for, parse_pairs};
 use crate::Bind;
 
 fn summary(t: &Tensor) -> String {
@@ -58,51 +59,29 @@ pub struct RunArgs<'a> {
     pub bind: &'a Bind,
 }
 
-/// The run inputs: `--input` files, else the sample's, else seeded random values.
-fn inputs(g: &Graph, a: &RunArgs, sample: Option<&Sample>) -> Result<(Vec<Tensor>, bool)> {
-    let mut given = parse_pairs(a.inputs)?;
-    let from_sample = match sample {
-        Some(s) if given.is_empty() => Some(s.inputs()?),
-        _ => None,
-    };
-    let mut args = Vec::new();
-    for (i, p) in g.inputs().iter().enumerate() {
-        let ty = g.ty(p.value);
-        let t = if let Some(t) = given.remove(&p.name) {
-            t
-        } else if let Some(s) = &from_sample {
-            s.get(i)
-                .cloned()
-                .with_context(|| format!("the sample has no input {i} ({:?})", p.name))?
-        } else {
-            let (lo, hi) = default_range(ty.dtype, 10.0);
-            let seed = a.seed + i as u64;
-            eprintln!(
-                "input {:?}: random {ty} in [{lo}, {hi}) (seed {seed})",
-                p.name
-            );
-            splitmix64_uniform(ty.dtype, ty.shape.clone(), seed, lo, hi)
-        };
-        args.push(t);
-    }
-    if let Some(name) = given.keys().next() {
-        bail!("--input {name:?} is not a graph input");
-    }
-    Ok((args, from_sample.is_some()))
-}
-
 /// Median of `xs` (not empty).
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
 }
 
-/// The compiled CPU backend: compile (default pipeline, CPU profile), run, and time it
-/// against its eager baseline, interleaved.
-fn compiled(g: &Graph, args: &[Tensor], runs: usize) -> Result<Vec<Tensor>> {
-    let start = Instant::now();
-    let m = tessera::compile(g, tessera::Options::default())?;
-    let compile_s = start.elapsed().as_secs_f64();
+/// The compiled CPU backend: compile (default pipeline, CPU profile) at the model's shape
+/// signature, run, and time it against its eager baseline, interleaved.
+fn compiled(l: &Loaded, args: &[Tensor], runs: usize) -> Result<Vec<Tensor>> {
+    let g = &l.graph;
+    let (spec, cache) = l.model.specialize(&l.signature)?;
+    let m = spec.model();
+    let compile_s = spec.compile_time().as_secs_f64();
+    if !l.signature.is_static() {
+        eprintln!(
+            "specialized for {}: {}",
+            l.signature,
+            match cache {
+                Cache::Compiled => "new shape signature, compiled",
+                Cache::Hit => "compiled before, cached",
+            }
+        );
+    }
     let start = Instant::now();
     let eager = tessera::compile(g, tessera::Options::eager())?;
     let eager_s = start.elapsed().as_secs_f64();
@@ -153,11 +132,21 @@ fn comparison(what: &str, got: &Tensor, want: &Tensor) -> String {
 }
 
 pub fn run(a: &RunArgs) -> Result<()> {
-    let (g, sample) = load(a.model, a.bind)?;
-    let (args, from_sample) = inputs(&g, a, sample.as_ref())?;
+    let given = parse_pairs(a.inputs)?;
+    let loaded = load_for(a.model, a.bind, &given, true, tessera::Options::default())?;
+    let (g, sample) = (&loaded.graph, loaded.sample.as_ref());
+    let from_sample = loaded.sample_inputs.is_some();
+    let args = graph_inputs(
+        g,
+        given,
+        loaded.sample_inputs.as_ref(),
+        &loaded.signature,
+        a.seed,
+        true,
+    )?;
     let run_g = if a.optimize && matches!(a.backend, "reference" | "eager") {
         let cpu = tessera::passes::cost::DeviceProfile::cpu_epyc_2core();
-        let (out, reports) = tessera::optimize(&g, "default", &cpu, None)
+        let (out, reports) = tessera::optimize(g, "default", &cpu, None)
             .with_context(|| format!("optimizing {}", a.model.display()))?;
         eprint!("{}", super::compile::pass_table(&reports));
         out
@@ -166,8 +155,8 @@ pub fn run(a: &RunArgs) -> Result<()> {
     };
     let start = Instant::now();
     let outs = match a.backend {
-        "cpu" => compiled(&g, &args, a.runs)?,
-        "cuda" => super::cuda::run(&g, &args)?,
+        "cpu" => compiled(&loaded, &args, a.runs)?,
+        "cuda" => super::cuda::run(g, &args)?,
         "eager" => super::cpu::run(&run_g, &args, true)?,
         _ => {
             let outs = tessera::reference::run(&run_g, &args)?;
@@ -189,7 +178,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     }
     let reference = if a.check && a.backend != "reference" {
         let start = Instant::now();
-        let r = tessera::reference::run(&g, &args).context("running the reference interpreter")?;
+        let r = tessera::reference::run(g, &args).context("running the reference interpreter")?;
         eprintln!(
             "reference interpreter: {:.3} s",
             start.elapsed().as_secs_f64()
@@ -198,7 +187,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     } else {
         None
     };
-    let expected = match &sample {
+    let expected = match sample {
         Some(s) if from_sample => Some(s.reference_outputs()?),
         _ => None,
     };

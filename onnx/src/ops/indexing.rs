@@ -1,8 +1,9 @@
-//! Ops that pick elements: `Slice` and the `Gather` family.
+//! Ops that pick elements: `Slice`, the `Gather` family, and `ScatterND` (expanded into
+//! gathers and selects, see [`scatter_nd`]).
 
-use tessera_ir::{Op, ValueId};
+use tessera_ir::{BinaryOp, DType, Op, ReduceOp, Shape, Tensor, ValueId};
 
-use super::common::{R, Translator, axis, dims_of};
+use super::common::{R, Translator, axis, dims_of, reshape, shape};
 use crate::context::Ctx;
 
 pub(super) const OPS: &[(&str, Translator)] = &[
@@ -10,6 +11,7 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("Gather", gather),
     ("GatherElements", gather_elements),
     ("GatherND", gather_nd),
+    ("ScatterND", scatter_nd),
 ];
 
 fn slice(cx: &mut Ctx) -> R<Vec<ValueId>> {
@@ -107,4 +109,299 @@ fn gather_nd(cx: &mut Ctx) -> R<Vec<ValueId>> {
         },
         &[x, i],
     )?])
+}
+
+/// How `ScatterND` combines an update with the element it lands on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reduction {
+    None,
+    Add,
+    Mul,
+    Max,
+    Min,
+}
+
+impl Reduction {
+    /// The elementwise combination and its reduction over several updates.
+    fn ops(self) -> Option<(BinaryOp, ReduceOp)> {
+        match self {
+            Reduction::None => None,
+            Reduction::Add => Some((BinaryOp::Add, ReduceOp::Sum)),
+            Reduction::Mul => Some((BinaryOp::Mul, ReduceOp::Prod)),
+            Reduction::Max => Some((BinaryOp::Max, ReduceOp::Max)),
+            Reduction::Min => Some((BinaryOp::Min, ReduceOp::Min)),
+        }
+    }
+
+    /// The element that leaves every value unchanged under the reduction.
+    fn neutral(self) -> f64 {
+        match self {
+            Reduction::None | Reduction::Add => 0.0,
+            Reduction::Mul => 1.0,
+            // Saturates to the dtype's extreme for integers (`Tensor::full`).
+            Reduction::Max => f64::NEG_INFINITY,
+            Reduction::Min => f64::INFINITY,
+        }
+    }
+}
+
+/// At most this many elements in the update × position comparison that `ScatterND` with
+/// run-time indices expands into.
+const SCATTER_EXPANSION_LIMIT: usize = 1 << 26;
+
+fn const_tensor<T: tessera_ir::Element>(cx: &Ctx, dims: Vec<usize>, v: Vec<T>) -> R<Tensor> {
+    let s = shape(cx, dims)?;
+    Tensor::from_vec(s, v).map_err(|e| cx.err(e.to_string()))
+}
+
+/// `ScatterND(data, indices, updates)`: `data` with the slices `data[indices[m]]` replaced
+/// by (or, with `reduction`, combined with) `updates[m]`, in order of `m`.
+///
+/// The IR has no scatter op, so the translation pulls instead of pushing. Data shape `D`
+/// (rank `r`), indices `[..., k]` (`M` index tuples), updates `[..., D[k..]]`:
+///
+/// * constant indices (the usual case: exporters' slice assignments): the source update
+///   of every position of `D[..k]` is computed here, and each layer of updates (the
+///   first, second, ... update landing on a position) is one `gather` of the updates
+///   and one `where` over the positions it reaches, so the cost is linear in the output;
+/// * run-time indices: every index tuple is compared with every position (`M · |D|`
+///   elements, bounded by [`SCATTER_EXPANSION_LIMIT`]); without reduction the last
+///   matching update is gathered, with one its matches are reduced and combined with
+///   `data`. An out-of-range index tuple matches no position.
+fn scatter_nd(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, ind, upd) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+    let reduction = match cx.attr_string("reduction")?.as_deref() {
+        None | Some("none") => Reduction::None,
+        Some("add") => Reduction::Add,
+        Some("mul") => Reduction::Mul,
+        Some("max") => Reduction::Max,
+        Some("min") => Reduction::Min,
+        Some(other) => return Err(cx.err(format!("unknown reduction {other:?}"))),
+    };
+    let d = dims_of(cx, x);
+    let id = dims_of(cx, ind);
+    let dtype = cx.ty(x).dtype;
+    if !matches!(cx.ty(ind).dtype, DType::I64 | DType::I32) {
+        return Err(cx.err("indices must be int64"));
+    }
+    let Some((&k, batch)) = id.split_last() else {
+        return Err(cx.err("indices must have rank 1 or more"));
+    };
+    if k > d.len() {
+        return Err(cx.err(format!(
+            "index tuples have {k} entries but data has rank {}",
+            d.len()
+        )));
+    }
+    let rest = &d[k..];
+    let want: Vec<usize> = batch.iter().chain(rest).copied().collect();
+    if dims_of(cx, upd) != want || cx.ty(upd).dtype != dtype {
+        return Err(cx.err(format!(
+            "updates are {} but must be {}[{}] for data {} and indices {}",
+            cx.ty(upd),
+            dtype,
+            want.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            cx.ty(x),
+            cx.ty(ind)
+        )));
+    }
+    if reduction != Reduction::None && dtype == DType::Bool {
+        return Err(cx.err("a reduction needs numeric data, not bool"));
+    }
+    let m: usize = batch.iter().product();
+    if m == 0 {
+        return Ok(vec![cx.emit1(Op::Identity, &[x])?]);
+    }
+    // Updates as rows: [M, D[k..]].
+    let upd = reshape(cx, upd, [m].iter().chain(rest).copied().collect())?;
+    let out = match cx.const_value(1).cloned() {
+        Some(indices) => scatter_constant(cx, x, upd, &indices.to_i64_vec(), &d, k, m, reduction)?,
+        None => scatter_dynamic(cx, x, ind, upd, &d, k, m, reduction)?,
+    };
+    Ok(vec![out])
+}
+
+/// [`scatter_nd`] with constant `indices` (`m` tuples of `k` values, row-major) and
+/// updates `upd` as `[m, D[k..]]` rows.
+#[allow(clippy::too_many_arguments)]
+fn scatter_constant(
+    cx: &mut Ctx,
+    x: ValueId,
+    upd: ValueId,
+    indices: &[i64],
+    d: &[usize],
+    k: usize,
+    m: usize,
+    reduction: Reduction,
+) -> R<ValueId> {
+    let (head, rest) = d.split_at(k);
+    let positions: usize = head.iter().product();
+    // For each position of D[..k], the updates landing there, in order.
+    let mut sources: Vec<Vec<i64>> = vec![Vec::new(); positions];
+    for row in 0..m {
+        let tuple = &indices[row * k..(row + 1) * k];
+        let mut p = 0usize;
+        for (j, (&i, &n)) in tuple.iter().zip(head).enumerate().take(k) {
+            let n = n as i64;
+            let i = if i < 0 { i + n } else { i };
+            if !(0..n).contains(&i) {
+                return Err(cx.err(format!(
+                    "index tuple {row} is out of range at entry {j}: {} for a dimension of {n}",
+                    tuple[j]
+                )));
+            }
+            p = p * n as usize + i as usize;
+        }
+        match reduction {
+            Reduction::None => sources[p] = vec![row as i64],
+            _ => sources[p].push(row as i64),
+        }
+    }
+    let layers = sources.iter().map(Vec::len).max().unwrap_or(0);
+    let mask_dims: Vec<usize> = head.iter().copied().chain(rest.iter().map(|_| 1)).collect();
+    let mut out = x;
+    for layer in 0..layers {
+        let src: Vec<i64> = sources
+            .iter()
+            .map(|s| s.get(layer).copied().unwrap_or(-1))
+            .collect();
+        let rows = const_tensor(cx, head.to_vec(), src.iter().map(|&s| s.max(0)).collect())?;
+        let rows = cx.constant(rows);
+        let g = cx.emit1(Op::Gather { axis: 0 }, &[upd, rows])?;
+        let v = match reduction.ops() {
+            None => g,
+            Some((combine, _)) => cx.emit1(Op::Binary(combine), &[out, g])?,
+        };
+        out = if src.iter().all(|&s| s >= 0) {
+            v
+        } else {
+            let hit = const_tensor(cx, mask_dims.clone(), src.iter().map(|&s| s >= 0).collect())?;
+            let hit = cx.constant(hit);
+            cx.emit1(Op::Where, &[hit, v, out])?
+        };
+    }
+    Ok(out)
+}
+
+/// [`scatter_nd`] with run-time indices `ind` (`[..., k]`, `m` tuples) and updates `upd`
+/// as `[m, D[k..]]` rows.
+#[allow(clippy::too_many_arguments)]
+fn scatter_dynamic(
+    cx: &mut Ctx,
+    x: ValueId,
+    ind: ValueId,
+    upd: ValueId,
+    d: &[usize],
+    k: usize,
+    m: usize,
+    reduction: Reduction,
+) -> R<ValueId> {
+    let numel: usize = d.iter().product();
+    if m.saturating_mul(numel) > SCATTER_EXPANSION_LIMIT {
+        return Err(cx.err(format!(
+            "run-time indices: {m} updates into {numel} elements exceed the {SCATTER_EXPANSION_LIMIT}-element \
+             comparison ScatterND expands into; make the indices constant (--bind)"
+        )));
+    }
+    let (head, rest) = d.split_at(k);
+    let ones = |n: usize| std::iter::repeat_n(1usize, n);
+    let ind = if cx.ty(ind).dtype == DType::I64 {
+        ind
+    } else {
+        cx.emit1(Op::Cast { to: DType::I64 }, &[ind])?
+    };
+    let ind = reshape(cx, ind, vec![m, k])?;
+    // Negative indices count from the end of their dimension.
+    let zero = const_tensor(cx, vec![], vec![0i64])?;
+    let zero = cx.constant(zero);
+    let sizes = const_tensor(cx, vec![k], head.iter().map(|&n| n as i64).collect())?;
+    let sizes = cx.constant(sizes);
+    let neg = cx.emit1(Op::Binary(BinaryOp::Less), &[ind, zero])?;
+    let wrapped = cx.emit1(Op::Binary(BinaryOp::Add), &[ind, sizes])?;
+    let ind = cx.emit1(Op::Where, &[neg, wrapped, ind])?;
+    // hit[m, p] = every entry of tuple m equals the coordinate of position p: [M, D[..k]].
+    let mut hit = {
+        let t = const_tensor(cx, vec![m], vec![true; m])?;
+        let t = cx.constant(t);
+        reshape(cx, t, [m].into_iter().chain(ones(k)).collect())?
+    };
+    for (j, &n) in head.iter().enumerate() {
+        let col = cx.emit1(
+            Op::Slice {
+                axes: vec![1],
+                starts: vec![j as i64],
+                ends: vec![j as i64 + 1],
+                steps: vec![1],
+            },
+            &[ind],
+        )?;
+        let col = reshape(cx, col, [m].into_iter().chain(ones(k)).collect())?;
+        let mut iota_dims: Vec<usize> = ones(k + 1).collect();
+        iota_dims[1 + j] = n;
+        let iota = const_tensor(cx, iota_dims, (0..n as i64).collect())?;
+        let iota = cx.constant(iota);
+        let eq = cx.emit1(Op::Binary(BinaryOp::Equal), &[col, iota])?;
+        hit = cx.emit1(Op::Binary(BinaryOp::And), &[hit, eq])?;
+    }
+    match reduction.ops() {
+        None => {
+            // The last matching update's row, or -1.
+            let row_dims: Vec<usize> = [m].into_iter().chain(ones(k)).collect();
+            let rows = const_tensor(cx, row_dims, (0..m as i64).collect())?;
+            let rows = cx.constant(rows);
+            let none = const_tensor(cx, vec![], vec![-1i64])?;
+            let none = cx.constant(none);
+            let cand = cx.emit1(Op::Where, &[hit, rows, none])?;
+            let last = cx.emit1(
+                Op::Reduce {
+                    op: ReduceOp::Max,
+                    axes: vec![0],
+                    keep_dims: false,
+                },
+                &[cand],
+            )?;
+            let found = cx.emit1(Op::Binary(BinaryOp::GreaterOrEqual), &[last, zero])?;
+            let row = cx.emit1(Op::Binary(BinaryOp::Max), &[last, zero])?;
+            let g = cx.emit1(Op::Gather { axis: 0 }, &[upd, row])?;
+            let found = reshape(
+                cx,
+                found,
+                head.iter().copied().chain(ones(rest.len())).collect(),
+            )?;
+            cx.emit1(Op::Where, &[found, g, x])
+        }
+        Some((combine, reduce)) => {
+            let hit = reshape(
+                cx,
+                hit,
+                [m].into_iter()
+                    .chain(head.iter().copied())
+                    .chain(ones(rest.len()))
+                    .collect(),
+            )?;
+            let upd = reshape(
+                cx,
+                upd,
+                [m].into_iter()
+                    .chain(ones(k))
+                    .chain(rest.iter().copied())
+                    .collect(),
+            )?;
+            let dtype = cx.ty(x).dtype;
+            let neutral = cx.constant(Tensor::full(dtype, Shape::scalar(), reduction.neutral()));
+            let picked = cx.emit1(Op::Where, &[hit, upd, neutral])?;
+            let r = cx.emit1(
+                Op::Reduce {
+                    op: reduce,
+                    axes: vec![0],
+                    keep_dims: false,
+                },
+                &[picked],
+            )?;
+            cx.emit1(Op::Binary(combine), &[x, r])
+        }
+    }
 }
