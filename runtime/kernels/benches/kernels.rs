@@ -263,7 +263,7 @@ fn direct_table(isa: Isa) {
         } else {
             f64::NAN
         };
-        let rows = if cg == 1 && k % 2 == 1 && k > 1 {
+        let rows = if cg <= 8 && k % 2 == 1 && k > 1 {
             form(direct::Form::Rows)
         } else {
             f64::NAN

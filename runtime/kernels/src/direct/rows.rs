@@ -1,6 +1,7 @@
-//! The row form of the direct convolution: depthwise (one input channel per group, any
-//! multiplier), square `K × K` kernels with `K ∈ {3, 5, 7}`, stride 1 or 2, no dilation,
-//! in NCHW with no layout change.
+//! The row form of the direct convolution: square `K × K` kernels with `K ∈ {3, 5, 7}`,
+//! stride 1 or 2, no dilation, in NCHW with no layout change; depthwise (one input channel
+//! per group, any multiplier) or grouped with 2 to 8 input channels per group (RGB stems,
+//! RegNet's groups).
 //!
 //! Per output channel, the plane is computed in bands of `R` output rows. A band's input
 //! rows are copied into a small zero-padded buffer (split into `S` column phases for
@@ -10,6 +11,11 @@
 //! `K` of them), with the `K × K` weights broadcast once per channel. Every output sums its
 //! taps in `(ky, kx)` order from zero with fused multiply-adds, exactly as the plane form
 //! does (same bits per ISA).
+//!
+//! With several input channels per group, a band holds the group's input rows and the
+//! tile is four output channels × two vectors of one output row: every input vector feeds
+//! four channels' accumulators. Outputs sum their taps in `(c, ky, kx)` order, again as
+//! the plane form does.
 //!
 //! Finished output is handed to the caller's `done` callback while it is still in cache:
 //! per band on large planes, per run of whole channels on small ones, so an epilogue
@@ -27,9 +33,15 @@ pub(super) const BAND_DONE_MIN: usize = 2048;
 /// The most bytes of padded input rows a band copies (half of a 32 KiB L1).
 const BAND_BYTES: usize = 16 * 1024;
 
+/// The most bytes of padded input rows a grouped band copies (all of its channels).
+const GROUPED_BAND_BYTES: usize = 24 * 1024;
+
+/// Most input channels per group the grouped row form takes.
+const GROUPED_MAX_CHANNELS: usize = 8;
+
 /// Whether the row form covers this geometry.
 pub fn supported(g: &Geometry) -> bool {
-    g.group_channels == 1
+    (1..=GROUPED_MAX_CHANNELS).contains(&g.group_channels)
         && g.kh == g.kw
         && matches!(g.kh, 3 | 5 | 7)
         && g.stride.0 == g.stride.1
@@ -37,6 +49,16 @@ pub fn supported(g: &Geometry) -> bool {
         && g.dilation == (1, 1)
         && g.oh > 0
         && g.ow > 0
+}
+
+/// Floats per cache line: band rows start on one.
+const LINE: usize = 16;
+
+/// The first cache-line-aligned float of a buffer with `LINE` floats to spare.
+#[cfg(target_arch = "x86_64")]
+fn aligned(buf: &mut [f32]) -> *mut f32 {
+    let skip = buf.as_ptr().align_offset(4 * LINE).min(LINE);
+    buf[skip..].as_mut_ptr()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -75,6 +97,23 @@ pub(super) unsafe fn run_avx2(
             }
         };
     }
+    if g.group_channels > 1 {
+        macro_rules! grouped {
+            ($k:literal, $s:literal) => {
+                // SAFETY: forwarded.
+                unsafe { grouped::<$k, $s>(g, x, w, out, o0, o1, done) }
+            };
+        }
+        return match (g.kh, g.stride.0) {
+            (3, 1) => grouped!(3, 1),
+            (3, 2) => grouped!(3, 2),
+            (5, 1) => grouped!(5, 1),
+            (5, 2) => grouped!(5, 2),
+            (7, 1) => grouped!(7, 1),
+            (7, 2) => grouped!(7, 2),
+            _ => unreachable!("rows::supported was checked"),
+        };
+    }
     match (g.kh, g.stride.0) {
         (3, 1) => go!(3, 1),
         (3, 2) => go!(3, 2),
@@ -106,7 +145,8 @@ unsafe fn channels<const K: usize, const S: usize, const R: usize, const V: usiz
     // Buffer geometry: rows of `S` phases of `cols` columns; column `c` of phase `q` is
     // padded input column `c·S + q`. A tile at output column `x0` reads columns
     // `x0 + kx / S .. + 8·V` of phase `kx % S`.
-    let cols = tiles * 8 * V + (K - 1) / S;
+    // Whole cache lines per phase row, so the tile's loads at phase column x0 are aligned.
+    let cols = (tiles * 8 * V + (K - 1) / S).next_multiple_of(LINE);
     let row_stride = S * cols;
     // Output rows per band: whole register tiles, as many as keep the band's input rows
     // within BAND_BYTES (each input row is then copied about once), at most the plane.
@@ -116,9 +156,22 @@ unsafe fn channels<const K: usize, const S: usize, const R: usize, const V: usiz
     BAND.with(|cell| {
         let mut buf = cell.borrow_mut();
         buf.clear();
-        buf.resize(band_rows * row_stride, 0.0);
+        buf.resize(band_rows * row_stride + LINE, 0.0);
         // SAFETY: forwarded; the buffer has `band_rows · row_stride` zeroed floats.
-        unsafe { bands::<K, S, R, V>(g, x, w, out, o0, o1, done, buf.as_mut_ptr(), cols, band_out) }
+        unsafe {
+            bands::<K, S, R, V>(
+                g,
+                x,
+                w,
+                out,
+                o0,
+                o1,
+                done,
+                aligned(&mut buf),
+                cols,
+                band_out,
+            )
+        }
     });
 }
 
@@ -209,6 +262,141 @@ unsafe fn bands<const K: usize, const S: usize, const R: usize, const V: usize>(
         if !per_band && ((o + 1 - first) * p >= BAND_DONE_MIN || o + 1 == o1) {
             done(first, o + 1, 0, p);
             first = o + 1;
+        }
+    }
+}
+
+/// Grouped convolutions: per band of output rows, each group's input rows once, then
+/// passes of four output channels (one at a time for a group's last few).
+///
+/// # Safety
+/// As for [`run_avx2`], with `K`, `S` the geometry's kernel size and stride.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn grouped<const K: usize, const S: usize>(
+    g: &Geometry,
+    x: *const f32,
+    w: *const f32,
+    out: *mut f32,
+    o0: usize,
+    o1: usize,
+    done: &mut dyn FnMut(usize, usize, usize, usize),
+) {
+    let cg = g.group_channels;
+    let tiles = g.ow.div_ceil(16);
+    let cols = (tiles * 16 + (K - 1) / S).next_multiple_of(LINE);
+    let row_stride = S * cols;
+    let fit = (GROUPED_BAND_BYTES / 4 / (cg * row_stride)).saturating_sub(K) / S + 1;
+    let band_out = fit.clamp(1, g.oh);
+    let band_rows = (band_out - 1) * S + K;
+    let chan_len = band_rows * row_stride;
+    BAND.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        buf.clear();
+        buf.resize(cg * chan_len + LINE, 0.0);
+        let bp = aligned(&mut buf);
+        let (plane, p, mult) = (g.h * g.w, g.oh * g.ow, g.multiplier.max(1));
+        let taps = cg * K * K;
+        let mut y0 = 0;
+        while y0 < g.oh {
+            let y1 = (y0 + band_out).min(g.oh);
+            let mut o = o0;
+            while o < o1 {
+                let grp = o / mult;
+                let end = o1.min((grp + 1) * mult);
+                // SAFETY: the group's input planes exist (caller's contract); each
+                // channel's rows go to their own `chan_len` part of the buffer.
+                unsafe {
+                    for c in 0..cg {
+                        let xin = x.add((grp * cg + c) * plane);
+                        fill_band::<S>(g, xin, y0, band_rows, cols, bp.add(c * chan_len));
+                    }
+                }
+                while o < end {
+                    let n = if end - o >= 4 { 4 } else { 1 };
+                    // SAFETY: filters o..o + n and their output planes exist; the
+                    // band's rows for y0..y1 are in the buffer.
+                    unsafe {
+                        let wo = w.add(o * taps);
+                        let op = out.add(o * p);
+                        let at = (bp as *const f32, chan_len, row_stride, cols);
+                        if n == 4 {
+                            grouped_pass::<K, S, 4>(g, at, wo, op, y0, y1);
+                        } else {
+                            grouped_pass::<K, S, 1>(g, at, wo, op, y0, y1);
+                        }
+                    }
+                    o += n;
+                }
+            }
+            done(o0, o1, y0 * g.ow, y1 * g.ow);
+            y0 = y1;
+        }
+    });
+}
+
+/// Output rows `y0..y1` of `N` consecutive channels from the band at `at` = (buffer,
+/// floats per input channel, floats per band row, columns per phase), in tiles of two
+/// vectors of columns × `N` channels.
+///
+/// # Safety
+/// AVX2 and FMA are available; `w` addresses the `N` channels' filters, `out` the first
+/// one's output plane, and the band holds rows `y0·S ..` of every input channel.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn grouped_pass<const K: usize, const S: usize, const N: usize>(
+    g: &Geometry,
+    at: (*const f32, usize, usize, usize),
+    w: *const f32,
+    out: *mut f32,
+    y0: usize,
+    y1: usize,
+) {
+    use std::arch::x86_64::*;
+    let (bp, chan_len, row_stride, cols) = at;
+    let (cg, p) = (g.group_channels, g.oh * g.ow);
+    let taps = cg * K * K;
+    // SAFETY (all accesses): band reads stay inside the rows `fill_band` wrote for this
+    // band (row (y − y0)·S + ky < band_rows, column x0 + kx / S + 16 ≤ cols), filter
+    // reads inside N·taps, output writes inside the N planes (masked past ow).
+    unsafe {
+        for y in y0..y1 {
+            let r = (y - y0) * S;
+            let mut x0 = 0;
+            while x0 < g.ow {
+                let mut acc = [[_mm256_setzero_ps(); 2]; N];
+                for c in 0..cg {
+                    for ky in 0..K {
+                        let row = bp.add(c * chan_len + (r + ky) * row_stride);
+                        for kx in 0..K {
+                            let src = row.add((kx % S) * cols + x0 + kx / S);
+                            let (v0, v1) = (_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8)));
+                            let t = (c * K + ky) * K + kx;
+                            for (n, a) in acc.iter_mut().enumerate() {
+                                let wt = _mm256_broadcast_ss(&*w.add(n * taps + t));
+                                a[0] = _mm256_fmadd_ps(wt, v0, a[0]);
+                                a[1] = _mm256_fmadd_ps(wt, v1, a[1]);
+                            }
+                        }
+                    }
+                }
+                for (n, a) in acc.iter().enumerate() {
+                    let dst = out.add(n * p + y * g.ow);
+                    for (u, v) in a.iter().enumerate() {
+                        let c = x0 + 8 * u;
+                        if c + 8 <= g.ow {
+                            _mm256_storeu_ps(dst.add(c), *v);
+                        } else if c < g.ow {
+                            let mask = _mm256_cmpgt_epi32(
+                                _mm256_set1_epi32((g.ow - c) as i32),
+                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                            );
+                            _mm256_maskstore_ps(dst.add(c), mask, *v);
+                        }
+                    }
+                }
+                x0 += 16;
+            }
         }
     }
 }
