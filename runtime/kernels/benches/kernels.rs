@@ -360,6 +360,20 @@ fn pointwise_table(isa: Isa) {
             false,
         ),
         ("erf", vec![load.clone(), Inst::Unary(UnOp::Erf, 0)], false),
+        (
+            "sigmoid",
+            vec![load.clone(), Inst::Unary(UnOp::Sigmoid, 0)],
+            false,
+        ),
+        (
+            "silu (x · sigmoid x)",
+            vec![
+                load.clone(),
+                Inst::Unary(UnOp::Sigmoid, 0),
+                Inst::Binary(BinOp::Mul, 0, 1),
+            ],
+            false,
+        ),
         ("gelu (erf), 5 instructions", gelu.clone(), false),
         ("gelu (erf), fused", gelu, true),
     ];
