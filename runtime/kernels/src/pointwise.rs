@@ -529,22 +529,30 @@ fn log<V: Lanes>(x: V) -> V {
     V::blend(x.eq(V::splat(f32::INFINITY)), x, r)
 }
 
-/// `tanh(x)`: Cephes' odd polynomial below 0.625, `1 − 2/(e^{2|x|} + 1)` (signed) above.
+/// `tanh(x)` as a rational function: `x·P(x²) / Q(x²)` on `|x| ≤ 9` (both of degree 5 in
+/// `x²`, fitted for this kernel by linearized least squares; 1e−10 in f64), where tanh is
+/// within 3e−8 of ±1. In f32: within 4 ulp, or 1e−7 absolute, everywhere (3.6e−7 at
+/// most), never past ±1; no exp, one division. NaN stays NaN; tanh(−0) = −0.
 #[inline(always)]
 fn tanh<V: Lanes>(x: V) -> V {
-    let sign = V::bits(0x8000_0000);
-    let a = x.and(V::bits(0x7fff_ffff));
-    let z = x.mul(x);
-    let p = V::splat(-5.704_988_7e-3)
-        .mul_add(z, V::splat(2.063_909e-2))
-        .mul_add(z, V::splat(-5.373_971_6e-2))
-        .mul_add(z, V::splat(1.333_144_2e-1))
-        .mul_add(z, V::splat(-3.333_328e-1));
-    let small = p.mul(z).mul_add(x, x);
-    let e = exp(a.add(a));
-    let big = V::splat(1.0).sub(V::splat(2.0).div(e.add(V::splat(1.0))));
-    let big = big.or(x.and(sign));
-    V::blend(a.lt(V::splat(0.625)), small, big)
+    let nan = x.unordered(x);
+    let xc = x.max_raw(V::splat(-9.0)).min_raw(V::splat(9.0));
+    let s = xc.mul(xc);
+    let p = V::splat(3.547_212_5e-11)
+        .mul_add(s, V::splat(1.090_404_7e-7))
+        .mul_add(s, V::splat(4.189_041_6e-5))
+        .mul_add(s, V::splat(4.410_856e-3))
+        .mul_add(s, V::splat(1.408_783_5e-1))
+        .mul_add(s, V::splat(1.0))
+        .mul(xc);
+    let q = V::splat(2.873_684_2e-9)
+        .mul_add(s, V::splat(2.568_697_7e-6))
+        .mul_add(s, V::splat(4.979_471_6e-4))
+        .mul_add(s, V::splat(2.914_808_3e-2))
+        .mul_add(s, V::splat(4.742_116_6e-1))
+        .mul_add(s, V::splat(1.0));
+    let y = p.div(q).max_raw(V::splat(-1.0)).min_raw(V::splat(1.0));
+    V::blend(nan, x, y)
 }
 
 /// The logistic function as a rational function: `σ(x) − 1/2 = x·P(x²) / Q(x²)` on
