@@ -270,19 +270,27 @@ pub unsafe fn run(
     }
     REGS.with(|regs| {
         let mut regs = regs.borrow_mut();
-        regs.clear();
-        regs.resize(prog.insts.len(), [0.0; BLOCK]);
+        // Every register is written before it is read (loads, operations; constants just
+        // below), so registers are only added, never cleared: a call on a few elements
+        // (an epilogue per band of a convolution) costs no more than its elements.
+        let n = prog.insts.len();
+        if regs.len() < n {
+            regs.resize(n, [0.0; BLOCK]);
+        }
+        let regs = &mut regs[..n];
+        // As far as one block of this range's columns reaches (whole vectors).
+        let lanes = BLOCK.min((c1 - c0).next_multiple_of(8));
         for (r, inst) in regs.iter_mut().zip(&prog.insts) {
             if let Inst::Const(v) = inst {
-                r.fill(*v);
+                r[..lanes].fill(*v);
             }
         }
         match isa.or_portable() {
             // SAFETY: AVX2 and FMA were detected; the rest is the caller's contract.
             #[cfg(target_arch = "x86_64")]
-            crate::Isa::Avx2Fma => unsafe { avx2::points(prog, ptrs, lo, hi, c0, c1, &mut regs) },
+            crate::Isa::Avx2Fma => unsafe { avx2::points(prog, ptrs, lo, hi, c0, c1, regs) },
             // SAFETY: the caller's contract.
-            _ => unsafe { points::<Portable>(prog, ptrs, lo, hi, c0, c1, &mut regs) },
+            _ => unsafe { points::<Portable>(prog, ptrs, lo, hi, c0, c1, regs) },
         }
     });
 }
