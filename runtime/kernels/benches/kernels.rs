@@ -347,6 +347,18 @@ fn pointwise_table(isa: Isa) {
         Inst::Binary(BinOp::Mul, 0, 6),
         Inst::Binary(BinOp::Mul, 7, 5),
     ];
+    let hardswish = vec![
+        load.clone(),
+        Inst::Const(1.0 / 6.0),
+        Inst::Binary(BinOp::Mul, 0, 1),
+        Inst::Const(0.5),
+        Inst::Binary(BinOp::Add, 2, 3),
+        Inst::Const(0.0),
+        Inst::Binary(BinOp::Max, 4, 5),
+        Inst::Const(1.0),
+        Inst::Binary(BinOp::Min, 6, 7),
+        Inst::Binary(BinOp::Mul, 0, 8),
+    ];
     let progs: Vec<(&str, Vec<Inst>, bool)> = vec![
         (
             "relu",
@@ -374,6 +386,8 @@ fn pointwise_table(isa: Isa) {
             ],
             false,
         ),
+        ("hardswish, 5 instructions", hardswish.clone(), false),
+        ("hardswish, clamp fused", hardswish, true),
         ("gelu (erf), 5 instructions", gelu.clone(), false),
         ("gelu (erf), fused", gelu, true),
     ];

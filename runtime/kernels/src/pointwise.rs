@@ -90,6 +90,9 @@ pub enum Inst {
     Binary(BinOp, u32, u32),
     /// `cond ? a : b`, `cond` a mask (a comparison).
     Select(u32, u32, u32),
+    /// `min(max(x · alpha + beta, 0), 1)` (HardSigmoid; HardSwish multiplies it by `x`),
+    /// each step rounded as the four instructions it replaces ([`Program::fuse`]).
+    HardSigmoid(u32, f32, f32),
 }
 
 /// A contiguous store of register `value` to parameter `param` (f32) at `at`.
@@ -150,9 +153,38 @@ impl Program {
                 _ => None,
             })
             .collect();
+        // The constant of `a op b` and the other operand: on either side for commutative
+        // operations, on the right only for max and min (which return their second
+        // operand on equal values, so `max(−0, +0)` differs from `max(+0, −0)`).
+        let with_const = |i: u32, op: BinOp, either: bool| -> Option<(u32, f32)> {
+            let Some(&Inst::Binary(o, a, b)) = self.insts.get(i as usize) else {
+                return None;
+            };
+            let c = |r: u32| match self.insts.get(r as usize) {
+                Some(&Inst::Const(v)) => Some(v),
+                _ => None,
+            };
+            (o == op).then_some(())?;
+            c(b).map(|v| (a, v))
+                .or_else(|| either.then(|| c(a).map(|v| (b, v))).flatten())
+        };
+        // min(max(x · alpha + beta, 0), 1).
+        let hard_sigmoid = |i: usize| -> Option<(u32, f32, f32)> {
+            let (u, one) = with_const(i as u32, BinOp::Min, false)?;
+            let (v, zero) = with_const(u, BinOp::Max, false)?;
+            let (w, beta) = with_const(v, BinOp::Add, true)?;
+            let (x, alpha) = with_const(w, BinOp::Mul, true)?;
+            (one == 1.0 && zero == 0.0 && zero.is_sign_positive()).then_some((x, alpha, beta))
+        };
+        let hard: Vec<Option<(u32, f32, f32)>> = (0..n).map(hard_sigmoid).collect();
         for (i, x) in fused.into_iter().enumerate() {
             if let Some(x) = x {
                 self.insts[i] = Inst::Unary(UnOp::GeluErf, x);
+            }
+        }
+        for (i, h) in hard.into_iter().enumerate() {
+            if let Some((x, alpha, beta)) = h {
+                self.insts[i] = Inst::HardSigmoid(x, alpha, beta);
             }
         }
         // Dead instructions: not reachable from a store.
@@ -176,6 +208,7 @@ impl Program {
                     live[a as usize] = true;
                     live[b as usize] = true;
                 }
+                Inst::HardSigmoid(x, _, _) => live[x as usize] = true,
             }
         }
         let mut new_id = vec![0u32; n];
@@ -190,6 +223,7 @@ impl Program {
                     Inst::Unary(u, a) => Inst::Unary(u, m(a)),
                     Inst::Binary(b, x, y) => Inst::Binary(b, m(x), m(y)),
                     Inst::Select(c, a, b) => Inst::Select(m(c), m(a), m(b)),
+                    Inst::HardSigmoid(x, a, b) => Inst::HardSigmoid(m(x), a, b),
                     other => other,
                 }
             };
@@ -219,6 +253,7 @@ impl Program {
                 Inst::Unary(_, a) => ok(*a),
                 Inst::Binary(_, a, b) => ok(*a) && ok(*b),
                 Inst::Select(c, a, b) => ok(*c) && ok(*a) && ok(*b),
+                Inst::HardSigmoid(x, _, _) => ok(*x),
             };
             if !operands_ok {
                 return bad(format!("instruction {i} reads a later register"));
@@ -795,6 +830,17 @@ unsafe fn points<V: Lanes>(
                                 V::blend(m, x, y).store(d.add(8 * k));
                             }
                         }
+                        Inst::HardSigmoid(x, alpha, beta) => {
+                            let x = srcs[*x as usize];
+                            let (alpha, beta) = (V::splat(*alpha), V::splat(*beta));
+                            let (zero, one) = (V::splat(0.0), V::splat(1.0));
+                            for k in 0..vecs {
+                                let v = binary(BinOp::Mul, V::load(x.add(8 * k)), alpha);
+                                let v = binary(BinOp::Add, v, beta);
+                                let v = binary(BinOp::Max, v, zero);
+                                binary(BinOp::Min, v, one).store(d.add(8 * k));
+                            }
+                        }
                     }
                 }
             }
@@ -1282,5 +1328,100 @@ mod tests {
             "only the dead constant goes: {:?}",
             near.insts
         );
+    }
+
+    /// HardSwish as exporters write it, `x · min(max(x · (1/6) + 1/2, 0), 1)`, with the
+    /// constants on either side of the multiply and add: fusing the clamp into one
+    /// instruction keeps every bit (NaN, ±∞, −0, the corners at ±3 included), and a clamp
+    /// with its bounds on the left (whose signed zeros differ) is left alone.
+    #[test]
+    fn fuse_forms_hard_sigmoid_with_the_same_bits() {
+        let mut x: Vec<f32> = (0..301).map(|i| (i as f32 - 150.0) / 25.0).collect();
+        x.extend([
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            0.0,
+            -3.0,
+            3.0,
+            1e-40,
+        ]);
+        let at = Affine {
+            offset: 0,
+            outer: vec![x.len() as i64],
+            inner: 1,
+        };
+        let prog = |swap: bool, bounds_left: bool| {
+            let bin = |op, a, b| {
+                if swap {
+                    Inst::Binary(op, b, a)
+                } else {
+                    Inst::Binary(op, a, b)
+                }
+            };
+            let clamp = |op, a, b| {
+                if bounds_left {
+                    Inst::Binary(op, b, a)
+                } else {
+                    Inst::Binary(op, a, b)
+                }
+            };
+            Program {
+                outer: vec![1],
+                inner: x.len(),
+                insts: vec![
+                    Inst::Load {
+                        param: 0,
+                        at: at.clone(),
+                    },
+                    Inst::Const(1.0 / 6.0),
+                    bin(BinOp::Mul, 0, 1),
+                    Inst::Const(0.5),
+                    bin(BinOp::Add, 2, 3),
+                    Inst::Const(0.0),
+                    clamp(BinOp::Max, 4, 5),
+                    Inst::Const(1.0),
+                    clamp(BinOp::Min, 6, 7),
+                    Inst::Binary(BinOp::Mul, 0, 8),
+                ],
+                stores: vec![Store {
+                    param: 1,
+                    at: at.clone(),
+                    value: 9,
+                }],
+            }
+        };
+        for isa in [Isa::Portable, Isa::detect()] {
+            for (swap, bounds_left) in [(false, false), (true, false), (false, true)] {
+                let plain = prog(swap, bounds_left);
+                let mut fused = plain.clone();
+                fused.fuse();
+                fused.check().expect("well formed");
+                let hs = fused
+                    .insts
+                    .iter()
+                    .filter(|i| matches!(i, Inst::HardSigmoid(..)))
+                    .count();
+                assert_eq!(
+                    hs,
+                    usize::from(!bounds_left),
+                    "swap {swap} left {bounds_left}"
+                );
+                let run_it = |p: &Program| {
+                    let mut out = vec![0f32; x.len()];
+                    let ptrs = [x.as_ptr() as *mut u8, out.as_mut_ptr() as *mut u8];
+                    // SAFETY: both buffers hold x.len() floats.
+                    unsafe { run(isa, p, ptrs.as_ptr(), 0, 1, 0, x.len()) };
+                    out
+                };
+                let (a, b) = (run_it(&plain), run_it(&fused));
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b), "{isa:?} swap {swap}");
+                // And it is HardSwish: 0 below −3, x above 3.
+                assert_eq!(a[0], 0.0);
+                assert_eq!(a[300], 6.0);
+            }
+        }
     }
 }
