@@ -3,23 +3,24 @@
 //! per group, any multiplier) or grouped with 2 to 8 input channels per group (RGB stems,
 //! RegNet's groups).
 //!
-//! Per output channel, the plane is computed in bands of `R` output rows. A band's input
-//! rows are copied into a small zero-padded buffer (split into `S` column phases for
-//! stride `S`, so every tap reads contiguous columns), which stays in L1. The register
-//! tile is `R` output rows × `V` vectors of 8 columns (eight accumulators): every input
-//! vector loaded from the buffer feeds each output row of the tile that uses it (up to
-//! `K` of them), with the `K × K` weights broadcast once per channel. Every output sums its
-//! taps in `(ky, kx)` order from zero with fused multiply-adds, exactly as the plane form
-//! does (same bits per ISA).
+//! Per output channel, the plane is computed in bands of output rows, as many whole
+//! register tiles of `R` rows as keep the band's input rows within 16 KiB. A band's input
+//! rows are copied once into a zero-padded buffer (split into `S` column phases for
+//! stride `S`, so every tap reads contiguous columns; rows start on cache lines), which
+//! stays in L1. The register tile is `R` output rows × `V` vectors of 8 columns (eight
+//! accumulators); per tap `(ky, kx)` one broadcast weight feeds all eight, each loading
+//! its own vector from the buffer. Every output sums its taps in `(ky, kx)` order from
+//! zero with fused multiply-adds, exactly as the plane form does (same bits per ISA).
 //!
 //! With several input channels per group, a band holds the group's input rows and the
 //! tile is four output channels × two vectors of one output row: every input vector feeds
 //! four channels' accumulators. Outputs sum their taps in `(c, ky, kx)` order, again as
 //! the plane form does.
 //!
-//! Finished output is handed to the caller's `done` callback while it is still in cache:
-//! per band on large planes, per run of whole channels on small ones, so an epilogue
-//! (bias, activation, residual) runs on data the kernel just wrote.
+//! Finished output is handed to the caller's `done` callback while it is still in cache
+//! (depthwise: per band on large planes, per run of whole channels on small ones;
+//! grouped: per band, all channels of the range), so an epilogue (bias, activation,
+//! residual) runs on data the kernel just wrote.
 
 #[cfg(target_arch = "x86_64")]
 use std::cell::RefCell;
