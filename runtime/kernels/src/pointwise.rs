@@ -7,8 +7,10 @@
 //! loop, and contiguous stores. [`run`] walks the outer points of a range and, per point,
 //! the inner columns in blocks of [`BLOCK`]: each instruction runs over the whole block
 //! (8-lane AVX2+FMA vectors, or plain Rust), so the interpretive overhead is paid once per
-//! 64 elements, and transcendental functions are native polynomials (exp and log after
-//! Cephes, erf after Juffa, tanh and sigmoid from exp), twice Cranelift's vector width.
+//! 256 elements, and transcendental functions are native (exp and log after Cephes; erf,
+//! tanh and sigmoid as rational functions fitted for these kernels, one division each),
+//! twice Cranelift's vector width. [`Program::fuse`] turns GELU (erf) and the HardSigmoid
+//! clamp into single instructions.
 //!
 //! Semantics follow the reference interpreter's f32 ops: `max`/`min` propagate NaN,
 //! `relu(x) = x < 0 ? 0 : x` (NaN stays NaN), comparisons give masks that `select` reads.
