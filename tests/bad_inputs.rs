@@ -491,3 +491,44 @@ fn resize_errors_name_the_node() {
         "ONNX node \"n\" (Resize, n2): both scales and sizes are given"
     );
 }
+
+#[test]
+fn expanded_activations_check_their_operands() {
+    // Ops expanded at import into IR ops name themselves in errors, not the IR op.
+    let m = model(
+        vec![node("a", "LeakyRelu", &["x"], &["y"])],
+        vec![value("x", 7, &[2])],
+        vec![value("y", 7, &[2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"a\" (LeakyRelu, n0): input is i64, expected a float dtype"
+    );
+    // PRelu's slope broadcasts to the input, never the input to the slope.
+    let m = model(
+        vec![node("p", "PRelu", &["x", "s"], &["y"])],
+        vec![value("x", F32, &[2, 3]), value("s", F32, &[2, 1, 3])],
+        vec![value("y", F32, &[2, 3])],
+    );
+    assert!(
+        import_error(&m).contains("slope [2,1,3] does not broadcast to the input [2,3]"),
+        "{}",
+        import_error(&m)
+    );
+    let mut celu = node("c", "Celu", &["x"], &["y"]);
+    celu.attribute.push(AttributeProto {
+        name: Some("alpha".into()),
+        f: Some(0.0),
+        r#type: Some(1),
+        ..Default::default()
+    });
+    let m = model(
+        vec![celu],
+        vec![value("x", F32, &[2])],
+        vec![value("y", F32, &[2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"c\" (Celu, n0): alpha must not be 0"
+    );
+}

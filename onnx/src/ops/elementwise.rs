@@ -1,6 +1,7 @@
-//! Elementwise ops: unary and binary maps, variadic folds, `Where`, `Clip`, `Cast`, the
-//! ops that are the identity at inference (`Identity`, `Dropout`), and `HardSigmoid` and
-//! `HardSwish` as the multiply-add and clip they are (so they fuse like any pointwise op).
+//! Elementwise ops: unary and binary maps, variadic folds, `Where`, `Clip`, `Cast` and
+//! `CastLike`, the ops that are the identity at inference (`Identity`, `Dropout`), and
+//! `HardSigmoid` and `HardSwish` as the multiply-add and clip they are (so they fuse like
+//! any pointwise op).
 
 use tessera_ir::{BinaryOp, DType, GeluApprox, Op, Shape, Tensor, UnaryOp, ValueId};
 
@@ -52,6 +53,7 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("Clip", clip),
     ("Gelu", gelu),
     ("Cast", cast),
+    ("CastLike", cast_like),
     ("HardSigmoid", hard_sigmoid),
     ("HardSwish", hard_swish),
 ];
@@ -177,6 +179,13 @@ fn gelu(cx: &mut Ctx) -> R<Vec<ValueId>> {
         other => return Err(cx.err(format!("unknown approximate {other:?}"))),
     };
     Ok(vec![cx.emit1(Op::Gelu { approximate }, &[cx.input(0)?])?])
+}
+
+/// `Cast` to the dtype of input 1 (whose values are not read).
+fn cast_like(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, like) = (cx.input(0)?, cx.input(1)?);
+    let to = cx.ty(like).dtype;
+    Ok(vec![cx.emit1(Op::Cast { to }, &[x])?])
 }
 
 fn cast(cx: &mut Ctx) -> R<Vec<ValueId>> {

@@ -3,6 +3,7 @@
 //! each family lists its op types with their translators in an `OPS` table, and
 //! [`convert`] looks the node's op type up in those tables.
 
+mod activation;
 mod common;
 mod constant;
 mod contraction;
@@ -22,6 +23,7 @@ use crate::context::Ctx;
 /// Every op family's table of ONNX op types (default domain) and their translators.
 const FAMILIES: &[&[(&str, Translator)]] = &[
     elementwise::OPS,
+    activation::OPS,
     contraction::OPS,
     window::OPS,
     reduce::OPS,
