@@ -532,3 +532,28 @@ fn expanded_activations_check_their_operands() {
         "ONNX node \"c\" (Celu, n0): alpha must not be 0"
     );
 }
+
+#[test]
+fn mod_checks_its_operands_and_attribute() {
+    let mut m = model(
+        vec![node("m", "Mod", &["a", "b"], &["y"])],
+        vec![value("a", 7, &[2]), value("b", 6, &[2])],
+        vec![value("y", 7, &[2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"m\" (Mod, n0): operands are i64 and i32, expected one dtype"
+    );
+    let g = m.graph.as_mut().unwrap();
+    g.input[1] = value("b", 7, &[2]);
+    g.node[0].attribute.push(AttributeProto {
+        name: Some("fmod".into()),
+        i: Some(2),
+        r#type: Some(2),
+        ..Default::default()
+    });
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"m\" (Mod, n0): attribute \"fmod\" must be 0 or 1, got 2"
+    );
+}
