@@ -557,3 +557,25 @@ fn mod_checks_its_operands_and_attribute() {
         "ONNX node \"m\" (Mod, n0): attribute \"fmod\" must be 0 or 1, got 2"
     );
 }
+
+#[test]
+fn arg_extremum_needs_an_axis_with_elements() {
+    let m = model(
+        vec![node("a", "ArgMax", &["x"], &["y"])],
+        vec![value("x", F32, &[0, 3])],
+        vec![value("y", 7, &[1, 3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"a\" (ArgMax, n0): axis 0 has size 0, so there is no index to return"
+    );
+    let m = model(
+        vec![node("r", "ReduceL1", &["x"], &["y"])],
+        vec![value("x", 9, &[2])],
+        vec![value("y", 9, &[1])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"r\" (ReduceL1, n0): input is bool, expected a numeric dtype"
+    );
+}

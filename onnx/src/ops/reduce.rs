@@ -1,6 +1,10 @@
 //! Reductions over axes: `Reduce*`, `Softmax`/`LogSoftmax` and the running sum `CumSum`.
+//! The reductions the IR has no op for are a pointwise map, an IR reduction and a pointwise
+//! map (`ReduceL1`, `ReduceL2`, `ReduceSumSquare`, `ReduceLogSum`; `ReduceLogSumExp`
+//! subtracts the maximum first so that large inputs do not overflow); `ArgMax`/`ArgMin`
+//! select the positions equal to the extremum and reduce their indices.
 
-use tessera_ir::{Op, ReduceOp, ValueId};
+use tessera_ir::{BinaryOp, DType, Op, ReduceOp, Shape, Tensor, UnaryOp, ValueId};
 
 use super::common::{R, Translator, axes, axis, dims_of, reshape};
 use crate::context::Ctx;
@@ -11,6 +15,13 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("ReduceMin", |cx| reduce(cx, ReduceOp::Min)),
     ("ReduceProd", |cx| reduce(cx, ReduceOp::Prod)),
     ("ReduceSum", |cx| reduce(cx, ReduceOp::Sum)),
+    ("ReduceL1", |cx| composite(cx, Composite::L1)),
+    ("ReduceL2", |cx| composite(cx, Composite::L2)),
+    ("ReduceSumSquare", |cx| composite(cx, Composite::SumSquare)),
+    ("ReduceLogSum", |cx| composite(cx, Composite::LogSum)),
+    ("ReduceLogSumExp", |cx| composite(cx, Composite::LogSumExp)),
+    ("ArgMax", |cx| arg_extremum(cx, true)),
+    ("ArgMin", |cx| arg_extremum(cx, false)),
     ("Softmax", |cx| softmax(cx, false)),
     ("LogSoftmax", |cx| softmax(cx, true)),
     ("CumSum", cumsum),
@@ -40,22 +51,31 @@ fn cumsum(cx: &mut Ctx) -> R<Vec<ValueId>> {
     Ok(vec![cx.emit1(op, &[x])?])
 }
 
-fn reduce(cx: &mut Ctx, op: ReduceOp) -> R<Vec<ValueId>> {
-    let x = cx.input(0)?;
-    let rank = cx.ty(x).shape.rank();
-    // Axes moved from attribute to input at opset 13 for ReduceSum, 18 for the others.
-    let axes_as_input = cx.opset >= if op == ReduceOp::Sum { 13 } else { 18 };
-    let raw = if axes_as_input {
+/// The axes a `Reduce*` node reduces, normalized; `None` when it reduces nothing
+/// (`noop_with_empty_axes` with no axes). Axes moved from attribute to input at opset
+/// `axes_input_since`.
+fn reduce_axes(cx: &Ctx, rank: usize, axes_input_since: i64) -> R<Option<Vec<usize>>> {
+    let raw = if cx.opset >= axes_input_since {
         cx.ints_input(1)?
     } else {
         cx.attr_ints("axes")?
     };
-    let keep_dims = cx.attr_int("keepdims")?.unwrap_or(1) != 0;
     let noop = cx.attr_int("noop_with_empty_axes")?.unwrap_or(0) != 0;
-    let ax = match raw {
-        Some(r) if !r.is_empty() => axes(cx, &r, rank)?,
-        _ if noop => return Ok(vec![cx.emit1(Op::Identity, &[x])?]),
-        _ => (0..rank).collect(),
+    Ok(match raw {
+        Some(r) if !r.is_empty() => Some(axes(cx, &r, rank)?),
+        _ if noop => None,
+        _ => Some((0..rank).collect()),
+    })
+}
+
+fn reduce(cx: &mut Ctx, op: ReduceOp) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let rank = cx.ty(x).shape.rank();
+    // Axes moved from attribute to input at opset 13 for ReduceSum, 18 for the others.
+    let since = if op == ReduceOp::Sum { 13 } else { 18 };
+    let keep_dims = cx.attr_int("keepdims")?.unwrap_or(1) != 0;
+    let Some(ax) = reduce_axes(cx, rank, since)? else {
+        return Ok(vec![cx.emit1(Op::Identity, &[x])?]);
     };
     Ok(vec![cx.emit1(
         Op::Reduce {
@@ -64,6 +84,157 @@ fn reduce(cx: &mut Ctx, op: ReduceOp) -> R<Vec<ValueId>> {
             keep_dims,
         },
         &[x],
+    )?])
+}
+
+/// The reductions expanded into a map, a sum and a map.
+#[derive(Clone, Copy, PartialEq)]
+enum Composite {
+    /// `Σ|x|`.
+    L1,
+    /// `sqrt(Σx²)`.
+    L2,
+    /// `Σx²`.
+    SumSquare,
+    /// `log(Σx)`.
+    LogSum,
+    /// `log(Σexp(x))`, as `m + log(Σexp(x − m))` with `m` the maximum (0 where it is
+    /// infinite, so an all-−∞ slice gives −∞ rather than NaN).
+    LogSumExp,
+}
+
+fn composite(cx: &mut Ctx, c: Composite) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let ty = cx.ty(x).clone();
+    if ty.dtype == DType::Bool {
+        return Err(cx.err("input is bool, expected a numeric dtype"));
+    }
+    let keep_dims = cx.attr_int("keepdims")?.unwrap_or(1) != 0;
+    let ax = reduce_axes(cx, ty.shape.rank(), 18)?;
+    let un = |cx: &mut Ctx, u: UnaryOp, v: ValueId| cx.emit1(Op::Unary(u), &[v]);
+    let bin = |cx: &mut Ctx, b: BinaryOp, p: ValueId, q: ValueId| cx.emit1(Op::Binary(b), &[p, q]);
+    let sum = |cx: &mut Ctx, v: ValueId, keep_dims: bool| -> R<ValueId> {
+        match &ax {
+            Some(axes) => cx.emit1(
+                Op::Reduce {
+                    op: ReduceOp::Sum,
+                    axes: axes.clone(),
+                    keep_dims,
+                },
+                &[v],
+            ),
+            None => Ok(v),
+        }
+    };
+    let y = match c {
+        Composite::L1 => {
+            let a = un(cx, UnaryOp::Abs, x)?;
+            sum(cx, a, keep_dims)?
+        }
+        Composite::L2 | Composite::SumSquare => {
+            let sq = bin(cx, BinaryOp::Mul, x, x)?;
+            let s = sum(cx, sq, keep_dims)?;
+            if c == Composite::L2 {
+                un(cx, UnaryOp::Sqrt, s)?
+            } else {
+                s
+            }
+        }
+        Composite::LogSum => {
+            let s = sum(cx, x, keep_dims)?;
+            un(cx, UnaryOp::Log, s)?
+        }
+        Composite::LogSumExp => {
+            let Some(axes) = ax.clone() else {
+                // log(exp(x)) over no axes.
+                return Ok(vec![cx.emit1(Op::Identity, &[x])?]);
+            };
+            let m = cx.emit1(
+                Op::Reduce {
+                    op: ReduceOp::Max,
+                    axes: axes.clone(),
+                    keep_dims: true,
+                },
+                &[x],
+            )?;
+            let inf = un(cx, UnaryOp::IsInf, m)?;
+            let zero = cx.constant(Tensor::full(ty.dtype, Shape::scalar(), 0.0));
+            let m = cx.emit1(Op::Where, &[inf, zero, m])?;
+            let d = bin(cx, BinaryOp::Sub, x, m)?;
+            let e = un(cx, UnaryOp::Exp, d)?;
+            let s = sum(cx, e, true)?;
+            let l = un(cx, UnaryOp::Log, s)?;
+            let y = bin(cx, BinaryOp::Add, l, m)?;
+            if keep_dims {
+                y
+            } else {
+                let dims = ty
+                    .shape
+                    .dims()
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !axes.contains(i))
+                    .map(|(_, &d)| d)
+                    .collect();
+                reshape(cx, y, dims)?
+            }
+        }
+    };
+    Ok(vec![y])
+}
+
+/// `ArgMax`/`ArgMin`: the extremum along `axis` (kept), the positions equal to it (and
+/// NaNs, which numpy's argmax reports first), then the least (or with
+/// `select_last_index`, the greatest) of their indices, as i64.
+fn arg_extremum(cx: &mut Ctx, max: bool) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let ty = cx.ty(x).clone();
+    let rank = ty.shape.rank();
+    let a = axis(cx, cx.attr_int("axis")?.unwrap_or(0), rank.max(1))?;
+    let keep_dims = cx.attr_int("keepdims")?.unwrap_or(1) != 0;
+    let last = cx.attr_int("select_last_index")?.unwrap_or(0) != 0;
+    if rank == 0 {
+        return Err(cx.err("input is a scalar; it has no axis to reduce"));
+    }
+    let n = ty.shape.dims()[a];
+    if n == 0 {
+        return Err(cx.err(format!(
+            "axis {a} has size 0, so there is no index to return"
+        )));
+    }
+    let ext = cx.emit1(
+        Op::Reduce {
+            op: if max { ReduceOp::Max } else { ReduceOp::Min },
+            axes: vec![a],
+            keep_dims: true,
+        },
+        &[x],
+    )?;
+    let mut hit = cx.emit1(Op::Binary(BinaryOp::Equal), &[x, ext])?;
+    if ty.dtype.is_float() {
+        let nan = cx.emit1(Op::Unary(UnaryOp::IsNaN), &[x])?;
+        hit = cx.emit1(Op::Binary(BinaryOp::Or), &[hit, nan])?;
+    }
+    let mut iota_dims = vec![1; rank];
+    iota_dims[a] = n;
+    let iota_shape = Shape::new(iota_dims).map_err(|e| cx.err(e.to_string()))?;
+    let iota = Tensor::from_vec(iota_shape, (0..n as i64).collect::<Vec<i64>>())
+        .map_err(|e| cx.err(e.to_string()))?;
+    let iota = cx.constant(iota);
+    let miss = cx.constant(Tensor::full(
+        DType::I64,
+        Shape::scalar(),
+        if last { -1.0 } else { n as f64 },
+    ));
+    let idx = cx.emit1(Op::Where, &[hit, iota, miss])?;
+    let op = if last { ReduceOp::Max } else { ReduceOp::Min };
+    Ok(vec![cx.emit1(
+        Op::Reduce {
+            op,
+            axes: vec![a],
+            keep_dims,
+        },
+        &[idx],
     )?])
 }
 
