@@ -579,3 +579,47 @@ fn arg_extremum_needs_an_axis_with_elements() {
         "ONNX node \"r\" (ReduceL1, n0): input is bool, expected a numeric dtype"
     );
 }
+
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        i: Some(v),
+        r#type: Some(2),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn layout_and_mask_ops_check_their_shapes() {
+    let m = model(
+        vec![node("t", "Trilu", &["x"], &["y"])],
+        vec![value("x", F32, &[4])],
+        vec![value("y", F32, &[4])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"t\" (Trilu, n0): input has rank 1, expected 2 or more"
+    );
+    let mut d2s = node("d", "DepthToSpace", &["x"], &["y"]);
+    d2s.attribute.push(int_attr("blocksize", 2));
+    let m = model(
+        vec![d2s],
+        vec![value("x", F32, &[1, 6, 2, 2])],
+        vec![value("y", F32, &[1, 1, 4, 4])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"d\" (DepthToSpace, n0): channels 6 are not a multiple of blocksize² 4"
+    );
+    let mut lp = node("l", "LpNormalization", &["x"], &["y"]);
+    lp.attribute.push(int_attr("p", 3));
+    let m = model(
+        vec![lp],
+        vec![value("x", F32, &[2, 2])],
+        vec![value("y", F32, &[2, 2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"l\" (LpNormalization, n0): p = 3; only 1 and 2 are defined"
+    );
+}

@@ -13,6 +13,7 @@ mod movement;
 mod normalize;
 mod reduce;
 mod resample;
+mod select;
 mod window;
 
 use tessera_ir::ValueId;
@@ -31,6 +32,7 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     movement::OPS,
     indexing::OPS,
     resample::OPS,
+    select::OPS,
     constant::OPS,
 ];
 

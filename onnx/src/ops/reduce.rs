@@ -183,19 +183,32 @@ fn composite(cx: &mut Ctx, c: Composite) -> R<Vec<ValueId>> {
     Ok(vec![y])
 }
 
-/// `ArgMax`/`ArgMin`: the extremum along `axis` (kept), the positions equal to it (and
-/// NaNs, which numpy's argmax reports first), then the least (or with
-/// `select_last_index`, the greatest) of their indices, as i64.
+/// `ArgMax`/`ArgMin`.
 fn arg_extremum(cx: &mut Ctx, max: bool) -> R<Vec<ValueId>> {
     let x = cx.input(0)?;
-    let ty = cx.ty(x).clone();
-    let rank = ty.shape.rank();
-    let a = axis(cx, cx.attr_int("axis")?.unwrap_or(0), rank.max(1))?;
-    let keep_dims = cx.attr_int("keepdims")?.unwrap_or(1) != 0;
-    let last = cx.attr_int("select_last_index")?.unwrap_or(0) != 0;
+    let rank = cx.ty(x).shape.rank();
     if rank == 0 {
         return Err(cx.err("input is a scalar; it has no axis to reduce"));
     }
+    let a = axis(cx, cx.attr_int("axis")?.unwrap_or(0), rank)?;
+    let keep_dims = cx.attr_int("keepdims")?.unwrap_or(1) != 0;
+    let last = cx.attr_int("select_last_index")?.unwrap_or(0) != 0;
+    Ok(vec![arg_index(cx, x, a, keep_dims, last, max)?])
+}
+
+/// The index (i64) of the maximum (`max`) or minimum of `x` along axis `a`: the extremum
+/// (kept), the positions equal to it (and NaNs, which numpy's argmax reports first), then
+/// the least (or with `last`, the greatest) of their indices.
+pub(super) fn arg_index(
+    cx: &mut Ctx,
+    x: ValueId,
+    a: usize,
+    keep_dims: bool,
+    last: bool,
+    max: bool,
+) -> R<ValueId> {
+    let ty = cx.ty(x).clone();
+    let rank = ty.shape.rank();
     let n = ty.shape.dims()[a];
     if n == 0 {
         return Err(cx.err(format!(
@@ -228,14 +241,14 @@ fn arg_extremum(cx: &mut Ctx, max: bool) -> R<Vec<ValueId>> {
     ));
     let idx = cx.emit1(Op::Where, &[hit, iota, miss])?;
     let op = if last { ReduceOp::Max } else { ReduceOp::Min };
-    Ok(vec![cx.emit1(
+    cx.emit1(
         Op::Reduce {
             op,
             axes: vec![a],
             keep_dims,
         },
         &[idx],
-    )?])
+    )
 }
 
 fn softmax(cx: &mut Ctx, log: bool) -> R<Vec<ValueId>> {
