@@ -623,3 +623,42 @@ fn layout_and_mask_ops_check_their_shapes() {
         "ONNX node \"l\" (LpNormalization, n0): p = 3; only 1 and 2 are defined"
     );
 }
+
+#[test]
+fn an_opset_newer_than_known_is_refused_per_domain() {
+    let mut m = relu_model();
+    m.opset_import[0].version = Some(99);
+    assert_eq!(
+        import_error(&m),
+        "the model imports opset 99 of domain \"ai.onnx\", but the newest tessera knows is 28"
+    );
+    // Every known domain is checked, whether or not a node uses it.
+    let mut m = relu_model();
+    m.opset_import.push(OperatorSetIdProto {
+        domain: Some("ai.onnx.ml".into()),
+        version: Some(6),
+    });
+    assert_eq!(
+        import_error(&m),
+        "the model imports opset 6 of domain \"ai.onnx.ml\", but the newest tessera knows is 5"
+    );
+    // The newest known versions themselves import.
+    let mut m = relu_model();
+    m.opset_import[0].version = Some(tessera::onnx::KNOWN_OPSETS[0].1);
+    tessera::load_onnx_bytes(&m.encode_to_vec(), Default::default()).expect("opset 28 imports");
+    // A domain tessera does not know is not version-checked; its nodes are listed.
+    let mut m = relu_model();
+    m.opset_import.push(OperatorSetIdProto {
+        domain: Some("com.example".into()),
+        version: Some(1000),
+    });
+    let mut custom = node("mine", "Frobnicate", &["y"], &["z"]);
+    custom.domain = Some("com.example".into());
+    let g = m.graph.as_mut().unwrap();
+    g.node.push(custom);
+    g.output = vec![value("z", F32, &[2, 3])];
+    assert_eq!(
+        import_error(&m),
+        "1 unsupported node(s):\n  node \"mine\": Frobnicate (com.example opset 1000)"
+    );
+}
