@@ -662,3 +662,25 @@ fn an_opset_newer_than_known_is_refused_per_domain() {
         "1 unsupported node(s):\n  node \"mine\": Frobnicate (com.example opset 1000)"
     );
 }
+
+#[test]
+fn losses_check_input_and_target_shapes() {
+    let m = model(
+        vec![node("l", "NegativeLogLikelihoodLoss", &["x", "t"], &["y"])],
+        vec![value("x", F32, &[3, 5]), value("t", 7, &[4])],
+        vec![value("y", F32, &[])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"l\" (NegativeLogLikelihoodLoss, n0): input [3,5] and target [4] are not [N, C, d…] and [N, d…]"
+    );
+    let m = model(
+        vec![node("s", "SoftmaxCrossEntropyLoss", &["x", "t"], &["y"])],
+        vec![value("x", F32, &[3, 5]), value("t", F32, &[3])],
+        vec![value("y", F32, &[])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"s\" (SoftmaxCrossEntropyLoss, n0): target is f32, expected i32 or i64"
+    );
+}

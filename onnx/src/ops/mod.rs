@@ -9,6 +9,7 @@ mod constant;
 mod contraction;
 mod elementwise;
 mod indexing;
+mod loss;
 mod movement;
 mod normalize;
 mod reduce;
@@ -33,6 +34,7 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     indexing::OPS,
     resample::OPS,
     select::OPS,
+    loss::OPS,
     constant::OPS,
 ];
 
