@@ -684,3 +684,20 @@ fn losses_check_input_and_target_shapes() {
         "ONNX node \"s\" (SoftmaxCrossEntropyLoss, n0): target is f32, expected i32 or i64"
     );
 }
+
+#[test]
+fn scatter_elements_checks_its_operand_shapes() {
+    let m = model(
+        vec![node("s", "ScatterElements", &["x", "i", "u"], &["y"])],
+        vec![
+            value("x", F32, &[2, 3]),
+            value("i", 7, &[2, 2]),
+            value("u", F32, &[2, 3]),
+        ],
+        vec![value("y", F32, &[2, 3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"s\" (ScatterElements, n0): data f32[2,3], indices i64[2,2] and updates f32[2,3] must have one rank, and updates the shape of indices"
+    );
+}
