@@ -701,3 +701,33 @@ fn scatter_elements_checks_its_operand_shapes() {
         "ONNX node \"s\" (ScatterElements, n0): data f32[2,3], indices i64[2,2] and updates f32[2,3] must have one rank, and updates the shape of indices"
     );
 }
+
+#[test]
+fn quantization_parameters_must_fit_the_input() {
+    let m = model(
+        vec![node("q", "QuantizeLinear", &["x", "s"], &["y"])],
+        vec![value("x", F32, &[2, 3]), value("s", F32, &[4])],
+        vec![value("y", 2, &[2, 3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"q\" (QuantizeLinear, n0): y_scale has shape [4]; expected one value, or [3] along axis 1"
+    );
+    let mut lp = node("p", "LpPool", &["x"], &["y"]);
+    lp.attribute.push(AttributeProto {
+        name: Some("kernel_shape".into()),
+        ints: vec![2],
+        r#type: Some(7),
+        ..Default::default()
+    });
+    lp.attribute.push(int_attr("p", 0));
+    let m = model(
+        vec![lp],
+        vec![value("x", F32, &[1, 1, 4])],
+        vec![value("y", F32, &[1, 1, 3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"p\" (LpPool, n0): p = 0 must be at least 1"
+    );
+}

@@ -12,6 +12,7 @@ mod indexing;
 mod loss;
 mod movement;
 mod normalize;
+mod quant;
 mod reduce;
 mod resample;
 mod select;
@@ -35,6 +36,7 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     resample::OPS,
     select::OPS,
     loss::OPS,
+    quant::OPS,
     constant::OPS,
 ];
 

@@ -1,7 +1,10 @@
 //! Sliding-window ops over `[N, C, spatial...]` inputs: `Conv`, `MaxPool`, `AveragePool`
-//! and their global forms, with ONNX padding (`auto_pad`, `pads`) resolved.
+//! and their global forms, and `LpPool` (an average pool of `|x|^p`), with ONNX padding
+//! (`auto_pad`, `pads`) resolved.
 
-use tessera_ir::{BinaryOp, ConvAttrs, Op, PoolAttrs, PoolKind, ReduceOp, Tensor, ValueId};
+use tessera_ir::{
+    BinaryOp, ConvAttrs, Op, PoolAttrs, PoolKind, ReduceOp, Shape, Tensor, UnaryOp, ValueId,
+};
 
 use super::common::{R, Translator, dims_of};
 use crate::context::Ctx;
@@ -10,6 +13,7 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("Conv", conv),
     ("MaxPool", |cx| pool(cx, true)),
     ("AveragePool", |cx| pool(cx, false)),
+    ("LpPool", lp_pool),
     ("GlobalAveragePool", |cx| global_pool(cx, ReduceOp::Mean)),
     ("GlobalMaxPool", |cx| global_pool(cx, ReduceOp::Max)),
 ];
@@ -101,10 +105,8 @@ fn conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
     Ok(vec![cx.emit1(op, &inputs)?])
 }
 
-/// `MaxPool` if `max`, else `AveragePool`.
-fn pool(cx: &mut Ctx, max: bool) -> R<Vec<ValueId>> {
-    let x = cx.input(0)?;
-    let xd = dims_of(cx, x);
+/// The window attributes shared by the pools, for input dims `xd`.
+fn pool_attrs(cx: &Ctx, xd: &[usize]) -> R<PoolAttrs> {
     if xd.len() < 3 {
         return Err(cx.err("input must be [N, C, spatial...]"));
     }
@@ -121,6 +123,20 @@ fn pool(cx: &mut Ctx, max: bool) -> R<Vec<ValueId>> {
     let strides = positive(cx, "strides", cx.attr_ints("strides")?, sp)?;
     let dilations = positive(cx, "dilations", cx.attr_ints("dilations")?, sp)?;
     let pads = window_pads(cx, &xd[2..], &kernel, &strides, &dilations)?;
+    Ok(PoolAttrs {
+        kernel,
+        strides,
+        pads,
+        dilations,
+        ceil_mode: cx.attr_int("ceil_mode")?.unwrap_or(0) != 0,
+    })
+}
+
+/// `MaxPool` if `max`, else `AveragePool`.
+fn pool(cx: &mut Ctx, max: bool) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let xd = dims_of(cx, x);
+    let attrs = pool_attrs(cx, &xd)?;
     let indices = cx.output_used(1);
     let column_major = indices && cx.attr_int("storage_order")?.unwrap_or(0) != 0;
     let kind = if max {
@@ -130,18 +146,56 @@ fn pool(cx: &mut Ctx, max: bool) -> R<Vec<ValueId>> {
             count_include_pad: cx.attr_int("count_include_pad")?.unwrap_or(0) != 0,
         }
     };
-    let attrs = PoolAttrs {
-        kernel,
-        strides,
-        pads,
-        dilations,
-        ceil_mode: cx.attr_int("ceil_mode")?.unwrap_or(0) != 0,
-    };
     let mut outs = cx.emit(Op::Pool { kind, attrs }, &[x])?;
     if column_major {
         outs[1] = column_major_indices(cx, outs[1], &xd)?;
     }
     Ok(outs)
+}
+
+/// `LpPool`: `(Σ|x|^p)^(1/p)` over each window, as an average pool of `|x|^p` that counts
+/// the (zero) padding, times the window size. `ceil_mode` is refused: its partial windows
+/// would be divided by fewer elements than the window has.
+fn lp_pool(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let xd = dims_of(cx, x);
+    let attrs = pool_attrs(cx, &xd)?;
+    if attrs.ceil_mode {
+        return Err(cx.err("ceil_mode is not supported for LpPool"));
+    }
+    let dtype = cx.ty(x).dtype;
+    if !dtype.is_float() {
+        return Err(cx.err(format!("input is {dtype}, expected a float dtype")));
+    }
+    let p = cx.attr_int("p")?.unwrap_or(2);
+    if p < 1 {
+        return Err(cx.err(format!("p = {p} must be at least 1")));
+    }
+    let scalar = |cx: &mut Ctx, v: f64| cx.constant(Tensor::full(dtype, Shape::scalar(), v));
+    let a = cx.emit1(Op::Unary(UnaryOp::Abs), &[x])?;
+    let powered = match p {
+        1 => a,
+        2 => cx.emit1(Op::Binary(BinaryOp::Mul), &[a, a])?,
+        _ => {
+            let e = scalar(cx, p as f64);
+            cx.emit1(Op::Binary(BinaryOp::Pow), &[a, e])?
+        }
+    };
+    let window: usize = attrs.kernel.iter().product();
+    let kind = PoolKind::Average {
+        count_include_pad: true,
+    };
+    let mean = cx.emit1(Op::Pool { kind, attrs }, &[powered])?;
+    let k = scalar(cx, window as f64);
+    let sum = cx.emit1(Op::Binary(BinaryOp::Mul), &[mean, k])?;
+    Ok(vec![match p {
+        1 => sum,
+        2 => cx.emit1(Op::Unary(UnaryOp::Sqrt), &[sum])?,
+        _ => {
+            let e = scalar(cx, 1.0 / p as f64);
+            cx.emit1(Op::Binary(BinaryOp::Pow), &[sum, e])?
+        }
+    }])
 }
 
 /// Rewrites row-major flat indices into a `[N, C, spatial...]` tensor so that the spatial
