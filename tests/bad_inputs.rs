@@ -731,3 +731,41 @@ fn quantization_parameters_must_fit_the_input() {
         "ONNX node \"p\" (LpPool, n0): p = 0 must be at least 1"
     );
 }
+
+#[test]
+fn conv_transpose_checks_groups_and_pads() {
+    let mut ct = node("c", "ConvTranspose", &["x", "w"], &["y"]);
+    ct.attribute.push(int_attr("group", 2));
+    let m = model(
+        vec![ct],
+        vec![
+            value("x", F32, &[1, 3, 4, 4]),
+            value("w", F32, &[3, 1, 3, 3]),
+        ],
+        vec![value("y", F32, &[1, 2, 6, 6])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"c\" (ConvTranspose, n0): group 2 must be positive and divide the 3 input channels, which W's first axis (3) must equal"
+    );
+    let mut ct = node("c", "ConvTranspose", &["x", "w"], &["y"]);
+    ct.attribute.push(AttributeProto {
+        name: Some("pads".into()),
+        ints: vec![5, 5, 5, 5],
+        r#type: Some(7),
+        ..Default::default()
+    });
+    let m = model(
+        vec![ct],
+        vec![
+            value("x", F32, &[1, 1, 2, 2]),
+            value("w", F32, &[1, 1, 2, 2]),
+        ],
+        vec![value("y", F32, &[1, 1, 1, 1])],
+    );
+    assert!(
+        import_error(&m).contains("leave no output along spatial axis 0"),
+        "{}",
+        import_error(&m)
+    );
+}
