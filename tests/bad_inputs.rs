@@ -769,3 +769,26 @@ fn conv_transpose_checks_groups_and_pads() {
         import_error(&m)
     );
 }
+
+#[test]
+fn cumprod_needs_numbers_and_a_constant_axis() {
+    let m = model(
+        vec![node("c", "CumProd", &["x", "a"], &["y"])],
+        vec![value("x", 9, &[3]), value("a", 7, &[])],
+        vec![value("y", 9, &[3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"c\" (CumProd, n0): input is bool, expected a numeric dtype"
+    );
+    let m = model(
+        vec![node("c", "CumProd", &["x", "a"], &["y"])],
+        vec![value("x", F32, &[3]), value("a", 7, &[])],
+        vec![value("y", F32, &[3])],
+    );
+    assert!(
+        import_error(&m).contains("input \"a\" fixes a shape and must be constant"),
+        "{}",
+        import_error(&m)
+    );
+}

@@ -1,4 +1,5 @@
-//! Reductions over axes: `Reduce*`, `Softmax`/`LogSoftmax` and the running sum `CumSum`.
+//! Reductions over axes: `Reduce*`, `Softmax`/`LogSoftmax`, the running sum `CumSum` and
+//! the running product `CumProd` (as running sums of logarithms and sign counts).
 //! The reductions the IR has no op for are a pointwise map, an IR reduction and a pointwise
 //! map (`ReduceL1`, `ReduceL2`, `ReduceSumSquare`, `ReduceLogSum`; `ReduceLogSumExp`
 //! subtracts the maximum first so that large inputs do not overflow); `ArgMax`/`ArgMin`
@@ -25,9 +26,11 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("Softmax", |cx| softmax(cx, false)),
     ("LogSoftmax", |cx| softmax(cx, true)),
     ("CumSum", cumsum),
+    ("CumProd", cumprod),
 ];
 
-fn cumsum(cx: &mut Ctx) -> R<Vec<ValueId>> {
+/// The `CumSum`/`CumProd` op for input 0, from the axis input and the two flags.
+fn running(cx: &Ctx) -> R<Op> {
     let x = cx.input(0)?;
     let rank = cx.ty(x).shape.rank();
     let a = cx
@@ -43,12 +46,70 @@ fn cumsum(cx: &mut Ctx) -> R<Vec<ValueId>> {
             v => Err(cx.err(format!("attribute {name:?} must be 0 or 1, got {v}"))),
         }
     };
-    let op = Op::CumSum {
+    Ok(Op::CumSum {
         axis: axis(cx, a, rank)?,
         exclusive: flag(cx, "exclusive")?,
         reverse: flag(cx, "reverse")?,
-    };
+    })
+}
+
+fn cumsum(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let op = running(cx)?;
     Ok(vec![cx.emit1(op, &[x])?])
+}
+
+/// `CumProd` as running sums in f64: `exp(Σ log|x|)`, negative where the running count of
+/// negative factors is odd, 0 once a zero has been seen (the empty product of an
+/// `exclusive` first element is 1). Integer results are rounded, so they are exact while
+/// the products stay below 2^53.
+fn cumprod(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let dt = cx.ty(x).dtype;
+    if dt == DType::Bool {
+        return Err(cx.err("input is bool, expected a numeric dtype"));
+    }
+    let op = running(cx)?;
+    let f = DType::F64;
+    let c = |cx: &mut Ctx, v: f64| cx.constant(Tensor::full(f, Shape::scalar(), v));
+    let un = |cx: &mut Ctx, u: UnaryOp, v: ValueId| cx.emit1(Op::Unary(u), &[v]);
+    let bin = |cx: &mut Ctx, b: BinaryOp, p: ValueId, q: ValueId| cx.emit1(Op::Binary(b), &[p, q]);
+    let xf = if dt == f {
+        x
+    } else {
+        cx.emit1(Op::Cast { to: f }, &[x])?
+    };
+    let zero = c(cx, 0.0);
+    let one = c(cx, 1.0);
+    let a = un(cx, UnaryOp::Abs, xf)?;
+    let is_zero = bin(cx, BinaryOp::Equal, a, zero)?;
+    let a = cx.emit1(Op::Where, &[is_zero, one, a])?;
+    let l = un(cx, UnaryOp::Log, a)?;
+    let s = cx.emit1(op.clone(), &[l])?;
+    let magnitude = un(cx, UnaryOp::Exp, s)?;
+    let neg = bin(cx, BinaryOp::Less, xf, zero)?;
+    let neg = cx.emit1(Op::Cast { to: f }, &[neg])?;
+    let negs = cx.emit1(op.clone(), &[neg])?;
+    let half = c(cx, 0.5);
+    let h = bin(cx, BinaryOp::Mul, negs, half)?;
+    let h = un(cx, UnaryOp::Floor, h)?;
+    let two = c(cx, 2.0);
+    let even = bin(cx, BinaryOp::Mul, h, two)?;
+    let odd = bin(cx, BinaryOp::Sub, negs, even)?;
+    let odd = bin(cx, BinaryOp::Greater, odd, half)?;
+    let flipped = un(cx, UnaryOp::Neg, magnitude)?;
+    let signed = cx.emit1(Op::Where, &[odd, flipped, magnitude])?;
+    let zeros = cx.emit1(Op::Cast { to: f }, &[is_zero])?;
+    let zeros = cx.emit1(op, &[zeros])?;
+    let seen = bin(cx, BinaryOp::Greater, zeros, half)?;
+    let mut y = cx.emit1(Op::Where, &[seen, zero, signed])?;
+    if !dt.is_float() {
+        y = un(cx, UnaryOp::Round, y)?;
+    }
+    if dt != f {
+        y = cx.emit1(Op::Cast { to: dt }, &[y])?;
+    }
+    Ok(vec![y])
 }
 
 /// The axes a `Reduce*` node reduces, normalized; `None` when it reduces nothing
