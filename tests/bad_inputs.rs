@@ -792,3 +792,23 @@ fn cumprod_needs_numbers_and_a_constant_axis() {
         import_error(&m)
     );
 }
+
+#[test]
+fn top_k_needs_k_within_the_axis() {
+    let mut m = model(
+        vec![node("t", "TopK", &["x", "k"], &["v", "i"])],
+        vec![value("x", F32, &[2, 3])],
+        vec![value("v", F32, &[2, 4]), value("i", 7, &[2, 4])],
+    );
+    m.graph.as_mut().unwrap().initializer.push(TensorProto {
+        name: Some("k".into()),
+        dims: vec![1],
+        data_type: Some(7),
+        int64_data: vec![4],
+        ..Default::default()
+    });
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"t\" (TopK, n1): k = 4 must be between 0 and the axis size 3"
+    );
+}

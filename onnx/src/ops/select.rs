@@ -1,9 +1,10 @@
 //! Ops that are a comparison of index grids and a select: `Trilu` (keep one triangle),
-//! `EyeLike` (ones on a diagonal), `OneHot` and `Hardmax`. The grids are small i64
-//! constants (`[n]` along one axis, 1 elsewhere) that broadcast, so the comparisons fold
-//! at import when the result is small and fuse into one pointwise kernel when it is not.
+//! `EyeLike` (ones on a diagonal), `OneHot`, `Hardmax` and `TopK` (k rounds of an
+//! extremum and the least index holding it). The grids are small i64 constants (`[n]`
+//! along one axis, 1 elsewhere) that broadcast, so the comparisons fold at import when
+//! the result is small and fuse into one pointwise kernel when it is not.
 
-use tessera_ir::{BinaryOp, DType, Op, Shape, Tensor, ValueId};
+use tessera_ir::{BinaryOp, DType, Op, ReduceOp, Shape, Tensor, ValueId};
 
 use super::common::{R, Translator, axis, dims_of, reshape};
 use super::reduce::arg_index;
@@ -15,6 +16,7 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("EyeLike", eye_like),
     ("OneHot", one_hot),
     ("Hardmax", hardmax),
+    ("TopK", top_k),
 ];
 
 /// `0, 1, …, n−1` along axis `a` of a rank-`rank` i64 constant (size 1 elsewhere).
@@ -168,4 +170,108 @@ fn hardmax_along(cx: &mut Ctx, x: ValueId, a: usize, dtype: DType) -> R<ValueId>
     let grid = iota(cx, n, rank, a)?;
     let hit = cx.emit1(Op::Binary(BinaryOp::Equal), &[grid, first])?;
     cx.emit1(Op::Cast { to: dtype }, &[hit])
+}
+
+/// The largest `k` TopK expands to: each selected element costs one reduction over the
+/// axis, so a larger `k` is refused rather than unrolled.
+const TOPK_MAX_K: usize = 256;
+
+/// `TopK`: the `k` largest (or with `largest = 0`, smallest) elements along `axis` and
+/// their indices, sorted (ties in index order). Expanded as `k` rounds of: the extremum
+/// of the elements not yet taken, the least index holding it, that index marked taken;
+/// then the values gathered at the indices.
+fn top_k(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let d = dims_of(cx, x);
+    if d.is_empty() {
+        return Err(cx.err("input is a scalar; it has no axis to select along"));
+    }
+    let k = match cx.ints_input(1)? {
+        Some(v) if v.len() == 1 => v[0],
+        Some(v) => return Err(cx.err(format!("k must be one value, got {v:?}"))),
+        None if cx.opset < 10 => cx
+            .attr_int("k")?
+            .ok_or_else(|| cx.err("attribute \"k\" is missing"))?,
+        None => return Err(cx.err("the k input is missing")),
+    };
+    let a = axis(cx, cx.attr_int("axis")?.unwrap_or(-1), d.len())?;
+    let largest = cx.attr_int("largest")?.unwrap_or(1) != 0;
+    let n = d[a];
+    if k < 0 || k as usize > n {
+        return Err(cx.err(format!("k = {k} must be between 0 and the axis size {n}")));
+    }
+    let k = k as usize;
+    if k > TOPK_MAX_K {
+        return Err(cx.err(format!(
+            "k = {k} is more than the {TOPK_MAX_K} selections TopK is expanded into"
+        )));
+    }
+    let dtype = cx.ty(x).dtype;
+    if dtype == DType::Bool {
+        return Err(cx.err("input is bool, expected a numeric dtype"));
+    }
+    if k == 0 {
+        let empty = Op::Slice {
+            axes: vec![a],
+            starts: vec![0],
+            ends: vec![0],
+            steps: vec![1],
+        };
+        let v = cx.emit1(empty, &[x])?;
+        let i = cx.emit1(Op::Cast { to: DType::I64 }, &[v])?;
+        return Ok(vec![v, i]);
+    }
+    let grid = iota(cx, n, d.len(), a)?;
+    // Taken elements read as the worst value (saturated to the dtype's extreme for ints).
+    let worst = if largest {
+        f64::NEG_INFINITY
+    } else {
+        f64::INFINITY
+    };
+    let fill = cx.constant(Tensor::full(dtype, Shape::scalar(), worst));
+    let none = scalar_i64(cx, n as i64);
+    let ext_op = if largest {
+        ReduceOp::Max
+    } else {
+        ReduceOp::Min
+    };
+    let reduce = |op, axes: Vec<usize>| Op::Reduce {
+        op,
+        axes,
+        keep_dims: true,
+    };
+    let mut taken: Option<ValueId> = None;
+    let mut picks = Vec::with_capacity(k);
+    for _ in 0..k {
+        let cur = match taken {
+            Some(t) => cx.emit1(Op::Where, &[t, fill, x])?,
+            None => x,
+        };
+        let ext = cx.emit1(reduce(ext_op, vec![a]), &[cur])?;
+        let mut hit = cx.emit1(Op::Binary(BinaryOp::Equal), &[cur, ext])?;
+        if dtype.is_float() {
+            // A NaN extremum equals nothing; NaNs then rank first, as in numpy.
+            let nan = cx.emit1(Op::Unary(tessera_ir::UnaryOp::IsNaN), &[cur])?;
+            hit = cx.emit1(Op::Binary(BinaryOp::Or), &[hit, nan])?;
+        }
+        if let Some(t) = taken {
+            let free = cx.emit1(Op::Unary(tessera_ir::UnaryOp::Not), &[t])?;
+            hit = cx.emit1(Op::Binary(BinaryOp::And), &[hit, free])?;
+        }
+        let cand = cx.emit1(Op::Where, &[hit, grid, none])?;
+        let idx = cx.emit1(reduce(ReduceOp::Min, vec![a]), &[cand])?;
+        let now = cx.emit1(Op::Binary(BinaryOp::Equal), &[grid, idx])?;
+        taken = Some(match taken {
+            Some(t) => cx.emit1(Op::Binary(BinaryOp::Or), &[t, now])?,
+            None => now,
+        });
+        picks.push(idx);
+    }
+    let indices = if picks.len() == 1 {
+        picks[0]
+    } else {
+        cx.emit1(Op::Concat { axis: a }, &picks)?
+    };
+    let values = cx.emit1(Op::GatherElements { axis: a }, &[x, indices])?;
+    Ok(vec![values, indices])
 }
