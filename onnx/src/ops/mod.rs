@@ -7,6 +7,7 @@ mod activation;
 mod common;
 mod constant;
 mod contraction;
+mod einsum;
 mod elementwise;
 mod indexing;
 mod loss;
@@ -37,6 +38,7 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     select::OPS,
     loss::OPS,
     quant::OPS,
+    einsum::OPS,
     constant::OPS,
 ];
 
