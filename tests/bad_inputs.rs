@@ -491,3 +491,376 @@ fn resize_errors_name_the_node() {
         "ONNX node \"n\" (Resize, n2): both scales and sizes are given"
     );
 }
+
+#[test]
+fn expanded_activations_check_their_operands() {
+    // Ops expanded at import into IR ops name themselves in errors, not the IR op.
+    let m = model(
+        vec![node("a", "LeakyRelu", &["x"], &["y"])],
+        vec![value("x", 7, &[2])],
+        vec![value("y", 7, &[2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"a\" (LeakyRelu, n0): input is i64, expected a float dtype"
+    );
+    // PRelu's slope broadcasts to the input, never the input to the slope.
+    let m = model(
+        vec![node("p", "PRelu", &["x", "s"], &["y"])],
+        vec![value("x", F32, &[2, 3]), value("s", F32, &[2, 1, 3])],
+        vec![value("y", F32, &[2, 3])],
+    );
+    assert!(
+        import_error(&m).contains("slope [2,1,3] does not broadcast to the input [2,3]"),
+        "{}",
+        import_error(&m)
+    );
+    let mut celu = node("c", "Celu", &["x"], &["y"]);
+    celu.attribute.push(AttributeProto {
+        name: Some("alpha".into()),
+        f: Some(0.0),
+        r#type: Some(1),
+        ..Default::default()
+    });
+    let m = model(
+        vec![celu],
+        vec![value("x", F32, &[2])],
+        vec![value("y", F32, &[2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"c\" (Celu, n0): alpha must not be 0"
+    );
+}
+
+#[test]
+fn mod_checks_its_operands_and_attribute() {
+    let mut m = model(
+        vec![node("m", "Mod", &["a", "b"], &["y"])],
+        vec![value("a", 7, &[2]), value("b", 6, &[2])],
+        vec![value("y", 7, &[2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"m\" (Mod, n0): operands are i64 and i32, expected one dtype"
+    );
+    let g = m.graph.as_mut().unwrap();
+    g.input[1] = value("b", 7, &[2]);
+    g.node[0].attribute.push(AttributeProto {
+        name: Some("fmod".into()),
+        i: Some(2),
+        r#type: Some(2),
+        ..Default::default()
+    });
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"m\" (Mod, n0): attribute \"fmod\" must be 0 or 1, got 2"
+    );
+}
+
+#[test]
+fn arg_extremum_needs_an_axis_with_elements() {
+    let m = model(
+        vec![node("a", "ArgMax", &["x"], &["y"])],
+        vec![value("x", F32, &[0, 3])],
+        vec![value("y", 7, &[1, 3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"a\" (ArgMax, n0): axis 0 has size 0, so there is no index to return"
+    );
+    let m = model(
+        vec![node("r", "ReduceL1", &["x"], &["y"])],
+        vec![value("x", 9, &[2])],
+        vec![value("y", 9, &[1])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"r\" (ReduceL1, n0): input is bool, expected a numeric dtype"
+    );
+}
+
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        i: Some(v),
+        r#type: Some(2),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn layout_and_mask_ops_check_their_shapes() {
+    let m = model(
+        vec![node("t", "Trilu", &["x"], &["y"])],
+        vec![value("x", F32, &[4])],
+        vec![value("y", F32, &[4])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"t\" (Trilu, n0): input has rank 1, expected 2 or more"
+    );
+    let mut d2s = node("d", "DepthToSpace", &["x"], &["y"]);
+    d2s.attribute.push(int_attr("blocksize", 2));
+    let m = model(
+        vec![d2s],
+        vec![value("x", F32, &[1, 6, 2, 2])],
+        vec![value("y", F32, &[1, 1, 4, 4])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"d\" (DepthToSpace, n0): channels 6 are not a multiple of blocksize² 4"
+    );
+    let mut lp = node("l", "LpNormalization", &["x"], &["y"]);
+    lp.attribute.push(int_attr("p", 3));
+    let m = model(
+        vec![lp],
+        vec![value("x", F32, &[2, 2])],
+        vec![value("y", F32, &[2, 2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"l\" (LpNormalization, n0): p = 3; only 1 and 2 are defined"
+    );
+}
+
+#[test]
+fn an_opset_newer_than_known_is_refused_per_domain() {
+    let mut m = relu_model();
+    m.opset_import[0].version = Some(99);
+    assert_eq!(
+        import_error(&m),
+        "the model imports opset 99 of domain \"ai.onnx\", but the newest tessera knows is 28"
+    );
+    // Every known domain is checked, whether or not a node uses it.
+    let mut m = relu_model();
+    m.opset_import.push(OperatorSetIdProto {
+        domain: Some("ai.onnx.ml".into()),
+        version: Some(6),
+    });
+    assert_eq!(
+        import_error(&m),
+        "the model imports opset 6 of domain \"ai.onnx.ml\", but the newest tessera knows is 5"
+    );
+    // The newest known versions themselves import.
+    let mut m = relu_model();
+    m.opset_import[0].version = Some(tessera::onnx::KNOWN_OPSETS[0].1);
+    tessera::load_onnx_bytes(&m.encode_to_vec(), Default::default()).expect("opset 28 imports");
+    // A domain tessera does not know is not version-checked; its nodes are listed.
+    let mut m = relu_model();
+    m.opset_import.push(OperatorSetIdProto {
+        domain: Some("com.example".into()),
+        version: Some(1000),
+    });
+    let mut custom = node("mine", "Frobnicate", &["y"], &["z"]);
+    custom.domain = Some("com.example".into());
+    let g = m.graph.as_mut().unwrap();
+    g.node.push(custom);
+    g.output = vec![value("z", F32, &[2, 3])];
+    assert_eq!(
+        import_error(&m),
+        "1 unsupported node(s):\n  node \"mine\": Frobnicate (com.example opset 1000)"
+    );
+}
+
+#[test]
+fn losses_check_input_and_target_shapes() {
+    let m = model(
+        vec![node("l", "NegativeLogLikelihoodLoss", &["x", "t"], &["y"])],
+        vec![value("x", F32, &[3, 5]), value("t", 7, &[4])],
+        vec![value("y", F32, &[])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"l\" (NegativeLogLikelihoodLoss, n0): input [3,5] and target [4] are not [N, C, d…] and [N, d…]"
+    );
+    let m = model(
+        vec![node("s", "SoftmaxCrossEntropyLoss", &["x", "t"], &["y"])],
+        vec![value("x", F32, &[3, 5]), value("t", F32, &[3])],
+        vec![value("y", F32, &[])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"s\" (SoftmaxCrossEntropyLoss, n0): target is f32, expected i32 or i64"
+    );
+}
+
+#[test]
+fn scatter_elements_checks_its_operand_shapes() {
+    let m = model(
+        vec![node("s", "ScatterElements", &["x", "i", "u"], &["y"])],
+        vec![
+            value("x", F32, &[2, 3]),
+            value("i", 7, &[2, 2]),
+            value("u", F32, &[2, 3]),
+        ],
+        vec![value("y", F32, &[2, 3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"s\" (ScatterElements, n0): data f32[2,3], indices i64[2,2] and updates f32[2,3] must have one rank, and updates the shape of indices"
+    );
+}
+
+#[test]
+fn quantization_parameters_must_fit_the_input() {
+    let m = model(
+        vec![node("q", "QuantizeLinear", &["x", "s"], &["y"])],
+        vec![value("x", F32, &[2, 3]), value("s", F32, &[4])],
+        vec![value("y", 2, &[2, 3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"q\" (QuantizeLinear, n0): y_scale has shape [4]; expected one value, or [3] along axis 1"
+    );
+    let mut lp = node("p", "LpPool", &["x"], &["y"]);
+    lp.attribute.push(AttributeProto {
+        name: Some("kernel_shape".into()),
+        ints: vec![2],
+        r#type: Some(7),
+        ..Default::default()
+    });
+    lp.attribute.push(int_attr("p", 0));
+    let m = model(
+        vec![lp],
+        vec![value("x", F32, &[1, 1, 4])],
+        vec![value("y", F32, &[1, 1, 3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"p\" (LpPool, n0): p = 0 must be at least 1"
+    );
+}
+
+#[test]
+fn conv_transpose_checks_groups_and_pads() {
+    let mut ct = node("c", "ConvTranspose", &["x", "w"], &["y"]);
+    ct.attribute.push(int_attr("group", 2));
+    let m = model(
+        vec![ct],
+        vec![
+            value("x", F32, &[1, 3, 4, 4]),
+            value("w", F32, &[3, 1, 3, 3]),
+        ],
+        vec![value("y", F32, &[1, 2, 6, 6])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"c\" (ConvTranspose, n0): group 2 must be positive and divide the 3 input channels, which W's first axis (3) must equal"
+    );
+    let mut ct = node("c", "ConvTranspose", &["x", "w"], &["y"]);
+    ct.attribute.push(AttributeProto {
+        name: Some("pads".into()),
+        ints: vec![5, 5, 5, 5],
+        r#type: Some(7),
+        ..Default::default()
+    });
+    let m = model(
+        vec![ct],
+        vec![
+            value("x", F32, &[1, 1, 2, 2]),
+            value("w", F32, &[1, 1, 2, 2]),
+        ],
+        vec![value("y", F32, &[1, 1, 1, 1])],
+    );
+    assert!(
+        import_error(&m).contains("leave no output along spatial axis 0"),
+        "{}",
+        import_error(&m)
+    );
+}
+
+#[test]
+fn cumprod_needs_numbers_and_a_constant_axis() {
+    let m = model(
+        vec![node("c", "CumProd", &["x", "a"], &["y"])],
+        vec![value("x", 9, &[3]), value("a", 7, &[])],
+        vec![value("y", 9, &[3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"c\" (CumProd, n0): input is bool, expected a numeric dtype"
+    );
+    let m = model(
+        vec![node("c", "CumProd", &["x", "a"], &["y"])],
+        vec![value("x", F32, &[3]), value("a", 7, &[])],
+        vec![value("y", F32, &[3])],
+    );
+    assert!(
+        import_error(&m).contains("input \"a\" fixes a shape and must be constant"),
+        "{}",
+        import_error(&m)
+    );
+}
+
+#[test]
+fn top_k_needs_k_within_the_axis() {
+    let mut m = model(
+        vec![node("t", "TopK", &["x", "k"], &["v", "i"])],
+        vec![value("x", F32, &[2, 3])],
+        vec![value("v", F32, &[2, 4]), value("i", 7, &[2, 4])],
+    );
+    m.graph.as_mut().unwrap().initializer.push(TensorProto {
+        name: Some("k".into()),
+        dims: vec![1],
+        data_type: Some(7),
+        int64_data: vec![4],
+        ..Default::default()
+    });
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"t\" (TopK, n1): k = 4 must be between 0 and the axis size 3"
+    );
+}
+
+fn einsum_model(eq: &str, inputs: Vec<ValueInfoProto>, out: ValueInfoProto) -> ModelProto {
+    let names: Vec<String> = inputs.iter().map(|v| v.name.clone().unwrap()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut e = node("e", "Einsum", &names, &["y"]);
+    e.attribute.push(string_attr("equation", eq));
+    model(vec![e], inputs, vec![out])
+}
+
+#[test]
+fn einsum_traces_multiplies_and_rejects_bad_equations() {
+    use tessera::ir::{Shape, Tensor};
+    let run = |m: &ModelProto, args: &[Tensor]| -> Vec<f64> {
+        let g = tessera::load_onnx_bytes(&m.encode_to_vec(), Default::default()).expect("imports");
+        tessera::reference::run(&g, args).expect("runs")[0].to_f64_vec()
+    };
+    let t = |dims: Vec<usize>, v: Vec<f32>| Tensor::from_vec(Shape::new(dims).unwrap(), v).unwrap();
+    // A trace: a repeated label, nothing kept.
+    let m = einsum_model("ii", vec![value("x", F32, &[2, 2])], value("y", F32, &[]));
+    assert_eq!(
+        run(&m, &[t(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0])]),
+        vec![5.0]
+    );
+    // Implicit output: the letters that appear once, sorted, so `ij,jk` is a matmul.
+    let m = einsum_model(
+        "ij,jk",
+        vec![value("a", F32, &[1, 2]), value("b", F32, &[2, 2])],
+        value("y", F32, &[1, 2]),
+    );
+    let a = t(vec![1, 2], vec![1.0, 2.0]);
+    let b = t(vec![2, 2], vec![3.0, 4.0, 5.0, 6.0]);
+    assert_eq!(run(&m, &[a, b]), vec![13.0, 16.0]);
+    // Errors name the node.
+    let m = einsum_model(
+        "ijk->i",
+        vec![value("x", F32, &[2, 2])],
+        value("y", F32, &[2]),
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"e\" (Einsum, n0): term \"ijk\" does not fit operand 0 of rank 2"
+    );
+    let m = einsum_model(
+        "ij->q",
+        vec![value("x", F32, &[2, 2])],
+        value("y", F32, &[2]),
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"e\" (Einsum, n0): output label 'q' is in no operand"
+    );
+}

@@ -74,6 +74,16 @@ pub enum BenchError {
         second: PathBuf,
     },
 
+    /// `run` found no sample (a directory with `meta.json`) under the samples root.
+    #[error(
+        "no sample under {}: a sample is a directory with a meta.json (see samples/README.md)",
+        root.display()
+    )]
+    NoSamplesFound {
+        /// The samples root that was searched.
+        root: PathBuf,
+    },
+
     /// A result set has no samples, so no geometric mean exists.
     #[error("result set {label:?} has no samples")]
     NoSamples {

@@ -544,6 +544,13 @@ pub fn run_all(
     on_progress: &mut dyn FnMut(usize, usize, Progress),
 ) -> Result<usize> {
     let all = discover_samples(&cfg.samples)?;
+    // Nothing to run is a mistake (a wrong path, an unpacked archive one level down), not
+    // an empty success: scoring zero samples has no geometric mean either.
+    if all.is_empty() {
+        return Err(BenchError::NoSamplesFound {
+            root: cfg.samples.clone(),
+        });
+    }
     let selected: Vec<(String, PathBuf)> = match cfg.shard {
         Some(shard) => {
             let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();

@@ -181,6 +181,24 @@ fn score_of_empty_dir_fails() {
 }
 
 #[test]
+fn run_of_a_dir_without_samples_fails() {
+    let d = TempDir::new("run-empty");
+    let out = d.0.join("out");
+    let o = bin(&[
+        "run",
+        "--samples",
+        &d.0.to_string_lossy(),
+        "--backend",
+        "reference",
+        "--out",
+        &out.to_string_lossy(),
+    ]);
+    assert!(!o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no sample under"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("0 sample(s)"), "{}", stderr(&o));
+}
+
+#[test]
 fn merge_combines_and_rejects_conflicts() {
     let a = TempDir::new("ma");
     let b = TempDir::new("mb");

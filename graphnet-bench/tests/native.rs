@@ -317,3 +317,25 @@ fn bundled_example_score_table() {
     insta::assert_snapshot!(table);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_directory_without_samples_is_an_error() {
+    let dir = tmp("empty");
+    std::fs::create_dir_all(dir.join("s/not_a_sample")).unwrap();
+    let cfg = config(
+        dir.join("s"),
+        dir.join("out"),
+        Variant::Tessera(Backend::Reference),
+    );
+    let err = run_all(&cfg, &mut |_, _, _| {}).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "no sample under {}: a sample is a directory with a meta.json (see samples/README.md)",
+            dir.join("s").display()
+        )
+    );
+    // Nothing was written, not even the output directory.
+    assert!(!dir.join("out").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -20,6 +20,17 @@ fn domain_name(d: Option<&str>) -> &str {
     }
 }
 
+/// The newest opset version the importer knows per operator-set domain: those of onnx
+/// 1.23 (whose node tests are the conformance suite). A model importing a newer version
+/// of one of these is refused, since an op's meaning may have changed; domains not
+/// listed are not checked here, and any node from them is reported as unsupported.
+pub const KNOWN_OPSETS: &[(&str, i64)] = &[
+    ("ai.onnx", 28),
+    ("ai.onnx.ml", 5),
+    ("ai.onnx.preview", 1),
+    ("ai.onnx.preview.training", 1),
+];
+
 /// ONNX value names and the IR values they are bound to so far.
 type Env = HashMap<String, ValueId>;
 
@@ -28,6 +39,7 @@ type Env = HashMap<String, ValueId>;
 pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, ImportError> {
     let g = m.graph.as_ref().ok_or(ImportError::NoGraph)?;
     let opsets = opsets(m);
+    check_opsets(&opsets)?;
     check_supported(&g.node, &opsets)?;
     let opset = opsets.get("ai.onnx").copied().unwrap_or(1);
 
@@ -56,6 +68,27 @@ fn opsets(m: &ModelProto) -> HashMap<&str, i64> {
         opsets.insert(domain_name(o.domain.as_deref()), o.version.unwrap_or(1));
     }
     opsets
+}
+
+/// Fails on the first domain (in name order) whose imported version is newer than the
+/// importer knows.
+fn check_opsets(opsets: &HashMap<&str, i64>) -> Result<(), ImportError> {
+    let mut domains: Vec<(&str, i64)> = opsets.iter().map(|(&d, &v)| (d, v)).collect();
+    domains.sort_unstable();
+    for (domain, version) in domains {
+        let newest = KNOWN_OPSETS
+            .iter()
+            .find(|(d, _)| *d == domain)
+            .map(|&(_, v)| v);
+        if let Some(newest) = newest.filter(|&n| version > n) {
+            return Err(ImportError::OpsetTooNew {
+                domain: domain.to_string(),
+                version,
+                newest,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Fails listing every node whose op the importer does not translate.

@@ -62,6 +62,17 @@ pub enum ImportError {
     #[error("the model has no graph")]
     NoGraph,
 
+    /// The model imports a version of an operator-set domain newer than the importer
+    /// knows ([`KNOWN_OPSETS`](crate::KNOWN_OPSETS)).
+    #[error(
+        "the model imports opset {version} of domain {domain:?}, but the newest tessera knows is {newest}"
+    )]
+    OpsetTooNew {
+        domain: String,
+        version: i64,
+        newest: i64,
+    },
+
     #[error("{} unsupported node(s):\n{}", .0.len(), list(.0))]
     Unsupported(Vec<UnsupportedNode>),
 

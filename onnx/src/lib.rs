@@ -33,6 +33,7 @@ use std::path::Path;
 
 use tessera_ir::Graph;
 
+pub use convert::KNOWN_OPSETS;
 pub use error::{ImportError, SymbolSource, UnsupportedNode};
 pub use options::ImportOptions;
 pub use symbols::{Dim, InputDecl, bind_symbols, symbols};

@@ -1,6 +1,7 @@
-//! Elementwise ops: unary and binary maps, variadic folds, `Where`, `Clip`, `Cast`, the
-//! ops that are the identity at inference (`Identity`, `Dropout`), and `HardSigmoid` and
-//! `HardSwish` as the multiply-add and clip they are (so they fuse like any pointwise op).
+//! Elementwise ops: unary and binary maps, variadic folds, `Where`, `Clip`, `Cast` and
+//! `CastLike`, the ops that are the identity at inference (`Identity`, `Dropout`), and
+//! `HardSigmoid` and `HardSwish` as the multiply-add and clip they are (so they fuse like
+//! any pointwise op), and `Mod` as the division, rounding and multiply-subtract it is.
 
 use tessera_ir::{BinaryOp, DType, GeluApprox, Op, Shape, Tensor, UnaryOp, ValueId};
 
@@ -52,8 +53,10 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("Clip", clip),
     ("Gelu", gelu),
     ("Cast", cast),
+    ("CastLike", cast_like),
     ("HardSigmoid", hard_sigmoid),
     ("HardSwish", hard_swish),
+    ("Mod", mod_op),
 ];
 
 fn unary(cx: &mut Ctx, u: UnaryOp) -> R<Vec<ValueId>> {
@@ -179,6 +182,13 @@ fn gelu(cx: &mut Ctx) -> R<Vec<ValueId>> {
     Ok(vec![cx.emit1(Op::Gelu { approximate }, &[cx.input(0)?])?])
 }
 
+/// `Cast` to the dtype of input 1 (whose values are not read).
+fn cast_like(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, like) = (cx.input(0)?, cx.input(1)?);
+    let to = cx.ty(like).dtype;
+    Ok(vec![cx.emit1(Op::Cast { to }, &[x])?])
+}
+
 fn cast(cx: &mut Ctx) -> R<Vec<ValueId>> {
     let code = cx
         .attr_int("to")?
@@ -212,4 +222,89 @@ fn hard_swish(cx: &mut Ctx) -> R<Vec<ValueId>> {
     let x = cx.input(0)?;
     let h = hard_sigmoid_of(cx, x, 1.0 / 6.0, 0.5)?;
     Ok(vec![cx.emit1(Op::Binary(BinaryOp::Mul), &[x, h])?])
+}
+
+/// `Mod`: `a − trunc(a/b)·b` with `fmod = 1` (C's `fmod`, the sign of `a`), `a −
+/// floor(a/b)·b` with `fmod = 0` (Python's `%`, the sign of `b`).
+///
+/// Integers use the IR's truncating division, then move a remainder whose sign differs
+/// from the divisor's by one divisor. Floats are computed in f64, where `trunc(a/b)·b`
+/// of f32 (or narrower) operands is exact enough that the result is the correctly
+/// rounded remainder, and an infinite divisor (which the formula turns into NaN) is
+/// selected out: the result is then `a`, or for `fmod = 0` with signs that differ, `b`.
+fn mod_op(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (a0, b0) = (cx.input(0)?, cx.input(1)?);
+    let fmod = match cx.attr_int("fmod")?.unwrap_or(0) {
+        0 => false,
+        1 => true,
+        v => return Err(cx.err(format!("attribute \"fmod\" must be 0 or 1, got {v}"))),
+    };
+    let (da, db) = (cx.ty(a0).dtype, cx.ty(b0).dtype);
+    if da != db {
+        return Err(cx.err(format!("operands are {da} and {db}, expected one dtype")));
+    }
+    if da == DType::Bool {
+        return Err(cx.err("operands are bool, expected a numeric dtype"));
+    }
+    let bin =
+        |cx: &mut Ctx, op: BinaryOp, x: ValueId, y: ValueId| cx.emit1(Op::Binary(op), &[x, y]);
+    let un = |cx: &mut Ctx, op: UnaryOp, x: ValueId| cx.emit1(Op::Unary(op), &[x]);
+    let float = da.is_float();
+    let (a, b) = if float && da != DType::F64 {
+        (
+            cx.emit1(Op::Cast { to: DType::F64 }, &[a0])?,
+            cx.emit1(Op::Cast { to: DType::F64 }, &[b0])?,
+        )
+    } else {
+        (a0, b0)
+    };
+    let work = cx.ty(a).dtype;
+    let zero = cx.constant(Tensor::full(work, Shape::scalar(), 0.0));
+    let q = bin(cx, BinaryOp::Div, a, b)?;
+    let b_neg = bin(cx, BinaryOp::Less, b, zero)?;
+    let r = if float {
+        let rounded = if fmod {
+            let neg = bin(cx, BinaryOp::Less, q, zero)?;
+            let up = un(cx, UnaryOp::Ceil, q)?;
+            let down = un(cx, UnaryOp::Floor, q)?;
+            cx.emit1(Op::Where, &[neg, up, down])?
+        } else {
+            un(cx, UnaryOp::Floor, q)?
+        };
+        let qb = bin(cx, BinaryOp::Mul, rounded, b)?;
+        let r = bin(cx, BinaryOp::Sub, a, qb)?;
+        // A finite dividend over an infinite divisor.
+        let b_inf = un(cx, UnaryOp::IsInf, b)?;
+        let a_inf = un(cx, UnaryOp::IsInf, a)?;
+        let a_fin = un(cx, UnaryOp::Not, a_inf)?;
+        let inf_case = bin(cx, BinaryOp::And, b_inf, a_fin)?;
+        let inf_value = if fmod {
+            a
+        } else {
+            let a_neg = bin(cx, BinaryOp::Less, a, zero)?;
+            let a_zero = bin(cx, BinaryOp::Equal, a, zero)?;
+            let same = bin(cx, BinaryOp::Equal, a_neg, b_neg)?;
+            let keep = bin(cx, BinaryOp::Or, a_zero, same)?;
+            cx.emit1(Op::Where, &[keep, a, b])?
+        };
+        cx.emit1(Op::Where, &[inf_case, inf_value, r])?
+    } else {
+        let qb = bin(cx, BinaryOp::Mul, q, b)?;
+        let t = bin(cx, BinaryOp::Sub, a, qb)?;
+        if fmod {
+            t
+        } else {
+            let t_zero = bin(cx, BinaryOp::Equal, t, zero)?;
+            let t_nonzero = un(cx, UnaryOp::Not, t_zero)?;
+            let t_neg = bin(cx, BinaryOp::Less, t, zero)?;
+            let differ = bin(cx, BinaryOp::Xor, t_neg, b_neg)?;
+            let fix = bin(cx, BinaryOp::And, t_nonzero, differ)?;
+            let tb = bin(cx, BinaryOp::Add, t, b)?;
+            cx.emit1(Op::Where, &[fix, tb, t])?
+        }
+    };
+    if cx.ty(r).dtype != da {
+        return Ok(vec![cx.emit1(Op::Cast { to: da }, &[r])?]);
+    }
+    Ok(vec![r])
 }

@@ -1,5 +1,5 @@
-//! Ops that pick elements: `Slice`, the `Gather` family, and `ScatterND` (expanded into
-//! gathers and selects, see [`scatter_nd`]).
+//! Ops that pick elements: `Slice`, the `Gather` family, and `ScatterND` and
+//! `ScatterElements` (expanded into gathers and selects, see [`scatter_nd`]).
 
 use tessera_ir::{BinaryOp, DType, Op, ReduceOp, Shape, Tensor, ValueId};
 
@@ -12,6 +12,8 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("GatherElements", gather_elements),
     ("GatherND", gather_nd),
     ("ScatterND", scatter_nd),
+    ("ScatterElements", scatter_elements),
+    ("Scatter", scatter_elements),
 ];
 
 fn slice(cx: &mut Ctx) -> R<Vec<ValueId>> {
@@ -168,16 +170,20 @@ fn const_tensor<T: tessera_ir::Element>(cx: &Ctx, dims: Vec<usize>, v: Vec<T>) -
 ///   elements, bounded by [`SCATTER_EXPANSION_LIMIT`]); without reduction the last
 ///   matching update is gathered, with one its matches are reduced and combined with
 ///   `data`. An out-of-range index tuple matches no position.
-fn scatter_nd(cx: &mut Ctx) -> R<Vec<ValueId>> {
-    let (x, ind, upd) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
-    let reduction = match cx.attr_string("reduction")?.as_deref() {
+fn reduction_attr(cx: &Ctx) -> R<Reduction> {
+    Ok(match cx.attr_string("reduction")?.as_deref() {
         None | Some("none") => Reduction::None,
         Some("add") => Reduction::Add,
         Some("mul") => Reduction::Mul,
         Some("max") => Reduction::Max,
         Some("min") => Reduction::Min,
         Some(other) => return Err(cx.err(format!("unknown reduction {other:?}"))),
-    };
+    })
+}
+
+fn scatter_nd(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, ind, upd) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+    let reduction = reduction_attr(cx)?;
     let d = dims_of(cx, x);
     let id = dims_of(cx, ind);
     let dtype = cx.ty(x).dtype;
@@ -220,6 +226,99 @@ fn scatter_nd(cx: &mut Ctx) -> R<Vec<ValueId>> {
     let out = match cx.const_value(1).cloned() {
         Some(indices) => scatter_constant(cx, x, upd, &indices.to_i64_vec(), &d, k, m, reduction)?,
         None => scatter_dynamic(cx, x, ind, upd, &d, k, m, reduction)?,
+    };
+    Ok(vec![out])
+}
+
+/// `ScatterElements(data, indices, updates)` along `axis` (and the deprecated `Scatter`,
+/// the same op): element `p` of `updates` lands on `data[p with p[axis] = indices[p]]`.
+/// That is a `ScatterND` whose index tuples are the positions of `indices` with the axis
+/// coordinate replaced, so both share [`scatter_constant`] and [`scatter_dynamic`] (the
+/// tuples are computed here for constant indices, and as a concatenation of broadcast
+/// index grids for run-time ones).
+fn scatter_elements(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, ind, upd) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+    let reduction = reduction_attr(cx)?;
+    let d = dims_of(cx, x);
+    let id = dims_of(cx, ind);
+    let dtype = cx.ty(x).dtype;
+    let r = d.len();
+    let a = axis(cx, cx.attr_int("axis")?.unwrap_or(0), r.max(1))?;
+    if !matches!(cx.ty(ind).dtype, DType::I64 | DType::I32) {
+        return Err(cx.err("indices must be int32 or int64"));
+    }
+    if r == 0 || id.len() != r || dims_of(cx, upd) != id || cx.ty(upd).dtype != dtype {
+        return Err(cx.err(format!(
+            "data {}, indices {} and updates {} must have one rank, and updates the shape of indices",
+            cx.ty(x),
+            cx.ty(ind),
+            cx.ty(upd)
+        )));
+    }
+    if id
+        .iter()
+        .zip(&d)
+        .enumerate()
+        .any(|(j, (&i, &n))| j != a && i > n)
+    {
+        return Err(cx.err(format!(
+            "indices {} are larger than data {} off the scatter axis",
+            cx.ty(ind).shape,
+            cx.ty(x).shape
+        )));
+    }
+    if reduction != Reduction::None && dtype == DType::Bool {
+        return Err(cx.err("a reduction needs numeric data, not bool"));
+    }
+    let m: usize = id.iter().product();
+    if m == 0 {
+        return Ok(vec![cx.emit1(Op::Identity, &[x])?]);
+    }
+    let upd = reshape(cx, upd, vec![m])?;
+    let out = match cx.const_value(1).cloned() {
+        Some(indices) => {
+            let values = indices.to_i64_vec();
+            let mut tuples = Vec::with_capacity(m * r);
+            let mut pos = vec![0usize; r];
+            for &v in &values {
+                for (j, &c) in pos.iter().enumerate() {
+                    tuples.push(if j == a { v } else { c as i64 });
+                }
+                // Next position of `indices`, row-major.
+                for j in (0..r).rev() {
+                    pos[j] += 1;
+                    if pos[j] < id[j] {
+                        break;
+                    }
+                    pos[j] = 0;
+                }
+            }
+            scatter_constant(cx, x, upd, &tuples, &d, r, m, reduction)?
+        }
+        None => {
+            let ind = if cx.ty(ind).dtype == DType::I64 {
+                ind
+            } else {
+                cx.emit1(Op::Cast { to: DType::I64 }, &[ind])?
+            };
+            let mut cols = Vec::with_capacity(r);
+            let col_dims: Vec<usize> = id.iter().copied().chain([1]).collect();
+            for j in 0..r {
+                let col = if j == a {
+                    ind
+                } else {
+                    let mut grid = vec![1usize; r];
+                    grid[j] = id[j];
+                    let g = const_tensor(cx, grid, (0..id[j] as i64).collect())?;
+                    let g = cx.constant(g);
+                    let s = shape(cx, id.clone())?;
+                    cx.emit1(Op::Expand { shape: s }, &[g])?
+                };
+                cols.push(reshape(cx, col, col_dims.clone())?);
+            }
+            let tuples = cx.emit1(Op::Concat { axis: r }, &cols)?;
+            scatter_dynamic(cx, x, tuples, upd, &d, r, m, reduction)?
+        }
     };
     Ok(vec![out])
 }

@@ -3,15 +3,20 @@
 //! each family lists its op types with their translators in an `OPS` table, and
 //! [`convert`] looks the node's op type up in those tables.
 
+mod activation;
 mod common;
 mod constant;
 mod contraction;
+mod einsum;
 mod elementwise;
 mod indexing;
+mod loss;
 mod movement;
 mod normalize;
+mod quant;
 mod reduce;
 mod resample;
+mod select;
 mod window;
 
 use tessera_ir::ValueId;
@@ -22,6 +27,7 @@ use crate::context::Ctx;
 /// Every op family's table of ONNX op types (default domain) and their translators.
 const FAMILIES: &[&[(&str, Translator)]] = &[
     elementwise::OPS,
+    activation::OPS,
     contraction::OPS,
     window::OPS,
     reduce::OPS,
@@ -29,6 +35,10 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     movement::OPS,
     indexing::OPS,
     resample::OPS,
+    select::OPS,
+    loss::OPS,
+    quant::OPS,
+    einsum::OPS,
     constant::OPS,
 ];
 

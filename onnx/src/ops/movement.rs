@@ -1,5 +1,6 @@
 //! Data movement that keeps every element: reshapes (`Reshape`, `Flatten`, `Squeeze`,
-//! `Unsqueeze`), `Transpose`, broadcasting (`Expand`, `Tile`), `Concat` and `Split`.
+//! `Unsqueeze`), `Transpose`, broadcasting (`Expand`, `Tile`), `Concat`, `Split`, and
+//! `DepthToSpace`/`SpaceToDepth` as the reshape, transpose, reshape they are.
 
 use tessera_ir::{Op, ValueId, broadcast_shapes};
 
@@ -17,7 +18,74 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("Tile", tile),
     ("Concat", concat),
     ("Split", split),
+    ("DepthToSpace", |cx| depth_space(cx, true)),
+    ("SpaceToDepth", |cx| depth_space(cx, false)),
 ];
+
+/// `DepthToSpace` (`to_space`) and `SpaceToDepth` on `[N, C, H, W]` with block size `b`:
+/// split the channel (or the spatial) axes into blocks, move the blocks, merge. `DCR`
+/// mode (the default) orders channels as (block row, block column, channel), `CRD` as
+/// (channel, block row, block column).
+fn depth_space(cx: &mut Ctx, to_space: bool) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let d = dims_of(cx, x);
+    let [n, c, h, w] = d[..] else {
+        return Err(cx.err(format!(
+            "input has rank {}, expected 4 ([N, C, H, W])",
+            d.len()
+        )));
+    };
+    let b = cx
+        .attr_int("blocksize")?
+        .ok_or_else(|| cx.err("attribute \"blocksize\" is missing"))?;
+    if b <= 0 {
+        return Err(cx.err(format!("blocksize {b} must be positive")));
+    }
+    let b = b as usize;
+    let dcr = match cx.attr_string("mode")?.as_deref().unwrap_or("DCR") {
+        "DCR" => true,
+        "CRD" => false,
+        other => return Err(cx.err(format!("unknown mode {other:?}"))),
+    };
+    let (split, perm, out) = if to_space {
+        if c % (b * b) != 0 {
+            return Err(cx.err(format!(
+                "channels {c} are not a multiple of blocksize² {}",
+                b * b
+            )));
+        }
+        let cc = c / (b * b);
+        if dcr {
+            (
+                vec![n, b, b, cc, h, w],
+                vec![0, 3, 4, 1, 5, 2],
+                vec![n, cc, h * b, w * b],
+            )
+        } else {
+            (
+                vec![n, cc, b, b, h, w],
+                vec![0, 1, 4, 2, 5, 3],
+                vec![n, cc, h * b, w * b],
+            )
+        }
+    } else {
+        if h % b != 0 || w % b != 0 {
+            return Err(cx.err(format!(
+                "spatial size {h}×{w} is not a multiple of blocksize {b}"
+            )));
+        }
+        let (hh, ww) = (h / b, w / b);
+        let perm = if dcr {
+            vec![0, 3, 5, 1, 2, 4]
+        } else {
+            vec![0, 1, 3, 5, 2, 4]
+        };
+        (vec![n, c, hh, b, ww, b], perm, vec![n, c * b * b, hh, ww])
+    };
+    let s = reshape(cx, x, split)?;
+    let t = cx.emit1(Op::Transpose { perm }, &[s])?;
+    Ok(vec![reshape(cx, t, out)?])
+}
 
 fn reshape_op(cx: &mut Ctx) -> R<Vec<ValueId>> {
     let x = cx.input(0)?;

@@ -1,5 +1,6 @@
-//! Normalizations: `LayerNormalization`, `BatchNormalization` (training mode decomposed)
-//! and `LRN`.
+//! Normalizations: `LayerNormalization`, `RMSNormalization`, `BatchNormalization`
+//! (training mode decomposed), `LRN` and `LpNormalization` (a norm reduction and a
+//! division).
 
 use tessera_ir::{BinaryOp, Op, ReduceOp, Shape, Tensor, UnaryOp, ValueId};
 
@@ -10,7 +11,56 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("LayerNormalization", layer_norm),
     ("BatchNormalization", batch_norm),
     ("LRN", lrn),
+    ("RMSNormalization", rms_norm),
+    ("LpNormalization", lp_norm),
 ];
+
+/// `RMSNormalization` (opset 23) is the IR's `rms_norm`: `x / sqrt(mean(x²) + ε) · scale`
+/// over axes `axis..rank`.
+fn rms_norm(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, scale) = (cx.input(0)?, cx.input(1)?);
+    let rank = cx.ty(x).shape.rank();
+    let ax = axis(cx, cx.attr_int("axis")?.unwrap_or(-1), rank)?;
+    let epsilon = cx.attr_float("epsilon")?.unwrap_or(1e-5);
+    if cx.attr_int("stash_type")?.unwrap_or(1) != 1 {
+        return Err(cx.err("only stash_type = 1 (float32 statistics) is supported"));
+    }
+    Ok(vec![
+        cx.emit1(Op::RmsNorm { axis: ax, epsilon }, &[x, scale])?,
+    ])
+}
+
+/// `LpNormalization`: `x / Σ|x|` (`p = 1`) or `x / sqrt(Σx²)` (`p = 2`) along `axis`; a
+/// slice whose norm is 0 stays 0.
+fn lp_norm(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let rank = cx.ty(x).shape.rank();
+    let ax = axis(cx, cx.attr_int("axis")?.unwrap_or(-1), rank)?;
+    let p = cx.attr_int("p")?.unwrap_or(2);
+    let mapped = match p {
+        1 => cx.emit1(Op::Unary(UnaryOp::Abs), &[x])?,
+        2 => cx.emit1(Op::Binary(BinaryOp::Mul), &[x, x])?,
+        _ => return Err(cx.err(format!("p = {p}; only 1 and 2 are defined"))),
+    };
+    let mut norm = cx.emit1(
+        Op::Reduce {
+            op: ReduceOp::Sum,
+            axes: vec![ax],
+            keep_dims: true,
+        },
+        &[mapped],
+    )?;
+    if p == 2 {
+        norm = cx.emit1(Op::Unary(UnaryOp::Sqrt), &[norm])?;
+    }
+    // An all-zero slice stays zero (onnxruntime divides by 1 there, not 0).
+    let dtype = cx.ty(x).dtype;
+    let zero = cx.constant(Tensor::full(dtype, Shape::scalar(), 0.0));
+    let one = cx.constant(Tensor::full(dtype, Shape::scalar(), 1.0));
+    let is_zero = cx.emit1(Op::Binary(BinaryOp::Equal), &[norm, zero])?;
+    let norm = cx.emit1(Op::Where, &[is_zero, one, norm])?;
+    Ok(vec![cx.emit1(Op::Binary(BinaryOp::Div), &[x, norm])?])
+}
 
 fn layer_norm(cx: &mut Ctx) -> R<Vec<ValueId>> {
     let x = cx.input(0)?;

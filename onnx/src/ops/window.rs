@@ -1,15 +1,21 @@
-//! Sliding-window ops over `[N, C, spatial...]` inputs: `Conv`, `MaxPool`, `AveragePool`
-//! and their global forms, with ONNX padding (`auto_pad`, `pads`) resolved.
+//! Sliding-window ops over `[N, C, spatial...]` inputs: `Conv`, `ConvTranspose` (a
+//! convolution of the zero-upsampled input), `MaxPool`, `AveragePool` and their global
+//! forms, and `LpPool` (an average pool of `|x|^p`), with ONNX padding (`auto_pad`,
+//! `pads`) resolved.
 
-use tessera_ir::{BinaryOp, ConvAttrs, Op, PoolAttrs, PoolKind, ReduceOp, Tensor, ValueId};
+use tessera_ir::{
+    BinaryOp, ConvAttrs, Op, PoolAttrs, PoolKind, ReduceOp, Shape, Tensor, UnaryOp, ValueId,
+};
 
-use super::common::{R, Translator, dims_of};
+use super::common::{R, Translator, dims_of, reshape};
 use crate::context::Ctx;
 
 pub(super) const OPS: &[(&str, Translator)] = &[
     ("Conv", conv),
+    ("ConvTranspose", conv_transpose),
     ("MaxPool", |cx| pool(cx, true)),
     ("AveragePool", |cx| pool(cx, false)),
+    ("LpPool", lp_pool),
     ("GlobalAveragePool", |cx| global_pool(cx, ReduceOp::Mean)),
     ("GlobalMaxPool", |cx| global_pool(cx, ReduceOp::Max)),
 ];
@@ -101,10 +107,210 @@ fn conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
     Ok(vec![cx.emit1(op, &inputs)?])
 }
 
-/// `MaxPool` if `max`, else `AveragePool`.
-fn pool(cx: &mut Ctx, max: bool) -> R<Vec<ValueId>> {
-    let x = cx.input(0)?;
-    let xd = dims_of(cx, x);
+/// `ConvTranspose` as the convolution it is the adjoint of: the input upsampled with
+/// `stride − 1` zeros between elements, padded by `dilation·(k − 1)` less the transposed
+/// pads on each side (cropped where that is negative; `output_padding` extends the end),
+/// convolved at stride 1 with the kernel flipped in space and its two channel axes
+/// swapped per group. `output_shape` and `auto_pad` fix the pads as ONNX specifies.
+fn conv_transpose(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, w) = (cx.input(0)?, cx.input(1)?);
+    let bias = cx.opt_input(2);
+    let (xd, wd) = (dims_of(cx, x), dims_of(cx, w));
+    if xd.len() < 3 || wd.len() != xd.len() {
+        return Err(cx.err(format!(
+            "X {xd:?} and W {wd:?} must be [N, C, spatial...] and [C, M/group, k...]"
+        )));
+    }
+    let sp = xd.len() - 2;
+    let kernel = wd[2..].to_vec();
+    if let Some(ks) = cx.attr_ints("kernel_shape")?
+        && ks.iter().map(|&k| k as usize).ne(kernel.iter().copied())
+    {
+        return Err(cx.err(format!(
+            "kernel_shape {ks:?} disagrees with W of shape {wd:?}"
+        )));
+    }
+    let group = cx.attr_int("group")?.unwrap_or(1);
+    if group <= 0 || xd[1] % group as usize != 0 || wd[0] != xd[1] {
+        return Err(cx.err(format!(
+            "group {group} must be positive and divide the {} input channels, which W's first axis ({}) must equal",
+            xd[1], wd[0]
+        )));
+    }
+    let g = group as usize;
+    let strides = positive(cx, "strides", cx.attr_ints("strides")?, sp)?;
+    let dilations = positive(cx, "dilations", cx.attr_ints("dilations")?, sp)?;
+    let out_pad = cx
+        .attr_ints("output_padding")?
+        .unwrap_or_else(|| vec![0; sp]);
+    if out_pad.len() != sp || out_pad.iter().any(|&p| p < 0) {
+        return Err(cx.err(format!(
+            "output_padding {out_pad:?} must be {sp} non-negative values"
+        )));
+    }
+    let out_pad: Vec<usize> = out_pad.iter().map(|&p| p as usize).collect();
+    // The full (unpadded) output size per spatial axis.
+    let full: Vec<usize> = (0..sp)
+        .map(|i| strides[i] * (xd[2 + i] - 1) + out_pad[i] + dilations[i] * (kernel[i] - 1) + 1)
+        .collect();
+    let auto = cx
+        .attr_string("auto_pad")?
+        .unwrap_or_else(|| "NOTSET".into());
+    let output_shape = match cx.attr_ints("output_shape")? {
+        Some(s) => {
+            // Either the spatial sizes or the whole shape.
+            let s = if s.len() == xd.len() {
+                s[2..].to_vec()
+            } else {
+                s
+            };
+            if s.len() != sp || s.iter().any(|&v| v <= 0) {
+                return Err(cx.err(format!("output_shape {s:?} must be {sp} positive values")));
+            }
+            Some(s.iter().map(|&v| v as usize).collect::<Vec<_>>())
+        }
+        None if auto == "SAME_UPPER" || auto == "SAME_LOWER" => {
+            Some((0..sp).map(|i| xd[2 + i] * strides[i]).collect())
+        }
+        None => None,
+    };
+    let pads: Vec<i64> = match output_shape {
+        Some(os) => {
+            let mut pads = vec![0i64; 2 * sp];
+            for i in 0..sp {
+                // Negative when output_shape is larger than the full output (then the
+                // pads extend it); halves round down, as in ONNX's definition.
+                let total = full[i] as i64 - os[i] as i64;
+                let half = total.div_euclid(2);
+                let (b, e) = if auto == "SAME_UPPER" {
+                    (half, total - half)
+                } else {
+                    (total - half, half)
+                };
+                pads[i] = b;
+                pads[sp + i] = e;
+            }
+            pads
+        }
+        None => match auto.as_str() {
+            "NOTSET" => {
+                let p = cx.attr_ints("pads")?.unwrap_or_else(|| vec![0; 2 * sp]);
+                if p.len() != 2 * sp || p.iter().any(|&v| v < 0) {
+                    return Err(
+                        cx.err(format!("pads {p:?} must be {} non-negative values", 2 * sp))
+                    );
+                }
+                p
+            }
+            "VALID" => vec![0; 2 * sp],
+            other => return Err(cx.err(format!("unknown auto_pad {other:?}"))),
+        },
+    };
+    let dtype = cx.ty(x).dtype;
+    // Zeros between input elements, one spatial axis at a time.
+    let mut up = x;
+    for i in 0..sp {
+        let (n, s) = (xd[2 + i], strides[i]);
+        if s == 1 || n == 0 {
+            continue;
+        }
+        let a = 2 + i;
+        let mut d = dims_of(cx, up);
+        let mut split = d.clone();
+        split.insert(a + 1, 1);
+        let col = reshape(cx, up, split.clone())?;
+        let mut zdims = split;
+        zdims[a + 1] = s - 1;
+        let z = Shape::new(zdims).map_err(|e| cx.err(e.to_string()))?;
+        let zeros = cx.constant(Tensor::full(dtype, z, 0.0));
+        let spread = cx.emit1(Op::Concat { axis: a + 1 }, &[col, zeros])?;
+        d[a] = n * s;
+        let flat = reshape(cx, spread, d)?;
+        up = cx.emit1(
+            Op::Slice {
+                axes: vec![a],
+                starts: vec![0],
+                ends: vec![((n - 1) * s + 1) as i64],
+                steps: vec![1],
+            },
+            &[flat],
+        )?;
+    }
+    // Convolution pads; negative ones crop the upsampled input instead.
+    let mut conv_pads = vec![0usize; 2 * sp];
+    let (mut starts, mut ends, mut axes) = (vec![], vec![], vec![]);
+    let ud = dims_of(cx, up);
+    for i in 0..sp {
+        let reach = (dilations[i] * (kernel[i] - 1)) as i64;
+        let b = reach - pads[i];
+        let e = reach - pads[sp + i] + out_pad[i] as i64;
+        let n = ud[2 + i] as i64;
+        let (cb, ce) = (if b < 0 { -b } else { 0 }, if e < 0 { -e } else { 0 });
+        if cb + ce > n {
+            return Err(cx.err(format!(
+                "pads {pads:?} leave no output along spatial axis {i}"
+            )));
+        }
+        if cb > 0 || ce > 0 {
+            axes.push(2 + i);
+            starts.push(cb);
+            ends.push(n - ce);
+        }
+        conv_pads[i] = b.max(0) as usize;
+        conv_pads[sp + i] = e.max(0) as usize;
+    }
+    if !axes.is_empty() {
+        let steps = vec![1; axes.len()];
+        up = cx.emit1(
+            Op::Slice {
+                axes,
+                starts,
+                ends,
+                steps,
+            },
+            &[up],
+        )?;
+    }
+    // W [C, M/g, k...] → flipped, [M, C/g, k...].
+    let (c, mg) = (wd[0], wd[1]);
+    let spatial_axes: Vec<usize> = (2..wd.len()).collect();
+    let flipped = cx.emit1(
+        Op::Slice {
+            axes: spatial_axes.clone(),
+            starts: kernel.iter().map(|&k| k as i64 - 1).collect(),
+            ends: vec![-1; sp],
+            steps: vec![-1; sp],
+        },
+        &[w],
+    )?;
+    let grouped: Vec<usize> = [g, c / g, mg]
+        .into_iter()
+        .chain(kernel.iter().copied())
+        .collect();
+    let wg = reshape(cx, flipped, grouped)?;
+    let perm: Vec<usize> = [0, 2, 1].into_iter().chain(3..3 + sp).collect();
+    let wt = cx.emit1(Op::Transpose { perm }, &[wg])?;
+    let wk = reshape(
+        cx,
+        wt,
+        [g * mg, c / g]
+            .into_iter()
+            .chain(kernel.iter().copied())
+            .collect(),
+    )?;
+    let op = Op::Conv(ConvAttrs {
+        strides: vec![1; sp],
+        pads: conv_pads,
+        dilations,
+        group: g,
+    });
+    let mut inputs = vec![up, wk];
+    inputs.extend(bias);
+    Ok(vec![cx.emit1(op, &inputs)?])
+}
+
+/// The window attributes shared by the pools, for input dims `xd`.
+fn pool_attrs(cx: &Ctx, xd: &[usize]) -> R<PoolAttrs> {
     if xd.len() < 3 {
         return Err(cx.err("input must be [N, C, spatial...]"));
     }
@@ -121,6 +327,20 @@ fn pool(cx: &mut Ctx, max: bool) -> R<Vec<ValueId>> {
     let strides = positive(cx, "strides", cx.attr_ints("strides")?, sp)?;
     let dilations = positive(cx, "dilations", cx.attr_ints("dilations")?, sp)?;
     let pads = window_pads(cx, &xd[2..], &kernel, &strides, &dilations)?;
+    Ok(PoolAttrs {
+        kernel,
+        strides,
+        pads,
+        dilations,
+        ceil_mode: cx.attr_int("ceil_mode")?.unwrap_or(0) != 0,
+    })
+}
+
+/// `MaxPool` if `max`, else `AveragePool`.
+fn pool(cx: &mut Ctx, max: bool) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let xd = dims_of(cx, x);
+    let attrs = pool_attrs(cx, &xd)?;
     let indices = cx.output_used(1);
     let column_major = indices && cx.attr_int("storage_order")?.unwrap_or(0) != 0;
     let kind = if max {
@@ -130,18 +350,56 @@ fn pool(cx: &mut Ctx, max: bool) -> R<Vec<ValueId>> {
             count_include_pad: cx.attr_int("count_include_pad")?.unwrap_or(0) != 0,
         }
     };
-    let attrs = PoolAttrs {
-        kernel,
-        strides,
-        pads,
-        dilations,
-        ceil_mode: cx.attr_int("ceil_mode")?.unwrap_or(0) != 0,
-    };
     let mut outs = cx.emit(Op::Pool { kind, attrs }, &[x])?;
     if column_major {
         outs[1] = column_major_indices(cx, outs[1], &xd)?;
     }
     Ok(outs)
+}
+
+/// `LpPool`: `(Σ|x|^p)^(1/p)` over each window, as an average pool of `|x|^p` that counts
+/// the (zero) padding, times the window size. `ceil_mode` is refused: its partial windows
+/// would be divided by fewer elements than the window has.
+fn lp_pool(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let xd = dims_of(cx, x);
+    let attrs = pool_attrs(cx, &xd)?;
+    if attrs.ceil_mode {
+        return Err(cx.err("ceil_mode is not supported for LpPool"));
+    }
+    let dtype = cx.ty(x).dtype;
+    if !dtype.is_float() {
+        return Err(cx.err(format!("input is {dtype}, expected a float dtype")));
+    }
+    let p = cx.attr_int("p")?.unwrap_or(2);
+    if p < 1 {
+        return Err(cx.err(format!("p = {p} must be at least 1")));
+    }
+    let scalar = |cx: &mut Ctx, v: f64| cx.constant(Tensor::full(dtype, Shape::scalar(), v));
+    let a = cx.emit1(Op::Unary(UnaryOp::Abs), &[x])?;
+    let powered = match p {
+        1 => a,
+        2 => cx.emit1(Op::Binary(BinaryOp::Mul), &[a, a])?,
+        _ => {
+            let e = scalar(cx, p as f64);
+            cx.emit1(Op::Binary(BinaryOp::Pow), &[a, e])?
+        }
+    };
+    let window: usize = attrs.kernel.iter().product();
+    let kind = PoolKind::Average {
+        count_include_pad: true,
+    };
+    let mean = cx.emit1(Op::Pool { kind, attrs }, &[powered])?;
+    let k = scalar(cx, window as f64);
+    let sum = cx.emit1(Op::Binary(BinaryOp::Mul), &[mean, k])?;
+    Ok(vec![match p {
+        1 => sum,
+        2 => cx.emit1(Op::Unary(UnaryOp::Sqrt), &[sum])?,
+        _ => {
+            let e = scalar(cx, 1.0 / p as f64);
+            cx.emit1(Op::Binary(BinaryOp::Pow), &[sum, e])?
+        }
+    }])
 }
 
 /// Rewrites row-major flat indices into a `[N, C, spatial...]` tensor so that the spatial
