@@ -864,3 +864,27 @@ fn einsum_traces_multiplies_and_rejects_bad_equations() {
         "ONNX node \"e\" (Einsum, n0): output label 'q' is in no operand"
     );
 }
+
+#[test]
+fn bit_shift_needs_a_direction_and_integers() {
+    let m = model(
+        vec![node("b", "BitShift", &["x", "s"], &["y"])],
+        vec![value("x", 2, &[3]), value("s", 2, &[3])],
+        vec![value("y", 2, &[3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"b\" (BitShift, n0): direction must be \"LEFT\" or \"RIGHT\", got None"
+    );
+    let mut n = node("b", "BitShift", &["x", "s"], &["y"]);
+    n.attribute.push(string_attr("direction", "LEFT"));
+    let m = model(
+        vec![n],
+        vec![value("x", F32, &[3]), value("s", F32, &[3])],
+        vec![value("y", F32, &[3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"b\" (BitShift, n0): operands are f32 and f32, expected one integer dtype"
+    );
+}

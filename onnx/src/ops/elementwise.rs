@@ -57,6 +57,7 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("HardSigmoid", hard_sigmoid),
     ("HardSwish", hard_swish),
     ("Mod", mod_op),
+    ("BitShift", bit_shift),
 ];
 
 fn unary(cx: &mut Ctx, u: UnaryOp) -> R<Vec<ValueId>> {
@@ -307,4 +308,84 @@ fn mod_op(cx: &mut Ctx) -> R<Vec<ValueId>> {
         return Ok(vec![cx.emit1(Op::Cast { to: da }, &[r])?]);
     }
     Ok(vec![r])
+}
+
+/// `BitShift` on integers: `x << b` is `x · 2^b` with the wrap of the dtype, `x >> b` the
+/// division by `2^b` rounded down (arithmetic for signed types), with the powers of two
+/// gathered from a per-dtype table; a shift outside `0..width` gives 0 (−1 for a negative
+/// signed `x` shifted right). Limitation: the IR's integer division is signed 64-bit, so a
+/// uint64 `x` of 2^63 or more shifted right is wrong.
+fn bit_shift(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, b) = (cx.input(0)?, cx.input(1)?);
+    let left = match cx.attr_string("direction")?.as_deref() {
+        Some("LEFT") => true,
+        Some("RIGHT") => false,
+        other => {
+            return Err(cx.err(format!(
+                "direction must be \"LEFT\" or \"RIGHT\", got {other:?}"
+            )));
+        }
+    };
+    let dt = cx.ty(x).dtype;
+    if !dt.is_int() || cx.ty(b).dtype != dt {
+        return Err(cx.err(format!(
+            "operands are {} and {}, expected one integer dtype",
+            dt,
+            cx.ty(b).dtype
+        )));
+    }
+    let width = dt.size_bytes() * 8;
+    let bin =
+        |cx: &mut Ctx, op: BinaryOp, p: ValueId, q: ValueId| cx.emit1(Op::Binary(op), &[p, q]);
+    let c = |cx: &mut Ctx, v: f64| cx.constant(Tensor::full(dt, Shape::scalar(), v));
+    let zero = c(cx, 0.0);
+    let w = c(cx, width as f64);
+    let nonneg = bin(cx, BinaryOp::GreaterOrEqual, b, zero)?;
+    let below = bin(cx, BinaryOp::Less, b, w)?;
+    let valid = bin(cx, BinaryOp::And, nonneg, below)?;
+    let bs = cx.emit1(Op::Where, &[valid, b, zero])?;
+    // 2^j for j < width, as the dtype's bits (the top one is negative for signed types).
+    let mut bytes = Vec::with_capacity(width * dt.size_bytes());
+    for j in 0..width {
+        bytes.extend_from_slice(&(1u64 << j).to_le_bytes()[..dt.size_bytes()]);
+    }
+    let shape = Shape::new(vec![width]).map_err(|e| cx.err(e.to_string()))?;
+    let table = Tensor::from_le_bytes(dt, shape, &bytes).map_err(|e| cx.err(e.to_string()))?;
+    let table = cx.constant(table);
+    let bi = if matches!(dt, DType::I32 | DType::I64) {
+        bs
+    } else {
+        cx.emit1(Op::Cast { to: DType::I64 }, &[bs])?
+    };
+    let p = cx.emit1(Op::Gather { axis: 0 }, &[table, bi])?;
+    let x_neg = if dt.is_signed() {
+        Some(bin(cx, BinaryOp::Less, x, zero)?)
+    } else {
+        None
+    };
+    let (shifted, outside) = if left {
+        (bin(cx, BinaryOp::Mul, x, p)?, zero)
+    } else {
+        let q = bin(cx, BinaryOp::Div, x, p)?;
+        match x_neg {
+            None => (q, zero),
+            Some(neg) => {
+                // Round toward −∞: one less where a negative x leaves a remainder.
+                let qp = bin(cx, BinaryOp::Mul, q, p)?;
+                let exact = bin(cx, BinaryOp::Equal, qp, x)?;
+                let inexact = cx.emit1(Op::Unary(UnaryOp::Not), &[exact])?;
+                let down = bin(cx, BinaryOp::And, neg, inexact)?;
+                let one = c(cx, 1.0);
+                let qm = bin(cx, BinaryOp::Sub, q, one)?;
+                let floor = cx.emit1(Op::Where, &[down, qm, q])?;
+                // The top bit's power is negative in the dtype: x >> (width − 1) is the sign.
+                let m1 = c(cx, -1.0);
+                let sign = cx.emit1(Op::Where, &[neg, m1, zero])?;
+                let top = c(cx, (width - 1) as f64);
+                let is_top = bin(cx, BinaryOp::Equal, bs, top)?;
+                (cx.emit1(Op::Where, &[is_top, sign, floor])?, sign)
+            }
+        }
+    };
+    Ok(vec![cx.emit1(Op::Where, &[valid, shifted, outside])?])
 }
