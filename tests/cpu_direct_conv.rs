@@ -17,6 +17,35 @@ fn random(dims: &[usize], seed: u64) -> Tensor {
     splitmix64_uniform(DType::F32, Shape::from_dims(dims), seed, -1.0, 1.0)
 }
 
+/// The compiled backend at one and two threads against the reference interpreter, and the
+/// same bits at both.
+fn matches_reference_at_one_and_two_threads(g: &Graph, x: &Tensor, what: &str) {
+    let want = run(g, std::slice::from_ref(x)).unwrap();
+    let mut first: Option<Vec<u8>> = None;
+    for threads in [1, 2] {
+        let m = compile(
+            g,
+            Options {
+                threads,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        let got = m.run(std::slice::from_ref(x)).unwrap();
+        let cmp = compare(&got[0], &want[0], 1e-5, 1.3e-6).unwrap();
+        assert!(
+            cmp.all_close,
+            "{what}, {threads} threads: max abs {:.3e}",
+            cmp.max_abs
+        );
+        let bits = got[0].to_le_bytes();
+        match &first {
+            None => first = Some(bits),
+            Some(b) => assert_eq!(b, &bits, "{what}: the thread count changes bits"),
+        }
+    }
+}
+
 /// `relu6(conv(x, w) + b) (+ x)`: the MobileNet block tail.
 fn block(n: usize, c: usize, mult: usize, hw: (usize, usize), k: usize, s: usize) -> Graph {
     let (h, w) = hw;
@@ -66,30 +95,8 @@ fn depthwise_blocks_match_the_reference_at_one_and_two_threads() {
             ] {
                 let g = block(n, c, mult, (h, w), k, s);
                 let x = random(&[n, c, h, w], 3);
-                let want = run(&g, std::slice::from_ref(&x)).unwrap();
-                let mut first: Option<Vec<u8>> = None;
-                for threads in [1, 2] {
-                    let m = compile(
-                        &g,
-                        Options {
-                            threads,
-                            ..Options::default()
-                        },
-                    )
-                    .unwrap();
-                    let got = m.run(std::slice::from_ref(&x)).unwrap();
-                    let cmp = compare(&got[0], &want[0], 1e-5, 1.3e-6).unwrap();
-                    assert!(
-                        cmp.all_close,
-                        "k {k} s {s} {n}×{c}×{mult} {h}×{w}, {threads} threads: max abs {:.3e}",
-                        cmp.max_abs
-                    );
-                    let bits = got[0].to_le_bytes();
-                    match &first {
-                        None => first = Some(bits),
-                        Some(b) => assert_eq!(b, &bits, "k {k} s {s} {h}×{w}: thread count"),
-                    }
-                }
+                let what = format!("k {k} s {s} {n}×{c}×{mult} {h}×{w}");
+                matches_reference_at_one_and_two_threads(&g, &x, &what);
                 cases += 1;
             }
         }
@@ -122,29 +129,6 @@ fn rgb_stems_split_over_threads_match_the_reference() {
         let y = g.add_node1(Op::Unary(UnaryOp::Relu), &[y], "relu").unwrap();
         g.add_output("y", y);
         let x = random(&[1, 3, hw, hw], 9);
-        let want = run(&g, std::slice::from_ref(&x)).unwrap();
-        let mut first: Option<Vec<u8>> = None;
-        for threads in [1, 2] {
-            let m = compile(
-                &g,
-                Options {
-                    threads,
-                    ..Options::default()
-                },
-            )
-            .unwrap();
-            let got = m.run(std::slice::from_ref(&x)).unwrap();
-            let cmp = compare(&got[0], &want[0], 1e-5, 1.3e-6).unwrap();
-            assert!(
-                cmp.all_close,
-                "{oc} channels, {hw}², {threads} threads: {:.3e}",
-                cmp.max_abs
-            );
-            let bits = got[0].to_le_bytes();
-            match &first {
-                None => first = Some(bits),
-                Some(b) => assert_eq!(b, &bits, "{oc} channels: thread count changes bits"),
-            }
-        }
+        matches_reference_at_one_and_two_threads(&g, &x, &format!("{oc} channels, {hw}²"));
     }
 }

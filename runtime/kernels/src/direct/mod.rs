@@ -930,6 +930,56 @@ mod tests {
         out
     }
 
+    /// Channels `o0..o1` of all `oc` in `form`, into a NaN-filled output, checking that
+    /// `done` reports each element of the range exactly once and nothing outside it.
+    fn run_checked(
+        isa: Isa,
+        form: Form,
+        g: &Geometry,
+        (x, w): (&[f32], &[f32]),
+        oc: usize,
+        (o0, o1): (usize, usize),
+    ) -> Vec<f32> {
+        let p = g.oh * g.ow;
+        let (mut out, mut seen) = (vec![f32::NAN; oc * p], vec![0u8; oc * p]);
+        // SAFETY: the buffers hold the groups' inputs, oc filters and oc output planes.
+        unsafe {
+            run_form(
+                isa,
+                form,
+                g,
+                x.as_ptr(),
+                w.as_ptr(),
+                out.as_mut_ptr(),
+                o0,
+                o1,
+                &mut |a, b, p0, p1| {
+                    assert!(o0 <= a && a < b && b <= o1 && p0 < p1 && p1 <= p, "{g:?}");
+                    for o in a..b {
+                        seen[o * p + p0..o * p + p1]
+                            .iter_mut()
+                            .for_each(|n| *n += 1);
+                    }
+                },
+            )
+        };
+        let want = |i: usize| u8::from((o0 * p..o1 * p).contains(&i));
+        assert!(
+            seen.iter().enumerate().all(|(i, &n)| n == want(i)),
+            "{g:?} {isa:?} {form:?}: done covers each element of the range once"
+        );
+        out
+    }
+
+    fn assert_close(got: &[f32], want: &[f64], what: &str) {
+        for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{what} at {i}: {a} vs {b}"
+            );
+        }
+    }
+
     fn out_dim(i: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize) -> usize {
         (i + p0 + p1 - d * (k - 1) - 1) / s + 1
     }
@@ -989,37 +1039,9 @@ mod tests {
             forms[usize::from(channel_blocked(&g))] += 1;
             let want = reference(&g, c, &x, &wt);
             for isa in [Isa::Portable, Isa::detect()] {
-                let mut out = vec![f32::NAN; oc * g.oh * g.ow];
-                let (p, mut seen) = (g.oh * g.ow, vec![0u8; oc * g.oh * g.ow]);
-                // SAFETY: buffers as declared.
-                unsafe {
-                    run_fused(
-                        isa,
-                        &g,
-                        x.as_ptr(),
-                        wt.as_ptr(),
-                        out.as_mut_ptr(),
-                        0,
-                        oc,
-                        &mut |a, b, p0, p1| {
-                            for o in a..b {
-                                seen[o * p + p0..o * p + p1]
-                                    .iter_mut()
-                                    .for_each(|n| *n += 1);
-                            }
-                        },
-                    )
-                };
-                assert!(
-                    seen.iter().all(|&n| n == 1),
-                    "{g:?} {isa:?}: done covers each element once"
-                );
-                for (i, (&a, &b)) in out.iter().zip(&want).enumerate() {
-                    assert!(
-                        (a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                        "{g:?} {isa:?} at {i}: {a} vs {b}"
-                    );
-                }
+                let form = form(isa, &g);
+                let out = run_checked(isa, form, &g, (&x, &wt), oc, (0, oc));
+                assert_close(&out, &want, &format!("{g:?} {isa:?}"));
                 let mut split = vec![f32::NAN; out.len()];
                 for o in 0..oc {
                     // SAFETY: as above, one channel at a time.
@@ -1096,79 +1118,16 @@ mod tests {
                         .collect();
                     let want = reference(&g, c, &x, &wt);
                     let p_out = oh * ow;
-                    let mut out = vec![f32::NAN; oc * p_out];
-                    let mut seen = vec![0u8; out.len()];
-                    let mut calls = Vec::new();
-                    // SAFETY: buffers as declared.
-                    unsafe {
-                        run_form(
-                            Isa::detect(),
-                            Form::Rows,
-                            &g,
-                            x.as_ptr(),
-                            wt.as_ptr(),
-                            out.as_mut_ptr(),
-                            0,
-                            oc,
-                            &mut |a, b, p0, p1| calls.push((a, b, p0, p1)),
-                        )
-                    };
-                    for &(a, b, p0, p1) in &calls {
-                        assert!(
-                            a < b && b <= oc && p0 < p1 && p1 <= p_out,
-                            "{g:?}: {calls:?}"
-                        );
-                        for o in a..b {
-                            seen[o * p_out + p0..o * p_out + p1]
-                                .iter_mut()
-                                .for_each(|n| *n += 1);
-                        }
-                    }
-                    assert!(
-                        seen.iter().all(|&n| n == 1),
-                        "{g:?}: done covers each element once"
-                    );
-                    for (i, (&a, &b)) in out.iter().zip(&want).enumerate() {
-                        assert!(
-                            (a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                            "{g:?} at {i}: {a} vs {b}"
-                        );
-                    }
-                    let mut planes = vec![f32::NAN; out.len()];
-                    // SAFETY: as above.
-                    unsafe {
-                        run_form(
-                            Isa::detect(),
-                            Form::Planes,
-                            &g,
-                            x.as_ptr(),
-                            wt.as_ptr(),
-                            planes.as_mut_ptr(),
-                            0,
-                            oc,
-                            &mut |_, _, _, _| {},
-                        )
-                    };
+                    let isa = Isa::detect();
+                    let out = run_checked(isa, Form::Rows, &g, (&x, &wt), oc, (0, oc));
+                    assert_close(&out, &want, &format!("{g:?}"));
+                    let planes = run_checked(isa, Form::Planes, &g, (&x, &wt), oc, (0, oc));
                     assert_eq!(
                         planes, out,
                         "{g:?}: the row form sums as the plane form does"
                     );
                     // A split over threads: the last channel alone.
-                    let mut last = vec![f32::NAN; out.len()];
-                    // SAFETY: as above.
-                    unsafe {
-                        run_form(
-                            Isa::detect(),
-                            Form::Rows,
-                            &g,
-                            x.as_ptr(),
-                            wt.as_ptr(),
-                            last.as_mut_ptr(),
-                            oc - 1,
-                            oc,
-                            &mut |_, _, _, _| {},
-                        )
-                    };
+                    let last = run_checked(isa, Form::Rows, &g, (&x, &wt), oc, (oc - 1, oc));
                     let (before, mine) = last.split_at((oc - 1) * p_out);
                     assert!(
                         before.iter().all(|v| v.is_nan()),

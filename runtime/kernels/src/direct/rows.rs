@@ -85,34 +85,20 @@ pub(super) unsafe fn run_avx2(
     o1: usize,
     done: &mut dyn FnMut(usize, usize, usize, usize),
 ) {
-    // Eight accumulators: two vectors of columns by four rows, or one by eight where the
-    // plane is at most one vector wide.
+    // Grouped: four channels by two vectors. Depthwise, eight accumulators: two vectors of
+    // columns by four rows, or one by eight where the plane is at most one vector wide.
     macro_rules! go {
         ($k:literal, $s:literal) => {
-            if g.ow <= 8 {
+            if g.group_channels > 1 {
+                // SAFETY: forwarded.
+                unsafe { grouped::<$k, $s>(g, x, w, out, o0, o1, done) }
+            } else if g.ow <= 8 {
                 // SAFETY: forwarded.
                 unsafe { channels::<$k, $s, 8, 1>(g, x, w, out, o0, o1, done) }
             } else {
                 // SAFETY: forwarded.
                 unsafe { channels::<$k, $s, 4, 2>(g, x, w, out, o0, o1, done) }
             }
-        };
-    }
-    if g.group_channels > 1 {
-        macro_rules! grouped {
-            ($k:literal, $s:literal) => {
-                // SAFETY: forwarded.
-                unsafe { grouped::<$k, $s>(g, x, w, out, o0, o1, done) }
-            };
-        }
-        return match (g.kh, g.stride.0) {
-            (3, 1) => grouped!(3, 1),
-            (3, 2) => grouped!(3, 2),
-            (5, 1) => grouped!(5, 1),
-            (5, 2) => grouped!(5, 2),
-            (7, 1) => grouped!(7, 1),
-            (7, 2) => grouped!(7, 2),
-            _ => unreachable!("rows::supported was checked"),
         };
     }
     match (g.kh, g.stride.0) {
