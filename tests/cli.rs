@@ -1,20 +1,9 @@
 //! The `tessera` binary: verbs, output files, and errors on bad input.
 
+mod cli_support;
+use cli_support::tessera;
 use std::path::Path;
 use std::process::Command;
-
-fn tessera(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn inspect_lists_ops_and_ports() {

@@ -1,21 +1,9 @@
 //! `tessera compile` and `tessera run --backend reference --optimize`: what they print
 //! and write.
 
+mod cli_support;
+use cli_support::tessera;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn tessera(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tessera-{tag}-{}", std::process::id()));

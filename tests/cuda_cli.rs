@@ -2,21 +2,9 @@
 //! `run --backend cuda`, which on a machine without a GPU must fail with a clear error
 //! (never a panic).
 
+mod cli_support;
+use cli_support::tessera;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn tessera(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn temp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tessera-cuda-cli-{}-{name}", std::process::id()));

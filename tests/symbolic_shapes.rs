@@ -6,9 +6,10 @@
 //! CNN with a `batch` dim_param and a Shape→Gather→Concat→Reshape flatten, with
 //! onnxruntime outputs at batch 1 and 3); the two-input model is built here.
 
+mod cli_support;
+use cli_support::tessera;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use prost::Message;
 use tessera::ir::{Op, Shape, Tensor};
@@ -256,19 +257,6 @@ fn an_unbound_symbol_is_named_with_its_input_and_an_unnamed_dim_gets_a_fresh_sym
 }
 
 // --- The command line -------------------------------------------------------------------
-
-fn tessera(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// A scratch directory for one test.
 fn scratch(test: &str) -> PathBuf {
