@@ -29,7 +29,7 @@ use super::Geometry;
 
 /// Output elements from which `done` is called per band of rows rather than per run of
 /// whole channel planes (a band of a 48×48 plane is already a few KiB).
-pub(super) const BAND_DONE_MIN: usize = 2048;
+const BAND_DONE_MIN: usize = 2048;
 
 /// The most bytes of padded input rows a band copies (half of a 32 KiB L1).
 const BAND_BYTES: usize = 16 * 1024;
