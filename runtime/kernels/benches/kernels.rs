@@ -51,7 +51,7 @@ fn fma_peak() -> f64 {
         unsafe { _mm256_storeu_ps(s.as_mut_ptr(), t) };
         s.iter().sum()
     }
-    if Isa::detect() != Isa::Avx2Fma {
+    if !Isa::detect().avx2() {
         return f64::NAN;
     }
     let n = 1 << 20;

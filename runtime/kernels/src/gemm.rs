@@ -6,7 +6,8 @@
 //! microkernel streams one contiguous 64-byte row of B per k; A is read in place when its
 //! columns are contiguous (else a slice of it is copied to a row-major buffer); a 6×16
 //! register tile (12 accumulators of 8 lanes) takes 2 loads of B and 6 broadcasts of A per
-//! 12 fused multiply-adds. Constant weights are packed once ([`PackedB::pack`]); other B
+//! 12 fused multiply-adds; with AVX-512VL's 32 registers, a 6×32 tile over two panels
+//! takes 4 loads and 6 broadcasts per 24 (same sums, same order). Constant weights are packed once ([`PackedB::pack`]); other B
 //! operands are packed per call, one k-slice at a time, into a thread-local buffer.
 //!
 //! Loop order per call: k-slices (ascending; the first stores, later ones add to C), then
@@ -320,7 +321,7 @@ unsafe fn gemm_into(
                         // One row of C (decode, classifier heads): four panels at once, so
                         // eight independent accumulators hide the FMA latency.
                         #[cfg(target_arch = "x86_64")]
-                        if rows == 1 && isa == crate::Isa::Avx2Fma && j + 4 * NR <= n0 + nb {
+                        if rows == 1 && isa.avx2() && j + 4 * NR <= n0 + nb {
                             let panels: [(*const f32, usize); 4] =
                                 std::array::from_fn(|q| bpanel(j / NR + q));
                             if panels.iter().all(|p| p.1 == panels[0].1) {
@@ -337,6 +338,31 @@ unsafe fn gemm_into(
                                     )
                                 };
                                 j += 4 * NR;
+                                continue;
+                            }
+                        }
+                        // With 32 vector registers: two panels at once (24 accumulators
+                        // for six rows), so each broadcast of A feeds four multiply-adds.
+                        #[cfg(target_arch = "x86_64")]
+                        if isa == crate::Isa::Avx512 && rows > 1 && j + 2 * NR <= n0 + nb {
+                            let ((b0, ldb), (b1, ldb1)) = (bpanel(j / NR), bpanel(j / NR + 1));
+                            if ldb == ldb1 {
+                                let t = Tile {
+                                    a: abase.wrapping_add(i * lda),
+                                    lda,
+                                    b: b0,
+                                    ldb,
+                                    kc: kcs,
+                                    c: c.wrapping_add(i * ldc + j),
+                                    ldc,
+                                    cols: 2 * NR,
+                                    accumulate,
+                                    alpha,
+                                };
+                                // SAFETY: AVX-512VL was detected; the tile and both full
+                                // panels lie inside A, B and C.
+                                unsafe { wide_kernel(rows, &t, b1) };
+                                j += 2 * NR;
                                 continue;
                             }
                         }
@@ -393,7 +419,7 @@ unsafe fn kernel(isa: crate::Isa, rows: usize, t: &Tile) {
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            crate::Isa::Avx2Fma => match rows {
+            crate::Isa::Avx2Fma | crate::Isa::Avx512 => match rows {
                 6 => avx2::tile::<6>(t),
                 5 => avx2::tile::<5>(t),
                 4 => avx2::tile::<4>(t),
@@ -409,6 +435,25 @@ unsafe fn kernel(isa: crate::Isa, rows: usize, t: &Tile) {
                 2 => portable::<2>(t),
                 _ => portable::<1>(t),
             },
+        }
+    }
+}
+
+/// Dispatches a tile of `2 ≤ rows ≤ 6` rows and two full panels (`t.b`, `b1`) to the
+/// AVX-512VL microkernel of that height.
+///
+/// # Safety
+/// AVX-512F and AVX-512VL are available; the tile's pointers address its operands.
+#[cfg(target_arch = "x86_64")]
+unsafe fn wide_kernel(rows: usize, t: &Tile, b1: *const f32) {
+    // SAFETY (all arms): forwarded.
+    unsafe {
+        match rows {
+            6 => avx512::tile2::<6>(t, b1),
+            5 => avx512::tile2::<5>(t, b1),
+            4 => avx512::tile2::<4>(t, b1),
+            3 => avx512::tile2::<3>(t, b1),
+            _ => avx512::tile2::<2>(t, b1),
         }
     }
 }
@@ -450,6 +495,65 @@ unsafe fn portable<const R: usize>(t: &Tile) {
     for (r, acc_r) in acc.iter().enumerate() {
         // SAFETY: row r of the tile in C.
         unsafe { store_row(t, acc_r, t.c.add(r * t.ldc)) };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{NR, Tile};
+
+    /// The 6×32 microkernel (`R ≤ 6` rows, two full 16-column panels): per k, four loads
+    /// of the panels' rows, `R` broadcasts of A, `4R` fused multiply-adds into 24
+    /// registers, which only AVX-512VL's 32 vector registers hold. Each element sums its
+    /// k in the same order as [`super::avx2::tile`], so results do not depend on which
+    /// kernel ran.
+    ///
+    /// # Safety
+    /// AVX2, FMA, AVX-512F and AVX-512VL are available; the tile's pointers address its
+    /// operands, `b1` the second panel (row stride `t.ldb`), and `t.cols` is 32.
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    pub(super) unsafe fn tile2<const R: usize>(t: &Tile, b1: *const f32) {
+        let mut acc = [[_mm256_setzero_ps(); 4]; R];
+        let (mut p0, mut p1) = (t.b, b1);
+        for kk in 0..t.kc {
+            // SAFETY: both panels hold kc lines of 16 floats; row r < R, column kk < kc.
+            unsafe {
+                let b = [
+                    _mm256_loadu_ps(p0),
+                    _mm256_loadu_ps(p0.add(8)),
+                    _mm256_loadu_ps(p1),
+                    _mm256_loadu_ps(p1.add(8)),
+                ];
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let a = _mm256_broadcast_ss(&*t.a.add(r * t.lda + kk));
+                    for (acc, b) in acc_r.iter_mut().zip(&b) {
+                        *acc = _mm256_fmadd_ps(a, *b, *acc);
+                    }
+                }
+                p0 = p0.add(t.ldb);
+                p1 = p1.add(t.ldb);
+            }
+        }
+        let alpha = _mm256_set1_ps(t.alpha);
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (q, &v) in acc_r.iter().enumerate() {
+                // SAFETY: row r of the tile in C has 32 columns.
+                unsafe {
+                    let c = t.c.add(r * t.ldc + 8 * q);
+                    let mut v = v;
+                    if t.alpha != 1.0 {
+                        v = _mm256_mul_ps(v, alpha);
+                    }
+                    if t.accumulate {
+                        v = _mm256_add_ps(_mm256_loadu_ps(c), v);
+                    }
+                    _mm256_storeu_ps(c, v);
+                }
+            }
+        }
+        debug_assert_eq!(t.cols, 2 * NR);
     }
 }
 
@@ -598,6 +702,9 @@ mod tests {
             (25, 16, 513),
             (1, 70, 300),
             (1, 130, 513),
+            (5, 64, 40),
+            (10, 96, 17),
+            (9, 48, 20),
         ] {
             let a = data(m * k, 1);
             let b = data(k * n, 2);
@@ -614,7 +721,8 @@ mod tests {
             };
             // SAFETY: b is k × n.
             let packed = unsafe { PackedB::pack(bv, k, n) };
-            for isa in [Isa::Portable, Isa::detect()] {
+            let mut native: Option<Vec<f32>> = None;
+            for isa in Isa::available() {
                 let mut outs = Vec::new();
                 for src in [
                     BSource::View(bv),
@@ -636,6 +744,11 @@ mod tests {
                     outs.push(c);
                 }
                 assert_eq!(outs[0], outs[1], "packing changes results");
+                if isa.avx2() {
+                    // The AVX-512VL kernels sum in the AVX2 kernels' order.
+                    let first = native.get_or_insert_with(|| outs[0].clone());
+                    assert_eq!(*first, outs[0], "{m}x{n}x{k}: {isa:?} changes results");
+                }
                 // Column tiles of 16 from the packed B: the same bits.
                 let mut tiled = vec![0f32; m * n];
                 for c0 in (0..n).step_by(NR) {
@@ -687,7 +800,7 @@ mod tests {
             rs: 1,
             cs: k as isize,
         };
-        for isa in [Isa::Portable, Isa::detect()] {
+        for isa in Isa::available() {
             let mut c = vec![0f32; m * n];
             // SAFETY: shapes as declared.
             unsafe { sgemm(isa, m, n, k, 0.5, av, BSource::View(bv), c.as_mut_ptr(), n) };
@@ -720,7 +833,7 @@ mod tests {
             };
             // SAFETY: b is k × n.
             let packed = unsafe { PackedB::pack(bv, k, n) };
-            for isa in [Isa::Portable, Isa::detect()] {
+            for isa in Isa::available() {
                 for src in [
                     BSource::View(bv),
                     BSource::Packed {

@@ -27,6 +27,11 @@ pub mod pointwise;
 /// The instruction set a kernel runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
+    /// x86-64 with AVX-512F and AVX-512VL besides AVX2 and FMA. Kernels keep 8-wide
+    /// vectors (cores that split 512-bit operations gain no FMA throughput from the
+    /// width) but may use 32 vector registers instead of 16; where a kernel has no use
+    /// for them it runs its AVX2 code, with the same results.
+    Avx512,
     /// x86-64 with AVX2 and FMA: 8-wide f32 vectors, fused multiply-add.
     Avx2Fma,
     /// Plain Rust (what the compiler auto-vectorizes for the baseline target).
@@ -41,6 +46,11 @@ impl Isa {
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                {
+                    return Isa::Avx512;
+                }
                 return Isa::Avx2Fma;
             }
         }
@@ -49,14 +59,31 @@ impl Isa {
 
     /// `self` if this machine supports it, else [`Isa::Portable`].
     pub fn or_portable(self) -> Isa {
-        match self {
-            Isa::Avx2Fma if Isa::detect() == Isa::Avx2Fma => Isa::Avx2Fma,
+        match (self, Isa::detect()) {
+            (Isa::Avx512, Isa::Avx512) => Isa::Avx512,
+            (Isa::Avx2Fma, Isa::Avx512 | Isa::Avx2Fma) => Isa::Avx2Fma,
             _ => Isa::Portable,
         }
     }
 
+    /// Whether the AVX2+FMA kernels run under `self` (which [`Isa::or_portable`] has
+    /// checked against this machine).
+    pub fn avx2(self) -> bool {
+        cfg!(target_arch = "x86_64") && matches!(self, Isa::Avx2Fma | Isa::Avx512)
+    }
+
+    /// Every instruction set this machine runs, the portable one first: what tests
+    /// compare, so each fallback is exercised wherever a better ISA is detected.
+    pub fn available() -> Vec<Isa> {
+        [Isa::Portable, Isa::Avx2Fma, Isa::Avx512]
+            .into_iter()
+            .filter(|&isa| isa.or_portable() == isa)
+            .collect()
+    }
+
     pub fn name(self) -> &'static str {
         match self {
+            Isa::Avx512 => "avx2+fma+avx512vl",
             Isa::Avx2Fma => "avx2+fma",
             Isa::Portable => "portable",
         }

@@ -325,7 +325,9 @@ pub unsafe fn run(
         match isa.or_portable() {
             // SAFETY: AVX2 and FMA were detected; the rest is the caller's contract.
             #[cfg(target_arch = "x86_64")]
-            crate::Isa::Avx2Fma => unsafe { avx2::points(prog, ptrs, lo, hi, c0, c1, regs) },
+            crate::Isa::Avx2Fma | crate::Isa::Avx512 => unsafe {
+                avx2::points(prog, ptrs, lo, hi, c0, c1, regs)
+            },
             // SAFETY: the caller's contract.
             _ => unsafe { points::<Portable>(prog, ptrs, lo, hi, c0, c1, regs) },
         }
@@ -1155,7 +1157,7 @@ mod tests {
             UnOp::Round,
             UnOp::GeluErf,
         ];
-        for isa in [Isa::Portable, Isa::detect()] {
+        for isa in Isa::available() {
             for op in ops {
                 let got = one_op(op, &xs, isa);
                 for (&x, &y) in xs.iter().zip(&got) {
@@ -1247,7 +1249,7 @@ mod tests {
                 }
             })
             .collect();
-        for isa in [Isa::Portable, Isa::detect()] {
+        for isa in Isa::available() {
             let mut whole = vec![f32::NAN; rows * cols];
             let ptrs = [
                 x.as_ptr() as *mut u8,
@@ -1340,7 +1342,7 @@ mod tests {
             fused.check().expect("still well formed");
             assert_eq!(fused.insts.len(), 2, "{:?}", fused.insts);
             assert!(matches!(fused.insts[1], Inst::Unary(UnOp::GeluErf, 0)));
-            for isa in [Isa::Portable, Isa::detect()] {
+            for isa in Isa::available() {
                 assert_eq!(eval(&plain, isa), eval(&fused, isa), "{isa:?} swap {swap}");
             }
         }
@@ -1416,7 +1418,7 @@ mod tests {
                 }],
             }
         };
-        for isa in [Isa::Portable, Isa::detect()] {
+        for isa in Isa::available() {
             for (swap, bounds_left) in [(false, false), (true, false), (false, true)] {
                 let plain = prog(swap, bounds_left);
                 let mut fused = plain.clone();

@@ -227,7 +227,7 @@ impl Target for CpuTarget {
             let mut ids = Vec::with_capacity(nests.len());
             for n in nests {
                 let native = match self.isa {
-                    Isa::Avx2Fma => native::program(n, &k.params),
+                    Isa::Avx2Fma | Isa::Avx512 => native::program(n, &k.params),
                     Isa::Portable => None,
                 };
                 ids.push(match native {

@@ -151,13 +151,17 @@ pub unsafe fn run_form(
     match isa {
         // SAFETY: AVX2 and FMA were detected; the rest is forwarded.
         #[cfg(target_arch = "x86_64")]
-        crate::Isa::Avx2Fma if rows => {
-            return unsafe { rows::run_avx2(g, x, w, out, o0, o1, done) };
+        crate::Isa::Avx2Fma | crate::Isa::Avx512 if rows => {
+            return unsafe { rows::run_avx2(isa, g, x, w, out, o0, o1, done) };
         }
         #[cfg(target_arch = "x86_64")]
-        crate::Isa::Avx2Fma if blocked => unsafe { blocked_avx2(g, x, w, out, o0, o1) },
+        crate::Isa::Avx2Fma | crate::Isa::Avx512 if blocked => unsafe {
+            blocked_avx2(g, x, w, out, o0, o1)
+        },
         #[cfg(target_arch = "x86_64")]
-        crate::Isa::Avx2Fma => return unsafe { run_avx2(g, x, w, out, o0, o1, done) },
+        crate::Isa::Avx2Fma | crate::Isa::Avx512 => {
+            return unsafe { run_avx2(g, x, w, out, o0, o1, done) };
+        }
         // SAFETY: forwarded.
         _ if blocked => unsafe { blocked_generic::<false>(g, x, w, out, o0, o1, blocked_portable) },
         // SAFETY: forwarded.
@@ -174,7 +178,7 @@ pub unsafe fn run_form(
 
 /// Whether `isa` (already checked against this machine) runs the AVX2 kernels.
 fn avx2(isa: crate::Isa) -> bool {
-    cfg!(target_arch = "x86_64") && isa == crate::Isa::Avx2Fma
+    isa.avx2()
 }
 
 /// Whether a convolution runs channel-blocked (eight channels per vector) rather than
@@ -1038,7 +1042,7 @@ mod tests {
                 .collect();
             forms[usize::from(channel_blocked(&g))] += 1;
             let want = reference(&g, c, &x, &wt);
-            for isa in [Isa::Portable, Isa::detect()] {
+            for isa in Isa::available() {
                 let form = form(isa, &g);
                 let out = run_checked(isa, form, &g, (&x, &wt), oc, (0, oc));
                 assert_close(&out, &want, &format!("{g:?} {isa:?}"));
@@ -1118,22 +1122,24 @@ mod tests {
                         .collect();
                     let want = reference(&g, c, &x, &wt);
                     let p_out = oh * ow;
-                    let isa = Isa::detect();
-                    let out = run_checked(isa, Form::Rows, &g, (&x, &wt), oc, (0, oc));
-                    assert_close(&out, &want, &format!("{g:?}"));
-                    let planes = run_checked(isa, Form::Planes, &g, (&x, &wt), oc, (0, oc));
-                    assert_eq!(
-                        planes, out,
-                        "{g:?}: the row form sums as the plane form does"
-                    );
-                    // A split over threads: the last channel alone.
-                    let last = run_checked(isa, Form::Rows, &g, (&x, &wt), oc, (oc - 1, oc));
-                    let (before, mine) = last.split_at((oc - 1) * p_out);
-                    assert!(
-                        before.iter().all(|v| v.is_nan()),
-                        "{g:?}: wrote outside o0..o1"
-                    );
-                    assert_eq!(mine, &out[(oc - 1) * p_out..], "{g:?}: channel split");
+                    // AVX2 and, where detected, the AVX-512VL variant.
+                    for isa in Isa::available().into_iter().filter(|i| i.avx2()) {
+                        let out = run_checked(isa, Form::Rows, &g, (&x, &wt), oc, (0, oc));
+                        assert_close(&out, &want, &format!("{g:?} {isa:?}"));
+                        let planes = run_checked(isa, Form::Planes, &g, (&x, &wt), oc, (0, oc));
+                        assert_eq!(
+                            planes, out,
+                            "{g:?}: the row form sums as the plane form does"
+                        );
+                        // A split over threads: the last channel alone.
+                        let last = run_checked(isa, Form::Rows, &g, (&x, &wt), oc, (oc - 1, oc));
+                        let (before, mine) = last.split_at((oc - 1) * p_out);
+                        assert!(
+                            before.iter().all(|v| v.is_nan()),
+                            "{g:?}: wrote outside o0..o1"
+                        );
+                        assert_eq!(mine, &out[(oc - 1) * p_out..], "{g:?}: channel split");
+                    }
                     ran += 1;
                 }
             }

@@ -11,6 +11,9 @@
 //! accumulators); per tap `(ky, kx)` one broadcast weight feeds all eight, each loading
 //! its own vector from the buffer. Every output sums its taps in `(ky, kx)` order from
 //! zero with fused multiply-adds, exactly as the plane form does (same bits per ISA).
+//! With AVX-512VL's 32 registers the tile runs input-row stationary instead: the weights
+//! stay in registers and each band vector is loaded once per tile, feeding every output
+//! row that reads it; the per-output order of taps, and so the bits, are unchanged.
 //!
 //! With several input channels per group, a band holds the group's input rows and the
 //! tile is four output channels × two vectors of one output row: every input vector feeds
@@ -68,15 +71,18 @@ thread_local! {
     static BAND: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Output channels `o0..o1` in the row form with AVX2 and FMA; `done(a, b, p0, p1)` after
-/// output elements `p0..p1` of channels `a..b` are final.
+/// Output channels `o0..o1` in the row form with AVX2 and FMA (depthwise tiles with
+/// their weights in registers where `isa` is [`crate::Isa::Avx512`]); `done(a, b, p0,
+/// p1)` after output elements `p0..p1` of channels `a..b` are final.
 ///
 /// # Safety
-/// AVX2 and FMA are available, [`supported`] holds, and the pointers are as for
+/// AVX2 and FMA (and AVX-512VL for [`crate::Isa::Avx512`]) are available, [`supported`] holds, and the pointers are as for
 /// [`super::run`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn run_avx2(
+    isa: crate::Isa,
     g: &Geometry,
     x: *const f32,
     w: *const f32,
@@ -87,6 +93,7 @@ pub(super) unsafe fn run_avx2(
 ) {
     // Grouped: four channels by two vectors. Depthwise, eight accumulators: two vectors of
     // columns by four rows, or one by eight where the plane is at most one vector wide.
+    let wide = isa == crate::Isa::Avx512;
     macro_rules! go {
         ($k:literal, $s:literal) => {
             if g.group_channels > 1 {
@@ -94,10 +101,10 @@ pub(super) unsafe fn run_avx2(
                 unsafe { grouped::<$k, $s>(g, x, w, out, o0, o1, done) }
             } else if g.ow <= 8 {
                 // SAFETY: forwarded.
-                unsafe { channels::<$k, $s, 8, 1>(g, x, w, out, o0, o1, done) }
+                unsafe { channels::<$k, $s, 8, 1>(wide, g, x, w, out, o0, o1, done) }
             } else {
                 // SAFETY: forwarded.
-                unsafe { channels::<$k, $s, 4, 2>(g, x, w, out, o0, o1, done) }
+                unsafe { channels::<$k, $s, 4, 2>(wide, g, x, w, out, o0, o1, done) }
             }
         };
     }
@@ -120,6 +127,7 @@ pub(super) unsafe fn run_avx2(
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn channels<const K: usize, const S: usize, const R: usize, const V: usize>(
+    wide: bool,
     g: &Geometry,
     x: *const f32,
     w: *const f32,
@@ -144,32 +152,28 @@ unsafe fn channels<const K: usize, const S: usize, const R: usize, const V: usiz
         let mut buf = cell.borrow_mut();
         buf.clear();
         buf.resize(band_rows * row_stride + LINE, 0.0);
-        // SAFETY: forwarded; the buffer has `band_rows · row_stride` zeroed floats.
+        let at = (aligned(&mut buf), cols, band_out);
+        // SAFETY: forwarded (AVX-512VL where `wide`); the buffer has `band_rows ·
+        // row_stride` zeroed floats.
         unsafe {
-            bands::<K, S, R, V>(
-                g,
-                x,
-                w,
-                out,
-                o0,
-                o1,
-                done,
-                aligned(&mut buf),
-                cols,
-                band_out,
-            )
+            if wide {
+                bands_avx512::<K, S, R, V>(g, x, w, out, o0, o1, done, at)
+            } else {
+                bands_avx2::<K, S, R, V>(g, x, w, out, o0, o1, done, at)
+            }
         }
     });
 }
 
-/// The bands of [`channels`] over a zeroed buffer of `band_rows · S · cols` floats.
+/// [`bands`] with AVX2 and FMA: 16 vector registers, so each tap's weight is broadcast
+/// where it is used and each output row loads its own input vectors.
 ///
 /// # Safety
 /// As for [`channels`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn bands<const K: usize, const S: usize, const R: usize, const V: usize>(
+unsafe fn bands_avx2<const K: usize, const S: usize, const R: usize, const V: usize>(
     g: &Geometry,
     x: *const f32,
     w: *const f32,
@@ -177,9 +181,61 @@ unsafe fn bands<const K: usize, const S: usize, const R: usize, const V: usize>(
     o0: usize,
     o1: usize,
     done: &mut dyn FnMut(usize, usize, usize, usize),
-    bp: *mut f32,
-    cols: usize,
-    band_out: usize,
+    at: (*mut f32, usize, usize),
+) {
+    // SAFETY: forwarded.
+    unsafe { bands::<K, S, R, V, false>(g, x, w, out, o0, o1, done, at) }
+}
+
+/// [`bands`] with AVX-512VL's 32 registers: the weights stay in registers and each input
+/// vector is loaded once per tile, feeding every output row that reads it.
+///
+/// # Safety
+/// As for [`channels`], and AVX-512F and AVX-512VL are available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn bands_avx512<const K: usize, const S: usize, const R: usize, const V: usize>(
+    g: &Geometry,
+    x: *const f32,
+    w: *const f32,
+    out: *mut f32,
+    o0: usize,
+    o1: usize,
+    done: &mut dyn FnMut(usize, usize, usize, usize),
+    at: (*mut f32, usize, usize),
+) {
+    // SAFETY: forwarded.
+    unsafe { bands::<K, S, R, V, true>(g, x, w, out, o0, o1, done, at) }
+}
+
+/// The bands of [`channels`] over a zeroed buffer of `band_rows · S · cols` floats (`at`
+/// = buffer, `cols`, output rows per band). `STATIONARY` tiles run input-row stationary
+/// with the weights in registers, which needs more than 16 vector registers; both orders
+/// sum each output's taps in `(ky, kx)` order, so they give the same bits.
+///
+/// # Safety
+/// As for [`channels`]; inlined into a function with AVX2 and FMA enabled (and
+/// AVX-512VL for `STATIONARY`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+// kx indexes the weights by (ky, kx) and the band by column: no single iterator.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+unsafe fn bands<
+    const K: usize,
+    const S: usize,
+    const R: usize,
+    const V: usize,
+    const STATIONARY: bool,
+>(
+    g: &Geometry,
+    x: *const f32,
+    w: *const f32,
+    out: *mut f32,
+    o0: usize,
+    o1: usize,
+    done: &mut dyn FnMut(usize, usize, usize, usize),
+    (bp, cols, band_out): (*mut f32, usize, usize),
 ) {
     use std::arch::x86_64::*;
     let (plane, p) = (g.h * g.w, g.oh * g.ow);
@@ -195,6 +251,9 @@ unsafe fn bands<const K: usize, const S: usize, const R: usize, const V: usize>(
         unsafe {
             let xin = x.add((o / mult) * plane);
             let wo = w.add(o * K * K);
+            let wv: [[__m256; K]; K] = std::array::from_fn(|ky| {
+                std::array::from_fn(|kx| _mm256_set1_ps(*wo.add(ky * K + kx)))
+            });
             let op = out.add(o * p);
             let mut y0 = 0;
             while y0 < g.oh {
@@ -207,15 +266,56 @@ unsafe fn bands<const K: usize, const S: usize, const R: usize, const V: usize>(
                     for t in 0..tiles {
                         let x0 = t * 8 * V;
                         let mut acc = [[_mm256_setzero_ps(); V]; R];
-                        for ky in 0..K {
-                            for kx in 0..K {
-                                let wt = _mm256_set1_ps(*wo.add(ky * K + kx));
-                                let src = bp.add(ky * row_stride + (kx % S) * cols + x0 + kx / S);
-                                for (r, a) in acc.iter_mut().enumerate() {
-                                    for (u, a) in a.iter_mut().enumerate() {
-                                        let v =
-                                            _mm256_loadu_ps(src.add(r * S * row_stride + 8 * u));
-                                        *a = _mm256_fmadd_ps(wt, v, *a);
+                        if STATIONARY && K == 3 {
+                            // One call per input row with the row index a constant, so
+                            // every loop in it unrolls and the nine weights stay in
+                            // registers.
+                            macro_rules! rows {
+                                ($($i:literal)*) => {$(
+                                    if $i < (R - 1) * S + K {
+                                        band_row::<K, S, R, V, $i>(&mut acc, &wv, bp, row_stride, cols, x0);
+                                    }
+                                )*};
+                            }
+                            const {
+                                assert!(
+                                    K != 3 || (R - 1) * S + K <= 17,
+                                    "a tile reads at most 17 rows"
+                                )
+                            };
+                            rows!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+                        } else if STATIONARY {
+                            // Too many weights for registers: the same order as a loop.
+                            for i in 0..(R - 1) * S + K {
+                                for kx in 0..K {
+                                    let src =
+                                        bp.add(i * row_stride + (kx % S) * cols + x0 + kx / S);
+                                    let v: [__m256; V] =
+                                        std::array::from_fn(|u| _mm256_loadu_ps(src.add(8 * u)));
+                                    for (r, a) in acc.iter_mut().enumerate() {
+                                        let Some(ky) = i.checked_sub(r * S).filter(|&ky| ky < K)
+                                        else {
+                                            continue;
+                                        };
+                                        for (a, v) in a.iter_mut().zip(&v) {
+                                            *a = _mm256_fmadd_ps(wv[ky][kx], *v, *a);
+                                        }
+                                    }
+                                }
+                            }
+                        } else {
+                            for ky in 0..K {
+                                for kx in 0..K {
+                                    let wt = _mm256_set1_ps(*wo.add(ky * K + kx));
+                                    let src =
+                                        bp.add(ky * row_stride + (kx % S) * cols + x0 + kx / S);
+                                    for (r, a) in acc.iter_mut().enumerate() {
+                                        for (u, a) in a.iter_mut().enumerate() {
+                                            let v = _mm256_loadu_ps(
+                                                src.add(r * S * row_stride + 8 * u),
+                                            );
+                                            *a = _mm256_fmadd_ps(wt, v, *a);
+                                        }
                                     }
                                 }
                             }
@@ -249,6 +349,47 @@ unsafe fn bands<const K: usize, const S: usize, const R: usize, const V: usize>(
         if !per_band && ((o + 1 - first) * p >= BAND_DONE_MIN || o + 1 == o1) {
             done(first, o + 1, 0, p);
             first = o + 1;
+        }
+    }
+}
+
+/// Input row `I` of a register tile (at column `x0` of the band at `bp`): its `K` vectors
+/// per column step feed every output row `r` of the tile with `I = r·S + ky`, `ky < K`.
+///
+/// # Safety
+/// As for [`bands`]: the band holds row `I` of the tile and columns `x0 .. x0 + 8·V +
+/// (K − 1) / S` of every phase.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // kx indexes the weights by (ky, kx) and the band
+unsafe fn band_row<
+    const K: usize,
+    const S: usize,
+    const R: usize,
+    const V: usize,
+    const I: usize,
+>(
+    acc: &mut [[std::arch::x86_64::__m256; V]; R],
+    wv: &[[std::arch::x86_64::__m256; K]; K],
+    bp: *const f32,
+    row_stride: usize,
+    cols: usize,
+    x0: usize,
+) {
+    use std::arch::x86_64::*;
+    for kx in 0..K {
+        // SAFETY: inside the band (caller's contract).
+        let v: [__m256; V] = std::array::from_fn(|u| unsafe {
+            _mm256_loadu_ps(bp.add(I * row_stride + (kx % S) * cols + x0 + kx / S + 8 * u))
+        });
+        for (r, a) in acc.iter_mut().enumerate() {
+            let Some(ky) = I.checked_sub(r * S).filter(|&ky| ky < K) else {
+                continue;
+            };
+            for (a, v) in a.iter_mut().zip(&v) {
+                // SAFETY: the caller runs with FMA (target feature of `bands`).
+                *a = unsafe { _mm256_fmadd_ps(wv[ky][kx], *v, *a) };
+            }
         }
     }
 }
