@@ -7,8 +7,9 @@
 //! columns are contiguous (else a slice of it is copied to a row-major buffer); a 6×16
 //! register tile (12 accumulators of 8 lanes) takes 2 loads of B and 6 broadcasts of A per
 //! 12 fused multiply-adds; with AVX-512VL's 32 registers, a 6×32 tile over two panels
-//! takes 4 loads and 6 broadcasts per 24 (same sums, same order). Constant weights are packed once ([`PackedB::pack`]); other B
-//! operands are packed per call, one k-slice at a time, into a thread-local buffer.
+//! takes 4 loads and 6 broadcasts per 24 (same sums, same order). Constant weights are
+//! packed once ([`PackedB::pack`]); other B operands are packed per call, one k-slice at a
+//! time, into a thread-local buffer.
 //!
 //! Loop order per call: k-slices (ascending; the first stores, later ones add to C), then
 //! blocks of [`NC`] columns, then strips of 6 rows, then 16-column panels. Each element of
