@@ -232,7 +232,9 @@ unsafe fn blocked_avx2(
                 xin: &[[f32; CB]],
                 wts: &[[f32; CB]],
                 acc: &mut [[f32; CB]]| unsafe {
-        blocked_core_avx2(g, wp, xin, wts, acc)
+        if !blocked_rows_avx2(g, wp, xin, wts, acc) {
+            blocked_core_avx2(g, wp, xin, wts, acc)
+        }
     };
     // SAFETY: forwarded.
     unsafe { blocked_generic::<true>(g, x, w, out, o0, o1, core) }
@@ -335,6 +337,132 @@ unsafe fn blocked_core_avx2(
     }
 }
 
+/// Output positions per row tile of [`blocked_rows_avx2`].
+const ROW_TILE: usize = 8;
+/// Positions of slack the padded block keeps past its end for row tiles that overhang a
+/// row (the most a tile reads past the row's last output: stride 2, a 7-wide kernel).
+const ROW_TILE_SLACK: usize = 2 * ROW_TILE + 8;
+
+/// The channel-blocked products row by row for square 3/5/7 kernels at stride 1 or 2
+/// without dilation; false (nothing done) for other geometries. Tiles of [`ROW_TILE`]
+/// outputs of one row: per kernel row, its `K` weight vectors in registers and each
+/// input vector loaded once, feeding every output of the tile that reads it (stride 1:
+/// `ROW_TILE + K − 1` loads for `K·ROW_TILE` multiply-adds, against one load each in
+/// [`blocked_core_avx2`]). Each output sums its taps in `(ky, kx)` order, as there.
+///
+/// # Safety
+/// AVX2 and FMA are available; `xin` is the padded `hp × wp` block for `g` plus
+/// [`ROW_TILE_SLACK`] positions.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn blocked_rows_avx2(
+    g: &Geometry,
+    wp: usize,
+    xin: &[[f32; CB]],
+    wts: &[[f32; CB]],
+    acc: &mut [[f32; CB]],
+) -> bool {
+    if g.kh != g.kw || g.dilation != (1, 1) || g.stride.0 != g.stride.1 {
+        return false;
+    }
+    // SAFETY: forwarded.
+    unsafe {
+        match (g.kh, g.stride.0) {
+            (3, 1) => blocked_rows::<3, 1>(g, wp, xin, wts, acc),
+            (3, 2) => blocked_rows::<3, 2>(g, wp, xin, wts, acc),
+            (5, 1) => blocked_rows::<5, 1>(g, wp, xin, wts, acc),
+            (5, 2) => blocked_rows::<5, 2>(g, wp, xin, wts, acc),
+            (7, 1) => blocked_rows::<7, 1>(g, wp, xin, wts, acc),
+            (7, 2) => blocked_rows::<7, 2>(g, wp, xin, wts, acc),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// [`blocked_rows_avx2`] for kernel size `K` and stride `S`.
+///
+/// # Safety
+/// As for [`blocked_rows_avx2`], and the geometry has these `K` and `S`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::needless_range_loop)] // kx indexes the weights and the loaded columns
+unsafe fn blocked_rows<const K: usize, const S: usize>(
+    g: &Geometry,
+    wp: usize,
+    xin: &[[f32; CB]],
+    wts: &[[f32; CB]],
+    acc: &mut [[f32; CB]],
+) {
+    use std::arch::x86_64::*;
+    const N: usize = ROW_TILE;
+    let (xp, wpt, ap) = (
+        xin.as_ptr() as *const f32,
+        wts.as_ptr() as *const f32,
+        acc.as_mut_ptr() as *mut f32,
+    );
+    debug_assert!(xin.len() >= ((g.oh - 1) * S + K) * wp + ROW_TILE_SLACK);
+    // SAFETY (all accesses): a tile reads padded columns x0·S .. (x0 + N − 1)·S + K of
+    // its rows, inside the block or its slack; it stores only its outputs < ow.
+    unsafe {
+        for y in 0..g.oh {
+            let mut x0 = 0;
+            while x0 < g.ow {
+                let n = N.min(g.ow - x0);
+                let mut a = [_mm256_setzero_ps(); N];
+                for ky in 0..K {
+                    let w: [__m256; K] =
+                        std::array::from_fn(|kx| _mm256_loadu_ps(wpt.add((ky * K + kx) * CB)));
+                    let row = xp.add(((y * S + ky) * wp + x0 * S) * CB);
+                    // Input column I of the tile feeds output j with I = j·S + kx, in
+                    // ascending kx for each j; one call per column with I a constant,
+                    // so every test and index below is resolved at compile time.
+                    macro_rules! columns {
+                        ($($i:literal)*) => {$(
+                            if $i < (N - 1) * S + K {
+                                row_column::<K, S, N, $i>(&mut a, &w, row);
+                            }
+                        )*};
+                    }
+                    const { assert!((N - 1) * S + K <= 21, "a tile reads at most 21 columns") };
+                    columns!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20);
+                }
+                let dst = ap.add((y * g.ow + x0) * CB);
+                for (j, v) in a.iter().enumerate().take(n) {
+                    _mm256_storeu_ps(dst.add(j * CB), *v);
+                }
+                x0 += n;
+            }
+        }
+    }
+}
+
+/// Column `I` of a row tile of [`blocked_rows`]: loaded once, multiplied into every
+/// output `j < N` with `I = j·S + kx`.
+///
+/// # Safety
+/// As for [`blocked_rows`]; `row` addresses the tile's first column in the padded block.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn row_column<const K: usize, const S: usize, const N: usize, const I: usize>(
+    a: &mut [std::arch::x86_64::__m256; N],
+    w: &[std::arch::x86_64::__m256; K],
+    row: *const f32,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY: inside the block or its slack (caller's contract); FMA is enabled in the
+    // caller, into which this is inlined.
+    unsafe {
+        let v = _mm256_loadu_ps(row.add(I * CB));
+        for (kx, w) in w.iter().enumerate() {
+            if I >= kx && (I - kx) % S == 0 && (I - kx) / S < N {
+                let j = (I - kx) / S;
+                a[j] = _mm256_fmadd_ps(*w, v, a[j]);
+            }
+        }
+    }
+}
+
 /// Depthwise (multiplier 1) in blocks of eight channels: the block's planes transposed
 /// into one zero-padded `[row][column][channel]` buffer, so every tap of every output
 /// pixel is one 8-lane multiply-add with no border test (`core`: [`blocked_portable`] or
@@ -366,7 +494,8 @@ unsafe fn blocked_generic<const AVX: bool>(
     BLOCKED.with(|cell| {
         let mut cell = cell.borrow_mut();
         let (xin, wts, acc) = &mut *cell;
-        xin.resize(hp * wp, [0.0; CB]);
+        // Slack past the last row: a row tile of `blocked_rows_avx2` reads whole tiles.
+        xin.resize(hp * wp + ROW_TILE_SLACK, [0.0; CB]);
         wts.resize(taps, [0.0; CB]);
         acc.resize(p, [0.0; CB]);
         // Padded rows and columns outside the input stay zero for every block (each block
@@ -1005,6 +1134,11 @@ mod tests {
             (11, 6, 7, 3, 1, 1, 1, 1, 1, 1),
             (17, 9, 9, 5, 2, 1, 2, 2, 1, 1),
             (9, 10, 12, 3, 1, 2, 2, 2, 1, 1),
+            // Row tiles of the blocked form: a tile and a tail, a tail alone, stride 2.
+            (13, 5, 15, 3, 1, 1, 1, 1, 1, 1),
+            (8, 6, 3, 5, 1, 1, 2, 2, 1, 1),
+            (9, 21, 19, 7, 2, 1, 3, 3, 1, 1),
+            (8, 11, 14, 5, 2, 1, 2, 1, 1, 1),
             // Plane by plane: depthwise planes at least BLOCKED_MAX_WIDTH wide.
             (3, 5, 40, 3, 1, 1, 1, 1, 1, 1),
             (2, 4, 20, 3, 1, 2, 2, 2, 1, 1),
@@ -1046,6 +1180,14 @@ mod tests {
                 let form = form(isa, &g);
                 let out = run_checked(isa, form, &g, (&x, &wt), oc, (0, oc));
                 assert_close(&out, &want, &format!("{g:?} {isa:?}"));
+                if cg == 1 && mult == 1 {
+                    let other = [Form::Planes, Form::Blocked][usize::from(form == Form::Planes)];
+                    let alt = run_checked(isa, other, &g, (&x, &wt), oc, (0, oc));
+                    assert_eq!(
+                        alt, out,
+                        "{g:?} {isa:?}: the blocked and plane forms differ"
+                    );
+                }
                 let mut split = vec![f32::NAN; out.len()];
                 for o in 0..oc {
                     // SAFETY: as above, one channel at a time.
