@@ -455,7 +455,7 @@ unsafe fn row_column<const K: usize, const S: usize, const N: usize, const I: us
     unsafe {
         let v = _mm256_loadu_ps(row.add(I * CB));
         for (kx, w) in w.iter().enumerate() {
-            if I >= kx && (I - kx) % S == 0 && (I - kx) / S < N {
+            if I >= kx && (I - kx).is_multiple_of(S) && (I - kx) / S < N {
                 let j = (I - kx) / S;
                 a[j] = _mm256_fmadd_ps(*w, v, a[j]);
             }
