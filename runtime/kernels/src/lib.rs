@@ -14,6 +14,7 @@
 //!   every tap one long vector multiply-add over a padded, stride-split input plane,
 //!   eight channels per vector on narrow planes, or bands of output rows in registers
 //!   (depthwise), handing finished output to the caller's epilogue while it is in cache.
+//! * [`transpose`]: out-of-place matrix transposes in 8×8 AVX2 blocks.
 //!
 //! Invariant: tiling depends on problem shapes only and every output element is summed
 //! in one fixed order, so results do not depend on how callers split work into tiles
@@ -23,6 +24,7 @@
 pub mod direct;
 pub mod gemm;
 pub mod pointwise;
+pub mod transpose;
 
 /// The instruction set a kernel runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -32,6 +32,7 @@ use tessera_lower::kir::{Attention, Body, Conv, Gemm, Kernel, Nest};
 use tessera_lower::memory::MemoryPlan;
 
 use tessera_kernels::gemm::{BSource, PackedB, View, sgemm};
+use tessera_kernels::transpose::transpose;
 use tessera_lower::{KernelRef, Location, Lowering, Target};
 
 pub use pool::Pool;
@@ -73,6 +74,9 @@ struct KernelExec {
     /// A convolution's columns packed per run, kept to reuse the allocation (runs are
     /// serialized by the model's state mutex; the lock is never contended).
     scratch: Mutex<PackedB>,
+    /// A transposed convolution's `Xᵀ` per run ([`transposed`]; kept for its
+    /// allocation, like `scratch`).
+    transposed: Mutex<Vec<f32>>,
     /// An f32 attention's keys and values packed per run, one per batch element (kept
     /// for their allocations, like `scratch`).
     heads: Mutex<Vec<attention::HeadPack>>,
@@ -415,6 +419,7 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
                 packed_b,
                 fold_batch,
                 scratch: Mutex::new(PackedB::default()),
+                transposed: Mutex::new(Vec::new()),
                 heads: Mutex::new(Vec::new()),
                 fns,
                 offsets,
@@ -824,7 +829,9 @@ impl CpuModel {
         // it in place.
         let im2col = Im2col::new(c);
         let col = c.col.map(|q| ptrs[q.index()] as *mut f32);
-        let mut xt = vec![0f32; c.batch * p * k];
+        let mut xt = e.transposed.lock().unwrap_or_else(|p| p.into_inner());
+        // Every element is written below: no clearing.
+        xt.resize(c.batch * p * k, 0.0);
         for (n, img) in xt.chunks_exact_mut(p * k).enumerate() {
             let src = x.0.wrapping_add(n * c.channels * s_in);
             let src = match (&im2col, col) {
@@ -836,13 +843,8 @@ impl CpuModel {
                 }
                 _ => src,
             };
-            for ch in 0..k {
-                // SAFETY: row ch of the `k × p` source has p elements.
-                let row = unsafe { std::slice::from_raw_parts(src.add(ch * p), p) };
-                for (q, &v) in row.iter().enumerate() {
-                    img[q * k + ch] = v;
-                }
-            }
+            // SAFETY: the source is `k × p`, the image's part of `xt` `p × k`.
+            unsafe { transpose(self.isa, (k, p), src, p, img.as_mut_ptr(), k) };
         }
         let xt = SendPtr(xt.as_ptr());
         let task = |t: usize| {
@@ -862,14 +864,17 @@ impl CpuModel {
                 // SAFETY: image n's input is `k × p`; the packs hold `k × m`; the tile
                 // holds `p × nb`.
                 unsafe { sgemm(self.isa, p, nb, k, 1.0, xt, bs, tile.as_mut_ptr(), nb) };
-                for (o, row) in (o0..o1).enumerate() {
-                    // SAFETY: accumulator row (n, row) has p elements.
-                    let dst =
-                        unsafe { std::slice::from_raw_parts_mut(acc.0.add((n * m + row) * p), p) };
-                    for (q, d) in dst.iter_mut().enumerate() {
-                        *d = tile[q * nb + o];
-                    }
-                }
+                // SAFETY: accumulator rows (n, o0..o1) hold p elements each.
+                unsafe {
+                    transpose(
+                        self.isa,
+                        (p, nb),
+                        tile.as_ptr(),
+                        nb,
+                        acc.0.add((n * m + o0) * p),
+                        p,
+                    )
+                };
             });
             if let Some(f) = epi {
                 let r = (n * m) as u64;

@@ -556,39 +556,6 @@ unsafe fn blocked_generic<const AVX: bool>(
     });
 }
 
-/// The 8×8 transpose of eight vectors.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn transpose8(r: [std::arch::x86_64::__m256; 8]) -> [std::arch::x86_64::__m256; 8] {
-    use std::arch::x86_64::*;
-    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-    [
-        _mm256_permute2f128_ps::<0x20>(u0, u4),
-        _mm256_permute2f128_ps::<0x20>(u1, u5),
-        _mm256_permute2f128_ps::<0x20>(u2, u6),
-        _mm256_permute2f128_ps::<0x20>(u3, u7),
-        _mm256_permute2f128_ps::<0x31>(u0, u4),
-        _mm256_permute2f128_ps::<0x31>(u1, u5),
-        _mm256_permute2f128_ps::<0x31>(u2, u6),
-        _mm256_permute2f128_ps::<0x31>(u3, u7),
-    ]
-}
-
 /// Eight planes at `xb` (`h × w` each, consecutive) into the interior of the padded
 /// block: eight flat positions at a time by 8×8 transposes, the plane's tail one
 /// position at a time.
@@ -623,7 +590,7 @@ unsafe fn transpose_in_avx2(
     unsafe {
         while f + CB <= plane {
             let rows: [__m256; 8] = std::array::from_fn(|l| _mm256_loadu_ps(xb.add(l * plane + f)));
-            let cols = transpose8(rows);
+            let cols = crate::transpose::transpose8(rows);
             for v in &cols {
                 if let Some(d) = next() {
                     _mm256_storeu_ps(xin[d].as_mut_ptr(), *v);
@@ -657,7 +624,7 @@ unsafe fn transpose_out_avx2(acc: &[[f32; CB]], ob: *mut f32, p: usize) {
     unsafe {
         while f + CB <= p {
             let rows: [__m256; 8] = std::array::from_fn(|j| _mm256_loadu_ps(acc[f + j].as_ptr()));
-            let cols = transpose8(rows);
+            let cols = crate::transpose::transpose8(rows);
             for (l, v) in cols.iter().enumerate() {
                 _mm256_storeu_ps(ob.add(l * p + f), *v);
             }
