@@ -110,14 +110,15 @@ pub enum Form {
 /// The form [`run`] takes for a geometry on an ISA. Depends on the geometry and the ISA
 /// only, never on the channel range, so any split over threads takes the same path.
 pub fn form(isa: crate::Isa, g: &Geometry) -> Form {
-    // Measured with the kernels bench: row bands win on planes 32 wide and more, on
-    // strided and larger kernels from 16, and on every grouped geometry from 16; 3×3
-    // depthwise planes of 16–31 run faster plane by plane.
-    let rows_win =
-        g.ow >= 32 || (g.ow >= 16 && (g.stride.1 > 1 || g.kw > 3 || g.group_channels > 1));
-    if avx2(isa.or_portable()) && rows::supported(g) && rows_win {
+    // Measured with the kernels bench: row bands win on 3×3 planes from 16 wide and on
+    // every grouped geometry from 16; the channel-blocked row tiles on depthwise 5×5 and
+    // 7×7 kernels at any width (7×7 at 56×56: 76 against 55 GFLOP/s; 5×5 stride 2 onto
+    // 14×14: 25–35 against 11–17) and on planes narrower than 16.
+    let depthwise_large = g.kw > 3 && g.group_channels == 1 && g.multiplier == 1;
+    let rows_win = g.ow >= 16 && (g.kw == 3 || g.group_channels > 1);
+    if avx2(isa.or_portable()) && rows::supported(g) && rows_win && !depthwise_large {
         Form::Rows
-    } else if channel_blocked(g) {
+    } else if channel_blocked(g) || depthwise_large && avx2(isa.or_portable()) {
         Form::Blocked
     } else {
         Form::Planes

@@ -567,6 +567,28 @@ unsafe fn fill_band<const S: usize>(
             let dst = bp.add(j * row_stride);
             let iy = (y0 * S + j).checked_sub(g.pad.0).filter(|&iy| iy < g.h);
             let src = iy.map(|iy| xin.add(iy * g.w));
+            // Stride 2: both phases in one pass, two vectors of the row deinterleaved
+            // into evens ([a0 a2 b0 b2 | a4 a6 b4 b6] permuted to [a0 a2 a4 a6 b0 b2 b4
+            // b6]) and odds; each phase's tail below, from `start`.
+            let mut start = [0usize; S];
+            if let (2, Some(src)) = (S, src) {
+                let (qe, qo) = if phases[0].0 == 0 { (0, 1) } else { (1, 0) };
+                let ((_, ce, ne), (_, co, no)) = (phases[qe], phases[qo]);
+                let (de, dodd) = (dst.add(qe * cols + ce), dst.add(qo * cols + co));
+                let mut k = 0;
+                while k + 8 <= ne.min(no) && 2 * k + 16 <= g.w {
+                    let a = _mm256_loadu_ps(src.add(2 * k));
+                    let b = _mm256_loadu_ps(src.add(2 * k + 8));
+                    let ev = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+                    let od = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
+                    let ev = _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(ev));
+                    let od = _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(od));
+                    _mm256_storeu_ps(de.add(k), _mm256_castpd_ps(ev));
+                    _mm256_storeu_ps(dodd.add(k), _mm256_castpd_ps(od));
+                    k += 8;
+                }
+                start = [k; S];
+            }
             for (q, &(i0, c0, n)) in phases.iter().enumerate() {
                 let d = dst.add(q * cols + c0);
                 let Some(src) = src else {
@@ -581,21 +603,10 @@ unsafe fn fill_band<const S: usize>(
                     continue;
                 };
                 let src = src.add(i0);
-                let mut k = 0;
+                let mut k = start[q];
                 if S == 1 {
                     while k + 8 <= n {
                         _mm256_storeu_ps(d.add(k), _mm256_loadu_ps(src.add(k)));
-                        k += 8;
-                    }
-                } else {
-                    // Two vectors of the row, deinterleaved: [a0 a2 b0 b2 | a4 a6 b4 b6]
-                    // permuted to [a0 a2 a4 a6 b0 b2 b4 b6].
-                    while k + 8 <= n && i0 + S * k + 16 <= g.w {
-                        let a = _mm256_loadu_ps(src.add(S * k));
-                        let b = _mm256_loadu_ps(src.add(S * k + 8));
-                        let ev = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
-                        let ev = _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(ev));
-                        _mm256_storeu_ps(d.add(k), _mm256_castpd_ps(ev));
                         k += 8;
                     }
                 }
