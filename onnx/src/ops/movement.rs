@@ -286,6 +286,11 @@ fn split(cx: &mut Ctx) -> R<Vec<ValueId>> {
             if parts == 0 {
                 return Err(cx.err("no outputs to split into"));
             }
+            if parts > n {
+                return Err(cx.err(format!(
+                    "num_outputs is {parts} but the node has {n} output(s)"
+                )));
+            }
             let chunk = d[a].div_ceil(parts);
             if cx.opset < 18 && !d[a].is_multiple_of(parts) {
                 return Err(cx.err(format!(

@@ -222,6 +222,7 @@ fn conv_transpose(cx: &mut Ctx) -> R<Vec<ValueId>> {
         let mut zdims = split;
         zdims[a + 1] = s - 1;
         let z = Shape::new(zdims).map_err(|e| cx.err(e.to_string()))?;
+        cx.check_built("the upsampling zeros", z.numel())?;
         let zeros = cx.constant(Tensor::full(dtype, z, 0.0));
         let spread = cx.emit1(Op::Concat { axis: a + 1 }, &[col, zeros])?;
         d[a] = n * s;

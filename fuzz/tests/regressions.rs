@@ -1,0 +1,187 @@
+//! Every failure the fuzz harness found, minimized by hand to the smallest model or text
+//! that showed it, with the error it gives now. Each was a panic (integer overflow, a
+//! remainder by zero) or an allocation of many GiB sized from a number in the model.
+//!
+//! The allocator refuses more than 1 GiB live, so a regression of the allocation cases
+//! aborts this test binary instead of exhausting the machine.
+
+use std::sync::Once;
+
+use prost::Message;
+use tessera_fuzz::Target;
+use tessera_fuzz::alloc::{self, CountingAlloc};
+use tessera_fuzz::campaign::run_one;
+use tessera_fuzz::check::Verdict;
+use tessera_onnx::ImportOptions;
+use tessera_onnx::proto::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto::AttributeType,
+    tensor_shape_proto, type_proto,
+};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+const F32: i32 = 1;
+const I64: i32 = 7;
+
+fn limit_memory() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| alloc::set_limit(1 << 30, |_| {}));
+}
+
+fn value(name: &str, elem: i32, dims: &[i64]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem),
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| tensor_shape_proto::Dimension {
+                            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        name: Some("n".into()),
+        op_type: Some(op.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        attribute: attrs,
+        ..Default::default()
+    }
+}
+
+fn int(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(i),
+        ..Default::default()
+    }
+}
+
+fn i64s(name: &str, v: &[i64]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: vec![v.len() as i64],
+        data_type: Some(I64),
+        int64_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A one-node model at opset 18: `inputs` are graph inputs, `inits` initializers.
+fn model(n: NodeProto, inputs: Vec<ValueInfoProto>, inits: Vec<TensorProto>) -> Vec<u8> {
+    let output = n
+        .output
+        .iter()
+        .map(|o| ValueInfoProto {
+            name: Some(o.clone()),
+            ..Default::default()
+        })
+        .collect();
+    ModelProto {
+        ir_version: Some(9),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(18),
+        }],
+        graph: Some(GraphProto {
+            name: Some("g".into()),
+            node: vec![n],
+            input: inputs,
+            initializer: inits,
+            output,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// The harness accepts `bytes` as a clean rejection, and the import error says `expect`.
+fn check_onnx(bytes: &[u8], expect: &str) {
+    limit_memory();
+    assert_eq!(run_one(Target::Onnx, bytes), Ok(Verdict::Rejected));
+    let opts = ImportOptions {
+        evaluator: Some(&tessera_reference::Reference),
+        ..ImportOptions::default()
+    };
+    let err = tessera_onnx::import(bytes, &opts)
+        .expect_err("the model is invalid")
+        .to_string();
+    assert!(err.contains(expect), "{err}");
+    assert!(
+        err.starts_with("ONNX node \"n\" ("),
+        "names the node: {err}"
+    );
+}
+
+/// `Split` built one size per `num_outputs` before checking it against the node's outputs
+/// (32 GiB for 2^32).
+#[test]
+fn split_num_outputs_beyond_the_outputs() {
+    let n = node("Split", &["x"], &["y"], vec![int("num_outputs", 1 << 32)]);
+    check_onnx(
+        &model(n, vec![value("x", F32, &[4])], vec![]),
+        "num_outputs is 4294967296 but the node has 1 output(s)",
+    );
+}
+
+/// `Trilu` (like `EyeLike`, `OneHot`, `TopK`) built an index grid the size of an axis:
+/// 64 GiB for an axis of 2^33.
+#[test]
+fn trilu_index_grid_over_a_huge_axis() {
+    let n = node("Trilu", &["x"], &["y"], vec![]);
+    check_onnx(
+        &model(n, vec![value("x", F32, &[1 << 33, 2])], vec![]),
+        "an index grid would be a constant of 8589934592 elements, more than the import limit of 16777216",
+    );
+}
+
+/// `ArgMax` built its index grid the size of the reduced axis.
+#[test]
+fn arg_max_index_grid_over_a_huge_axis() {
+    let n = node("ArgMax", &["x"], &["y"], vec![int("axis", 0)]);
+    check_onnx(
+        &model(n, vec![value("x", F32, &[1 << 34])], vec![]),
+        "the index grid would be a constant of 17179869184 elements",
+    );
+}
+
+/// `ConstantOfShape` filled whatever shape its input named (16 GiB for 2^32 f32).
+#[test]
+fn constant_of_shape_too_large_to_build() {
+    let n = node("ConstantOfShape", &["s"], &["y"], vec![]);
+    check_onnx(
+        &model(n, vec![], vec![i64s("s", &[1 << 16, 1 << 16])]),
+        "the filled shape would be a constant of 4294967296 elements",
+    );
+}
+
+/// `Range` built every element of any range up to `MAX_ELEMENTS`.
+#[test]
+fn range_too_large_to_build() {
+    let scalar = |name: &str, v: i64| TensorProto {
+        dims: vec![],
+        ..i64s(name, &[v])
+    };
+    let n = node("Range", &["a", "b", "c"], &["y"], vec![]);
+    let inits = vec![scalar("a", 0), scalar("b", 1 << 30), scalar("c", 1)];
+    check_onnx(
+        &model(n, vec![], inits),
+        "the range would be a constant of 1073741824 elements",
+    );
+}
