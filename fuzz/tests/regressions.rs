@@ -72,6 +72,15 @@ fn int(name: &str, i: i64) -> AttributeProto {
     }
 }
 
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
 fn i64s(name: &str, v: &[i64]) -> TensorProto {
     TensorProto {
         name: Some(name.into()),
@@ -183,5 +192,61 @@ fn range_too_large_to_build() {
     check_onnx(
         &model(n, vec![], inits),
         "the range would be a constant of 1073741824 elements",
+    );
+}
+
+/// `DepthToSpace` with blocksize 2^32: blocksize² wrapped to 0 and `c % 0` panicked.
+#[test]
+fn depth_to_space_blocksize_square_overflows() {
+    let n = node(
+        "DepthToSpace",
+        &["x"],
+        &["y"],
+        vec![int("blocksize", 1 << 32)],
+    );
+    check_onnx(
+        &model(n, vec![value("x", F32, &[1, 4, 2, 2])], vec![]),
+        "blocksize 4294967296 must be positive and its square at most 17179869184",
+    );
+}
+
+/// `ConvTranspose` over an empty spatial axis computed `size - 1` and underflowed.
+#[test]
+fn conv_transpose_empty_spatial_axis() {
+    let n = node("ConvTranspose", &["x", "w"], &["y"], vec![]);
+    let inputs = vec![value("x", F32, &[1, 1, 0]), value("w", F32, &[1, 1, 2])];
+    check_onnx(
+        &model(n, inputs, vec![]),
+        "spatial axis 0 has input size 0 and kernel size 2; both must be positive",
+    );
+}
+
+/// `ConvTranspose` with a huge stride: the output size overflowed.
+#[test]
+fn conv_transpose_output_size_overflows() {
+    let n = node(
+        "ConvTranspose",
+        &["x", "w"],
+        &["y"],
+        vec![ints("strides", &[1 << 62])],
+    );
+    let inputs = vec![value("x", F32, &[1, 1, 5]), value("w", F32, &[1, 1, 2])];
+    check_onnx(
+        &model(n, inputs, vec![]),
+        "the output size along spatial axis 0 is too large",
+    );
+}
+
+/// `Reshape` to dims whose product overflows (2^32 · 2^32 · 2) panicked in `product()`.
+#[test]
+fn reshape_target_product_overflows() {
+    let n = node("Reshape", &["x", "s"], &["y"], vec![]);
+    check_onnx(
+        &model(
+            n,
+            vec![value("x", F32, &[4])],
+            vec![i64s("s", &[1 << 32, 1 << 32, 2])],
+        ),
+        "cannot reshape [4] (4 elements) to [4294967296, 4294967296, 2]",
     );
 }
