@@ -138,6 +138,15 @@ fn check_onnx(bytes: &[u8], expect: &str) {
     );
 }
 
+fn check_text(src: &str, expect: &str) {
+    limit_memory();
+    assert_eq!(run_one(Target::Text, src.as_bytes()), Ok(Verdict::Rejected));
+    let err = tessera_ir::text::parse(src)
+        .expect_err("the text is invalid")
+        .to_string();
+    assert!(err.contains(expect), "{err}");
+}
+
 /// `Split` built one size per `num_outputs` before checking it against the node's outputs
 /// (32 GiB for 2^32).
 #[test]
@@ -249,4 +258,30 @@ fn reshape_target_product_overflows() {
         ),
         "cannot reshape [4] (4 elements) to [4294967296, 4294967296, 2]",
     );
+}
+
+/// A text-IR `conv` whose group times W's channels overflows (found by the text target).
+#[test]
+fn text_conv_group_overflows() {
+    let src = r#"graph "g" {
+  input "x" %0: f32[1,2,4,4]
+  input "w" %1: f32[2,2,1,1]
+  %2: f32[1,2,4,4] = conv(%0, %1) {strides=[1,1], pads=[0,0,0,0], dilations=[1,1], group=9223372036854775808}
+  output "y" %2
+}
+"#;
+    check_text(src, "channels do not match");
+}
+
+/// A text-IR `conv` whose padding overflows the padded size.
+#[test]
+fn text_conv_padding_overflows() {
+    let src = r#"graph "g" {
+  input "x" %0: f32[1,2,4,4]
+  input "w" %1: f32[2,2,1,1]
+  %2: f32[1,2,4,4] = conv(%0, %1) {strides=[1,1], pads=[18446744073709551615,0,0,0], dilations=[1,1], group=1}
+  output "y" %2
+}
+"#;
+    check_text(src, "the window or padding is too large");
 }
