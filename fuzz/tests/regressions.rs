@@ -93,6 +93,15 @@ fn i64s(name: &str, v: &[i64]) -> TensorProto {
 
 /// A one-node model at opset 18: `inputs` are graph inputs, `inits` initializers.
 fn model(n: NodeProto, inputs: Vec<ValueInfoProto>, inits: Vec<TensorProto>) -> Vec<u8> {
+    model_at(18, n, inputs, inits)
+}
+
+fn model_at(
+    opset: i64,
+    n: NodeProto,
+    inputs: Vec<ValueInfoProto>,
+    inits: Vec<TensorProto>,
+) -> Vec<u8> {
     let output = n
         .output
         .iter()
@@ -105,7 +114,7 @@ fn model(n: NodeProto, inputs: Vec<ValueInfoProto>, inits: Vec<TensorProto>) -> 
         ir_version: Some(9),
         opset_import: vec![OperatorSetIdProto {
             domain: Some(String::new()),
-            version: Some(18),
+            version: Some(opset),
         }],
         graph: Some(GraphProto {
             name: Some("g".into()),
@@ -120,17 +129,22 @@ fn model(n: NodeProto, inputs: Vec<ValueInfoProto>, inits: Vec<TensorProto>) -> 
     .encode_to_vec()
 }
 
-/// The harness accepts `bytes` as a clean rejection, and the import error says `expect`.
-fn check_onnx(bytes: &[u8], expect: &str) {
+/// The import error of `bytes`, which the harness must count as a clean rejection.
+fn import_error(bytes: &[u8]) -> String {
     limit_memory();
     assert_eq!(run_one(Target::Onnx, bytes), Ok(Verdict::Rejected));
     let opts = ImportOptions {
         evaluator: Some(&tessera_reference::Reference),
         ..ImportOptions::default()
     };
-    let err = tessera_onnx::import(bytes, &opts)
+    tessera_onnx::import(bytes, &opts)
         .expect_err("the model is invalid")
-        .to_string();
+        .to_string()
+}
+
+/// The import of `bytes` fails with an error about node `n` that says `expect`.
+fn check_onnx(bytes: &[u8], expect: &str) {
+    let err = import_error(bytes);
     assert!(err.contains(expect), "{err}");
     assert!(
         err.starts_with("ONNX node \"n\" ("),
@@ -284,4 +298,52 @@ fn text_conv_padding_overflows() {
 }
 "#;
     check_text(src, "the window or padding is too large");
+}
+
+/// An empty shape whose other dims multiply past `u64` (`[3, 4, 2^63 - 1, 0]`) passed the
+/// element-count check (0 elements), then `Shape::numel`, `Size` and `Flatten` overflowed
+/// multiplying the dims. Shapes now bound the product of their nonzero dims.
+#[test]
+fn empty_shape_with_huge_dims() {
+    for (op, dims) in [
+        ("Size", vec![3, 4, i64::MAX, 0]),
+        ("Flatten", vec![2, 3, 4, 5, 1 << 62, 0]),
+        ("SpaceToDepth", vec![1 << 62, 0, 6, 6]),
+    ] {
+        let attrs = if op == "SpaceToDepth" {
+            vec![int("blocksize", 2)]
+        } else {
+            vec![]
+        };
+        let n = node(op, &["x"], &["y"], attrs);
+        let err = import_error(&model(n, vec![value("x", F32, &dims)], vec![]));
+        assert!(
+            err.contains("graph input \"x\"")
+                && err.contains("its nonzero dimensions multiply to 18446744073709551615"),
+            "{op}: {err}"
+        );
+    }
+}
+
+/// A slice step of `i64::MIN` overflowed negating it in `Op::infer`; it is a valid step
+/// (one element).
+#[test]
+fn slice_step_of_i64_min() {
+    limit_memory();
+    let src = r#"graph "g" {
+  input "x" %0: f32[4]
+  %1: f32[1] = slice(%0) {axes=[0], starts=[3], ends=[-1], steps=[-9223372036854775808]}
+  output "y" %1
+}
+"#;
+    assert_eq!(run_one(Target::Text, src.as_bytes()), Ok(Verdict::Accepted));
+    let n = node("Slice", &["x", "s", "e", "a", "t"], &["y"], vec![]);
+    let inits = vec![
+        i64s("s", &[3]),
+        i64s("e", &[i64::MIN]),
+        i64s("a", &[0]),
+        i64s("t", &[i64::MIN]),
+    ];
+    let bytes = model(n, vec![value("x", F32, &[4])], inits);
+    assert_eq!(run_one(Target::Onnx, &bytes), Ok(Verdict::Accepted));
 }
