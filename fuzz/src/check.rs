@@ -39,12 +39,16 @@ fn symbol_size(s: &str) -> usize {
 
 /// Runs the ONNX checks on a serialized model.
 pub fn onnx(bytes: &[u8]) -> Result<Verdict, String> {
-    let Ok(model) = tessera_onnx::decode(bytes) else {
-        return Ok(Verdict::Rejected);
-    };
-    let Ok(decls) = tessera_onnx::input_decls(&model, &|_| false) else {
-        return Ok(Verdict::Rejected);
-    };
+    match import(bytes) {
+        Some(g) => accepted(&g).map(|()| Verdict::Accepted),
+        None => Ok(Verdict::Rejected),
+    }
+}
+
+/// Imports a serialized model as [`onnx`] does; `None` if the importer refuses it.
+pub fn import(bytes: &[u8]) -> Option<Graph> {
+    let model = tessera_onnx::decode(bytes).ok()?;
+    let decls = tessera_onnx::input_decls(&model, &|_| false).ok()?;
     let shapes: BTreeMap<String, usize> = tessera_onnx::symbols(&decls)
         .into_iter()
         .map(|s| (s.to_string(), symbol_size(s)))
@@ -58,7 +62,7 @@ pub fn onnx(bytes: &[u8]) -> Result<Verdict, String> {
             ..ImportOptions::default()
         };
         match tessera_onnx::import_model(&model, &opts) {
-            Ok(g) => return accepted(&g).map(|()| Verdict::Accepted),
+            Ok(g) => return Some(g),
             Err(ImportError::NeedsBinding { graph_inputs, .. }) => {
                 let before = bind.len();
                 for name in graph_inputs {
@@ -67,13 +71,13 @@ pub fn onnx(bytes: &[u8]) -> Result<Verdict, String> {
                     }
                 }
                 if bind.len() == before {
-                    return Ok(Verdict::Rejected);
+                    return None;
                 }
             }
-            Err(_) => return Ok(Verdict::Rejected),
+            Err(_) => return None,
         }
     }
-    Ok(Verdict::Rejected)
+    None
 }
 
 /// A small all-ones value for graph input `name`, if it is declared and small.
@@ -92,7 +96,7 @@ pub fn text(src: &str) -> Result<Verdict, String> {
 }
 
 /// The invariants of an accepted graph: it verifies and its text round-trips.
-fn accepted(g: &Graph) -> Result<(), String> {
+pub fn accepted(g: &Graph) -> Result<(), String> {
     verify(g).map_err(|e| format!("an accepted graph does not verify: {e}"))?;
     let once = print(g, &PrintOptions::default());
     let back = parse(&once).map_err(|e| format!("printed graph does not parse back: {e}"))?;

@@ -128,6 +128,16 @@ fn replay(target: Target, inputs: &[PathBuf]) -> Result<()> {
             if let Err(e) = tessera_onnx::import(&data, &opts) {
                 println!("  {e}");
             }
+            let t0 = Instant::now();
+            if let Some(g) = tessera_fuzz::check::import(&data) {
+                let t1 = Instant::now();
+                let _ = tessera_fuzz::check::accepted(&g);
+                println!(
+                    "  import {:.3} s, verify and text round trip {:.3} s",
+                    (t1 - t0).as_secs_f64(),
+                    t1.elapsed().as_secs_f64()
+                );
+            }
         }
     }
     if failed > 0 {
