@@ -363,3 +363,28 @@ fn large_constant_text_round_trip_is_fast() {
     let took = start.elapsed();
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
 }
+
+/// The seed of that Hardmax imported domain "" at 13 and "ai.onnx" (the same domain) at 0;
+/// the importer silently took the last, opset 0. Both are errors now.
+#[test]
+fn contradictory_opset_imports() {
+    let n = node("Relu", &["x"], &["y"], vec![]);
+    let mut m = ModelProto::decode(model(n, vec![value("x", F32, &[2])], vec![]).as_slice())
+        .expect("a model");
+    m.opset_import.push(OperatorSetIdProto {
+        domain: Some("ai.onnx".into()),
+        version: Some(13),
+    });
+    let err = import_error(&m.encode_to_vec());
+    assert_eq!(
+        err,
+        "the model imports domain \"ai.onnx\" twice, at versions 18 and 13"
+    );
+    m.opset_import.truncate(1);
+    m.opset_import[0].version = Some(0);
+    let err = import_error(&m.encode_to_vec());
+    assert_eq!(
+        err,
+        "the model imports domain \"ai.onnx\" at version 0; versions start at 1"
+    );
+}
