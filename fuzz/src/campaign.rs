@@ -51,7 +51,7 @@ pub enum FailureKind {
     Hang(Duration),
     /// Peak bytes allocated while the input ran.
     Memory(usize),
-    /// A broken invariant of an accepted graph (see [`check`](crate::check)).
+    /// A broken invariant of an accepted graph (see [`check`]).
     Invariant(String),
 }
 
