@@ -54,6 +54,8 @@ fn slice(corpus: &Corpus, target: Target, execs: u64) -> Report {
 
 #[test]
 fn ci_slice_onnx_and_text() {
+    // An absurd allocation aborts the test binary instead of exhausting the CI machine.
+    tessera_fuzz::alloc::set_limit(2 << 30, |_| {});
     let corpus = corpus();
     let onnx = slice(&corpus, Target::Onnx, 60_000);
     let text = slice(&corpus, Target::Text, 40_000);
