@@ -23,7 +23,10 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// A shape from its dimensions, checking rank and element count limits.
+    /// A shape from its dimensions, checking rank and element count limits. The product
+    /// of the nonzero dimensions is bounded, not just the element count, so that no
+    /// product of some of the dimensions (a flattened prefix, a stride) can overflow,
+    /// even in an empty shape such as `[2^40, 2^40, 0]`.
     pub fn new(dims: Vec<usize>) -> Result<Shape, IrError> {
         if dims.len() > MAX_RANK {
             return Err(IrError::ShapeTooLarge {
@@ -32,13 +35,18 @@ impl Shape {
             });
         }
         let mut n: u64 = 1;
-        for &d in &dims {
+        for &d in dims.iter().filter(|&&d| d != 0) {
             n = n.saturating_mul(d as u64);
         }
         if n > MAX_ELEMENTS {
+            let why = if dims.contains(&0) {
+                format!("its nonzero dimensions multiply to {n}, beyond the limit of 2^34")
+            } else {
+                format!("{n} elements exceed the limit of 2^34")
+            };
             return Err(IrError::ShapeTooLarge {
                 dims: dims.iter().map(|&d| d as u64).collect(),
-                why: format!("{n} elements exceed the limit of 2^34"),
+                why,
             });
         }
         Ok(Shape { dims })

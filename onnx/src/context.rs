@@ -18,6 +18,7 @@ pub(crate) struct Builder<'a> {
     deps: HashMap<ValueId, BTreeSet<String>>,
     evaluator: Option<&'a dyn Evaluator>,
     fold_limit: usize,
+    max_constant_elements: usize,
 }
 
 impl<'a> Builder<'a> {
@@ -28,6 +29,7 @@ impl<'a> Builder<'a> {
             deps: HashMap::new(),
             evaluator: opts.evaluator,
             fold_limit: opts.fold_limit,
+            max_constant_elements: opts.max_constant_elements,
         }
     }
 
@@ -226,6 +228,19 @@ impl Ctx<'_, '_> {
     /// Names of attributes the node sets (for rejecting unsupported ones).
     pub(crate) fn has_attr(&self, name: &str) -> bool {
         self.attr(name).is_some()
+    }
+
+    /// Fails unless a constant of `numel` elements that the importer is about to build
+    /// from sizes the model states (not from data it carries) is within
+    /// [`ImportOptions::max_constant_elements`]. Call it before allocating.
+    pub(crate) fn check_built(&self, what: &str, numel: usize) -> Result<(), ImportError> {
+        let limit = self.b.max_constant_elements;
+        if numel > limit {
+            return Err(self.err(format!(
+                "{what} would be a constant of {numel} elements, more than the import limit of {limit}"
+            )));
+        }
+        Ok(())
     }
 
     /// Adds a constant.

@@ -38,7 +38,7 @@ type Env = HashMap<String, ValueId>;
 /// dependency order, outputs checked against their declarations, the graph verified.
 pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, ImportError> {
     let g = m.graph.as_ref().ok_or(ImportError::NoGraph)?;
-    let opsets = opsets(m);
+    let opsets = opsets(m)?;
     check_opsets(&opsets)?;
     check_supported(&g.node, &opsets)?;
     let opset = opsets.get("ai.onnx").copied().unwrap_or(1);
@@ -61,13 +61,28 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
     Ok(graph)
 }
 
-/// The opset version the model imports for each domain.
-fn opsets(m: &ModelProto) -> HashMap<&str, i64> {
+/// The opset version the model imports for each domain. A version below 1, and a domain
+/// imported twice at different versions (`""` and `"ai.onnx"` are one domain), are
+/// errors rather than a silent choice.
+fn opsets(m: &ModelProto) -> Result<HashMap<&str, i64>, ImportError> {
     let mut opsets: HashMap<&str, i64> = HashMap::new();
     for o in &m.opset_import {
-        opsets.insert(domain_name(o.domain.as_deref()), o.version.unwrap_or(1));
+        let domain = domain_name(o.domain.as_deref());
+        let version = o.version.unwrap_or(1);
+        let bad = |problem: String| ImportError::BadOpset {
+            domain: domain.to_string(),
+            problem,
+        };
+        if version < 1 {
+            return Err(bad(format!("at version {version}; versions start at 1")));
+        }
+        if let Some(first) = opsets.insert(domain, version)
+            && first != version
+        {
+            return Err(bad(format!("twice, at versions {first} and {version}")));
+        }
     }
-    opsets
+    Ok(opsets)
 }
 
 /// Fails on the first domain (in name order) whose imported version is newer than the

@@ -73,6 +73,10 @@ pub enum ImportError {
         newest: i64,
     },
 
+    /// The model's opset imports contradict themselves or name an impossible version.
+    #[error("the model imports domain {domain:?} {problem}")]
+    BadOpset { domain: String, problem: String },
+
     #[error("{} unsupported node(s):\n{}", .0.len(), list(.0))]
     Unsupported(Vec<UnsupportedNode>),
 

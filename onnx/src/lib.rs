@@ -35,7 +35,7 @@ use tessera_ir::Graph;
 
 pub use convert::KNOWN_OPSETS;
 pub use error::{ImportError, SymbolSource, UnsupportedNode};
-pub use options::ImportOptions;
+pub use options::{ImportOptions, MAX_CONSTANT_ELEMENTS};
 pub use symbols::{Dim, InputDecl, bind_symbols, symbols};
 pub use tensor::{
     dtype_from_onnx, encode_tensor, onnx_dtype_code, read_tensor_file, tensor_from_proto,

@@ -125,7 +125,7 @@ pub(super) fn slice(
         out[a] = if st > 0 {
             ((e - s) as usize).div_ceil(st as usize)
         } else {
-            ((s - e) as usize).div_ceil((-st) as usize)
+            ((s - e) as usize).div_ceil(st.unsigned_abs() as usize)
         };
     }
     one(t.dtype, shape(out)?)

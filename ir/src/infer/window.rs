@@ -23,7 +23,7 @@ pub(super) fn conv(a: &ConvAttrs, inputs: &[&TensorType]) -> Result<Vec<TensorTy
     if a.strides.len() != sp || a.dilations.len() != sp || a.pads.len() != 2 * sp {
         return Err(format!("attribute lengths do not match {sp} spatial axes"));
     }
-    if a.group == 0 || x[1] != w[1] * a.group || !w[0].is_multiple_of(a.group) {
+    if a.group == 0 || w[1].checked_mul(a.group) != Some(x[1]) || !w[0].is_multiple_of(a.group) {
         return Err(format!(
             "channels do not match: X has {} channels, W is {}, group {}",
             x[1], inputs[1].shape, a.group
@@ -69,9 +69,8 @@ pub(super) fn pool(kind: PoolKind, a: &PoolAttrs, t: &TensorType) -> Result<Vec<
     }
     let mut out = vec![x[0], x[1]];
     for i in 0..sp {
-        if a.pads[i] >= a.kernel[i] * a.dilations[i]
-            || a.pads[sp + i] >= a.kernel[i] * a.dilations[i]
-        {
+        let window = a.kernel[i].saturating_mul(a.dilations[i]);
+        if a.pads[i] >= window || a.pads[sp + i] >= window {
             return Err("pads must be smaller than the window".into());
         }
         out.push(window_out(
@@ -105,8 +104,16 @@ fn window_out(
     if stride == 0 || dilation == 0 || kernel == 0 {
         return Err("kernel, strides and dilations must be positive".into());
     }
-    let span = dilation * (kernel - 1) + 1;
-    let padded = input + pad_begin + pad_end;
+    // Attributes come from models and text: sizes that overflow are an error, not a wrap.
+    let too_large = || "the window or padding is too large".to_string();
+    let span = dilation
+        .checked_mul(kernel - 1)
+        .and_then(|s| s.checked_add(1))
+        .ok_or_else(too_large)?;
+    let padded = input
+        .checked_add(pad_begin)
+        .and_then(|p| p.checked_add(pad_end))
+        .ok_or_else(too_large)?;
     if padded < span {
         return Err(format!(
             "window of span {span} does not fit in a padded input of {padded}"
@@ -118,7 +125,7 @@ fn window_out(
         (padded - span) / stride + 1
     };
     // With ceil_mode the last window must start inside the input or its begin padding.
-    if ceil && (out - 1) * stride >= input + pad_begin {
+    if ceil && (out - 1).saturating_mul(stride) >= input + pad_begin {
         out -= 1;
     }
     Ok(out)

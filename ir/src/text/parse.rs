@@ -118,6 +118,17 @@ impl<'a> Lexer<'a> {
     fn string(&mut self, line: usize, col: usize) -> Result<String, IrError> {
         let mut s = String::new();
         loop {
+            // Runs without quotes, escapes or newlines (all of a hex data entry) in one step.
+            let rest = &self.src[self.pos..];
+            let run = rest
+                .bytes()
+                .position(|c| matches!(c, b'"' | b'\\' | b'\n'))
+                .unwrap_or(rest.len());
+            if run > 0 {
+                s.push_str(&rest[..run]);
+                self.col += rest[..run].chars().count();
+                self.pos += run;
+            }
             match self.bump() {
                 None => return Err(err(line, col, "unterminated string")),
                 Some('"') => return Ok(s),
@@ -502,14 +513,21 @@ fn parse_inline(ty: &TensorType, items: &[String]) -> Result<Tensor, String> {
 }
 
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(2) {
         return None;
     }
-    let b = s.as_bytes();
-    let nib = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    (0..b.len() / 2)
-        .map(|i| Some(nib(b[2 * i])? << 4 | nib(b[2 * i + 1])?))
-        .collect()
+    let nib = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(b.len() / 2);
+    for pair in b.chunks_exact(2) {
+        out.push(nib(pair[0])? << 4 | nib(pair[1])?);
+    }
+    Some(out)
 }
 
 /// Parses the canonical text form into a graph. Result types are re-inferred and must

@@ -106,9 +106,13 @@ pub fn print(g: &Graph, opts: &PrintOptions) -> String {
         if opts.elide_constants {
             let _ = writeln!(out, "${k} = elided fnv1a={:016x}", t.fingerprint());
         } else {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
             let _ = write!(out, "${k} = hex\"");
-            for b in t.to_le_bytes() {
-                let _ = write!(out, "{b:02x}");
+            let bytes = t.to_le_bytes();
+            out.reserve(2 * bytes.len() + 2);
+            for b in bytes {
+                out.push(HEX[usize::from(b >> 4)] as char);
+                out.push(HEX[usize::from(b & 15)] as char);
             }
             out.push_str("\"\n");
         }

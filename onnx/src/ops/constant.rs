@@ -52,6 +52,7 @@ fn constant_of_shape(cx: &mut Ctx) -> R<Vec<ValueId>> {
         return Err(cx.err("value must hold exactly one element"));
     }
     let v = value.to_f64_vec()[0];
+    cx.check_built("the filled shape", s.numel())?;
     Ok(vec![cx.constant(Tensor::full(value.dtype(), s, v))])
 }
 
@@ -79,6 +80,7 @@ fn range(cx: &mut Ctx, start: &Tensor, limit: &Tensor, delta: &Tensor) -> R<Valu
     if n > tessera_ir::MAX_ELEMENTS as f64 {
         return Err(cx.err(format!("range of {n} elements is too large")));
     }
+    cx.check_built("the range", n as usize)?;
     let v: Vec<f64> = (0..n as usize).map(|i| s + i as f64 * d).collect();
     let len = v.len();
     let t = Tensor::from_vec(Shape::from_dims(&[len]), v)

@@ -189,6 +189,7 @@ fn einsum(cx: &mut Ctx) -> R<Vec<ValueId>> {
                 )));
             }
             let n = d[p];
+            cx.check_built("the diagonal's index grid", n)?;
             let mut rows = vec![1; d.len()];
             rows[p] = n;
             let mut cols = vec![1; d.len()];

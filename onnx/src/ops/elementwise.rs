@@ -81,6 +81,7 @@ fn is_inf(cx: &mut Ctx) -> R<Vec<ValueId>> {
     match (neg != 0, pos != 0) {
         (true, true) => Ok(vec![inf]),
         (false, false) => {
+            cx.check_built("the all-false result", cx.ty(x).shape.numel())?;
             let f = cx.constant(Tensor::full(DType::Bool, cx.ty(x).shape.clone(), 0.0));
             Ok(vec![f])
         }
@@ -168,6 +169,7 @@ fn clip(cx: &mut Ctx) -> R<Vec<ValueId>> {
     );
     if min > max {
         // ONNX: every element becomes max when min > max.
+        cx.check_built("the result", cx.ty(x).shape.numel())?;
         let t = Tensor::full(cx.ty(x).dtype, cx.ty(x).shape.clone(), max);
         return Ok(vec![cx.constant(t)]);
     }

@@ -440,6 +440,7 @@ fn scatter_dynamic(
         let col = reshape(cx, col, [m].into_iter().chain(ones(k)).collect())?;
         let mut iota_dims: Vec<usize> = ones(k + 1).collect();
         iota_dims[1 + j] = n;
+        cx.check_built("an index grid", n)?;
         let iota = const_tensor(cx, iota_dims, (0..n as i64).collect())?;
         let iota = cx.constant(iota);
         let eq = cx.emit1(Op::Binary(BinaryOp::Equal), &[col, iota])?;

@@ -38,8 +38,12 @@ fn depth_space(cx: &mut Ctx, to_space: bool) -> R<Vec<ValueId>> {
     let b = cx
         .attr_int("blocksize")?
         .ok_or_else(|| cx.err("attribute \"blocksize\" is missing"))?;
-    if b <= 0 {
-        return Err(cx.err(format!("blocksize {b} must be positive")));
+    // b² ≤ MAX_ELEMENTS keeps b², h·b and w·b clear of overflow.
+    if b <= 0 || (b as u64).saturating_mul(b as u64) > tessera_ir::MAX_ELEMENTS {
+        return Err(cx.err(format!(
+            "blocksize {b} must be positive and its square at most {}",
+            tessera_ir::MAX_ELEMENTS
+        )));
     }
     let b = b as usize;
     let dcr = match cx.attr_string("mode")?.as_deref().unwrap_or("DCR") {
@@ -115,15 +119,17 @@ fn reshape_target(cx: &Ctx, input: &[usize], target: &[i64], allow_zero: bool) -
             _ => return Err(cx.err(format!("invalid shape {target:?}"))),
         }
     }
+    // Target dims come from the model and may overflow a product: `None` is "too many".
+    let product = |d: &[usize]| d.iter().try_fold(1usize, |acc, &n| acc.checked_mul(n));
     let total: usize = input.iter().product();
     if let Some(i) = infer {
-        let rest: usize = out.iter().product();
+        let rest = product(&out).unwrap_or(0);
         if rest == 0 || !total.is_multiple_of(rest) {
             return Err(cx.err(format!("cannot reshape {input:?} to {target:?}")));
         }
         out[i] = total / rest;
     }
-    if out.iter().product::<usize>() != total {
+    if product(&out) != Some(total) {
         return Err(cx.err(format!(
             "cannot reshape {input:?} ({total} elements) to {target:?}"
         )));
@@ -285,6 +291,11 @@ fn split(cx: &mut Ctx) -> R<Vec<ValueId>> {
             let parts = cx.attr_int("num_outputs")?.map_or(n, |v| v.max(0) as usize);
             if parts == 0 {
                 return Err(cx.err("no outputs to split into"));
+            }
+            if parts > n {
+                return Err(cx.err(format!(
+                    "num_outputs is {parts} but the node has {n} output(s)"
+                )));
             }
             let chunk = d[a].div_ceil(parts);
             if cx.opset < 18 && !d[a].is_multiple_of(parts) {

@@ -53,6 +53,7 @@ fn broadcast_param(
                     .join(",")
             )));
         }
+        cx.check_built("the block index", x_dims[a])?;
         let idx: Vec<i64> = (0..x_dims[a]).map(|i| (i / block) as i64).collect();
         let shape = tessera_ir::Shape::new(vec![idx.len()]).map_err(|e| cx.err(e.to_string()))?;
         let idx = tessera_ir::Tensor::from_vec(shape, idx).map_err(|e| cx.err(e.to_string()))?;

@@ -289,6 +289,7 @@ pub(super) fn arg_index(
         let nan = cx.emit1(Op::Unary(UnaryOp::IsNaN), &[x])?;
         hit = cx.emit1(Op::Binary(BinaryOp::Or), &[hit, nan])?;
     }
+    cx.check_built("the index grid", n)?;
     let mut iota_dims = vec![1; rank];
     iota_dims[a] = n;
     let iota_shape = Shape::new(iota_dims).map_err(|e| cx.err(e.to_string()))?;

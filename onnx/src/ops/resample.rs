@@ -180,6 +180,7 @@ fn pad_axis(
             "axis {axis} is empty: there is nothing to pad it with"
         )));
     }
+    cx.check_built("the pad's gather indices", (b + n + e) as usize)?;
     let indices = (-b..n + e)
         .map(|j| match mode {
             PadMode::Edge => j.clamp(0, n - 1),
@@ -198,6 +199,7 @@ fn pad_axis(
 /// A block of `dims` filled with the pad value, in `x`'s dtype.
 fn fill_block(cx: &mut Ctx, x: ValueId, dims: Vec<usize>, fill: &Fill) -> R<ValueId> {
     let s = shape(cx, dims)?;
+    cx.check_built("the pad block", s.numel())?;
     match *fill {
         Fill::Literal(v) => Ok(cx.constant(Tensor::full(cx.ty(x).dtype, s, v))),
         Fill::Value(v) => {
@@ -634,6 +636,7 @@ fn resample_axis(
             "resampling axis {axis} at scale {scale} reads {n} input elements per output; at most {MAX_TAPS} are supported"
         )));
     }
+    cx.check_built("the resampling taps", out.saturating_mul(n.ceil() as usize))?;
     let taps = r.taps(input, out, scale, roi);
     let extrapolation = r.extrapolation;
     let dtype = cx.ty(x).dtype;

@@ -21,6 +21,7 @@ pub(super) const OPS: &[(&str, Translator)] = &[
 
 /// `0, 1, …, n−1` along axis `a` of a rank-`rank` i64 constant (size 1 elsewhere).
 fn iota(cx: &mut Ctx, n: usize, rank: usize, a: usize) -> R<ValueId> {
+    cx.check_built("an index grid", n)?;
     let mut dims = vec![1; rank];
     dims[a] = n;
     let shape = Shape::new(dims).map_err(|e| cx.err(e.to_string()))?;

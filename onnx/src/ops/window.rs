@@ -150,9 +150,26 @@ fn conv_transpose(cx: &mut Ctx) -> R<Vec<ValueId>> {
     }
     let out_pad: Vec<usize> = out_pad.iter().map(|&p| p as usize).collect();
     // The full (unpadded) output size per spatial axis.
-    let full: Vec<usize> = (0..sp)
-        .map(|i| strides[i] * (xd[2 + i] - 1) + out_pad[i] + dilations[i] * (kernel[i] - 1) + 1)
-        .collect();
+    let full = (0..sp)
+        .map(|i| {
+            let (n, k) = (xd[2 + i], kernel[i]);
+            if n == 0 || k == 0 {
+                return Err(cx.err(format!(
+                    "spatial axis {i} has input size {n} and kernel size {k}; both must be positive"
+                )));
+            }
+            strides[i]
+                .checked_mul(n - 1)
+                .zip(dilations[i].checked_mul(k - 1))
+                .and_then(|(a, b)| a.checked_add(b)?.checked_add(out_pad[i])?.checked_add(1))
+                .filter(|&m| m as u64 <= tessera_ir::MAX_ELEMENTS)
+                .ok_or_else(|| {
+                    cx.err(format!(
+                        "the output size along spatial axis {i} is too large"
+                    ))
+                })
+        })
+        .collect::<R<Vec<usize>>>()?;
     let auto = cx
         .attr_string("auto_pad")?
         .unwrap_or_else(|| "NOTSET".into());
@@ -222,6 +239,7 @@ fn conv_transpose(cx: &mut Ctx) -> R<Vec<ValueId>> {
         let mut zdims = split;
         zdims[a + 1] = s - 1;
         let z = Shape::new(zdims).map_err(|e| cx.err(e.to_string()))?;
+        cx.check_built("the upsampling zeros", z.numel())?;
         let zeros = cx.constant(Tensor::full(dtype, z, 0.0));
         let spread = cx.emit1(Op::Concat { axis: a + 1 }, &[col, zeros])?;
         d[a] = n * s;
