@@ -50,7 +50,8 @@ reconcile-unrealized-casts)";
 /// A context with every dialect and translation registered, and a sink for its
 /// diagnostics.
 fn context() -> (Context, Rc<RefCell<Vec<String>>>) {
-    register_all_passes();
+    static PASSES: std::sync::Once = std::sync::Once::new();
+    PASSES.call_once(register_all_passes);
     let registry = DialectRegistry::new();
     register_all_dialects(&registry);
     let context = Context::new();

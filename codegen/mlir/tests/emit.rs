@@ -7,9 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use tessera_ir::{Graph, text, verify};
 #[cfg(feature = "melior")]
 use tessera_ir::{DType, Tensor};
+use tessera_ir::{Graph, text, verify};
 use tessera_lower::fusion::Mode;
 
 fn cases() -> Vec<PathBuf> {

@@ -469,7 +469,211 @@ fn pad(
     Ok(r)
 }
 
-pub(super) fn attention(_kx: &mut KernelCx, a: &Attention) -> R<()> {
-    let _ = a;
-    Err(EmitError::Construct("fused attention".into()))
+pub(super) fn attention(kx: &mut KernelCx, a: &Attention) -> R<()> {
+    float_only(a.dtype, "attention")?;
+    let d = a.dtype;
+    if let Some(m) = &a.mask
+        && kx.param_dtype(m.param)? != d
+    {
+        return Err(EmitError::Dtype {
+            op: "attention mask",
+            dtype: kx.param_dtype(m.param)?,
+        });
+    }
+    let q = view(kx, &a.q, &a.batch, a.s, a.d, d)?;
+    // Kᵀ: the key view with its strides swapped, [d, t].
+    let kt = MatView {
+        param: a.k.param,
+        batch_offset: a.k.batch_offset.clone(),
+        row_stride: a.k.col_stride,
+        col_stride: a.k.row_stride,
+    };
+    let kt = view(kx, &kt, &a.batch, a.d, a.t, d)?;
+    let v = view(kx, &a.v, &a.batch, a.t, a.e, d)?;
+    let (scores, sshape) = matmul(kx, &q, &kt, &a.batch, (a.s, a.t, a.d), d);
+    let rows: usize = sshape[..sshape.len() - 1].iter().product();
+    let s2 = if sshape.len() == 2 {
+        scores
+    } else {
+        collapse(
+            kx,
+            &scores,
+            &sshape,
+            &[rows, a.t],
+            &[vec![0, 1], vec![2]],
+            d,
+        )
+    };
+    let mask = match &a.mask {
+        Some(m) => {
+            let mv = view(kx, m, &a.batch, a.s, a.t, d)?;
+            let mut mshape = a.batch.clone();
+            mshape.extend([a.s, a.t]);
+            Some(if mshape.len() == 2 {
+                mv
+            } else {
+                let nb = a.batch.len();
+                collapse(
+                    kx,
+                    &mv,
+                    &mshape,
+                    &[rows, a.t],
+                    &[(0..=nb).collect(), vec![nb + 1]],
+                    d,
+                )
+            })
+        }
+        None => None,
+    };
+    let p = softmax_rows(kx, &s2, mask.as_deref(), rows, a.t, a.scale, d);
+    // Back to `[batch…, s, t]`, the shape `matmul` takes its operands in.
+    let nb = a.batch.len();
+    let mut pshape = a.batch.clone();
+    pshape.extend([a.s, a.t]);
+    let p3 = if nb == 0 {
+        p
+    } else {
+        expand(
+            kx,
+            &p,
+            &[rows, a.t],
+            &pshape,
+            &[(0..=nb).collect(), vec![nb + 1]],
+            d,
+        )
+    };
+    let (out, oshape) = matmul(kx, &p3, &v, &a.batch, (a.s, a.e, a.t), d);
+    let flat = flatten(kx, &out, &oshape, d);
+    set(kx, a.out, flat);
+    Ok(())
+}
+
+/// `softmax(x · scale + mask)` along the rows of `[rows, cols]` tensors: a max and a sum
+/// of exponentials (`reduction` generics), then the normalized exponentials.
+fn softmax_rows(
+    kx: &mut KernelCx,
+    x: &str,
+    mask: Option<&str>,
+    rows: usize,
+    cols: usize,
+    scale: f64,
+    d: DType,
+) -> String {
+    let t = elem(d);
+    let full = tensor(&[rows, cols], d);
+    let row = tensor(&[rows], d);
+    let m2 = "affine_map<(d0, d1) -> (d0, d1)>";
+    let m1 = "affine_map<(d0, d1) -> (d0)>";
+    let mut ins = vec![x.to_string()];
+    let mut tys = vec![full.clone()];
+    let mut maps = vec![m2];
+    if let Some(m) = mask {
+        ins.push(m.to_string());
+        tys.push(full.clone());
+        maps.push(m2);
+    }
+    // Body prefix: the scaled, masked score from the block arguments.
+    let score = |kx: &mut KernelCx, args: &[String]| {
+        let c = kx.body.constant(&float_lit(scale, d), t);
+        let v = kx
+            .body
+            .op("v", &format!("arith.mulf {}, {c} : {t}", args[0]));
+        match mask {
+            Some(_) => kx
+                .body
+                .op("v", &format!("arith.addf {v}, {} : {t}", args[1])),
+            None => v,
+        }
+    };
+    let generic = |kx: &mut KernelCx,
+                   ins: &[String],
+                   tys: &[String],
+                   maps: &[&str],
+                   out: &str,
+                   out_map: &str,
+                   out_ty: &str,
+                   reduce: bool,
+                   body: &dyn Fn(&mut KernelCx, &[String], &str) -> String| {
+        let r = kx.body.fresh("g");
+        let args: Vec<String> = ins.iter().map(|_| kx.body.fresh("a")).collect();
+        let o = kx.body.fresh("o");
+        let mut all = maps.to_vec();
+        all.push(out_map);
+        kx.body.line(&format!(
+            "{r} = linalg.generic {{indexing_maps = [{}], iterator_types = [{}]}} ins({} : {}) outs({out} : {out_ty}) {{",
+            all.join(", "),
+            if reduce { "\"parallel\", \"reduction\"" } else { "\"parallel\", \"parallel\"" },
+            ins.join(", "),
+            tys.join(", ")
+        ));
+        let mut decl: Vec<String> = args.iter().map(|a| format!("{a}: {t}")).collect();
+        decl.push(format!("{o}: {t}"));
+        kx.body.line(&format!("^bb0({}):", decl.join(", ")));
+        let saved = kx.body.open();
+        let y = body(kx, &args, &o);
+        kx.body.line(&format!("linalg.yield {y} : {t}"));
+        kx.body.close(saved);
+        kx.body.line(&format!("}} -> {out_ty}"));
+        r
+    };
+    let e = kx.body.op("t", &format!("tensor.empty() : {row}"));
+    let ninf = kx.body.constant(&float_lit(f64::NEG_INFINITY, d), t);
+    let init = kx.body.op(
+        "t",
+        &format!("linalg.fill ins({ninf} : {t}) outs({e} : {row}) -> {row}"),
+    );
+    let max = generic(kx, &ins, &tys, &maps, &init, m1, &row, true, &|kx, a, o| {
+        let v = score(kx, a);
+        kx.body.op("r", &format!("arith.maximumf {o}, {v} : {t}"))
+    });
+    let n = ins.len();
+    let mut ins2 = ins.clone();
+    ins2.push(max.clone());
+    let mut tys2 = tys.clone();
+    tys2.push(row.clone());
+    let mut maps2 = maps.clone();
+    maps2.push(m1);
+    let e = kx.body.op("t", &format!("tensor.empty() : {row}"));
+    let zero = kx.body.constant(&float_lit(0.0, d), t);
+    let init = kx.body.op(
+        "t",
+        &format!("linalg.fill ins({zero} : {t}) outs({e} : {row}) -> {row}"),
+    );
+    let sum = generic(
+        kx,
+        &ins2,
+        &tys2,
+        &maps2,
+        &init,
+        m1,
+        &row,
+        true,
+        &|kx, a, o| {
+            let v = score(kx, a);
+            let x = kx.body.op("v", &format!("arith.subf {v}, {} : {t}", a[n]));
+            let x = kx.body.op("v", &format!("math.exp {x} : {t}"));
+            kx.body.op("r", &format!("arith.addf {o}, {x} : {t}"))
+        },
+    );
+    ins2.push(sum);
+    tys2.push(row.clone());
+    maps2.push(m1);
+    let e = kx.body.op("t", &format!("tensor.empty() : {full}"));
+    generic(
+        kx,
+        &ins2,
+        &tys2,
+        &maps2,
+        &e,
+        m2,
+        &full,
+        false,
+        &|kx, a, _| {
+            let v = score(kx, a);
+            let x = kx.body.op("v", &format!("arith.subf {v}, {} : {t}", a[n]));
+            let x = kx.body.op("v", &format!("math.exp {x} : {t}"));
+            kx.body
+                .op("v", &format!("arith.divf {x}, {} : {t}", a[n + 1]))
+        },
+    )
 }

@@ -130,7 +130,13 @@ impl Body {
         if let Some(n) = self.consts.get(&key) {
             return n.clone();
         }
-        let n = self.op("c", &format!("arith.constant {key}"));
+        // A bool literal carries its type (`true`), so it takes none.
+        let rhs = if ty == "i1" {
+            format!("arith.constant {text}")
+        } else {
+            format!("arith.constant {key}")
+        };
+        let n = self.op("c", &rhs);
         self.consts.insert(key, n.clone());
         n
     }
