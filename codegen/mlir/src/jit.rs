@@ -31,7 +31,7 @@ pub const PIPELINE: &str = "builtin.module(\
 canonicalize, cse, \
 empty-tensor-to-alloc-tensor, \
 one-shot-bufferize{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map}, \
-buffer-results-to-out-params{modify-public-functions=1 hoist-static-allocs=1}, \
+buffer-results-to-out-params{modify-public-functions=1}, \
 buffer-deallocation-pipeline, \
 func.func(convert-linalg-to-loops), \
 canonicalize, \

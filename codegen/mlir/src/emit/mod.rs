@@ -279,9 +279,18 @@ fn kernel_fn(
         ret_tys.join(", ")
     );
     s.push_str(&cx.body.text);
-    let _ = writeln!(s, "    return {} : {}", rets.join(", "), ret_tys.join(", "));
+    let _ = writeln!(s, "    {}", ret_line(&rets, &ret_tys));
     let _ = writeln!(s, "  }}");
     Ok((s, arg_vals, ret_vals))
+}
+
+/// `return %a, %b : t, u`, or `return` for no values.
+fn ret_line(values: &[String], tys: &[String]) -> String {
+    if values.is_empty() {
+        "return".into()
+    } else {
+        format!("return {} : {}", values.join(", "), tys.join(", "))
+    }
 }
 
 fn flat_value_ty(g: &Graph, v: ValueId) -> String {
@@ -372,6 +381,15 @@ pub fn emit_module(g: &Graph, kernels: &[Kernel]) -> Result<MlirModule> {
         let ty = flat_value_ty(g, p.value);
         let n = match values.get(&p.value) {
             Some(n) => n.clone(),
+            // A constant output no kernel reads: one more constant argument.
+            None if g.constant(p.value).is_some() && g.ty(p.value).shape.numel() > 0 => {
+                let n = format!("%cst{}", constants.len());
+                main_args.push(format!("{n}: {ty} {{bufferization.writable = false}}"));
+                let _ = writeln!(header, "//   {n}: constant {} {}", p.value, g.ty(p.value));
+                values.insert(p.value, n.clone());
+                constants.push(p.value);
+                n
+            }
             None if g.ty(p.value).shape.numel() == 0 => {
                 main.op("v", &format!("tensor.empty() : {ty}"))
             }
@@ -406,7 +424,7 @@ pub fn emit_module(g: &Graph, kernels: &[Kernel]) -> Result<MlirModule> {
         out_tys.join(", ")
     );
     s.push_str(&main.text);
-    let _ = writeln!(s, "    return {} : {}", outs.join(", "), out_tys.join(", "));
+    let _ = writeln!(s, "    {}", ret_line(&outs, &out_tys));
     let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "}}");
     Ok(MlirModule {

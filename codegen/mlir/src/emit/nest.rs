@@ -26,7 +26,17 @@ type R<T> = Result<T, EmitError>;
 #[derive(Clone)]
 struct Acc {
     tensor: String,
-    dtype: DType,
+    /// The tensor's element type: f64 for float sums and products (the reference
+    /// interpreter's precision), else the kernel IR's accumulator dtype.
+    store: DType,
+}
+
+/// The element type a reduction accumulates in.
+fn accumulates_in(kind: ReduceKind, d: DType) -> DType {
+    match (kind, d) {
+        (ReduceKind::Sum | ReduceKind::Prod, DType::F32 | DType::F16 | DType::BF16) => DType::F64,
+        _ => d,
+    }
 }
 
 /// Emits nest `n`, updating the kernel's current parameter values.
@@ -102,7 +112,8 @@ fn needed(n: &Nest, roots: &[ExprId]) -> (Vec<bool>, BTreeSet<(u16, u16)>) {
 struct Env {
     outer: Vec<String>,
     inner: Option<Vec<String>>,
-    accs: Vec<((u16, u16), String)>,
+    /// Per accumulator read: (phase, slot), block argument, stored and IR dtype.
+    accs: Vec<((u16, u16), String, DType)>,
 }
 
 impl Env {
@@ -118,7 +129,7 @@ impl Env {
 /// outputs `outs` (tensor, map, type). Returns the block's argument names for the used
 /// accumulators and the outputs, after writing the `^bb0` line.
 struct Generic {
-    acc_args: Vec<((u16, u16), String)>,
+    acc_args: Vec<((u16, u16), String, DType)>,
     out_args: Vec<String>,
     results: Vec<String>,
 }
@@ -158,10 +169,10 @@ fn open_generic(
             .ok_or_else(|| EmitError::Construct(format!("accumulator {p}.{s} before its phase")))?;
         maps.push(prefix_map(dims, outer));
         ins.push(a.tensor.clone());
-        in_tys.push(tensor(&kx.outer_dims, a.dtype));
+        in_tys.push(tensor(&kx.outer_dims, a.store));
         let name = kx.body.fresh("a");
-        args.push(format!("{name}: {}", elem(a.dtype)));
-        acc_args.push(((p, s), name));
+        args.push(format!("{name}: {}", elem(a.store)));
+        acc_args.push(((p, s), name, a.store));
     }
     let (mut out_names, mut out_tys, mut out_args) = (Vec::new(), Vec::new(), Vec::new());
     for (t, map, d, ty) in outs {
@@ -325,8 +336,9 @@ fn reduce(
             let a = filled(kx, Lit::I(-1), r.dtype);
             outs.push((a, map.clone(), r.dtype, tensor(&n.outer, r.dtype)));
         } else {
-            let init = filled(kx, identity(r.kind, r.dtype)?, r.dtype);
-            outs.push((init, map.clone(), r.dtype, tensor(&n.outer, r.dtype)));
+            let at = accumulates_in(r.kind, r.dtype);
+            let init = filled(kx, identity(r.kind, at)?, at);
+            outs.push((init, map.clone(), at, tensor(&n.outer, at)));
         }
     }
     let g = open_generic(kx, dims, n.outer.len(), true, &used, accs, &outs)?;
@@ -337,12 +349,13 @@ fn reduce(
     let mut yields = Vec::new();
     let mut k = 0;
     for r in rs {
+        let at = accumulates_in(r.kind, r.dtype);
         let v = value_as(
             kx,
             n,
             &vals,
             r.value,
-            r.dtype,
+            at,
             matches!(r.kind, ReduceKind::ArgMax { .. }),
         )?;
         match r.kind {
@@ -376,18 +389,18 @@ fn reduce(
             kind => {
                 let acc = g.out_args[k].clone();
                 k += 1;
-                let c = combine(&mut kx.body, kind, r.dtype, &acc, &v)?;
+                let c = combine(&mut kx.body, kind, at, &acc, &v)?;
                 let c = match r.mask {
                     Some(mk) => {
                         let mk = get(&vals, mk)?;
                         kx.body.op(
                             "r",
-                            &format!("arith.select {mk}, {c}, {acc} : {}", elem(r.dtype)),
+                            &format!("arith.select {mk}, {c}, {acc} : {}", elem(at)),
                         )
                     }
                     None => c,
                 };
-                yields.push((c, r.dtype));
+                yields.push((c, at));
             }
         }
     }
@@ -401,9 +414,14 @@ fn reduce(
         if matches!(r.kind, ReduceKind::ArgMax { .. }) {
             k += 1;
         }
+        let store = if matches!(r.kind, ReduceKind::ArgMax { .. }) {
+            r.dtype
+        } else {
+            accumulates_in(r.kind, r.dtype)
+        };
         got.push(Acc {
             tensor: g.results[k].clone(),
-            dtype: r.dtype,
+            store,
         });
         k += 1;
     }
@@ -616,12 +634,15 @@ fn expr(kx: &mut KernelCx, n: &Nest, e: &Expr, vals: &[Option<String>], env: &En
             let x = get(vals, *a)?;
             cast(&mut kx.body, &x, dt(a), d)?
         }
-        ExprOp::Acc { phase, slot } => env
-            .accs
-            .iter()
-            .find(|(k, _)| *k == (*phase, *slot))
-            .map(|(_, n)| n.clone())
-            .ok_or_else(|| EmitError::Construct(format!("acc {phase}.{slot} not in scope")))?,
+        ExprOp::Acc { phase, slot } => {
+            let (n, store) = env
+                .accs
+                .iter()
+                .find(|(k, _, _)| *k == (*phase, *slot))
+                .map(|(_, n, st)| (n.clone(), *st))
+                .ok_or_else(|| EmitError::Construct(format!("acc {phase}.{slot} not in scope")))?;
+            cast(&mut kx.body, &n, store, d)?
+        }
         ExprOp::IndexValue(ix) => {
             let i = kx.body.index(ix, &var, &value)?;
             if !d.is_int() {

@@ -67,7 +67,25 @@ pub fn lit(l: Lit, d: DType) -> String {
             other => (other.as_i64() != 0).to_string(),
         }
     } else {
-        l.as_i64().to_string()
+        // Saturated to the dtype's range (the kernel IR writes "no bound" as i64's
+        // extremes), then as a signless integer of its width: u8 255 is i8 -1.
+        let v = l.as_i64();
+        let (lo, hi): (i64, i64) = match d {
+            DType::I8 => (i8::MIN.into(), i8::MAX.into()),
+            DType::I16 => (i16::MIN.into(), i16::MAX.into()),
+            DType::I32 => (i32::MIN.into(), i32::MAX.into()),
+            DType::U8 => (0, u8::MAX.into()),
+            DType::U16 => (0, u16::MAX.into()),
+            DType::U32 => (0, u32::MAX.into()),
+            _ => (i64::MIN, i64::MAX),
+        };
+        let v = v.clamp(lo, hi);
+        match d.size_bytes() {
+            1 => (v as i8).to_string(),
+            2 => (v as i16).to_string(),
+            4 => (v as i32).to_string(),
+            _ => v.to_string(),
+        }
     }
 }
 
