@@ -1,7 +1,7 @@
 //! MLIR emission of the kernel IR, and (feature `melior`) its verification, lowering and
 //! execution through melior.
 //!
-//! * [`emit`]: the lowering driver's kernels as one MLIR module per model, on tensors:
+//! * [`mod@emit`]: the lowering driver's kernels as one MLIR module per model, on tensors:
 //!   `linalg` named ops for contractions, `linalg.generic` with `arith`/`math` bodies
 //!   for loop nests, a driver `@main` calling one `func.func` per kernel.
 //! * `jit` (feature `melior`): parses and verifies a module with MLIR, lowers it (one-shot

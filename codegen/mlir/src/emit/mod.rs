@@ -8,11 +8,11 @@
 //! first-use order, [`MlirModule::constants`]), and returns the graph outputs; it
 //! carries `llvm.emit_c_interface` for the execution engine.
 //!
-//! * [`nest`]: loop nests as `linalg.generic` with `arith`/`math` bodies.
-//! * [`contraction`]: GEMMs as `linalg.matmul`/`batch_matmul`, convolutions as
+//! * `nest`: loop nests as `linalg.generic` with `arith`/`math` bodies.
+//! * `contraction`: GEMMs as `linalg.matmul`/`batch_matmul`, convolutions as
 //!   `linalg.conv_*`/`depthwise_conv_*` on padded inputs, attention as batch matmuls
 //!   around a softmax.
-//! * [`text`]: names, types, literals, index arithmetic.
+//! * `text`: names, types, literals, index arithmetic.
 //!
 //! The text is deterministic: names are numbered in emission order and nothing depends
 //! on hashing order.
