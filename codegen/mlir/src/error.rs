@@ -28,7 +28,11 @@ pub enum MlirError {
     #[error("mlir: execution engine: {0}")]
     Engine(String),
 
-    /// A run's inputs do not match the graph (count or type).
+    /// A run got another number of inputs than the graph has.
+    #[error("mlir: {given} inputs given for the graph's {expected}")]
+    InputCount { given: usize, expected: usize },
+
+    /// A run's input does not have its graph input's type.
     #[error("mlir: input {index} is {got}, the graph expects {want}")]
     Input {
         index: usize,

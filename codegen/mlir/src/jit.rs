@@ -204,10 +204,9 @@ impl MlirModel {
     /// Runs `@main` on `args` (one per graph input, of its type).
     pub fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
         if args.len() != self.inputs.len() {
-            return Err(MlirError::Input {
-                index: args.len(),
-                got: format!("{} inputs", args.len()),
-                want: format!("{} inputs", self.inputs.len()),
+            return Err(MlirError::InputCount {
+                given: args.len(),
+                expected: self.inputs.len(),
             });
         }
         let mut ins: Vec<Vec<u64>> = Vec::new();
@@ -243,9 +242,15 @@ impl MlirModel {
         }
         // The module never writes its constants (their arguments are not writable), so
         // lending them through a mutable pointer is sound.
-        let mut consts = self.constants.clone();
-        for (w, &len) in consts.iter_mut().zip(&self.constant_lens) {
-            descs.push(desc(w, len as i64));
+        for (w, &len) in self.constants.iter().zip(&self.constant_lens) {
+            let p = w.as_ptr() as *mut u8;
+            descs.push(Descriptor {
+                allocated: p,
+                aligned: p,
+                offset: 0,
+                size: len as i64,
+                stride: 1,
+            });
         }
         for (w, t) in outs.iter_mut().zip(&self.outputs) {
             descs.push(desc(w, elems(t)));

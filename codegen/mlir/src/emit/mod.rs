@@ -30,7 +30,7 @@ use tessera_lower::kir::{Access, Binding, Body as KBody, Index, Kernel, ParamId,
 use tessera_lower::{KernelRef, Lowering, Target, lower};
 
 use crate::error::{EmitError, MlirError, Result};
-use text::{Body, elem, tensor};
+use text::{Body, tensor};
 
 /// An emitted module and the calling convention of its driver `@main`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -433,9 +433,4 @@ pub fn emit_module(g: &Graph, kernels: &[Kernel]) -> Result<MlirModule> {
         constants,
         kernels: kernels.len(),
     })
-}
-
-/// `elem` re-exported for the runner's type checks.
-pub fn element_type(d: DType) -> &'static str {
-    elem(d)
 }

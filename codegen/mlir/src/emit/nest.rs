@@ -328,11 +328,10 @@ fn reduce(
     // One output per accumulator; ArgMax keeps its running maximum as an extra output.
     let mut outs = Vec::new();
     for r in rs {
-        if let ReduceKind::ArgMax { arg } = r.kind {
+        if let ReduceKind::ArgMax { .. } = r.kind {
             let vd = n.exprs[r.value.index()].dtype;
             let m = filled(kx, identity(r.kind, vd)?, vd);
             outs.push((m, map.clone(), vd, tensor(&n.outer, vd)));
-            let _ = arg;
             let a = filled(kx, Lit::I(-1), r.dtype);
             outs.push((a, map.clone(), r.dtype, tensor(&n.outer, r.dtype)));
         } else {
