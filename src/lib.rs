@@ -23,6 +23,8 @@ use std::path::Path;
 pub use tessera_codegen as codegen;
 pub use tessera_ir as ir;
 pub use tessera_lower as lower;
+#[cfg(feature = "mlir")]
+pub use tessera_mlir as mlir;
 pub use tessera_onnx as onnx;
 pub use tessera_passes as passes;
 pub use tessera_reference as reference;
@@ -260,6 +262,9 @@ pub enum CompileError {
     Pass(#[from] tessera_passes::PassError),
     #[error(transparent)]
     Runtime(#[from] tessera_runtime::RuntimeError),
+    #[cfg(feature = "mlir")]
+    #[error(transparent)]
+    Mlir(#[from] tessera_mlir::MlirError),
 }
 
 /// Compiles `g` for the CPU: the pass pipeline of `options` (priced for
@@ -298,6 +303,34 @@ pub fn cuda_kernels(
     let lowering = tessera_lower::lower(&g, mode, &mut tessera_codegen::cuda::CudaTarget)
         .map_err(tessera_runtime::RuntimeError::from)?;
     Ok((g, lowering.kernels, lowering.code))
+}
+
+/// The MLIR module of `g` (feature `mlir`): the pass pipeline `pipeline` priced for
+/// `device`, the lowering driver with [`tessera_mlir::MlirTarget`], then MLIR's parser
+/// and verifier. Returns the optimized graph and the verified module.
+#[cfg(feature = "mlir")]
+pub fn mlir_module(
+    g: &Graph,
+    pipeline: &str,
+    device: &DeviceProfile,
+) -> Result<(Graph, tessera_mlir::MlirModule), CompileError> {
+    let (g, _) = optimize(g, pipeline, device, None)?;
+    let lowering = tessera_mlir::emit(&g, tessera_lower::fusion::Mode::Fused)?;
+    tessera_mlir::jit::verify(&lowering.code)?;
+    Ok((g, lowering.code))
+}
+
+/// Compiles `g` with MLIR for the CPU (feature `mlir`): the pass pipeline `pipeline`
+/// priced for `device`, then [`tessera_mlir::jit::compile`] (emit, verify, lower to the
+/// LLVM dialect, JIT).
+#[cfg(feature = "mlir")]
+pub fn compile_mlir(
+    g: &Graph,
+    pipeline: &str,
+    device: &DeviceProfile,
+) -> Result<tessera_mlir::jit::MlirModel, CompileError> {
+    let (g, _) = optimize(g, pipeline, device, None)?;
+    Ok(tessera_mlir::jit::compile(&g)?)
 }
 
 /// Compiles `g` for a CUDA GPU (feature `cuda`): the pass pipeline `pipeline` priced for

@@ -77,7 +77,8 @@ enum Command {
         /// Show large constants by fingerprint instead of their data.
         #[arg(long)]
         elide: bool,
-        /// Directory for `--emit cuda` (kernels, PTX, manifest.json).
+        /// Directory for `--emit cuda` (kernels, PTX, manifest.json) and `--emit mlir`
+        /// (`<model>.mlir`).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         #[command(flatten)]
@@ -89,8 +90,9 @@ enum Command {
         /// are compared with its reference outputs).
         model: PathBuf,
         /// `cpu`: compiled (default pipeline, fused kernels), timed against its eager
-        /// baseline; `eager`: one kernel per node; `reference`: the interpreter; `cuda`.
-        #[arg(long, default_value = "cpu", value_parser = ["cpu", "eager", "reference", "cuda"])]
+        /// baseline; `eager`: one kernel per node; `reference`: the interpreter; `cuda`;
+        /// `mlir`: the MLIR backend (feature `mlir`), timed against `cpu`.
+        #[arg(long, default_value = "cpu", value_parser = ["cpu", "eager", "reference", "cuda", "mlir"])]
         backend: String,
         /// NAME=FILE.pb: the value of a graph input (others are random, by --seed).
         #[arg(long = "input", value_name = "NAME=FILE.pb")]

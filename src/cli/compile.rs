@@ -29,6 +29,9 @@ pub enum Emit {
     Plan,
     /// Graphviz of the fusion plan (one cluster per kernel).
     Dot,
+    /// The model as one MLIR module (linalg, arith, math on tensors), verified by MLIR,
+    /// into `--out DIR` as `<model>.mlir` (feature `mlir`).
+    Mlir,
 }
 
 /// Options of the verb, as parsed by clap in `main.rs`.
@@ -40,7 +43,7 @@ pub struct CompileArgs<'a> {
     pub device: Option<&'a str>,
     pub elide: bool,
     pub bind: &'a Bind,
-    /// Output directory (`--emit cuda`).
+    /// Output directory (`--emit cuda`, `--emit mlir`).
     pub out: Option<&'a Path>,
 }
 
@@ -68,12 +71,29 @@ pub fn compile(a: &CompileArgs) -> Result<()> {
                 .ok_or_else(|| anyhow!("--emit cuda writes files: give --out DIR"))?;
             super::cuda::emit(&out, dir)?;
         }
+        Emit::Mlir => {
+            let dir = a
+                .out
+                .ok_or_else(|| anyhow!("--emit mlir writes a file: give --out DIR"))?;
+            super::mlir::emit(&out, &model_name(a.model), dir)?;
+        }
         Emit::Kernels => out!("{}", super::cpu::emit(&out, super::cpu::Artifact::Kernels)?)?,
         Emit::Plan => out!("{}", super::cpu::emit(&out, super::cpu::Artifact::Plan)?)?,
         Emit::Dot => out!("{}", super::cpu::emit(&out, super::cpu::Artifact::Dot)?)?,
     }
     eprint!("{}", pass_table(&reports));
     Ok(())
+}
+
+/// A file name for the model at `path`: a sample directory's name, else the file stem.
+fn model_name(path: &Path) -> String {
+    let stem = if path.is_dir() {
+        path.file_name()
+    } else {
+        path.file_stem()
+    };
+    stem.map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
 }
 
 /// The device profile named on the command line.

@@ -6,5 +6,6 @@ pub mod compile;
 pub mod cpu;
 pub mod cuda;
 pub mod inspect;
+pub mod mlir;
 pub mod run;
 pub mod train_plan;

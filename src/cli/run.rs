@@ -45,7 +45,7 @@ fn file_safe(name: &str) -> String {
 /// Options of `tessera run`.
 pub struct RunArgs<'a> {
     pub model: &'a Path,
-    /// `cpu` (compiled), `eager`, `reference` or `cuda`.
+    /// `cpu` (compiled), `eager`, `reference`, `cuda` or `mlir`.
     pub backend: &'a str,
     pub inputs: &'a [String],
     pub seed: u64,
@@ -157,6 +157,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let outs = match a.backend {
         "cpu" => compiled(&loaded, &args, a.runs)?,
         "cuda" => super::cuda::run(g, &args)?,
+        "mlir" => super::mlir::run(g, &args, a.runs)?,
         "eager" => super::cpu::run(&run_g, &args, true)?,
         _ => {
             let outs = tessera::reference::run(&run_g, &args)?;
