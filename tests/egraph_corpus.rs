@@ -11,16 +11,20 @@
 //!   the modeled cost before and after are snapshotted per model, with the op histogram
 //!   of each optimized sample (the fused ops show there).
 
+mod node_support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use prost::Message;
-use tessera::ir::{DType, Graph, Op, Tensor, ValueId, text};
+use tessera::ir::{Graph, Op, Tensor, ValueId, text};
 use tessera::onnx::proto::ModelProto;
 use tessera::onnx::{ImportError, read_tensor_file};
 use tessera::passes::cost::{DeviceProfile, Roofline, graph_cost, kernel_count};
-use tessera::sample::{Sample, compare};
+use tessera::sample::Sample;
+
+use node_support::{mismatch, node_tests};
 
 const SAMPLES: [&str; 7] = [
     "mlp_iris",
@@ -31,53 +35,6 @@ const SAMPLES: [&str; 7] = [
     "tiny_gptj_cls",
     "tiny_vit",
 ];
-
-/// GraphNet's tolerance at t = −5 for a float dtype (its exponent table, rounded to three
-/// significant digits): atol 10^t, rtol 10^(t·k) with k = 3/5 (f16), 1.796/5 (bf16),
-/// 5.886/5 (f32); both 10^(7t/5) for f64. Other dtypes compare exactly.
-fn tolerance(d: DType) -> (f64, f64) {
-    match d {
-        DType::F16 => (1e-5, 1e-3),
-        DType::BF16 => (1e-5, 1.6e-2),
-        DType::F32 => (1e-5, 1.30e-6),
-        DType::F64 => (1e-7, 1e-7),
-        _ => (0.0, 0.0),
-    }
-}
-
-/// Index of the first output not within tolerance, with its errors.
-fn mismatch(got: &[Tensor], want: &[Tensor]) -> Option<String> {
-    if got.len() != want.len() {
-        return Some(format!("{} outputs, expected {}", got.len(), want.len()));
-    }
-    assert_eq!(got.len(), want.len(), "output counts differ");
-    for (k, (a, e)) in got.iter().zip(want).enumerate() {
-        let (atol, rtol) = tolerance(e.dtype());
-        match compare(a, e, atol, rtol) {
-            None => return Some(format!("output {k} is {}, expected {}", a.ty(), e.ty())),
-            Some(c) if !c.all_close => {
-                return Some(format!(
-                    "output {k}: max abs {:.3e}, max rel {:.3e} (atol {atol:e}, rtol {rtol:e})",
-                    c.max_abs, c.max_rel
-                ));
-            }
-            Some(_) => {}
-        }
-    }
-    None
-}
-
-fn node_tests_dir() -> PathBuf {
-    let dir = std::env::var_os("TESSERA_NODE_TESTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".fixtures/onnx-node"));
-    assert!(
-        dir.join(".complete").exists(),
-        "the ONNX node tests are not generated in {}: run scripts/fixtures.sh (the README's test command does)",
-        dir.display()
-    );
-    dir
-}
 
 /// A node test's graph (inputs that fix a shape bound to the test's values) and the
 /// values of its remaining inputs; `None` if it does not import.
@@ -131,7 +88,7 @@ fn load_node_test(dir: &Path) -> Option<(Graph, Vec<Tensor>)> {
 
 /// Every node-test model that imports and runs on the reference interpreter, by name.
 fn node_test_corpus() -> Vec<(String, Graph, Vec<Tensor>)> {
-    let root = node_tests_dir();
+    let root = node_tests();
     let mut names: Vec<String> = std::fs::read_dir(&root)
         .expect("fixtures dir is readable")
         .filter_map(|e| e.ok())

@@ -13,6 +13,7 @@
 //!   feature both say how to rebuild.
 
 mod cli_support;
+mod node_support;
 
 use cli_support::tessera;
 
@@ -40,68 +41,16 @@ mod with_mlir {
     use super::tessera;
     use std::collections::BTreeMap;
     use std::fmt::Write;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     use tessera::CompileError;
-    use tessera::ir::{DType, Graph, Tensor};
+    use tessera::ir::{Graph, Tensor};
     use tessera::mlir::MlirError;
     use tessera::onnx::read_tensor_file;
     use tessera::passes::cost::DeviceProfile;
     use tessera::sample::{Sample, compare};
 
-    const ATOL: f64 = 1e-5;
-    const RTOL: f64 = 1.30e-6;
-
-    fn fixtures() -> PathBuf {
-        let dir = std::env::var_os("TESSERA_NODE_TESTS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".fixtures/onnx-node"));
-        assert!(
-            dir.join(".complete").exists(),
-            "the ONNX node tests are not generated in {}: run scripts/fixtures.sh",
-            dir.display()
-        );
-        dir
-    }
-
-    /// The first line of `s`, at most 110 bytes.
-    fn short(s: &str) -> String {
-        let line = s.lines().next().unwrap_or("");
-        let mut end = line.len().min(110);
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
-        line[..end].to_string()
-    }
-
-    /// GraphNet's `(atol, rtol)` at t = −5 for `d` (`graphnet-bench`'s `tolerance`).
-    fn tolerance(d: DType) -> (f64, f64) {
-        match d {
-            DType::F32 => (ATOL, RTOL),
-            DType::F16 => (1e-5, 1e-3),
-            DType::BF16 => (1e-5, 1.6e-2),
-            DType::F64 => (1e-7, 1e-7),
-            _ => (0.0, 0.0),
-        }
-    }
-
-    /// `None` if close, else why not.
-    fn mismatch(got: &[Tensor], want: &[Tensor]) -> Option<String> {
-        if got.len() != want.len() {
-            return Some(format!("{} outputs, expected {}", got.len(), want.len()));
-        }
-        for (k, (a, e)) in got.iter().zip(want).enumerate() {
-            let (atol, rtol) = tolerance(e.dtype());
-            match compare(a, e, atol, rtol) {
-                None => return Some(format!("output {k} is {}, expected {}", a.ty(), e.ty())),
-                Some(c) if !c.all_close => {
-                    return Some(format!("output {k} max abs error {:.3e}", c.max_abs));
-                }
-                Some(_) => {}
-            }
-        }
-        None
-    }
+    use super::node_support::{mismatch, node_tests, short};
 
     /// What happened to one graph on the MLIR backend.
     enum Outcome {
@@ -162,7 +111,7 @@ mod with_mlir {
 
     #[test]
     fn node_tests_on_the_mlir_backend() {
-        let root = fixtures();
+        let root = node_tests();
         let mut names: Vec<String> = std::fs::read_dir(&root)
             .expect("fixtures dir is readable")
             .filter_map(|e| e.ok())

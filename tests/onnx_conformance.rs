@@ -8,14 +8,18 @@
 //! test is snapshotted, so a test that stops passing (or starts) shows up as a diff; the
 //! target set, plain float32/int64/bool tests of the foundation's op list, must pass.
 
+mod node_support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use prost::Message;
 use tessera::ir::{DType, Tensor};
 use tessera::onnx::proto::{ModelProto, type_proto};
 use tessera::onnx::{ImportError, read_tensor_file};
+
+use node_support::{node_tests, short};
 
 /// The ops the foundation issue lists.
 const FOUNDATION_OPS: &[&str] = &[
@@ -90,18 +94,6 @@ const EXPECTED_TARGET_FAILURES: &[(&str, &str)] = &[
     ),
 ];
 
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("TESSERA_NODE_TESTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".fixtures/onnx-node"));
-    assert!(
-        dir.join(".complete").exists(),
-        "the ONNX node tests are not generated in {}: run scripts/fixtures.sh (the README's test command does)",
-        dir.display()
-    );
-    dir
-}
-
 struct Case {
     name: String,
     plain: bool,
@@ -125,19 +117,6 @@ fn elem_types(m: &ModelProto) -> Vec<Option<i32>> {
             },
         )
         .collect()
-}
-
-fn short(s: &str) -> String {
-    let line = s.lines().next().unwrap_or("");
-    if line.len() > 110 {
-        let mut end = 110;
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…", &line[..end])
-    } else {
-        line.to_string()
-    }
 }
 
 /// Outcome of one test: on the reference interpreter, and (when that passes) on the
@@ -247,7 +226,7 @@ fn run_case_on(dir: &Path, cpu: &mut Option<Result<(), String>>) -> Result<(), S
 
 #[test]
 fn onnx_backend_node_tests() {
-    let root = fixtures();
+    let root = node_tests();
     let mut names: Vec<String> = std::fs::read_dir(&root)
         .expect("fixtures dir is readable")
         .filter_map(|e| e.ok())
@@ -394,7 +373,7 @@ fn onnx_backend_node_tests() {
 /// shape) and returns the rest; without that input's value, the importer's request stands.
 #[test]
 fn shape_inputs_are_bound_from_the_given_values() {
-    let dir = fixtures().join("test_reshape_extended_dims");
+    let dir = node_tests().join("test_reshape_extended_dims");
     let data = dir.join("test_data_set_0");
     let inputs: Vec<Tensor> = (0..2)
         .map(|k| {
@@ -421,7 +400,7 @@ fn shape_inputs_are_bound_from_the_given_values() {
 #[test]
 fn scatters_with_constant_indices_are_expanded_linearly() {
     let mut seen = 0;
-    for entry in std::fs::read_dir(fixtures()).expect("node tests") {
+    for entry in std::fs::read_dir(node_tests()).expect("node tests") {
         let dir = entry.expect("entry").path();
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         if !name.starts_with("test_scatter") {
