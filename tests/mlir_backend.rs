@@ -50,7 +50,7 @@ mod with_mlir {
     use tessera::passes::cost::DeviceProfile;
     use tessera::sample::{Sample, compare};
 
-    use super::node_support::{mismatch, node_tests, short};
+    use super::node_support::{mismatch, node_test_names, node_tests, short};
 
     /// What happened to one graph on the MLIR backend.
     enum Outcome {
@@ -112,13 +112,7 @@ mod with_mlir {
     #[test]
     fn node_tests_on_the_mlir_backend() {
         let root = node_tests();
-        let mut names: Vec<String> = std::fs::read_dir(&root)
-            .expect("fixtures dir is readable")
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().join("model.onnx").exists())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
+        let names = node_test_names(&root);
         let (mut counted, mut matched, mut not_emitted) = (0, 0, 0);
         let mut failures = Vec::new();
         let mut constructs: BTreeMap<String, usize> = BTreeMap::new();

@@ -19,7 +19,7 @@ use tessera::ir::{DType, Tensor};
 use tessera::onnx::proto::{ModelProto, type_proto};
 use tessera::onnx::{ImportError, read_tensor_file};
 
-use node_support::{node_tests, short};
+use node_support::{node_test_names, node_tests, short};
 
 /// The ops the foundation issue lists.
 const FOUNDATION_OPS: &[&str] = &[
@@ -227,13 +227,7 @@ fn run_case_on(dir: &Path, cpu: &mut Option<Result<(), String>>) -> Result<(), S
 #[test]
 fn onnx_backend_node_tests() {
     let root = node_tests();
-    let mut names: Vec<String> = std::fs::read_dir(&root)
-        .expect("fixtures dir is readable")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("model.onnx").exists())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
+    let names = node_test_names(&root);
     assert_eq!(names.len(), 1884, "onnx 1.23.2 has 1884 node tests");
 
     let ok_types =

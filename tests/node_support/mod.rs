@@ -24,6 +24,18 @@ pub fn node_tests() -> PathBuf {
     dir
 }
 
+/// The names of the node tests in `root` (directories with a `model.onnx`), sorted.
+pub fn node_test_names(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .expect("fixtures dir is readable")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("model.onnx").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// The first line of `s`, cut to 110 bytes with an ellipsis.
 pub fn short(s: &str) -> String {
     let line = s.lines().next().unwrap_or("");
