@@ -37,6 +37,7 @@ use tessera_passes::{PassContext, PassError, PassReport};
 use tessera_reference::Reference;
 
 pub use specialize::{Cache, Signature, Specialization, SymbolicModel};
+pub use tessera_runtime::cpu::{Search, SearchOptions, SearchReport};
 
 /// An error and its causes on one line, `: `-separated, leaving out a cause whose text the
 /// line already contains (our errors quote their I/O source in their own message). Both
@@ -193,12 +194,18 @@ pub fn optimize(
 pub struct CompiledModel {
     model: tessera_runtime::cpu::CpuModel,
     reports: Vec<PassReport>,
+    search: tessera_runtime::cpu::SearchReport,
 }
 
 impl CompiledModel {
     /// One report per pass of the pipeline that ran before lowering.
     pub fn reports(&self) -> &[PassReport] {
         &self.reports
+    }
+
+    /// What the latency search decided (no decisions with [`Search::Off`]).
+    pub fn search(&self) -> &tessera_runtime::cpu::SearchReport {
+        &self.search
     }
 
     /// The compiled CPU model.
@@ -227,6 +234,9 @@ pub struct Options {
     /// The device cost-driven passes price rewrites for: the CPU profile by default,
     /// since [`compile`] compiles for the CPU.
     pub device: DeviceProfile,
+    /// The latency search run after lowering ([`Search::Off`] by default: the built-in
+    /// heuristics decide every kernel's algorithm).
+    pub search: SearchOptions,
 }
 
 impl Default for Options {
@@ -236,6 +246,7 @@ impl Default for Options {
             mode: tessera_runtime::cpu::Mode::Fused,
             threads: tessera_runtime::cpu::CpuOptions::default().threads,
             device: DeviceProfile::cpu_epyc_2core(),
+            search: SearchOptions::default(),
         }
     }
 }
@@ -269,7 +280,8 @@ pub enum CompileError {
 
 /// Compiles `g` for the CPU: the pass pipeline of `options` (priced for
 /// `options.device`), then the lowering driver (fusion, kernels, verification, memory
-/// plan) and Cranelift. Run the result with [`CompiledModel::run`](tessera_runtime::cpu::CpuModel::run).
+/// plan) and Cranelift, then the latency search of `options.search`. Run the result with
+/// [`CompiledModel::run`](tessera_runtime::cpu::CpuModel::run).
 pub fn compile(g: &Graph, options: Options) -> Result<CompiledModel, CompileError> {
     let (g, reports) = optimize(g, &options.pipeline, &options.device, None)?;
     let cpu = tessera_runtime::cpu::CpuOptions {
@@ -277,9 +289,12 @@ pub fn compile(g: &Graph, options: Options) -> Result<CompiledModel, CompileErro
         threads: options.threads,
         ..tessera_runtime::cpu::CpuOptions::default()
     };
+    let mut model = tessera_runtime::cpu::compile(&g, &cpu)?;
+    let search = model.search(&options.search)?;
     Ok(CompiledModel {
-        model: tessera_runtime::cpu::compile(&g, &cpu)?,
+        model,
         reports,
+        search,
     })
 }
 

@@ -115,6 +115,8 @@ enum Command {
         runs: usize,
         #[command(flatten)]
         bind: Bind,
+        #[command(flatten)]
+        search: SearchArgs,
     },
     /// Build the training graph; plan checkpointing, the B/W split and pipeline schedules.
     TrainPlan(cli::train_plan::Args),
@@ -148,7 +150,53 @@ enum Command {
         profile: usize,
         #[command(flatten)]
         bind: Bind,
+        #[command(flatten)]
+        search: SearchArgs,
     },
+}
+
+/// The latency search of the compiled CPU side (`run --backend cpu`, `bench`).
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    /// What decides each kernel's algorithm: `off`, the built-in heuristics; `measure`,
+    /// measured time (alternatives timed in isolation, kept in the measurement cache).
+    #[arg(long, value_enum, default_value = "off")]
+    pub search: SearchMode,
+    /// Seconds the search may spend measuring; kernels reached later keep the heuristic's
+    /// choice unless the cache knows them.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub budget: f64,
+    /// The measurement cache file (default: measurements.json under $TESSERA_CACHE_DIR,
+    /// $XDG_CACHE_HOME/tessera or ~/.cache/tessera).
+    #[arg(long, value_name = "FILE")]
+    pub cache: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SearchMode {
+    Off,
+    Measure,
+}
+
+impl SearchArgs {
+    /// The library's search options.
+    pub fn options(&self) -> anyhow::Result<tessera::SearchOptions> {
+        if !(self.budget.is_finite() && self.budget >= 0.0) {
+            anyhow::bail!("--budget must be a number of seconds, got {}", self.budget);
+        }
+        Ok(tessera::SearchOptions {
+            mode: match self.search {
+                SearchMode::Off => tessera::Search::Off,
+                SearchMode::Measure => tessera::Search::Measure,
+            },
+            budget: std::time::Duration::from_secs_f64(self.budget),
+            cache: self
+                .cache
+                .clone()
+                .or_else(tessera::runtime::cache::default_path),
+            ..tessera::SearchOptions::default()
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -211,7 +259,9 @@ fn main() -> ExitCode {
             no_check,
             runs,
             bind,
+            search,
         } => cli::run::run(&cli::run::RunArgs {
+            search,
             model,
             backend,
             inputs,
@@ -234,7 +284,9 @@ fn main() -> ExitCode {
             pipeline,
             profile,
             bind,
+            search,
         } => cli::bench::bench(&cli::bench::BenchArgs {
+            search,
             inputs,
             model,
             threads: *threads,

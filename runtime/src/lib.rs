@@ -9,10 +9,16 @@
 //! behind the same contract: one tensor per graph input, in order, checked against the
 //! graph's declared types ([`tessera_ir::Graph::check_inputs`]). The reference
 //! interpreter, the oracle both are tested against, is the `tessera-reference` crate.
+//!
+//! * [`measure`] times work in isolation (interleaved rounds, drift corrected against a
+//!   reference workload) and [`cache`] keeps measured times on disk; the CPU backend's
+//!   latency search ([`cpu::CpuModel::search`]) is built on both.
 
+pub mod cache;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod measure;
 
 use tessera_ir::IrError;
 use tessera_lower::KernelRef;

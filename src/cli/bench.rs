@@ -12,7 +12,7 @@ use tessera::lower::fusion::analyze::GroupKind;
 use tessera::{CompiledModel, Options};
 
 use super::common::{graph_inputs, load_for, parse_pairs};
-use crate::Bind;
+use crate::{Bind, SearchArgs};
 
 /// Options of the verb.
 pub struct BenchArgs<'a> {
@@ -29,6 +29,8 @@ pub struct BenchArgs<'a> {
     /// Print the compiled kernels taking the most time.
     pub profile: usize,
     pub bind: &'a Bind,
+    /// The latency search of the compiled side.
+    pub search: &'a SearchArgs,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -82,6 +84,7 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
     let options = Options {
         threads: a.threads,
         pipeline: a.pipeline.to_string(),
+        search: a.search.options()?,
         ..Options::default()
     };
     let loaded = load_for(a.model, a.bind, &given, true, options)?;
@@ -101,6 +104,14 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         .context("compiling")?;
     let compiled = spec.model();
     let compile_s = spec.compile_time().as_secs_f64();
+    let searched = compiled.search();
+    if !a.json {
+        super::common::print_search(searched);
+    } else {
+        for w in &searched.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     let eager = tessera::compile(
         g,
         Options {
@@ -195,6 +206,7 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
             "compiled_kernels": nk,
             "copy_gbps": copy_gbps,
             "shapes": loaded.signature.sizes(),
+            "search": super::common::search_json(searched),
         });
         if let (Some((name, bytes, t)), Some(same)) = (&kernel, copy_same) {
             j["mem_kernel"] = (*name).clone().into();

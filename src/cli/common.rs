@@ -162,3 +162,44 @@ pub fn graph_inputs(
     }
     Ok(args)
 }
+
+/// The latency search's warnings and decisions table on stderr (nothing when it was off).
+pub fn print_search(r: &tessera::SearchReport) {
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    if r.mode != tessera::Search::Off {
+        eprint!("{}", r.table());
+    }
+}
+
+/// The latency search as JSON: mode, counts, and one object per decision.
+pub fn search_json(r: &tessera::SearchReport) -> serde_json::Value {
+    let decisions: Vec<serde_json::Value> = r
+        .decisions
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "kernel": d.kernel,
+                "choice": d.choice,
+                "heuristic": d.default,
+                "alternatives": d.alternatives.iter().map(|a| serde_json::json!({
+                    "name": a.name,
+                    "seconds": a.seconds,
+                    "spread": a.spread,
+                    "cached": a.cached,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "mode": r.mode.name(),
+        "seconds": r.seconds,
+        "measured": r.measured,
+        "cached": r.cached,
+        "over_budget": r.over_budget,
+        "changed": r.changed(),
+        "fingerprint": r.fingerprint,
+        "decisions": decisions,
+    })
+}

@@ -13,7 +13,7 @@ use tessera::ir::Tensor;
 use tessera::sample::compare;
 
 use super::common::{Loaded, graph_inputs, load_for, parse_pairs};
-use crate::Bind;
+use crate::{Bind, SearchArgs};
 
 fn summary(t: &Tensor) -> String {
     let mut s = t.ty().to_string();
@@ -54,6 +54,8 @@ pub struct RunArgs<'a> {
     pub optimize: bool,
     /// Compare with the reference interpreter (backends other than `reference`).
     pub check: bool,
+    /// The latency search of the compiled side (`cpu`).
+    pub search: &'a SearchArgs,
     /// Timed runs of the compiled model and of its eager baseline (`cpu`).
     pub runs: usize,
     pub bind: &'a Bind,
@@ -72,6 +74,7 @@ fn compiled(l: &Loaded, args: &[Tensor], runs: usize) -> Result<Vec<Tensor>> {
     let (spec, cache) = l.model.specialize(&l.signature)?;
     let m = spec.model();
     let compile_s = spec.compile_time().as_secs_f64();
+    super::common::print_search(m.search());
     if !l.signature.is_static() {
         eprintln!(
             "specialized for {}: {}",
@@ -133,7 +136,11 @@ fn comparison(what: &str, got: &Tensor, want: &Tensor) -> String {
 
 pub fn run(a: &RunArgs) -> Result<()> {
     let given = parse_pairs(a.inputs)?;
-    let loaded = load_for(a.model, a.bind, &given, true, tessera::Options::default())?;
+    let options = tessera::Options {
+        search: a.search.options()?,
+        ..tessera::Options::default()
+    };
+    let loaded = load_for(a.model, a.bind, &given, true, options)?;
     let (g, sample) = (&loaded.graph, loaded.sample.as_ref());
     let from_sample = loaded.sample_inputs.is_some();
     let args = graph_inputs(

@@ -16,8 +16,10 @@
 //! baseline on the same runtime.
 
 mod attention;
+mod choice;
 mod native;
 mod pool;
+mod search;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +37,9 @@ use tessera_kernels::gemm::{BSource, PackedB, View, sgemm};
 use tessera_kernels::transpose::transpose;
 use tessera_lower::{KernelRef, Location, Lowering, Target};
 
+pub use choice::ConvAlgo;
 pub use pool::Pool;
+pub use search::{Alternative, Decision, Search, SearchOptions, SearchReport, Way};
 pub use tessera_kernels::Isa;
 pub use tessera_lower::fusion::Mode;
 
@@ -86,6 +90,34 @@ struct KernelExec {
     offsets: Vec<Vec<isize>>,
     /// A GEMM whose batches run as one `(batch·m) × n` product ([`folds_batch`]).
     fold_batch: bool,
+    /// A convolution's algorithm ([`choice::default_algo`] unless a search chose).
+    conv: Option<ConvAlgo>,
+    /// Runs on the calling thread alone (a search found the pool's hand-off costs more
+    /// than the second thread gains); the split into tiles, and so every bit of the
+    /// result, is the same either way.
+    serial: bool,
+}
+
+/// The threads one kernel runs on: the pool, or the calling thread alone.
+#[derive(Clone, Copy)]
+struct Par<'a> {
+    pool: &'a Pool,
+    threads: usize,
+}
+
+impl Par<'_> {
+    fn threads(self) -> usize {
+        self.threads
+    }
+
+    /// Runs `f(0..tasks)`, on the pool unless this kernel is serial.
+    fn run(self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        if self.threads > 1 {
+            self.pool.run(tasks, f);
+        } else {
+            (0..tasks).for_each(f);
+        }
+    }
 }
 
 struct Arena {
@@ -301,30 +333,8 @@ thread_local! {
     static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Output positions up to which a convolution runs transposed ([`transposed`]).
-const TRANSPOSED_MAX_POSITIONS: usize = 64;
-
-/// Whether `c` runs as `Cᵀ = colᵀ · Wᵀ` (positions as GEMM rows, channels as its panel
-/// columns): an ungrouped f32 convolution on at most [`TRANSPOSED_MAX_POSITIONS`] output
-/// positions, 1×1 without columns or with a native im2col, where 16-column panels over
-/// the positions (49 of a 7×7 plane fill 4 panels to 77%) would waste a quarter of the
-/// multiply-adds, while over the channels they are nearly full.
-fn transposed(c: &Conv) -> bool {
-    let p: usize = c.out_spatial.iter().product();
-    let columns = if c.col.is_none() {
-        c.kernel.iter().all(|&k| k == 1)
-    } else {
-        Im2col::new(c).is_some()
-    };
-    c.dtype == DType::F32
-        && c.group == 1
-        && columns
-        && p <= TRANSPOSED_MAX_POSITIONS
-        && c.out_channels >= 16
-}
-
-/// `Wᵀ` (`channels·Πkernel × out_channels`) of a [`transposed`] convolution with
-/// constant weights, packed once here.
+/// `Wᵀ` (`channels·Πkernel × out_channels`) of a convolution that runs
+/// [`ConvAlgo::Transposed`] (its weights are a constant), packed once here.
 fn pack_transposed_weights(k: &Kernel, locs: &[Location], consts: &[Tensor]) -> Option<PackedB> {
     let Body::Conv(c) = &k.body else {
         return None;
@@ -332,9 +342,6 @@ fn pack_transposed_weights(k: &Kernel, locs: &[Location], consts: &[Tensor]) -> 
     let Location::Const(w) = locs[c.w.index()] else {
         return None;
     };
-    if !transposed(c) {
-        return None;
-    }
     let kk = c.channels * c.kernel.iter().product::<usize>();
     let v = View {
         ptr: tensor_ptr(&consts[w]) as *const f32,
@@ -368,6 +375,7 @@ fn folds_batch(k: &Kernel, offsets: &[Vec<isize>]) -> bool {
 /// Compiles `g` for the CPU through the lowering driver ([`tessera_lower::lower`]).
 pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
     let start = Instant::now();
+    let isa = opts.isa.or_portable();
     let Lowering {
         plan,
         kernels,
@@ -412,12 +420,24 @@ pub fn compile(g: &Graph, opts: &CpuOptions) -> Result<CpuModel, RuntimeError> {
                 _ => Vec::new(),
             };
             let fold_batch = folds_batch(&k, &offsets);
-            let packed_b = pack_constant_b(&k, locs, &consts, &offsets)
-                .or_else(|| pack_transposed_weights(&k, locs, &consts));
+            let conv = match &k.body {
+                Body::Conv(c) => Some(choice::default_algo(
+                    isa,
+                    c,
+                    matches!(locs[c.w.index()], Location::Const(_)),
+                )),
+                _ => None,
+            };
+            let packed_b = match conv {
+                Some(ConvAlgo::Transposed) => pack_transposed_weights(&k, locs, &consts),
+                _ => pack_constant_b(&k, locs, &consts, &offsets),
+            };
             KernelExec {
                 kernel: k,
                 packed_b,
                 fold_batch,
+                conv,
+                serial: false,
                 scratch: Mutex::new(PackedB::default()),
                 transposed: Mutex::new(Vec::new()),
                 heads: Mutex::new(Vec::new()),
@@ -578,46 +598,63 @@ impl CpuModel {
     }
 
     fn exec(&self, e: &KernelExec, ptrs: &[*mut u8], status: &AtomicU64) {
+        self.exec_as(e, e.conv, e.packed_b.as_ref(), e.serial, ptrs, status)
+    }
+
+    /// [`CpuModel::exec`] with a convolution's algorithm and packed operand given (the
+    /// search times alternatives this way without changing the kernel).
+    fn exec_as(
+        &self,
+        e: &KernelExec,
+        conv: Option<ConvAlgo>,
+        packed: Option<&PackedB>,
+        serial: bool,
+        ptrs: &[*mut u8],
+        status: &AtomicU64,
+    ) {
+        let par = Par {
+            pool: &self.pool,
+            threads: if serial { 1 } else { self.pool.threads() },
+        };
         match &e.kernel.body {
             Body::Loops(nests) => {
                 for (n, fi) in nests.iter().zip(&e.fns) {
-                    self.exec_nest(n, self.f(fi), ptrs, status);
+                    self.exec_nest(par, n, self.f(fi), ptrs, status);
                 }
             }
             Body::Gemm(gm) => match gm.dtype {
-                DType::F64 => self.exec_gemm::<f64>(e, gm, ptrs, status),
-                _ => self.exec_gemm::<f32>(e, gm, ptrs, status),
+                DType::F64 => self.exec_gemm::<f64>(par, e, gm, ptrs, status),
+                _ => self.exec_gemm::<f32>(par, e, gm, ptrs, status),
             },
-            Body::Conv(c) => match c.dtype {
-                DType::F64 => self.exec_conv::<f64>(e, c, ptrs, status),
-                _ if transposed(c) && e.packed_b.is_some() => {
-                    let pw = e.packed_b.as_ref().expect("invariant: checked just above");
-                    self.exec_transposed(e, c, pw, ptrs, status)
+            Body::Conv(c) => match (conv, packed, choice::direct_geometry(c)) {
+                (Some(ConvAlgo::Transposed), Some(pw), _) => {
+                    self.exec_transposed(par, e, c, pw, ptrs, status)
                 }
-                _ => match Direct::new(c) {
-                    Some(d) => self.exec_direct(e, c, &d, ptrs, status),
-                    None => self.exec_conv::<f32>(e, c, ptrs, status),
-                },
+                (Some(ConvAlgo::Direct(form)), _, Some(g)) => {
+                    self.exec_direct(par, e, c, &g, form, ptrs, status)
+                }
+                _ if c.dtype == DType::F64 => self.exec_conv::<f64>(par, e, c, ptrs, status),
+                _ => self.exec_conv::<f32>(par, e, c, ptrs, status),
             },
-            Body::Attention(a) => self.exec_attention(e, a, ptrs),
+            Body::Attention(a) => self.exec_attention(par, e, a, ptrs),
         }
     }
 
-    fn exec_nest(&self, n: &Nest, f: NestRun, ptrs: &[*mut u8], status: &AtomicU64) {
+    fn exec_nest(&self, par: Par, n: &Nest, f: NestRun, ptrs: &[*mut u8], status: &AtomicU64) {
         let units = parallel_units(n);
         let cols = n.inner.last().copied().unwrap_or(0) as u64;
         let work = n.outer_points() * n.inner_points().max(1);
         let st = status.as_ptr();
         let p = ptrs.as_ptr();
-        if self.pool.threads() == 1 || work < PARALLEL_WORK || units < 2 {
+        if par.threads() == 1 || work < PARALLEL_WORK || units < 2 {
             // SAFETY: the parameter table matches the nest's kernel and the range is whole.
             unsafe { f.call(p, st, 0, units as u64, 0, cols) };
             return;
         }
-        let tasks = units.min(self.pool.threads() * 4);
+        let tasks = units.min(par.threads() * 4);
         let chunk = units.div_ceil(tasks);
         let (sp, sst) = (SendPtr(p), SendPtr(st));
-        self.pool.run(units.div_ceil(chunk), &|t| {
+        par.run(units.div_ceil(chunk), &|t| {
             let lo = t * chunk;
             let hi = ((t + 1) * chunk).min(units);
             let (p, st) = (sp, sst);
@@ -628,6 +665,7 @@ impl CpuModel {
 
     fn exec_gemm<T: GemmScalar>(
         &self,
+        par: Par,
         e: &KernelExec,
         gm: &Gemm,
         ptrs: &[*mut u8],
@@ -694,10 +732,10 @@ impl CpuModel {
                 }
             }
         };
-        if self.pool.threads() == 1 || tasks == 1 || m * n * k < PARALLEL_WORK {
+        if par.threads() == 1 || tasks == 1 || m * n * k < PARALLEL_WORK {
             (0..tasks).for_each(task);
         } else {
-            self.pool.run(tasks, &task);
+            par.run(tasks, &task);
         }
     }
 
@@ -712,26 +750,27 @@ impl CpuModel {
 
     /// A depthwise or small-group 2-D convolution: the native direct kernel per block of
     /// output channels (no columns), then the epilogue over the block's rows.
+    #[allow(clippy::too_many_arguments)]
     fn exec_direct(
         &self,
+        par: Par,
         e: &KernelExec,
         c: &Conv,
-        d: &Direct,
+        geom: &tessera_kernels::direct::Geometry,
+        form: tessera_kernels::direct::Form,
         ptrs: &[*mut u8],
         status: &AtomicU64,
     ) {
         let epi = self.conv_epilogue(e, c);
-        let p = d.geom.oh * d.geom.ow;
+        let p = geom.oh * geom.ow;
         let oc = c.out_channels;
         // Channel blocks from the shape only: about 64 KiB of output each, whole groups,
         // and whole vectors of channels in the channel-blocked form (depthwise, one
         // channel per group; a block of five would fill five of a vector's eight lanes).
-        let unit = if tessera_kernels::direct::form(self.isa, &d.geom)
-            == tessera_kernels::direct::Form::Blocked
-        {
+        let unit = if form == tessera_kernels::direct::Form::Blocked {
             tessera_kernels::direct::CHANNEL_BLOCK
         } else {
-            d.geom.multiplier.max(1)
+            geom.multiplier.max(1)
         };
         let mut cb = (16384 / p.max(1))
             .clamp(1, oc.max(1))
@@ -740,7 +779,7 @@ impl CpuModel {
         // groups into whole passes of four channels; each part copies the group's input
         // again, which the second thread more than pays for. Channel ranges never change
         // the bits.
-        let threads = self.pool.threads();
+        let threads = par.threads();
         if threads > 1 && c.batch * oc.div_ceil(cb) < threads && unit > 4 {
             cb = oc.div_ceil(threads).next_multiple_of(4);
         }
@@ -778,9 +817,10 @@ impl CpuModel {
             };
             // SAFETY: image n's input and output planes; the kernel was verified.
             unsafe {
-                tessera_kernels::direct::run_fused(
+                tessera_kernels::direct::run_form(
                     self.isa,
-                    &d.geom,
+                    form,
+                    geom,
                     x.0.wrapping_add(n * c.channels * in_plane),
                     w.0,
                     acc.0.wrapping_add(n * oc * p),
@@ -790,11 +830,11 @@ impl CpuModel {
                 );
             }
         };
-        let work = c.batch * oc * p * d.geom.kh * d.geom.kw * d.geom.group_channels;
-        if self.pool.threads() == 1 || tasks == 1 || work < PARALLEL_WORK {
+        let work = c.batch * oc * p * geom.kh * geom.kw * geom.group_channels;
+        if par.threads() == 1 || tasks == 1 || work < PARALLEL_WORK {
             (0..tasks).for_each(task);
         } else {
-            self.pool.run(tasks, &task);
+            par.run(tasks, &task);
         }
     }
 
@@ -803,6 +843,7 @@ impl CpuModel {
     /// epilogue over the block's rows.
     fn exec_transposed(
         &self,
+        par: Par,
         e: &KernelExec,
         c: &Conv,
         pw: &PackedB,
@@ -882,15 +923,16 @@ impl CpuModel {
                 unsafe { f.call(sp.0, sst.0, r + o0 as u64, r + o1 as u64, 0, p as u64) };
             }
         };
-        if self.pool.threads() == 1 || tasks == 1 || m * p * k < PARALLEL_WORK {
+        if par.threads() == 1 || tasks == 1 || m * p * k < PARALLEL_WORK {
             (0..tasks).for_each(task);
         } else {
-            self.pool.run(tasks, &task);
+            par.run(tasks, &task);
         }
     }
 
     fn exec_conv<T: GemmScalar>(
         &self,
+        par: Par,
         e: &KernelExec,
         c: &Conv,
         ptrs: &[*mut u8],
@@ -921,7 +963,7 @@ impl CpuModel {
         // tiling, so the thread count may choose it.
         let rb = (256 / ow.max(1)).clamp(1, rows.max(1));
         let col_tiles = rows.div_ceil(rb);
-        let m_want = (2 * self.pool.threads() / col_tiles).clamp(1, (mg / 16).max(1));
+        let m_want = (2 * par.threads() / col_tiles).clamp(1, (mg / 16).max(1));
         let mb = mg.div_ceil(m_want).next_multiple_of(8).min(mg);
         let m_tiles = mg.div_ceil(mb);
         let x = ptrs[c.x.index()] as *const T;
@@ -929,10 +971,10 @@ impl CpuModel {
         let acc = ptrs[c.acc.index()] as *mut T;
         let col = c.col.map(|q| ptrs[q.index()] as *const T);
         let native = Im2col::new(c);
-        let big = mg * p * kk >= PARALLEL_WORK && self.pool.threads() > 1;
+        let big = mg * p * kk >= PARALLEL_WORK && par.threads() > 1;
         let run = |tasks: usize, f: &(dyn Fn(usize) + Sync)| {
             if big {
-                self.pool.run(tasks, f);
+                par.run(tasks, f);
             } else {
                 (0..tasks).for_each(f);
             }
@@ -1030,19 +1072,19 @@ impl CpuModel {
         }
     }
 
-    fn exec_attention(&self, e: &KernelExec, a: &Attention, ptrs: &[*mut u8]) {
+    fn exec_attention(&self, par: Par, e: &KernelExec, a: &Attention, ptrs: &[*mut u8]) {
         let nb: usize = a.batch.iter().product();
         let qbs = a.s.div_ceil(attention::block_rows(a));
         let tasks = nb * qbs;
         let params = &e.kernel.params;
-        let parallel = self.pool.threads() > 1 && tasks > 1;
+        let parallel = par.threads() > 1 && tasks > 1;
         let run = |ops: &attention::Operands<f32>| {
             let task = |t: usize| {
                 // SAFETY: views were checked when the kernel was built.
                 unsafe { attention::block(self.isa, a, ops, t / qbs, t % qbs) }
             };
             if parallel {
-                self.pool.run(tasks, &task);
+                par.run(tasks, &task);
             } else {
                 (0..tasks).for_each(task);
             }
@@ -1062,7 +1104,7 @@ impl CpuModel {
                     unsafe { attention::pack(a, ops, b, &mut slot) };
                 };
                 if parallel && nb > 1 {
-                    self.pool.run(nb, &pack);
+                    par.run(nb, &pack);
                 } else {
                     (0..nb).for_each(pack);
                 }
@@ -1164,52 +1206,6 @@ fn tiles(m: usize, n: usize, k: usize) -> (usize, usize) {
         m
     };
     (rt, ct)
-}
-
-/// Input channels per group up to which a grouped 2-D f32 convolution runs the native
-/// direct kernel rather than one small im2col + GEMM per group.
-const DIRECT_MAX_GROUP_CHANNELS: usize = 16;
-
-/// Input channels up to which an ungrouped 2-D f32 convolution (an RGB stem) runs the
-/// native direct kernel: with so few channels im2col's K is a handful of taps, and the
-/// copy it makes (taps × output pixels) costs more than the products (the kernels bench:
-/// 3 → 16 channels at 224×224, stride 2, direct 48 GFLOP/s against ~28 through im2col).
-const DIRECT_MAX_STEM_CHANNELS: usize = 4;
-
-/// A 2-D f32 convolution with more than one group of at most
-/// [`DIRECT_MAX_GROUP_CHANNELS`] input channels (depthwise included), or one group of at
-/// most [`DIRECT_MAX_STEM_CHANNELS`], run by the native direct kernel instead of im2col +
-/// GEMM.
-struct Direct {
-    geom: tessera_kernels::direct::Geometry,
-}
-
-impl Direct {
-    fn new(c: &Conv) -> Option<Direct> {
-        let two_d = c.in_spatial.len() == 2 && c.strides.len() == 2 && c.pads_begin.len() == 2;
-        let stem = c.group == 1 && c.channels <= DIRECT_MAX_STEM_CHANNELS;
-        if c.dtype != DType::F32 || !two_d || (c.group < 2 && !stem) {
-            return None;
-        }
-        let cg = c.channels / c.group;
-        if cg > DIRECT_MAX_GROUP_CHANNELS {
-            return None;
-        }
-        let geom = tessera_kernels::direct::Geometry {
-            h: c.in_spatial[0],
-            w: c.in_spatial[1],
-            kh: c.kernel[0],
-            kw: c.kernel[1],
-            oh: c.out_spatial[0],
-            ow: c.out_spatial[1],
-            stride: (c.strides[0], c.strides[1]),
-            dilation: (c.dilations[0], c.dilations[1]),
-            pad: (c.pads_begin[0], c.pads_begin[1]),
-            group_channels: cg,
-            multiplier: c.out_channels / c.group,
-        };
-        (geom.stride.0 > 0 && geom.stride.1 > 0).then_some(Direct { geom })
-    }
 }
 
 /// A native im2col for 1-D and 2-D convolutions: fills the rows of `col` that the

@@ -586,7 +586,7 @@ fn small_plane_convolutions() {
         let r = g.add_node1(Op::Unary(UnaryOp::Relu), &[y], "relu").unwrap();
         g.add_output("y", r);
         let (oh, ow) = ((h + 2 * pad - k) / s + 1, (w + 2 * pad - k) / s + 1);
-        transposed += usize::from(oh * ow <= super::TRANSPOSED_MAX_POSITIONS);
+        transposed += usize::from(oh * ow <= super::choice::TRANSPOSED_MAX_POSITIONS);
         check(
             &g,
             &[rand_tensor(DType::F32, &[n, c, h, w], 11 + i as u64)],
@@ -594,4 +594,209 @@ fn small_plane_convolutions() {
         );
     }
     assert_eq!(transposed, 6, "both paths are covered");
+}
+
+/// A convolution with constant weights and bias, then ReLU (fused as the epilogue).
+fn conv_graph(
+    (n, c, m, h, w): (usize, usize, usize, usize, usize),
+    (k, s, pad, group): (usize, usize, usize, usize),
+    seed: u64,
+) -> Graph {
+    let mut g = Graph::new("t");
+    let x = g.add_input("x", ty(DType::F32, &[n, c, h, w]));
+    let wt = g.add_constant(rand_tensor(DType::F32, &[m, c / group, k, k], seed), "w");
+    let b = g.add_constant(rand_tensor(DType::F32, &[m], seed + 1), "b");
+    let y = g
+        .add_node1(
+            Op::Conv(ConvAttrs {
+                strides: vec![s, s],
+                pads: vec![pad; 4],
+                dilations: vec![1, 1],
+                group,
+            }),
+            &[x, wt, b],
+            "conv",
+        )
+        .unwrap();
+    let r = g.add_node1(Op::Unary(UnaryOp::Relu), &[y], "relu").unwrap();
+    g.add_output("y", r);
+    g
+}
+
+/// Every algorithm the search may choose for a convolution computes it: depthwise 3×3,
+/// 5×5 and 7×7 at strides 1 and 2 on wide and narrow planes, grouped, stems, 1×1 and
+/// 3×3 ungrouped, each forced in turn on both thread counts and instruction sets, against
+/// the reference. An algorithm that is not a candidate is refused.
+#[test]
+fn every_conv_candidate_matches_the_reference() {
+    // ((batch, in, out, height, width), (kernel, stride, pad, group))
+    let cases = [
+        ((1, 16, 16, 20, 20), (3, 1, 1, 16)),
+        ((2, 24, 24, 17, 19), (3, 2, 1, 24)),
+        ((1, 8, 8, 9, 9), (5, 1, 2, 8)),
+        ((1, 16, 16, 23, 23), (5, 2, 2, 16)),
+        ((1, 8, 8, 30, 30), (7, 1, 3, 8)),
+        ((1, 32, 32, 12, 12), (3, 1, 1, 4)),
+        ((1, 3, 16, 21, 21), (3, 2, 1, 1)),
+        ((1, 12, 20, 7, 7), (1, 1, 0, 1)),
+        ((1, 10, 24, 11, 11), (3, 1, 1, 1)),
+    ];
+    let mut alternatives = 0;
+    for (i, &(dims, geo)) in cases.iter().enumerate() {
+        let g = conv_graph(dims, geo, 50 + i as u64);
+        let (n, c, _, h, w) = dims;
+        let input = [rand_tensor(DType::F32, &[n, c, h, w], 70 + i as u64)];
+        let want = reference::run(&g, &input).expect("reference runs")[0].to_f64_vec();
+        for (threads, isa) in [(1, Isa::detect()), (2, Isa::detect()), (1, Isa::Portable)] {
+            let opts = CpuOptions {
+                mode: Mode::Fused,
+                threads,
+                isa,
+            };
+            let mut m = compile(&g, &opts).expect("compiles");
+            let k = m
+                .conv_algos()
+                .iter()
+                .position(Option::is_some)
+                .expect("a convolution kernel");
+            let cands = m.conv_candidates(k);
+            assert_eq!(
+                Some(cands[0]),
+                m.conv_algos()[k],
+                "the default is listed first"
+            );
+            if threads == 1 && isa == Isa::detect() {
+                alternatives += cands.len();
+            }
+            for a in cands {
+                m.set_conv_algo(k, a).expect("a candidate is accepted");
+                let got = m.run(&input).expect("runs")[0].to_f64_vec();
+                for (j, (p, q)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (p - q).abs() <= 1e-5 * (1.0 + q.abs()),
+                        "case {i} {a:?} threads {threads} {isa:?} [{j}]: {p} vs {q}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        alternatives >= 2 * cases.len(),
+        "{alternatives} alternatives"
+    );
+    // An algorithm outside the candidates: a depthwise convolution does not run
+    // transposed.
+    let g = conv_graph((1, 16, 16, 8, 8), (3, 1, 1, 16), 3);
+    let mut m = compile(&g, &CpuOptions::default()).expect("compiles");
+    let k = m.conv_algos().iter().position(Option::is_some).unwrap();
+    let e = m.set_conv_algo(k, super::ConvAlgo::Transposed).unwrap_err();
+    assert!(e.to_string().contains("cannot run as transposed"), "{e}");
+}
+
+/// A measured search decides every convolution, stores every alternative in the cache,
+/// and a second search of the same model reads them all back and decides the same; the
+/// searched model still matches the reference.
+#[test]
+fn search_is_decided_by_the_cache_the_second_time() {
+    use super::{Search, SearchOptions};
+    let dir = std::env::temp_dir().join(format!("tessera-search-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = dir.join("measurements.json");
+    let g = conv_graph((1, 24, 24, 28, 28), (3, 1, 1, 24), 5);
+    let input = [rand_tensor(DType::F32, &[1, 24, 28, 28], 6)];
+    let want = reference::run(&g, &input).expect("reference runs")[0].to_f64_vec();
+    let opts = SearchOptions {
+        mode: Search::Measure,
+        cache: Some(cache.clone()),
+        protocol: crate::measure::Protocol {
+            warmup: 1,
+            rounds: 3,
+        },
+        ..SearchOptions::default()
+    };
+    let cpu = CpuOptions {
+        threads: 1,
+        ..CpuOptions::default()
+    };
+    let mut first = compile(&g, &cpu).expect("compiles");
+    let r1 = first.search(&opts).expect("searches");
+    assert!(r1.warnings.is_empty(), "{:?}", r1.warnings);
+    assert_eq!(r1.decisions.len(), 1, "{}", r1.table());
+    assert_eq!(r1.cached, 0);
+    assert!(r1.measured >= 2, "{}", r1.table());
+    assert!(cache.exists(), "the cache is written");
+    let mut second = compile(&g, &cpu).expect("compiles");
+    let r2 = second.search(&opts).expect("searches");
+    assert_eq!((r2.measured, r2.cached), (0, r1.measured), "{}", r2.table());
+    assert_eq!(r1.decisions[0].choice, r2.decisions[0].choice);
+    assert_eq!(first.conv_algos(), second.conv_algos());
+    let got = second.run(&input).expect("runs")[0].to_f64_vec();
+    for (p, q) in got.iter().zip(&want) {
+        assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
+    }
+    // Off decides nothing and changes nothing.
+    let mut off = compile(&g, &cpu).expect("compiles");
+    let before = off.conv_algos();
+    let r = off
+        .search(&SearchOptions {
+            mode: Search::Off,
+            ..opts
+        })
+        .expect("searches");
+    assert!(r.decisions.is_empty() && off.conv_algos() == before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A kernel that runs serial (the search's other alternative at two threads) computes the
+/// same bits as on the pool: convolutions of every algorithm, a GEMM and pointwise nests.
+#[test]
+fn serial_kernels_compute_the_same_bits() {
+    let mut g = conv_graph((2, 32, 32, 24, 24), (3, 1, 1, 32), 21);
+    let y = g.outputs()[0].value;
+    let w = g.add_constant(rand_tensor(DType::F32, &[24, 40], 22), "w2");
+    let mm = g.add_node1(Op::MatMul, &[y, w], "mm").unwrap();
+    let t = g
+        .add_node1(Op::Unary(UnaryOp::Tanh), &[mm], "tanh")
+        .unwrap();
+    g.add_output("z", t);
+    let input = [rand_tensor(DType::F32, &[2, 32, 24, 24], 23)];
+    let opts = CpuOptions {
+        threads: 2,
+        ..CpuOptions::default()
+    };
+    let mut m = compile(&g, &opts).expect("compiles");
+    let bits = |m: &super::CpuModel| -> Vec<Vec<u8>> {
+        m.run(&input)
+            .expect("runs")
+            .iter()
+            .map(|t| t.to_le_bytes())
+            .collect()
+    };
+    let want = bits(&m);
+    let n = m.kernels().count();
+    assert!(n >= 2, "{n} kernels");
+    let k = m.conv_algos().iter().position(Option::is_some).unwrap();
+    for a in m.conv_candidates(k) {
+        m.set_conv_algo(k, a).unwrap();
+        let on_pool = bits(&m);
+        for i in 0..n {
+            m.set_serial(i, true);
+        }
+        assert_eq!(bits(&m), on_pool, "{a:?}: serial kernels round the same");
+        for i in 0..n {
+            m.set_serial(i, false);
+        }
+    }
+    // Two threads (heuristic algorithms) against one: the same too.
+    m.set_conv_algo(k, m.conv_candidates(k)[0]).unwrap();
+    assert_eq!(bits(&m), want);
+    let one = compile(
+        &g,
+        &CpuOptions {
+            threads: 1,
+            ..CpuOptions::default()
+        },
+    )
+    .expect("compiles");
+    assert_eq!(bits(&one), want);
 }

@@ -96,7 +96,7 @@ pub unsafe fn run_fused(
 }
 
 /// How a direct convolution runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Form {
     /// Plane by plane (any grouping).
     Planes,
@@ -123,6 +123,21 @@ pub fn form(isa: crate::Isa, g: &Geometry) -> Form {
     } else {
         Form::Planes
     }
+}
+
+/// Every form that runs `g` on `isa` as itself rather than falling back to
+/// [`Form::Planes`] (the latency search measures these): `Planes` always, `Blocked` for
+/// depthwise with multiplier 1, `Rows` for the geometries the row bands cover under AVX2.
+/// [`form`]'s choice is always among them.
+pub fn forms(isa: crate::Isa, g: &Geometry) -> Vec<Form> {
+    let mut out = vec![Form::Planes];
+    if g.group_channels == 1 && g.multiplier == 1 {
+        out.push(Form::Blocked);
+    }
+    if avx2(isa.or_portable()) && rows::supported(g) {
+        out.push(Form::Rows);
+    }
+    out
 }
 
 /// [`run_fused`] in a given form (benchmarks compare them; `run` picks by [`form`]).

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Benchmark tessera's latency search: `--search measure` against `--search off`.
+
+Usage: scripts/bench_search.py [MODELS_DIR_OR_FILES...] [--threads 1] [--rounds 5] [--runs 10]
+        [--shape batch=1,sequence=128] [--budget 30] [--json FILE]
+
+Per model: one cold search (an empty measurement cache in a temporary directory; its
+search time and decisions), a second compile on the warm cache (search time again), then
+`--rounds` rounds alternating `tessera bench --search off` and `--search measure` (warm
+cache; the order flips every round), each the median of `--runs` runs. Prints a Markdown
+table of the medians over rounds and the ratio off / measure (> 1: the search is faster),
+and the geomean. Inputs are made as scripts/bench_vs_ort.py makes them.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_vs_ort as b  # noqa: E402
+
+
+def bench(exe, target, extra, threads, runs, warmup, search, cache, budget):
+    cmd = [exe, "bench", target, "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup),
+           "--json", "--search", search, "--cache", cache, "--budget", str(budget)]
+    res = subprocess.run(cmd + extra, check=True, capture_output=True, text=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("samples", nargs="*")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--budget", type=float, default=30.0)
+    ap.add_argument("--tessera", default=os.path.join(b.ROOT, "target", "release", "tessera"))
+    ap.add_argument("--json")
+    ap.add_argument("--shape")
+    a = ap.parse_args(argv)
+    shapes = b.parse_shapes(a.shape)
+    samples = a.samples or sorted(
+        os.path.join(b.ROOT, "samples", d)
+        for d in os.listdir(os.path.join(b.ROOT, "samples"))
+        if os.path.isfile(os.path.join(b.ROOT, "samples", d, "meta.json"))
+    )
+    tmp = tempfile.mkdtemp(prefix="tessera-search-")
+    rows = []
+    try:
+        for name, model, sample in b.models_of(samples):
+            why = b.tessera_imports(a.tessera, model, shapes)
+            if why is not None:
+                print(f"{name}: skipped: {why}", file=sys.stderr)
+                continue
+            if sample is not None:
+                target, extra = sample, []
+            else:
+                feeds = b.feeds_of_model(model, shapes=shapes)
+                target = model
+                extra = b.write_inputs(feeds, os.path.join(b.ROOT, "target", "bench-inputs", name))
+            cache = os.path.join(tmp, f"{name}.json")
+            cold = bench(a.tessera, target, extra, a.threads, 1, 0, "measure", cache, a.budget)
+            warm = bench(a.tessera, target, extra, a.threads, 1, 0, "measure", cache, a.budget)
+            off, meas = [], []
+            for r in range(a.rounds):
+                order = ["off", "measure"] if r % 2 == 0 else ["measure", "off"]
+                for mode in order:
+                    j = bench(a.tessera, target, extra, a.threads, a.runs, a.warmup, mode, cache, a.budget)
+                    (off if mode == "off" else meas).append(j["compiled_ms"])
+            s = cold["search"]
+            row = {
+                "model": name,
+                "threads": a.threads,
+                "off_ms": statistics.median(off),
+                "measure_ms": statistics.median(meas),
+                "kernels_with_alternatives": len(s["decisions"]),
+                "changed": s["changed"],
+                "alternatives_timed": s["measured"],
+                "over_budget": s["over_budget"],
+                "search_cold_s": s["seconds"],
+                "search_warm_s": warm["search"]["seconds"],
+                "warm_measured": warm["search"]["measured"],
+                "compile_cold_s": cold["compile_s"],
+                "compile_warm_s": warm["compile_s"],
+            }
+            rows.append(row)
+            print(f"{name}: {row}", file=sys.stderr)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{a.threads} threads, {a.rounds} rounds x {a.runs} runs, medians (ms); search budget {a.budget} s\n")
+    print("| model | off | measure | off / measure | kernels with alternatives | changed | search cold s | search warm s | compile cold s | compile warm s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['model']} | {r['off_ms']:.3f} | {r['measure_ms']:.3f} | {r['off_ms'] / r['measure_ms']:.2f}x | "
+            f"{r['kernels_with_alternatives']} | {r['changed']} | {r['search_cold_s']:.2f} | "
+            f"{r['search_warm_s']:.3f} | {r['compile_cold_s']:.2f} | {r['compile_warm_s']:.2f} |"
+        )
+    gm = b.geomean([r["off_ms"] / r["measure_ms"] for r in rows])
+    print(f"| **geomean** | | | **{gm:.2f}x** | | | | | | |")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
