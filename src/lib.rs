@@ -14,6 +14,7 @@
 //! [`load_onnx`] wires the importer to the reference interpreter, so constant shape
 //! arithmetic in exported graphs folds to exactly what the oracle computes.
 
+pub mod calibrate;
 pub mod sample;
 pub mod specialize;
 
@@ -237,6 +238,9 @@ pub struct Options {
     /// The latency search run after lowering ([`Search::Off`] by default: the built-in
     /// heuristics decide every kernel's algorithm).
     pub search: SearchOptions,
+    /// The calibrated cost model ([`calibrate`]): what [`Search::Model`] decides by, and
+    /// what [`Search::Measure`] records its predictions from.
+    pub calibration: Option<tessera_passes::cost::calibrated::Calibration>,
 }
 
 impl Default for Options {
@@ -247,6 +251,7 @@ impl Default for Options {
             threads: tessera_runtime::cpu::CpuOptions::default().threads,
             device: DeviceProfile::cpu_epyc_2core(),
             search: SearchOptions::default(),
+            calibration: None,
         }
     }
 }
@@ -290,7 +295,13 @@ pub fn compile(g: &Graph, options: Options) -> Result<CompiledModel, CompileErro
         ..tessera_runtime::cpu::CpuOptions::default()
     };
     let mut model = tessera_runtime::cpu::compile(&g, &cpu)?;
-    let search = model.search(&options.search)?;
+    let predictor = options.calibration.as_ref().map(calibrate::Calibrated);
+    let search = model.search_with(
+        &options.search,
+        predictor
+            .as_ref()
+            .map(|p| p as &dyn tessera_runtime::cpu::Predictor),
+    )?;
     Ok(CompiledModel {
         model,
         reports,

@@ -120,6 +120,31 @@ enum Command {
     },
     /// Build the training graph; plan checkpointing, the B/W split and pipeline schedules.
     TrainPlan(cli::train_plan::Args),
+    /// Fit the cost model to this machine: time a sweep of kernels of every family in
+    /// every way, fit `max(flops/a, bytes/b) + c·tiles + d` per family, write it (what
+    /// `--search model` predicts with); with --held-out, its error on other models.
+    Calibrate {
+        /// Threads, the caller's included (the calibration is per thread count).
+        #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
+        threads: usize,
+        /// Where to write it (default: calibration.json beside the measurement cache).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Timed rounds per kernel way.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Seconds after which the remaining sweep graphs are skipped.
+        #[arg(long, default_value_t = 100.0, value_name = "SECONDS")]
+        limit: f64,
+        /// .onnx files or directories of them whose kernels measure the model's error.
+        #[arg(long = "held-out", value_name = "PATH")]
+        held_out: Vec<PathBuf>,
+        /// Write every sample and prediction as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        #[command(flatten)]
+        bind: Bind,
+    },
     /// Time the compiled CPU backend against its eager mode (interleaved runs, medians).
     Bench {
         /// An .onnx file, or a sample directory (then its inputs are used).
@@ -158,10 +183,17 @@ enum Command {
 /// The latency search of the compiled CPU side (`run --backend cpu`, `bench`).
 #[derive(clap::Args)]
 pub struct SearchArgs {
-    /// What decides each kernel's algorithm: `off`, the built-in heuristics; `measure`,
-    /// measured time (alternatives timed in isolation, kept in the measurement cache).
+    /// What decides how each kernel runs (convolution algorithm; with threads, pool or
+    /// calling thread): `off`, the built-in heuristics; `model`, the calibrated cost model
+    /// (`tessera calibrate`); `measure`, measured time (alternatives timed in isolation,
+    /// kept in the measurement cache).
     #[arg(long, value_enum, default_value = "off")]
     pub search: SearchMode,
+    /// The calibration `--search model` predicts with (default: calibration.json beside
+    /// the measurement cache); `--search measure` also records its predictions when the
+    /// file is there.
+    #[arg(long, value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
     /// Seconds the search may spend measuring; kernels reached later keep the heuristic's
     /// choice unless the cache knows them.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
@@ -175,10 +207,41 @@ pub struct SearchArgs {
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SearchMode {
     Off,
+    Model,
     Measure,
 }
 
 impl SearchArgs {
+    /// The calibration to predict with: required by `model`, used by `measure` when
+    /// present (an unusable file is then a warning), not read by `off`.
+    pub fn calibration(
+        &self,
+    ) -> anyhow::Result<Option<tessera::passes::cost::calibrated::Calibration>> {
+        let path = self
+            .calibration
+            .clone()
+            .or_else(tessera::calibrate::default_path);
+        match (self.search, path) {
+            (SearchMode::Off, _) => Ok(None),
+            (SearchMode::Model, None) => {
+                anyhow::bail!(
+                    "--search model: no cache directory for the calibration, give --calibration FILE"
+                )
+            }
+            (SearchMode::Model, Some(p)) => tessera::calibrate::load(&p)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("--search model: {e} (run `tessera calibrate`)")),
+            (SearchMode::Measure, Some(p)) if p.exists() => match tessera::calibrate::load(&p) {
+                Ok(c) => Ok(Some(c)),
+                Err(e) => {
+                    eprintln!("warning: {e}; measuring without predictions");
+                    Ok(None)
+                }
+            },
+            (SearchMode::Measure, _) => Ok(None),
+        }
+    }
+
     /// The library's search options.
     pub fn options(&self) -> anyhow::Result<tessera::SearchOptions> {
         if !(self.budget.is_finite() && self.budget >= 0.0) {
@@ -187,6 +250,7 @@ impl SearchArgs {
         Ok(tessera::SearchOptions {
             mode: match self.search {
                 SearchMode::Off => tessera::Search::Off,
+                SearchMode::Model => tessera::Search::Model,
                 SearchMode::Measure => tessera::Search::Measure,
             },
             budget: std::time::Duration::from_secs_f64(self.budget),
@@ -273,6 +337,23 @@ fn main() -> ExitCode {
             bind,
         }),
         Command::TrainPlan(args) => cli::train_plan::run(args),
+        Command::Calibrate {
+            threads,
+            out,
+            rounds,
+            limit,
+            held_out,
+            json,
+            bind,
+        } => cli::calibrate::calibrate(&cli::calibrate::CalibrateArgs {
+            threads: *threads,
+            out: out.as_deref(),
+            rounds: *rounds,
+            limit: *limit,
+            held_out,
+            bind,
+            json: json.as_deref(),
+        }),
         Command::Bench {
             model,
             threads,

@@ -45,4 +45,8 @@ pub enum RuntimeError {
     /// The CUDA backend: no driver or device, a failed driver/NVRTC/cuBLAS call.
     #[error("CUDA: {0}")]
     Cuda(String),
+
+    /// The latency search could not run as asked.
+    #[error("search: {0}")]
+    Search(String),
 }

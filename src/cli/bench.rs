@@ -85,6 +85,7 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         threads: a.threads,
         pipeline: a.pipeline.to_string(),
         search: a.search.options()?,
+        calibration: a.search.calibration()?,
         ..Options::default()
     };
     let loaded = load_for(a.model, a.bind, &given, true, options)?;

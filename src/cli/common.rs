@@ -170,6 +170,10 @@ pub fn print_search(r: &tessera::SearchReport) {
     }
     if r.mode != tessera::Search::Off {
         eprint!("{}", r.table());
+        let (same, of) = r.agreement();
+        if r.mode == tessera::Search::Measure && of > 0 {
+            eprintln!("the calibrated model alone picks the same way for {same} of {of} kernels");
+        }
     }
 }
 
@@ -183,11 +187,13 @@ pub fn search_json(r: &tessera::SearchReport) -> serde_json::Value {
                 "kernel": d.kernel,
                 "choice": d.choice,
                 "heuristic": d.default,
+                "model_choice": d.model_choice,
                 "alternatives": d.alternatives.iter().map(|a| serde_json::json!({
                     "name": a.name,
                     "seconds": a.seconds,
                     "spread": a.spread,
                     "cached": a.cached,
+                    "predicted": a.predicted,
                 })).collect::<Vec<_>>(),
             })
         })
@@ -199,6 +205,7 @@ pub fn search_json(r: &tessera::SearchReport) -> serde_json::Value {
         "cached": r.cached,
         "over_budget": r.over_budget,
         "changed": r.changed(),
+        "agreement": [r.agreement().0, r.agreement().1],
         "fingerprint": r.fingerprint,
         "decisions": decisions,
     })

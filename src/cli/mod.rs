@@ -1,6 +1,7 @@
 //! The verbs of the `tessera` CLI, one module each.
 
 pub mod bench;
+pub mod calibrate;
 pub mod common;
 pub mod compile;
 pub mod cpu;

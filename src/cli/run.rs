@@ -138,6 +138,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let given = parse_pairs(a.inputs)?;
     let options = tessera::Options {
         search: a.search.options()?,
+        calibration: a.search.calibration()?,
         ..tessera::Options::default()
     };
     let loaded = load_for(a.model, a.bind, &given, true, options)?;

@@ -139,6 +139,41 @@ pub fn flops(op: &Op, inputs: &[&TensorType], outputs: &[&TensorType]) -> u64 {
     }
 }
 
+/// How many of [`flops`]' operations are transcendental evaluations (each counted there
+/// as [`TRANSCENDENTAL`]): a cost model for a machine where they cost more than four
+/// elementwise operations reweighs them (the CPU calibration does).
+pub fn transcendentals(op: &Op, inputs: &[&TensorType], outputs: &[&TensorType]) -> u64 {
+    let out0 = outputs.first().map_or(0, |t| numel(t));
+    let in0 = inputs.first().map_or(0, |t| numel(t));
+    match op {
+        Op::Unary(u) if unary(*u) == TRANSCENDENTAL => out0,
+        Op::Binary(BinaryOp::Pow) | Op::Gelu { .. } => out0,
+        Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::Lrn { .. } => in0,
+        // One exponential per score.
+        Op::Attention { .. } => {
+            let t = inputs
+                .get(1)
+                .and_then(|k| k.shape.dims().iter().rev().nth(1).copied())
+                .unwrap_or(1) as u64;
+            let e = outputs
+                .first()
+                .and_then(|o| o.shape.dims().last().copied())
+                .unwrap_or(1)
+                .max(1) as u64;
+            out0 / e * t
+        }
+        _ => 0,
+    }
+}
+
+/// [`transcendentals`] of node `id` of `g`.
+pub fn node_transcendentals(g: &Graph, id: NodeId) -> u64 {
+    let n = g.node(id);
+    let ins: Vec<&TensorType> = n.inputs.iter().map(|&v| g.ty(v)).collect();
+    let outs: Vec<&TensorType> = n.outputs.iter().map(|&v| g.ty(v)).collect();
+    transcendentals(&n.op, &ins, &outs)
+}
+
 /// FLOPs of node `id` of `g`.
 pub fn node_flops(g: &Graph, id: NodeId) -> u64 {
     let n = g.node(id);

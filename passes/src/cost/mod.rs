@@ -11,13 +11,20 @@
 //! cost nothing. The latency-aware search issue will calibrate it against measurements;
 //! anything implementing the trait can replace it.
 //!
+//! [`calibrated`] holds the model fitted to this machine's measured kernels (per kernel
+//! family, the roofline's form plus a per-tile term), which the CPU backend's latency
+//! search predicts with.
+//!
 //! [`flops()`] is the one FLOP table: the roofline's arithmetic and the training passes'
 //! recompute and B/W costs both come from it, so they cannot disagree.
 
+pub mod calibrated;
 mod flops;
 mod roofline;
 
-pub use flops::{ELEMENTWISE, SOFTMAX, TRANSCENDENTAL, flops, node_flops};
+pub use flops::{
+    ELEMENTWISE, SOFTMAX, TRANSCENDENTAL, flops, node_flops, node_transcendentals, transcendentals,
+};
 pub use roofline::{DeviceProfile, KernelWork, Roofline, kernel_work};
 
 use tessera_ir::{Graph, Op, TensorType};

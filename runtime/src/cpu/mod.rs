@@ -39,8 +39,11 @@ use tessera_lower::{KernelRef, Location, Lowering, Target};
 
 pub use choice::ConvAlgo;
 pub use pool::Pool;
-pub use search::{Alternative, Decision, Search, SearchOptions, SearchReport, Way};
+pub use search::{
+    Alternative, Decision, Predictor, Search, SearchOptions, SearchReport, Way, fingerprint,
+};
 pub use tessera_kernels::Isa;
+pub use tessera_kernels::direct::Form;
 pub use tessera_lower::fusion::Mode;
 
 use crate::RuntimeError;
@@ -506,6 +509,21 @@ impl CpuModel {
 
     pub fn threads(&self) -> usize {
         self.pool.threads()
+    }
+
+    /// The instruction set the native kernels run with.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Whether kernel `i` is loop nests that all run as native pointwise programs (rather
+    /// than Cranelift code).
+    pub fn runs_native_nests(&self, i: usize) -> bool {
+        self.kernels.get(i).is_some_and(|e| {
+            matches!(e.kernel.body, Body::Loops(_))
+                && !e.fns.is_empty()
+                && e.fns.iter().all(|f| matches!(f, NestCode::Native(_)))
+        })
     }
 
     /// Seconds spent in [`compile`].

@@ -6,7 +6,7 @@
 //! [`super::choice::candidates`], and with more than one thread whether the kernel uses
 //! the pool or the calling thread alone) it looks each alternative up in the [measurement cache](crate::cache), times the
 //! alternatives in isolation when any is missing ([`crate::measure::interleaved`]: caches
-//! evicted, the activation input touched, drift corrected against a reference), and keeps
+//! evicted, the activations it reads touched, drift corrected against a reference), and keeps
 //! the fastest when it beats the heuristic's choice by more than
 //! [`SearchOptions::margin`]. Once the budget is spent, the remaining kernels keep the
 //! heuristic's choice unless the cache already knows them.
@@ -23,7 +23,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use tessera_ir::Tensor;
-use tessera_lower::kir::{Body, print_kernel};
+use tessera_lower::kir::{Access, Body, print_kernel};
 use tessera_lower::{KernelRef, Location};
 
 use super::{ConvAlgo, CpuModel, choice, pack_transposed_weights, tensor_ptr};
@@ -38,6 +38,14 @@ pub enum Search {
     Off,
     /// Measured time, from the cache where it has the alternative.
     Measure,
+    /// Predicted time ([`Predictor`]: the calibrated cost model), nothing measured.
+    Model,
+}
+
+/// Predicts how long kernel `kernel` of `model` takes when run the way `way` (the
+/// calibrated cost model lives above the runtime, in the compiler's passes).
+pub trait Predictor {
+    fn predict(&self, model: &CpuModel, kernel: usize, way: Way) -> Option<f64>;
 }
 
 impl Search {
@@ -45,6 +53,7 @@ impl Search {
         match self {
             Search::Off => "off",
             Search::Measure => "measure",
+            Search::Model => "model",
         }
     }
 }
@@ -108,6 +117,8 @@ pub struct Alternative {
     pub spread: Option<f64>,
     /// Whether the time came from the cache.
     pub cached: bool,
+    /// Seconds the predictor gave, when there was one.
+    pub predicted: Option<f64>,
 }
 
 /// The choice made for one kernel.
@@ -119,6 +130,9 @@ pub struct Decision {
     pub choice: String,
     /// The heuristic's alternative (what `--search off` runs).
     pub default: String,
+    /// What the predictor alone would have chosen (the same rule on predicted times),
+    /// when there was one.
+    pub model_choice: Option<String>,
     pub alternatives: Vec<Alternative>,
 }
 
@@ -151,6 +165,20 @@ impl SearchReport {
             .count()
     }
 
+    /// Decisions the predictor also made, and how many of them it made the same way.
+    pub fn agreement(&self) -> (usize, usize) {
+        let with: Vec<&Decision> = self
+            .decisions
+            .iter()
+            .filter(|d| d.model_choice.is_some())
+            .collect();
+        let same = with
+            .iter()
+            .filter(|d| d.model_choice.as_deref() == Some(d.choice.as_str()))
+            .count();
+        (same, with.len())
+    }
+
     /// The decisions table, one kernel per line: the choice, the heuristic's, and every
     /// alternative's time (`*` marks the choice, `c` a time from the cache).
     pub fn table(&self) -> String {
@@ -170,15 +198,17 @@ impl SearchReport {
                 .iter()
                 .map(|a| {
                     let mark = if a.name == d.choice { "*" } else { "" };
-                    match a.seconds {
-                        Some(s) => format!(
-                            "{mark}{} {:.1} us{}",
-                            a.name,
-                            s * 1e6,
-                            if a.cached { " c" } else { "" }
-                        ),
-                        None => format!("{mark}{} -", a.name),
-                    }
+                    let measured = match a.seconds {
+                        Some(s) => {
+                            format!(" {:.1} us{}", s * 1e6, if a.cached { " c" } else { "" })
+                        }
+                        None if a.predicted.is_some() => String::new(),
+                        None => " -".to_string(),
+                    };
+                    let predicted = a
+                        .predicted
+                        .map_or(String::new(), |p| format!(" (model {:.1} us)", p * 1e6));
+                    format!("{mark}{}{measured}{predicted}", a.name)
                 })
                 .collect();
             out.push_str(&format!(
@@ -190,6 +220,25 @@ impl SearchReport {
             ));
         }
         out
+    }
+}
+
+/// The way to run among `ways` (the heuristic's first) given their times: the fastest,
+/// if it beats the heuristic's by more than `margin`; the heuristic's when its time is
+/// unknown.
+fn pick(ways: &[Way], secs: &[Option<f64>], margin: f64) -> Way {
+    let default = ways[0];
+    let Some(d) = secs[0] else {
+        return default;
+    };
+    let best = ways
+        .iter()
+        .zip(secs)
+        .filter_map(|(&w, s)| s.map(|s| (w, s)))
+        .min_by(|x, y| x.1.total_cmp(&y.1));
+    match best {
+        Some((w, s)) if s < d * (1.0 - margin) => w,
+        _ => default,
     }
 }
 
@@ -293,7 +342,9 @@ impl CpuModel {
             .collect()
     }
 
-    fn set_way(&mut self, i: usize, w: Way) -> Result<(), RuntimeError> {
+    /// Runs kernel `i` the way `w` from now on ([`CpuModel::set_conv_algo`] and
+    /// [`CpuModel::set_serial`]).
+    pub fn set_way(&mut self, i: usize, w: Way) -> Result<(), RuntimeError> {
         if let Some(a) = w.conv {
             self.set_conv_algo(i, a)?;
         }
@@ -311,8 +362,20 @@ impl CpuModel {
         }
     }
 
-    /// Decides the alternatives of every kernel that has some ([module docs](self)).
+    /// Decides the alternatives of every kernel that has some ([module docs](self)),
+    /// without a predictor ([`Search::Model`] is then an error).
     pub fn search(&mut self, opts: &SearchOptions) -> Result<SearchReport, RuntimeError> {
+        self.search_with(opts, None)
+    }
+
+    /// [`CpuModel::search`] with a predictor: [`Search::Model`] decides by its
+    /// predictions alone; [`Search::Measure`] records them next to the measurements
+    /// (the report's [`SearchReport::agreement`]).
+    pub fn search_with(
+        &mut self,
+        opts: &SearchOptions,
+        predictor: Option<&dyn Predictor>,
+    ) -> Result<SearchReport, RuntimeError> {
         let start = Instant::now();
         let fp = fingerprint(self.isa, self.threads());
         let mut report = SearchReport {
@@ -328,6 +391,11 @@ impl CpuModel {
         if opts.mode == Search::Off {
             return Ok(report);
         }
+        if opts.mode == Search::Model && predictor.is_none() {
+            return Err(RuntimeError::Search(
+                "the model search needs a calibrated cost model (run `tessera calibrate`)".into(),
+            ));
+        }
         let mut cache = match &opts.cache {
             Some(p) => {
                 let (c, w) = MeasurementCache::load(p);
@@ -336,26 +404,7 @@ impl CpuModel {
             }
             None => MeasurementCache::in_memory(),
         };
-        // Inputs for isolated runs: zeros of every graph input's type, alive until the end.
-        let zeros: Vec<Tensor> = self
-            .graph
-            .inputs()
-            .iter()
-            .map(|p| {
-                let ty = self.graph.ty(p.value);
-                Tensor::full(ty.dtype, ty.shape.clone(), 0.0)
-            })
-            .collect();
-        {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            for (k, locs) in self.locations.iter().enumerate() {
-                for (pi, l) in locs.iter().enumerate() {
-                    if let Location::Input(i) = *l {
-                        st.ptrs[k][pi] = tensor_ptr(&zeros[i]);
-                    }
-                }
-            }
-        }
+        let _zeros = self.bind_zero_inputs();
         let mut evict = Evict::new(8 << 20);
         for i in 0..self.kernels.len() {
             let ways = self.ways(i);
@@ -368,8 +417,15 @@ impl CpuModel {
                 .iter()
                 .map(|w| format!("{base} | {}", w.name()))
                 .collect();
+            let predicted: Vec<Option<f64>> = ways
+                .iter()
+                .map(|&w| predictor.and_then(|p| p.predict(self, i, w)))
+                .collect();
+            let model_choice = predictor.map(|_| pick(&ways, &predicted, opts.margin));
             let known: Vec<Option<Entry>> = keys.iter().map(|k| cache.get(k)).collect();
-            let times: Vec<Option<(Entry, bool)>> = if known.iter().all(Option::is_some) {
+            let times: Vec<Option<(Entry, bool)>> = if opts.mode == Search::Model {
+                vec![None; ways.len()]
+            } else if known.iter().all(Option::is_some) {
                 report.cached += ways.len();
                 known.into_iter().map(|e| e.map(|e| (e, true))).collect()
             } else if start.elapsed() >= opts.budget {
@@ -391,20 +447,14 @@ impl CpuModel {
                     })
                     .collect()
             };
-            // The fastest, if it beats the heuristic's by more than the margin.
-            let mut choice = default;
-            if let Some((d, _)) = times[0] {
-                let best = ways
-                    .iter()
-                    .zip(&times)
-                    .filter_map(|(&w, t)| t.map(|(e, _)| (w, e.seconds)))
-                    .min_by(|x, y| x.1.total_cmp(&y.1));
-                if let Some((w, s)) = best
-                    && s < d.seconds * (1.0 - opts.margin)
-                {
-                    choice = w;
+            let choice = match (opts.mode, model_choice) {
+                (Search::Model, Some(m)) => m,
+                _ => {
+                    let secs: Vec<Option<f64>> =
+                        times.iter().map(|t| t.map(|(e, _)| e.seconds)).collect();
+                    pick(&ways, &secs, opts.margin)
                 }
-            }
+            };
             if choice != default {
                 self.set_way(i, choice)?;
             }
@@ -412,14 +462,17 @@ impl CpuModel {
                 kernel: self.kernels[i].kernel.name.clone(),
                 choice: choice.name(),
                 default: default.name(),
+                model_choice: model_choice.map(Way::name),
                 alternatives: ways
                     .iter()
                     .zip(&times)
-                    .map(|(w, t)| Alternative {
+                    .zip(&predicted)
+                    .map(|((w, t), &p)| Alternative {
                         name: w.name(),
                         seconds: t.map(|(e, _)| e.seconds),
                         spread: t.map(|(e, _)| e.spread),
                         cached: t.is_some_and(|(_, c)| c),
+                        predicted: p,
                     })
                     .collect(),
             });
@@ -434,6 +487,44 @@ impl CpuModel {
         }
         report.seconds = start.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// Binds zeros of every graph input's type as the inputs of isolated runs; they must
+    /// stay alive while kernels run on them ([`CpuModel::run`] binds its own again).
+    fn bind_zero_inputs(&self) -> Vec<Tensor> {
+        let zeros: Vec<Tensor> = self
+            .graph
+            .inputs()
+            .iter()
+            .map(|p| {
+                let ty = self.graph.ty(p.value);
+                Tensor::full(ty.dtype, ty.shape.clone(), 0.0)
+            })
+            .collect();
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, locs) in self.locations.iter().enumerate() {
+            for (pi, l) in locs.iter().enumerate() {
+                if let Location::Input(i) = *l {
+                    st.ptrs[k][pi] = tensor_ptr(&zeros[i]);
+                }
+            }
+        }
+        zeros
+    }
+
+    /// Every way of every kernel timed in isolation as the search times them (zeros as
+    /// graph inputs), in kernel order: what calibration fits and held-out error is
+    /// measured on.
+    pub fn time_all_ways(&self, protocol: Protocol) -> Vec<Vec<(Way, Timing)>> {
+        let _zeros = self.bind_zero_inputs();
+        let mut evict = Evict::new(8 << 20);
+        (0..self.kernels.len())
+            .map(|i| {
+                let ways = self.ways(i);
+                let t = self.time_ways(i, &ways, protocol, &mut evict);
+                ways.into_iter().zip(t).collect()
+            })
+            .collect()
     }
 
     /// Times kernel `i` run each of `ways`, interleaved.
@@ -451,22 +542,27 @@ impl CpuModel {
             .collect();
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let ptrs = &st.ptrs[i];
-        let input = match &e.kernel.body {
-            Body::Conv(c) => Some((
-                ptrs[c.x.index()] as *const u8,
-                e.kernel.params[c.x.index()].bytes(),
-            )),
-            _ => None,
-        };
+        // The activations it reads (not its constants): in cache, as after their producer.
+        let inputs: Vec<(*const u8, usize)> = e
+            .kernel
+            .params
+            .iter()
+            .zip(&self.locations[i])
+            .enumerate()
+            .filter(|(_, (p, l))| {
+                p.access != Access::Write && matches!(l, Location::Arena(_) | Location::Input(_))
+            })
+            .map(|(pi, (p, _))| (ptrs[pi] as *const u8, p.bytes()))
+            .collect();
         let status = AtomicU64::new(0);
         interleaved(
             protocol,
             ways.len(),
             &mut |_| {
                 evict.run();
-                if let Some((p, n)) = input {
-                    // SAFETY: the parameter's buffer holds `n` bytes (arena, input or
-                    // constant, bound above).
+                for &(p, n) in &inputs {
+                    // SAFETY: the parameter's buffer holds `n` bytes (arena or input,
+                    // bound above).
                     unsafe { touch(p, n) };
                 }
             },
