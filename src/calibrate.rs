@@ -30,7 +30,7 @@ use crate::{CompileError, Options};
 pub const CPU_TRANSCENDENTAL: u64 = 12;
 
 /// The family name and work of kernel `i` of `m` run the way `w`: `conv/<algo>` for
-/// convolutions, else the fusion group's kind (`pointwise`, `contraction`, ...), with
+/// convolutions (`conv/<algo>/1x1` for those without columns), else the fusion group's kind (`pointwise`, `contraction`, ...), with
 /// `/serial` when it runs on the calling thread alone; a pointwise kernel without
 /// arithmetic (transposes, gathers, copies) is `movement`, one whose nests run as native
 /// programs (those with transcendentals) `pointwise/native`. Work: the FLOP table summed over
@@ -41,7 +41,10 @@ pub fn kernel_work(m: &CpuModel, i: usize, w: Way) -> Option<(String, Work)> {
     let k = m.kernels().nth(i)?;
     let g = m.graph();
     let grp = m.plan().groups.get(i)?;
+    // A 1×1 convolution reads its input as the columns: no im2col copy, a family apart.
+    let one_by_one = matches!(&k.body, tessera_lower::kir::Body::Conv(c) if c.col.is_none());
     let mut family = match w.conv {
+        Some(a) if one_by_one => format!("conv/{}/1x1", a.name()),
         Some(a) => format!("conv/{}", a.name()),
         None => grp.kind().name().to_string(),
     };
@@ -204,8 +207,12 @@ pub fn as_compiled(samples: &[KernelSample]) -> Vec<KernelSample> {
 
 /// How often the model alone picks the way measurement picks, over the kernels of
 /// `samples` with more than one way: `(same, kernels)`. Both picks follow the search's
-/// rule (the fastest, if it beats the heuristic's way by `margin`).
-pub fn agreement(samples: &[KernelSample], margin: f64) -> (usize, usize) {
+/// rule (the fastest, if it beats the heuristic's way by the search's margin: `margin`
+/// for measured times, `model_margin` for predicted ones).
+pub fn agreement(
+    samples: &[KernelSample],
+    opts: tessera_runtime::cpu::SearchOptions,
+) -> (usize, usize) {
     let mut same = 0;
     let mut kernels = 0;
     let mut i = 0;
@@ -217,7 +224,7 @@ pub fn agreement(samples: &[KernelSample], margin: f64) -> (usize, usize) {
             .unwrap_or(samples.len());
         let group = &samples[i..j];
         if group.len() > 1 {
-            let pick = |t: &dyn Fn(&KernelSample) -> Option<f64>| -> Option<usize> {
+            let pick = |t: &dyn Fn(&KernelSample) -> Option<f64>, margin: f64| -> Option<usize> {
                 let d = t(&group[0])?;
                 let (b, bt) = group
                     .iter()
@@ -226,8 +233,8 @@ pub fn agreement(samples: &[KernelSample], margin: f64) -> (usize, usize) {
                     .min_by(|x, y| x.1.total_cmp(&y.1))?;
                 Some(if bt < d * (1.0 - margin) { b } else { 0 })
             };
-            let measured = pick(&|s| Some(s.seconds));
-            let model = pick(&|s| s.predicted);
+            let measured = pick(&|s| Some(s.seconds), opts.margin);
+            let model = pick(&|s| s.predicted, opts.model_margin);
             if model.is_some() {
                 kernels += 1;
                 same += usize::from(model == measured);

@@ -238,8 +238,10 @@ pub struct Options {
     /// The latency search run after lowering ([`Search::Off`] by default: the built-in
     /// heuristics decide every kernel's algorithm).
     pub search: SearchOptions,
-    /// The calibrated cost model ([`calibrate`]): what [`Search::Model`] decides by, and
-    /// what [`Search::Measure`] records its predictions from.
+    /// The calibrated cost model ([`calibrate`]): what [`Search::Model`] decides by, what
+    /// [`Search::Measure`] records its predictions from, and (its implied roofline
+    /// profile, `Calibration::device_profile`) what the pass pipeline prices rewrites with
+    /// instead of `device`.
     pub calibration: Option<tessera_passes::cost::calibrated::Calibration>,
 }
 
@@ -288,7 +290,12 @@ pub enum CompileError {
 /// plan) and Cranelift, then the latency search of `options.search`. Run the result with
 /// [`CompiledModel::run`](tessera_runtime::cpu::CpuModel::run).
 pub fn compile(g: &Graph, options: Options) -> Result<CompiledModel, CompileError> {
-    let (g, reports) = optimize(g, &options.pipeline, &options.device, None)?;
+    // A calibration of this machine prices the rewrites too.
+    let device = match &options.calibration {
+        Some(c) => c.device_profile(&options.device),
+        None => options.device.clone(),
+    };
+    let (g, reports) = optimize(g, &options.pipeline, &device, None)?;
     let cpu = tessera_runtime::cpu::CpuOptions {
         mode: options.mode,
         threads: options.threads,

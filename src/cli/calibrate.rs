@@ -146,7 +146,7 @@ pub fn calibrate(a: &CalibrateArgs) -> Result<()> {
             calibrate::kernel_samples(&name, spec.model().cpu(), protocol, Some(&run.calibration));
         let (e, med, p90) = errors(&s);
         let (_, cmed, cp90) = errors(&calibrate::as_compiled(&s));
-        let (same, kernels) = agreement(&s, tessera::SearchOptions::default().margin);
+        let (same, kernels) = agreement(&s, tessera::SearchOptions::default());
         per_model.push((name, e.len(), [med, p90, cmed, cp90], same, kernels));
         held.extend(s);
     }
@@ -173,7 +173,7 @@ pub fn calibrate(a: &CalibrateArgs) -> Result<()> {
         }
         let (e, med, p90) = errors(&held);
         let (_, cmed, cp90) = errors(&calibrate::as_compiled(&held));
-        let (same, kernels) = agreement(&held, tessera::SearchOptions::default().margin);
+        let (same, kernels) = agreement(&held, tessera::SearchOptions::default());
         outln!(
             "{}",
             row("all", e.len(), [med, p90, cmed, cp90], same, kernels)

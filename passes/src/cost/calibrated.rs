@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::DeviceProfile;
+
 /// What one kernel does, as the model sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Work {
@@ -129,6 +131,31 @@ impl Calibration {
     /// Predicted seconds of `w` in `family`; `None` for a family it has no fit for.
     pub fn predict(&self, family: &str, w: &Work) -> Option<f64> {
         self.families.get(family).map(|f| f.coeffs.predict(w))
+    }
+
+    /// The roofline profile this calibration implies, for the passes that price rewrites
+    /// with a [`DeviceProfile`] (the e-graph): f32 arithmetic at the GEMMs' fitted rate,
+    /// bandwidth at the plain pointwise kernels', launch at the pointwise kernels' fixed
+    /// cost; what a family did not fit (an unbounded rate) comes from `base`. f16/bf16
+    /// run at the f32 rate and f64 at half, as in the built-in CPU profile.
+    pub fn device_profile(&self, base: &DeviceProfile) -> DeviceProfile {
+        let coeffs = |f: &str| self.families.get(f).map(|x| x.coeffs);
+        let finite = |x: f64| (x.is_finite() && x > 0.0).then_some(x);
+        let flops = coeffs("contraction")
+            .and_then(|c| finite(c.flops_per_s()))
+            .unwrap_or(base.f32_flops);
+        let bandwidth = coeffs("pointwise")
+            .and_then(|c| finite(c.bytes_per_s()))
+            .unwrap_or(base.bandwidth);
+        let launch = coeffs("pointwise").map_or(base.launch, |c| c.fixed_s);
+        DeviceProfile {
+            name: "calibrated",
+            f32_flops: flops,
+            f16_flops: flops,
+            f64_flops: flops / 2.0,
+            bandwidth,
+            launch,
+        }
     }
 }
 
@@ -329,6 +356,29 @@ mod tests {
         let mm = c.predict("contraction", &w(1e9, 1e7, 4.0)).unwrap();
         assert!((mm - 1e9 / 8e10).abs() < 1e-9, "{mm}");
         assert_eq!(c.predict("lonely", &w(1.0, 1.0, 1.0)), None);
+    }
+
+    #[test]
+    fn the_implied_profile_takes_fitted_rates_and_falls_back_to_the_base() {
+        let mut samples = Vec::new();
+        for i in 1..10 {
+            let n = i as f64 * 1e6;
+            samples.push(("pointwise".to_string(), w(0.0, n, 0.0), n / 2e10 + 4e-6));
+            samples.push(("contraction".to_string(), w(n, 0.0, 0.0), n / 9e10));
+        }
+        let base = DeviceProfile::cpu_epyc_2core();
+        let p = Calibration::fit("t", &samples).device_profile(&base);
+        assert_eq!(p.name, "calibrated");
+        assert!(
+            (p.f32_flops - 9e10).abs() < 1e3 && (p.bandwidth - 2e10).abs() < 1e3,
+            "{p:?}"
+        );
+        assert!((p.launch - 4e-6).abs() < 1e-12, "{p:?}");
+        let empty = Calibration::fit("t", &[]).device_profile(&base);
+        assert_eq!(
+            (empty.f32_flops, empty.bandwidth, empty.launch),
+            (base.f32_flops, base.bandwidth, base.launch)
+        );
     }
 
     #[test]

@@ -93,6 +93,10 @@ pub struct SearchOptions {
     /// `(1 − margin)` times the heuristic's: differences inside the noise keep today's
     /// choice.
     pub margin: f64,
+    /// The margin a predicted time must beat the heuristic's by (the model's own error is
+    /// larger than the measurement noise: a calibrated roofline is 20–30% off on typical
+    /// kernels).
+    pub model_margin: f64,
 }
 
 impl Default for SearchOptions {
@@ -103,6 +107,7 @@ impl Default for SearchOptions {
             cache: None,
             protocol: Protocol::default(),
             margin: 0.05,
+            model_margin: 0.3,
         }
     }
 }
@@ -421,7 +426,7 @@ impl CpuModel {
                 .iter()
                 .map(|&w| predictor.and_then(|p| p.predict(self, i, w)))
                 .collect();
-            let model_choice = predictor.map(|_| pick(&ways, &predicted, opts.margin));
+            let model_choice = predictor.map(|_| pick(&ways, &predicted, opts.model_margin));
             let known: Vec<Option<Entry>> = keys.iter().map(|k| cache.get(k)).collect();
             let times: Vec<Option<(Entry, bool)>> = if opts.mode == Search::Model {
                 vec![None; ways.len()]
