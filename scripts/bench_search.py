@@ -7,9 +7,9 @@ Usage: scripts/bench_search.py [MODELS_DIR_OR_FILES...] [--threads 1] [--rounds 
 First `tessera calibrate` at the same thread count (into a temporary directory). Per
 model: one cold search (an empty measurement cache; its search time and decisions), a
 second compile on the warm cache (search time again, and the calibrated model's agreement
-with the measured picks), then `--rounds` rounds of `tessera bench` with `--search off`,
-`model` and `measure` (warm cache; the order rotates every round), each the median of
-`--runs` runs. Prints a Markdown table of the medians over rounds and the ratios off /
+with the measured picks), then `--rounds` rounds of `tessera bench --compare-search`,
+which compiles the model with `--search off`, `model` and `measure` (warm cache) in one
+process and times them interleaved run by run, medians of `--runs` runs. Prints a Markdown table of the medians over rounds and the ratios off /
 measure and off / model (> 1: the search is faster), with geomeans. Inputs are made as
 scripts/bench_vs_ort.py makes them.
 """
@@ -73,11 +73,11 @@ def main(argv=None) -> int:
             cold = bench(a.tessera, target, extra, a.threads, 1, 0, "measure", cache, a.budget, cal)
             warm = bench(a.tessera, target, extra, a.threads, 1, 0, "measure", cache, a.budget, cal)
             times = {"off": [], "model": [], "measure": []}
-            modes = list(times)
-            for r in range(a.rounds):
-                for mode in modes[r % 3:] + modes[: r % 3]:
-                    j = bench(a.tessera, target, extra, a.threads, a.runs, a.warmup, mode, cache, a.budget, cal)
-                    times[mode].append(j["compiled_ms"])
+            for _ in range(a.rounds):
+                j = bench(a.tessera, target, extra + ["--compare-search"], a.threads, a.runs, a.warmup,
+                          "measure", cache, a.budget, cal)
+                for mode, v in j["search_compare"].items():
+                    times[mode].append(v["ms"])
             off, meas, model = times["off"], times["measure"], times["model"]
             s = cold["search"]
             row = {

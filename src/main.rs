@@ -177,6 +177,10 @@ enum Command {
         bind: Bind,
         #[command(flatten)]
         search: SearchArgs,
+        /// Also compile with `--search off`, `model` (when a calibration is there) and
+        /// `measure`, and time the three side by side, interleaved run by run.
+        #[arg(long)]
+        compare_search: bool,
     },
 }
 
@@ -366,8 +370,10 @@ fn main() -> ExitCode {
             profile,
             bind,
             search,
+            compare_search,
         } => cli::bench::bench(&cli::bench::BenchArgs {
             search,
+            compare_search: *compare_search,
             inputs,
             model,
             threads: *threads,

@@ -31,6 +31,75 @@ pub struct BenchArgs<'a> {
     pub bind: &'a Bind,
     /// The latency search of the compiled side.
     pub search: &'a SearchArgs,
+    /// Time `--search off`, `model` and `measure` side by side too.
+    pub compare_search: bool,
+}
+
+/// The compiled model under each search mode (`model` only with a calibration), timed
+/// interleaved run by run (the order rotates), medians in seconds.
+fn compare_search(
+    a: &BenchArgs,
+    g: &tessera::ir::Graph,
+    inputs: &[Tensor],
+) -> Result<Vec<(String, f64, f64)>> {
+    let base = a.search.options()?;
+    let calibration = SearchArgs {
+        search: crate::SearchMode::Model,
+        calibration: a.search.calibration.clone(),
+        budget: a.search.budget,
+        cache: None,
+    }
+    .calibration()
+    .ok()
+    .flatten();
+    let mut sides = Vec::new();
+    for mode in [
+        tessera::Search::Off,
+        tessera::Search::Model,
+        tessera::Search::Measure,
+    ] {
+        if mode == tessera::Search::Model && calibration.is_none() {
+            continue;
+        }
+        let start = Instant::now();
+        let m = tessera::compile(
+            g,
+            Options {
+                threads: a.threads,
+                pipeline: a.pipeline.to_string(),
+                search: tessera::SearchOptions {
+                    mode,
+                    ..base.clone()
+                },
+                // The pipeline sees the calibration only where the search uses it.
+                calibration: if mode == tessera::Search::Off {
+                    None
+                } else {
+                    calibration.clone()
+                },
+                ..Options::default()
+            },
+        )
+        .with_context(|| format!("compiling with --search {}", mode.name()))?;
+        sides.push((mode.name().to_string(), start.elapsed().as_secs_f64(), m));
+    }
+    for _ in 0..a.warmup {
+        for (_, _, m) in &sides {
+            time_run(m, inputs)?;
+        }
+    }
+    let mut times = vec![Vec::new(); sides.len()];
+    for i in 0..a.runs {
+        for j in 0..sides.len() {
+            let k = (i + j) % sides.len();
+            times[k].push(time_run(&sides[k].2, inputs)?);
+        }
+    }
+    Ok(sides
+        .iter()
+        .zip(times.iter_mut())
+        .map(|((name, compile_s, _), t)| (name.clone(), median(t), *compile_s))
+        .collect())
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -192,6 +261,11 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         .as_ref()
         .map(|(_, b, _)| copy_bandwidth(*b as usize, a.threads, 5) / 1e9);
 
+    let compared = if a.compare_search {
+        compare_search(a, g, &inputs)?
+    } else {
+        Vec::new()
+    };
     let speedup = eager_s / compiled_s;
     if a.json {
         let mut j = serde_json::json!({
@@ -209,6 +283,18 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
             "shapes": loaded.signature.sizes(),
             "search": super::common::search_json(searched),
         });
+        if !compared.is_empty() {
+            j["search_compare"] = compared
+                .iter()
+                .map(|(name, t, c)| {
+                    (
+                        name.clone(),
+                        serde_json::json!({"ms": t * 1e3, "compile_s": c}),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
         if let (Some((name, bytes, t)), Some(same)) = (&kernel, copy_same) {
             j["mem_kernel"] = (*name).clone().into();
             j["mem_kernel_bytes"] = (*bytes).into();
@@ -240,6 +326,15 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
             compiled_s * 1e3
         )?;
         outln!("  speedup   {speedup:>10.2}x")?;
+        if let Some((_, off, _)) = compared.first() {
+            for (name, t, c) in &compared {
+                outln!(
+                    "  search {name:<8} {:>8.3} ms  ({:.2}x of off; compiled in {c:.3} s)",
+                    t * 1e3,
+                    off / t
+                )?;
+            }
+        }
         if let (Some((name, bytes, t)), Some(same)) = (&kernel, copy_same) {
             outln!(
                 "  largest memory-bound kernel {name}: {bytes} bytes in {:.1} us = {:.2} GB/s \
