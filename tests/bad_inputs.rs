@@ -888,3 +888,51 @@ fn bit_shift_needs_a_direction_and_integers() {
         "ONNX node \"b\" (BitShift, n0): operands are f32 and f32, expected one integer dtype"
     );
 }
+
+/// `Attention(Q, K, V)` at opset 23 with the given input shapes and attributes.
+fn attention_model(q: &[i64], k: &[i64], v: &[i64], attrs: Vec<AttributeProto>) -> ModelProto {
+    let mut n = node("att", "Attention", &["q", "k", "v"], &["y"]);
+    n.attribute = attrs;
+    let mut m = model(
+        vec![n],
+        vec![value("q", F32, q), value("k", F32, k), value("v", F32, v)],
+        vec![value("y", F32, q)],
+    );
+    m.opset_import[0].version = Some(23);
+    m
+}
+
+#[test]
+fn attention_refuses_bad_ranks_and_head_counts() {
+    let m = attention_model(&[2, 8], &[2, 8], &[2, 8], vec![]);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"att\" (Attention, n0): Q has rank 2; expected 3 ([batch, seq, hidden]) or 4 ([batch, heads, seq, head_size])"
+    );
+    let m = attention_model(&[1, 2, 8], &[1, 2, 8, 1], &[1, 2, 8], vec![]);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"att\" (Attention, n0): K has rank 4, but Q has rank 3"
+    );
+    let m = attention_model(&[1, 2, 8], &[1, 2, 8], &[1, 2, 8], vec![]);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"att\" (Attention, n0): Q is 3-D, so q_num_heads and kv_num_heads must be given"
+    );
+    let m = attention_model(&[1, 3, 2, 4], &[1, 2, 2, 4], &[1, 2, 2, 4], vec![]);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"att\" (Attention, n0): q_num_heads 3 is not a multiple of kv_num_heads 2"
+    );
+    let mode = AttributeProto {
+        name: Some("qk_matmul_output_mode".into()),
+        r#type: Some(2),
+        i: Some(4),
+        ..Default::default()
+    };
+    let m = attention_model(&[1, 1, 2, 4], &[1, 1, 2, 4], &[1, 1, 2, 4], vec![mode]);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"att\" (Attention, n0): qk_matmul_output_mode = 4; only 0, 1, 2 and 3 are defined"
+    );
+}

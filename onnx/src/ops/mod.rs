@@ -4,6 +4,7 @@
 //! [`convert`] looks the node's op type up in those tables.
 
 mod activation;
+mod attention;
 mod common;
 mod constant;
 mod contraction;
@@ -39,6 +40,7 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     loss::OPS,
     quant::OPS,
     einsum::OPS,
+    attention::OPS,
     constant::OPS,
 ];
 
