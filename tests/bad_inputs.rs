@@ -936,3 +936,17 @@ fn attention_refuses_bad_ranks_and_head_counts() {
         "ONNX node \"att\" (Attention, n0): qk_matmul_output_mode = 4; only 0, 1, 2 and 3 are defined"
     );
 }
+
+#[test]
+fn causal_conv_with_state_checks_the_depthwise_weight() {
+    let mut m = model(
+        vec![node("cc", "CausalConvWithState", &["x", "w"], &["y", "s"])],
+        vec![value("x", F32, &[1, 4, 8]), value("w", F32, &[4, 2, 3])],
+        vec![value("y", F32, &[1, 4, 8]), value("s", F32, &[1, 4, 2])],
+    );
+    m.opset_import[0].version = Some(27);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"cc\" (CausalConvWithState, n0): weight [4,2,3] must be [channels = 4, 1, k] with k ≥ 1"
+    );
+}

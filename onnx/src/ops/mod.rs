@@ -18,6 +18,7 @@ mod quant;
 mod reduce;
 mod resample;
 mod select;
+mod sequence;
 mod window;
 
 use tessera_ir::ValueId;
@@ -41,6 +42,7 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     quant::OPS,
     einsum::OPS,
     attention::OPS,
+    sequence::OPS,
     constant::OPS,
 ];
 
