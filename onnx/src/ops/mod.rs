@@ -8,6 +8,7 @@ mod attention;
 mod common;
 mod constant;
 mod contraction;
+mod crop;
 mod einsum;
 mod elementwise;
 mod indexing;
@@ -19,6 +20,8 @@ mod reduce;
 mod resample;
 mod select;
 mod sequence;
+mod signal;
+mod statnorm;
 mod window;
 
 use tessera_ir::ValueId;
@@ -43,6 +46,9 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     einsum::OPS,
     attention::OPS,
     sequence::OPS,
+    signal::OPS,
+    crop::OPS,
+    statnorm::OPS,
     constant::OPS,
 ];
 
