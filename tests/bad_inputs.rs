@@ -950,3 +950,43 @@ fn causal_conv_with_state_checks_the_depthwise_weight() {
         "ONNX node \"cc\" (CausalConvWithState, n0): weight [4,2,3] must be [channels = 4, 1, k] with k ≥ 1"
     );
 }
+
+#[test]
+fn flex_attention_checks_its_modifier_subgraphs() {
+    let mut n = node("fa", "FlexAttention", &["q", "k", "v"], &["y"]);
+    n.domain = Some("ai.onnx.preview".into());
+    // A score_mod with two inputs: FlexAttention passes it only the scores.
+    n.attribute.push(AttributeProto {
+        name: Some("score_mod".into()),
+        r#type: Some(5),
+        g: Some(GraphProto {
+            name: Some("two_inputs".into()),
+            node: vec![node("add", "Add", &["s", "t"], &["o"])],
+            input: vec![
+                value("s", F32, &[1, 1, 2, 2]),
+                value("t", F32, &[1, 1, 2, 2]),
+            ],
+            output: vec![value("o", F32, &[1, 1, 2, 2])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let shape = [1, 1, 2, 4];
+    let mut m = model(
+        vec![n],
+        vec![
+            value("q", F32, &shape),
+            value("k", F32, &shape),
+            value("v", F32, &shape),
+        ],
+        vec![value("y", F32, &shape)],
+    );
+    m.opset_import.push(OperatorSetIdProto {
+        domain: Some("ai.onnx.preview".into()),
+        version: Some(1),
+    });
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"fa\" (FlexAttention, n0): subgraph \"two_inputs\" has 2 inputs, expected 1"
+    );
+}

@@ -5,6 +5,9 @@
 //! softmax, the fully-masked-row guard (such rows are zero, not NaN) and `· V`. The
 //! optional fourth output is the scores at the stage `qk_matmul_output_mode` names.
 //!
+//! `FlexAttention` (`ai.onnx.preview` 1) is the same core with its `score_mod` and
+//! `prob_mod` subgraphs translated in place around the softmax.
+//!
 //! Half-precision inputs are computed in f32 and the results narrowed once at the end
 //! (as the pointwise expansions in `activation` do): the ONNX expected outputs come from
 //! the fused operator, which rounds once, not after every step of the function body.
@@ -13,9 +16,13 @@ use tessera_ir::{BinaryOp, DType, Op, ReduceOp, Shape, Tensor, UnaryOp, ValueId}
 
 use super::common::{R, Translator, dims_of, reshape, shape};
 use crate::context::Ctx;
+use crate::proto::GraphProto;
 use crate::tensor::dtype_from_onnx;
 
 pub(super) const OPS: &[(&str, Translator)] = &[("Attention", attention)];
+
+/// The `ai.onnx.preview` ops.
+pub(super) const PREVIEW_OPS: &[(&str, Translator)] = &[("FlexAttention", flex_attention)];
 
 /// The attributes, read and checked.
 struct Attrs {
@@ -456,4 +463,93 @@ fn index_const(e: &mut E, dims: [usize; 4], n: usize) -> R<ValueId> {
     let t = Tensor::from_vec(sh, (0..n as i64).collect::<Vec<i64>>())
         .map_err(|err| e.cx.err(err.to_string()))?;
     Ok(e.cx.constant(t))
+}
+
+/// `FlexAttention` (`ai.onnx.preview` 1): `softmax(score_mod(Q·Kᵀ·scale))`, then
+/// `prob_mod`, then `· V`, for rank-4 inputs with grouped-query heads; scores and
+/// probabilities in `softmax_precision` (f32 unless the inputs are f64).
+fn flex_attention(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (q, k, v) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+    let out = cx.ty(q).dtype;
+    if !out.is_float() {
+        return Err(cx.err(format!("Q is {out}, expected a float dtype")));
+    }
+    for (name, x) in [("Q", q), ("K", k), ("V", v)] {
+        let t = cx.ty(x);
+        if t.dtype != out || t.shape.rank() != 4 {
+            return Err(cx.err(format!(
+                "{name} is {t}; Q, K and V must be rank-4 tensors of one float dtype"
+            )));
+        }
+    }
+    let (qd, kd, vd) = (dims_of(cx, q), dims_of(cx, k), dims_of(cx, v));
+    let (hq, hkv, hd) = (qd[1], kd[1], qd[3]);
+    if kd[0] != qd[0] || vd[..3] != kd[..3] || kd[3] != hd || hkv == 0 || hq % hkv != 0 {
+        return Err(cx.err(format!(
+            "Q {}, K {} and V {} must be [batch, heads, seq, head_size] with equal batches, K and V agreeing on heads and length, Q and K on head size, and Q's heads a multiple of K's",
+            cx.ty(q).shape,
+            cx.ty(k).shape,
+            cx.ty(v).shape
+        )));
+    }
+    let sp = match cx.attr_int("softmax_precision")? {
+        Some(code) => {
+            let d = dtype_from_onnx(code as i32).map_err(|m| cx.err(m))?;
+            if !d.is_float() {
+                return Err(cx.err(format!("softmax_precision {d} is not a float dtype")));
+            }
+            d
+        }
+        None if out == DType::F64 => DType::F64,
+        None => DType::F32,
+    };
+    let scale = cx
+        .attr_float("scale")?
+        .map_or(1.0 / (hd as f64).sqrt(), f64::from);
+    let score_mod = cx.attr_graph("score_mod")?;
+    let prob_mod = cx.attr_graph("prob_mod")?;
+    let c = if matches!(out, DType::F16 | DType::BF16) {
+        DType::F32
+    } else {
+        out
+    };
+    let mut e = E { cx, c };
+    let groups = hq / hkv;
+    let (qw, kw, vw) = (e.cast(q, c)?, e.cast(k, c)?, e.cast(v, c)?);
+    let kw = repeat_heads(&mut e, kw, groups)?;
+    let vw = repeat_heads(&mut e, vw, groups)?;
+    let kt = e.transpose(kw, vec![0, 1, 3, 2])?;
+    let (qs, ks) = if scale > 0.0 {
+        let r = e.scalar(scale.sqrt());
+        (e.bin(BinaryOp::Mul, qw, r)?, e.bin(BinaryOp::Mul, kt, r)?)
+    } else {
+        let r = e.scalar(scale);
+        (e.bin(BinaryOp::Mul, qw, r)?, kt)
+    };
+    let scores = e.cx.emit1(Op::MatMul, &[qs, ks])?;
+    let mut scores = e.cast(scores, sp)?;
+    if let Some(g) = &score_mod {
+        scores = apply_mod(e.cx, g, scores, "score_mod")?;
+    }
+    let mut p = e.cx.emit1(Op::Softmax { axis: 3 }, &[scores])?;
+    if let Some(g) = &prob_mod {
+        p = apply_mod(e.cx, g, p, "prob_mod")?;
+    }
+    let vs = e.cast(vw, sp)?;
+    let y = e.cx.emit1(Op::MatMul, &[p, vs])?;
+    Ok(vec![e.cast(y, out)?])
+}
+
+/// Subgraph `g` applied to `x`; its one output must have `x`'s type.
+fn apply_mod(cx: &mut Ctx, g: &GraphProto, x: ValueId, what: &str) -> R<ValueId> {
+    let outs = cx.inline(g, &[x])?;
+    match outs.as_slice() {
+        [y] if cx.ty(*y) == cx.ty(x) => Ok(*y),
+        [y] => Err(cx.err(format!(
+            "{what} turns {} into {}; it must keep the type",
+            cx.ty(x),
+            cx.ty(*y)
+        ))),
+        _ => Err(cx.err(format!("{what} has {} outputs, expected 1", outs.len()))),
+    }
 }
