@@ -990,3 +990,36 @@ fn flex_attention_checks_its_modifier_subgraphs() {
         "ONNX node \"fa\" (FlexAttention, n0): subgraph \"two_inputs\" has 2 inputs, expected 1"
     );
 }
+
+#[test]
+fn linear_attention_needs_the_inputs_of_its_update_rule() {
+    let mut n = node("la", "LinearAttention", &["q", "k", "v"], &["y", "s"]);
+    n.attribute = vec![
+        AttributeProto {
+            name: Some("q_num_heads".into()),
+            r#type: Some(2),
+            i: Some(2),
+            ..Default::default()
+        },
+        AttributeProto {
+            name: Some("kv_num_heads".into()),
+            r#type: Some(2),
+            i: Some(2),
+            ..Default::default()
+        },
+    ];
+    let mut m = model(
+        vec![n],
+        vec![
+            value("q", F32, &[1, 3, 8]),
+            value("k", F32, &[1, 3, 8]),
+            value("v", F32, &[1, 3, 8]),
+        ],
+        vec![value("y", F32, &[1, 3, 8]), value("s", F32, &[1, 2, 4, 4])],
+    );
+    m.opset_import[0].version = Some(27);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"la\" (LinearAttention, n0): update_rule \"gated_delta\" needs decay and needs beta"
+    );
+}

@@ -2,7 +2,9 @@
 //! import into the IR ops of that body: `RotaryEmbedding` (split, multiply-adds with the
 //! gathered cos/sin caches, interleaved or half-split), `SwiGLU` (`swish(a)·b`) and
 //! `CausalConvWithState` (the carried state or zeros concatenated in front, a depthwise
-//! `Conv`, optional SiLU, and the last `k − 1` positions as the new state).
+//! `Conv`, optional SiLU, and the last `k − 1` positions as the new state) and
+//! `LinearAttention` (its recurrence, which the function body runs as a `Scan`, unrolled
+//! over the static sequence length).
 //!
 //! Half-precision inputs are widened to f32 for the pointwise chains and the results
 //! narrowed once, as the expansions in `activation` do.
@@ -16,6 +18,7 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("RotaryEmbedding", rotary_embedding),
     ("SwiGLU", swiglu),
     ("CausalConvWithState", causal_conv_with_state),
+    ("LinearAttention", linear_attention),
 ];
 
 /// The dtype an expansion of `d` computes in: f32 for the half-precision dtypes.
@@ -309,5 +312,214 @@ fn causal_conv_with_state(cx: &mut Ctx) -> R<Vec<ValueId>> {
     }
     let total = dims_of(cx, padded)[2];
     let state = slice_last(cx, padded, total - km1, total, 1)?;
+    Ok(vec![y, state])
+}
+
+/// `x[.., start..start + 1, ..]` along `axis` (the axis kept, of size 1).
+fn step_slice(cx: &mut Ctx, x: ValueId, axis: usize, start: usize) -> R<ValueId> {
+    cx.emit1(
+        Op::Slice {
+            axes: vec![axis],
+            starts: vec![start as i64],
+            ends: vec![start as i64 + 1],
+            steps: vec![1],
+        },
+        &[x],
+    )
+}
+
+/// `[B, T, H·D]` as `[B, H, T, D]`.
+fn unpack_heads(cx: &mut Ctx, x: ValueId, heads: usize, what: &str) -> R<ValueId> {
+    let d = dims_of(cx, x);
+    if d.len() != 3 || !d[2].is_multiple_of(heads) {
+        return Err(cx.err(format!(
+            "{what} {} must be [batch, seq, heads · size] with {heads} heads",
+            cx.ty(x).shape
+        )));
+    }
+    let x = reshape(cx, x, vec![d[0], d[1], heads, d[2] / heads])?;
+    cx.emit1(
+        Op::Transpose {
+            perm: vec![0, 2, 1, 3],
+        },
+        &[x],
+    )
+}
+
+/// `LinearAttention` (opset 27): the recurrent state `S` `[B, Hkv, dk, dv]` updated token
+/// by token (`linear`: `S += k⊗v`; `gated`: `S = exp(g)·S + k⊗v`; `delta`/`gated_delta`:
+/// the value corrected by `β·(v − Sᵀk)` first) and read as `scale · qᵀS`, query heads in
+/// contiguous groups per KV head. Computed in f32 (f64 for f64 inputs).
+fn linear_attention(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (q, k, v) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+    let (past, decay, beta) = (cx.opt_input(3), cx.opt_input(4), cx.opt_input(5));
+    let out = float_input(cx, q, "query")?;
+    for (name, x) in [("key", Some(k)), ("value", Some(v)), ("past_state", past)]
+        .into_iter()
+        .chain([("decay", decay), ("beta", beta)])
+    {
+        if let Some(x) = x {
+            float_input(cx, x, name)?;
+        }
+    }
+    let rule = cx.attr_string("update_rule")?;
+    let (gating, delta) = match rule.as_deref().unwrap_or("gated_delta") {
+        "linear" => (false, false),
+        "gated" => (true, false),
+        "delta" => (false, true),
+        "gated_delta" => (true, true),
+        other => {
+            return Err(cx.err(format!(
+                "update_rule {other:?}; expected \"linear\", \"gated\", \"delta\" or \"gated_delta\""
+            )));
+        }
+    };
+    if gating != decay.is_some() || delta != beta.is_some() {
+        return Err(cx.err(format!(
+            "update_rule {:?} {} decay and {} beta",
+            rule.as_deref().unwrap_or("gated_delta"),
+            if gating { "needs" } else { "takes no" },
+            if delta { "needs" } else { "takes no" }
+        )));
+    }
+    let heads = |cx: &Ctx, name: &str| -> R<usize> {
+        match cx.attr_int(name)? {
+            Some(h) if h > 0 => Ok(h as usize),
+            _ => Err(cx.err(format!("{name} must be given and positive"))),
+        }
+    };
+    let (hq, hkv) = (heads(cx, "q_num_heads")?, heads(cx, "kv_num_heads")?);
+    if !hq.is_multiple_of(hkv) {
+        return Err(cx.err(format!(
+            "q_num_heads {hq} is not a multiple of kv_num_heads {hkv}"
+        )));
+    }
+    let c = if out == DType::F64 { out } else { DType::F32 };
+    let q4 = unpack_heads(cx, q, hq, "query")?;
+    let k4 = unpack_heads(cx, k, hkv, "key")?;
+    let v4 = unpack_heads(cx, v, hkv, "value")?;
+    let (qd, kd, vd) = (dims_of(cx, q4), dims_of(cx, k4), dims_of(cx, v4));
+    let (b, t, dk, dv) = (qd[0], qd[2], qd[3], vd[3]);
+    if kd[..3] != [b, hkv, t] || vd[..3] != [b, hkv, t] || kd[3] != dk {
+        return Err(cx.err(format!(
+            "query {}, key {} and value {} disagree on batch, length or key size",
+            cx.ty(q).shape,
+            cx.ty(k).shape,
+            cx.ty(v).shape
+        )));
+    }
+    if t == 0 {
+        return Err(cx.err("the sequence is empty; there is no token to attend"));
+    }
+    let (q4, k4, v4) = (cast(cx, q4, c)?, cast(cx, k4, c)?, cast(cx, v4, c)?);
+    // decay as [B, Hkv, T, 1 or dk], beta as [B, 1 or Hkv, T, 1].
+    let decay4 = match decay {
+        None => None,
+        Some(g) => {
+            let gd = dims_of(cx, g);
+            let g4 = if gd.len() == 3 && gd[..2] == [b, t] && gd[2] == hkv {
+                let g = reshape(cx, g, vec![b, t, hkv, 1])?;
+                cx.emit1(
+                    Op::Transpose {
+                        perm: vec![0, 2, 1, 3],
+                    },
+                    &[g],
+                )?
+            } else if gd.len() == 3 && gd[..2] == [b, t] && gd[2] == hkv * dk {
+                unpack_heads(cx, g, hkv, "decay")?
+            } else {
+                return Err(cx.err(format!(
+                    "decay {} must be [batch, seq, kv_num_heads] or [batch, seq, kv_num_heads · d_k]",
+                    cx.ty(g).shape
+                )));
+            };
+            Some(cast(cx, g4, c)?)
+        }
+    };
+    let beta4 = match beta {
+        None => None,
+        Some(bt) => {
+            let bd = dims_of(cx, bt);
+            if bd.len() != 3 || bd[..2] != [b, t] || !(bd[2] == hkv || bd[2] == 1) {
+                return Err(cx.err(format!(
+                    "beta {} must be [batch, seq, kv_num_heads or 1]",
+                    cx.ty(bt).shape
+                )));
+            }
+            let bt = reshape(cx, bt, vec![b, t, bd[2], 1])?;
+            let bt = cx.emit1(
+                Op::Transpose {
+                    perm: vec![0, 2, 1, 3],
+                },
+                &[bt],
+            )?;
+            Some(cast(cx, bt, c)?)
+        }
+    };
+    let state_dims = vec![b, hkv, dk, dv];
+    let mut state = match past {
+        Some(p) => {
+            if dims_of(cx, p) != state_dims {
+                return Err(cx.err(format!(
+                    "past_state {} must be [batch, kv_num_heads, d_k, d_v] = [{b}, {hkv}, {dk}, {dv}]",
+                    cx.ty(p).shape
+                )));
+            }
+            cast(cx, p, c)?
+        }
+        None => {
+            cx.check_built("the zero state", state_dims.iter().product())?;
+            let sh = shape(cx, state_dims.clone())?;
+            cx.constant(Tensor::full(c, sh, 0.0))
+        }
+    };
+    let scale = match cx.attr_float("scale")? {
+        Some(s) if s != 0.0 => f64::from(s),
+        _ => 1.0 / (dk as f64).sqrt(),
+    };
+    let scale = cx.constant(Tensor::full(c, Shape::scalar(), scale));
+    let groups = hq / hkv;
+    let mut outs = Vec::with_capacity(t);
+    for i in 0..t {
+        let k_t = step_slice(cx, k4, 2, i)?; // [B, Hkv, 1, dk]
+        let mut v_t = step_slice(cx, v4, 2, i)?; // [B, Hkv, 1, dv]
+        if let Some(g) = decay4 {
+            let g_t = step_slice(cx, g, 2, i)?;
+            let gw = dims_of(cx, g_t)[3];
+            let g_t = reshape(cx, g_t, vec![b, hkv, gw, 1])?;
+            let e = cx.emit1(Op::Unary(UnaryOp::Exp), &[g_t])?;
+            state = bin(cx, BinaryOp::Mul, state, e)?;
+        }
+        if let Some(bt) = beta4 {
+            let retrieved = cx.emit1(Op::MatMul, &[k_t, state])?;
+            let diff = bin(cx, BinaryOp::Sub, v_t, retrieved)?;
+            let b_t = step_slice(cx, bt, 2, i)?;
+            v_t = bin(cx, BinaryOp::Mul, b_t, diff)?;
+        }
+        let k_col = reshape(cx, k_t, vec![b, hkv, dk, 1])?;
+        let outer = cx.emit1(Op::MatMul, &[k_col, v_t])?;
+        state = bin(cx, BinaryOp::Add, state, outer)?;
+        // Query heads h·groups..(h+1)·groups read KV head h.
+        let q_t = step_slice(cx, q4, 2, i)?;
+        let q_t = reshape(cx, q_t, vec![b, hkv, groups, dk])?;
+        let o = cx.emit1(Op::MatMul, &[q_t, state])?;
+        let o = bin(cx, BinaryOp::Mul, o, scale)?;
+        outs.push(reshape(cx, o, vec![b, hq, 1, dv])?);
+    }
+    let y = if outs.len() == 1 {
+        outs[0]
+    } else {
+        cx.emit1(Op::Concat { axis: 2 }, &outs)?
+    };
+    let y = cx.emit1(
+        Op::Transpose {
+            perm: vec![0, 2, 1, 3],
+        },
+        &[y],
+    )?;
+    let y = reshape(cx, y, vec![b, t, hq * dv])?;
+    let y = cast(cx, y, out)?;
+    let state_dtype = past.map_or(out, |p| cx.ty(p).dtype);
+    let state = cast(cx, state, state_dtype)?;
     Ok(vec![y, state])
 }
