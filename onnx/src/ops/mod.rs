@@ -12,6 +12,7 @@ mod contraction;
 mod crop;
 mod einsum;
 mod elementwise;
+mod grid;
 mod indexing;
 mod loss;
 mod movement;
@@ -49,6 +50,7 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     sequence::OPS,
     signal::OPS,
     crop::OPS,
+    grid::OPS,
     statnorm::OPS,
     constant::OPS,
 ];
