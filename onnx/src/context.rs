@@ -154,6 +154,11 @@ impl Ctx<'_, '_> {
         self.opt_input(k).and_then(|v| self.b.g.constant(v))
     }
 
+    /// `v`'s value if it is a constant (possibly folded).
+    pub(crate) fn constant_value(&self, v: ValueId) -> Option<&Tensor> {
+        self.b.g.constant(v)
+    }
+
     /// Input `k` as a constant list of integers, if given.
     pub(crate) fn ints_input(&self, k: usize) -> Result<Option<Vec<i64>>, ImportError> {
         Ok(self.const_input(k)?.map(|t| t.to_i64_vec()))

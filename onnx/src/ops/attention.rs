@@ -278,57 +278,85 @@ fn attention(cx: &mut Ctx) -> R<Vec<ValueId>> {
     let vw = e.cast(vc, c)?;
     let kw = repeat_heads(&mut e, kw, groups)?;
     let vw = repeat_heads(&mut e, vw, groups)?;
-    let kt = e.transpose(kw, vec![0, 1, 3, 2])?;
     let scale = a.scale.unwrap_or(1.0 / (hd as f64).sqrt());
-    let (qs, ks) = if scale > 0.0 {
-        // As the function body: both operands scaled by √scale, against overflow.
-        let r = e.scalar(scale.sqrt());
-        (e.bin(BinaryOp::Mul, qw, r)?, e.bin(BinaryOp::Mul, kt, r)?)
-    } else {
-        let r = e.scalar(scale);
-        (e.bin(BinaryOp::Mul, qw, r)?, kt)
-    };
-    let mut scores = e.cx.emit1(Op::MatMul, &[qs, ks])?;
-    let mut stages = vec![scores];
-    if a.softcap != 0.0 {
-        let cap = e.scalar(a.softcap);
-        let x = e.bin(BinaryOp::Div, scores, cap)?;
-        let x = e.cx.emit1(Op::Unary(UnaryOp::Tanh), &[x])?;
-        scores = e.bin(BinaryOp::Mul, x, cap)?;
-    }
-    stages.push(scores);
-    if let Some(bias) = bias {
-        scores = e.bin(BinaryOp::Add, scores, bias)?;
-    }
-    stages.push(scores);
-
     // Softmax, in a wider dtype when softmax_precision asks for one.
     let sm = match a.softmax_dtype {
         Some(d) if d.size_bytes() > c.size_bytes() => d,
         _ => c,
     };
-    let x = e.cast(scores, sm)?;
-    let p = e.cx.emit1(Op::Softmax { axis: 3 }, &[x])?;
-    let mut p = e.cast(p, c)?;
-    if let Some(bias) = bias {
-        // A row the bias masks entirely has no key to attend: zero, not NaN.
-        let last = e.cx.ty(bias).shape.rank() - 1;
-        let row_max = e.cx.emit1(
-            Op::Reduce {
-                op: ReduceOp::Max,
-                axes: vec![last],
-                keep_dims: true,
-            },
-            &[bias],
-        )?;
-        let neg_inf = e.scalar(f64::NEG_INFINITY);
-        let masked = e.bin(BinaryOp::Equal, row_max, neg_inf)?;
-        let zero = e.scalar(0.0);
-        p = e.cx.emit1(Op::Where, &[masked, zero, p])?;
-    }
-    stages.push(p);
+    // Rows the bias masks entirely (no key to attend) are zero, not NaN: `masked` marks
+    // them, a constant when the bias is.
+    let masked = match bias {
+        None => None,
+        Some(bias) => {
+            let last = e.cx.ty(bias).shape.rank() - 1;
+            let row_max = e.cx.emit1(
+                Op::Reduce {
+                    op: ReduceOp::Max,
+                    axes: vec![last],
+                    keep_dims: true,
+                },
+                &[bias],
+            )?;
+            let neg_inf = e.scalar(f64::NEG_INFINITY);
+            let m = e.bin(BinaryOp::Equal, row_max, neg_inf)?;
+            let none_masked =
+                e.cx.constant_value(m)
+                    .is_some_and(|t| t.to_f64_vec().iter().all(|&x| x == 0.0));
+            (!none_masked).then_some(m)
+        }
+    };
+    let fused = a.softcap == 0.0 && !e.cx.output_used(3) && sm == c && c == DType::F32;
+    let (mut y, stages) = if fused {
+        // No soft cap or scores output: the IR's fused attention with the bias as its
+        // additive mask, and fully-masked rows of the output zeroed (as their
+        // probabilities are below).
+        let op = Op::Attention {
+            scale: scale as f32,
+        };
+        let mut inputs = vec![qw, kw, vw];
+        inputs.extend(bias);
+        let mut y = e.cx.emit1(op, &inputs)?;
+        if let Some(masked) = masked {
+            let zero = e.scalar(0.0);
+            y = e.cx.emit1(Op::Where, &[masked, zero, y])?;
+        }
+        (y, Vec::new())
+    } else {
+        let kt = e.transpose(kw, vec![0, 1, 3, 2])?;
+        let (qs, ks) = if scale > 0.0 {
+            // As the function body: both operands scaled by √scale, against overflow.
+            let r = e.scalar(scale.sqrt());
+            (e.bin(BinaryOp::Mul, qw, r)?, e.bin(BinaryOp::Mul, kt, r)?)
+        } else {
+            let r = e.scalar(scale);
+            (e.bin(BinaryOp::Mul, qw, r)?, kt)
+        };
+        let mut scores = e.cx.emit1(Op::MatMul, &[qs, ks])?;
+        let mut stages = vec![scores];
+        if a.softcap != 0.0 {
+            let cap = e.scalar(a.softcap);
+            let x = e.bin(BinaryOp::Div, scores, cap)?;
+            let x = e.cx.emit1(Op::Unary(UnaryOp::Tanh), &[x])?;
+            scores = e.bin(BinaryOp::Mul, x, cap)?;
+        }
+        stages.push(scores);
+        if let Some(bias) = bias {
+            scores = e.bin(BinaryOp::Add, scores, bias)?;
+        }
+        stages.push(scores);
 
-    let mut y = e.cx.emit1(Op::MatMul, &[p, vw])?;
+        let x = e.cast(scores, sm)?;
+        let p = e.cx.emit1(Op::Softmax { axis: 3 }, &[x])?;
+        let mut p = e.cast(p, c)?;
+        if let Some(masked) = masked {
+            let zero = e.scalar(0.0);
+            p = e.cx.emit1(Op::Where, &[masked, zero, p])?;
+        }
+        stages.push(p);
+
+        (e.cx.emit1(Op::MatMul, &[p, vw])?, stages)
+    };
     if q_rank == 3 {
         let dv = vd[3];
         y = e.transpose(y, vec![0, 2, 1, 3])?;
@@ -518,6 +546,14 @@ fn flex_attention(cx: &mut Ctx) -> R<Vec<ValueId>> {
     let (qw, kw, vw) = (e.cast(q, c)?, e.cast(k, c)?, e.cast(v, c)?);
     let kw = repeat_heads(&mut e, kw, groups)?;
     let vw = repeat_heads(&mut e, vw, groups)?;
+    if score_mod.is_none() && prob_mod.is_none() && sp == c && c == DType::F32 {
+        // No modifiers: exactly the IR's fused attention.
+        let op = Op::Attention {
+            scale: scale as f32,
+        };
+        let y = e.cx.emit1(op, &[qw, kw, vw])?;
+        return Ok(vec![e.cast(y, out)?]);
+    }
     let kt = e.transpose(kw, vec![0, 1, 3, 2])?;
     let (qs, ks) = if scale > 0.0 {
         let r = e.scalar(scale.sqrt());
