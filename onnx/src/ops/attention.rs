@@ -169,10 +169,13 @@ fn attention(cx: &mut Ctx) -> R<Vec<ValueId>> {
     if !out.is_float() {
         return Err(cx.err(format!("Q is {out}, expected a float dtype")));
     }
-    for (name, x) in [("K", Some(k)), ("V", Some(v)), ("past_key", past_k)]
-        .into_iter()
-        .chain([("past_value", past_v)])
-    {
+    let operands = [
+        ("K", Some(k)),
+        ("V", Some(v)),
+        ("past_key", past_k),
+        ("past_value", past_v),
+    ];
+    for (name, x) in operands {
         if let Some(x) = x
             && cx.ty(x).dtype != out
         {

@@ -354,10 +354,14 @@ fn linear_attention(cx: &mut Ctx) -> R<Vec<ValueId>> {
     let (q, k, v) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
     let (past, decay, beta) = (cx.opt_input(3), cx.opt_input(4), cx.opt_input(5));
     let out = float_input(cx, q, "query")?;
-    for (name, x) in [("key", Some(k)), ("value", Some(v)), ("past_state", past)]
-        .into_iter()
-        .chain([("decay", decay), ("beta", beta)])
-    {
+    let operands = [
+        ("key", Some(k)),
+        ("value", Some(v)),
+        ("past_state", past),
+        ("decay", decay),
+        ("beta", beta),
+    ];
+    for (name, x) in operands {
         if let Some(x) = x {
             float_input(cx, x, name)?;
         }
