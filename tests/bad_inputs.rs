@@ -888,3 +888,138 @@ fn bit_shift_needs_a_direction_and_integers() {
         "ONNX node \"b\" (BitShift, n0): operands are f32 and f32, expected one integer dtype"
     );
 }
+
+/// `Attention(Q, K, V)` at opset 23 with the given input shapes and attributes.
+fn attention_model(q: &[i64], k: &[i64], v: &[i64], attrs: Vec<AttributeProto>) -> ModelProto {
+    let mut n = node("att", "Attention", &["q", "k", "v"], &["y"]);
+    n.attribute = attrs;
+    let mut m = model(
+        vec![n],
+        vec![value("q", F32, q), value("k", F32, k), value("v", F32, v)],
+        vec![value("y", F32, q)],
+    );
+    m.opset_import[0].version = Some(23);
+    m
+}
+
+#[test]
+fn attention_refuses_bad_ranks_and_head_counts() {
+    let m = attention_model(&[2, 8], &[2, 8], &[2, 8], vec![]);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"att\" (Attention, n0): Q has rank 2; expected 3 ([batch, seq, hidden]) or 4 ([batch, heads, seq, head_size])"
+    );
+    let m = attention_model(&[1, 2, 8], &[1, 2, 8, 1], &[1, 2, 8], vec![]);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"att\" (Attention, n0): K has rank 4, but Q has rank 3"
+    );
+    let m = attention_model(&[1, 2, 8], &[1, 2, 8], &[1, 2, 8], vec![]);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"att\" (Attention, n0): Q is 3-D, so q_num_heads and kv_num_heads must be given"
+    );
+    let m = attention_model(&[1, 3, 2, 4], &[1, 2, 2, 4], &[1, 2, 2, 4], vec![]);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"att\" (Attention, n0): q_num_heads 3 is not a multiple of kv_num_heads 2"
+    );
+    let mode = AttributeProto {
+        name: Some("qk_matmul_output_mode".into()),
+        r#type: Some(2),
+        i: Some(4),
+        ..Default::default()
+    };
+    let m = attention_model(&[1, 1, 2, 4], &[1, 1, 2, 4], &[1, 1, 2, 4], vec![mode]);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"att\" (Attention, n0): qk_matmul_output_mode = 4; only 0, 1, 2 and 3 are defined"
+    );
+}
+
+#[test]
+fn causal_conv_with_state_checks_the_depthwise_weight() {
+    let mut m = model(
+        vec![node("cc", "CausalConvWithState", &["x", "w"], &["y", "s"])],
+        vec![value("x", F32, &[1, 4, 8]), value("w", F32, &[4, 2, 3])],
+        vec![value("y", F32, &[1, 4, 8]), value("s", F32, &[1, 4, 2])],
+    );
+    m.opset_import[0].version = Some(27);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"cc\" (CausalConvWithState, n0): weight [4,2,3] must be [channels = 4, 1, k] with k ≥ 1"
+    );
+}
+
+#[test]
+fn flex_attention_checks_its_modifier_subgraphs() {
+    let mut n = node("fa", "FlexAttention", &["q", "k", "v"], &["y"]);
+    n.domain = Some("ai.onnx.preview".into());
+    // A score_mod with two inputs: FlexAttention passes it only the scores.
+    n.attribute.push(AttributeProto {
+        name: Some("score_mod".into()),
+        r#type: Some(5),
+        g: Some(GraphProto {
+            name: Some("two_inputs".into()),
+            node: vec![node("add", "Add", &["s", "t"], &["o"])],
+            input: vec![
+                value("s", F32, &[1, 1, 2, 2]),
+                value("t", F32, &[1, 1, 2, 2]),
+            ],
+            output: vec![value("o", F32, &[1, 1, 2, 2])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let shape = [1, 1, 2, 4];
+    let mut m = model(
+        vec![n],
+        vec![
+            value("q", F32, &shape),
+            value("k", F32, &shape),
+            value("v", F32, &shape),
+        ],
+        vec![value("y", F32, &shape)],
+    );
+    m.opset_import.push(OperatorSetIdProto {
+        domain: Some("ai.onnx.preview".into()),
+        version: Some(1),
+    });
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"fa\" (FlexAttention, n0): subgraph \"two_inputs\" has 2 inputs, expected 1"
+    );
+}
+
+#[test]
+fn linear_attention_needs_the_inputs_of_its_update_rule() {
+    let mut n = node("la", "LinearAttention", &["q", "k", "v"], &["y", "s"]);
+    n.attribute = vec![
+        AttributeProto {
+            name: Some("q_num_heads".into()),
+            r#type: Some(2),
+            i: Some(2),
+            ..Default::default()
+        },
+        AttributeProto {
+            name: Some("kv_num_heads".into()),
+            r#type: Some(2),
+            i: Some(2),
+            ..Default::default()
+        },
+    ];
+    let mut m = model(
+        vec![n],
+        vec![
+            value("q", F32, &[1, 3, 8]),
+            value("k", F32, &[1, 3, 8]),
+            value("v", F32, &[1, 3, 8]),
+        ],
+        vec![value("y", F32, &[1, 3, 8]), value("s", F32, &[1, 2, 4, 4])],
+    );
+    m.opset_import[0].version = Some(27);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"la\" (LinearAttention, n0): update_rule \"gated_delta\" needs decay and needs beta"
+    );
+}

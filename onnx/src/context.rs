@@ -8,7 +8,7 @@ use tessera_ir::{Evaluator, Graph, NodeId, NodeRef, Op, Tensor, TensorType, Valu
 
 use crate::error::ImportError;
 use crate::options::ImportOptions;
-use crate::proto::{AttributeProto, NodeProto, attribute_proto::AttributeType};
+use crate::proto::{AttributeProto, GraphProto, NodeProto, attribute_proto::AttributeType};
 use crate::tensor::tensor_from_proto;
 
 /// The graph being built, with the constant-folding machinery.
@@ -84,6 +84,11 @@ impl Ctx<'_, '_> {
         self.node.op_type.as_deref().unwrap_or("")
     }
 
+    /// The node's operator-set domain (`ai.onnx` for the default one).
+    pub(crate) fn domain(&self) -> &str {
+        crate::convert::domain_name(self.node.domain.as_deref())
+    }
+
     /// An error about this node.
     pub(crate) fn err(&self, message: impl Into<String>) -> ImportError {
         ImportError::Node {
@@ -147,6 +152,11 @@ impl Ctx<'_, '_> {
     /// computed at run time.
     pub(crate) fn const_value(&self, k: usize) -> Option<&Tensor> {
         self.opt_input(k).and_then(|v| self.b.g.constant(v))
+    }
+
+    /// `v`'s value if it is a constant (possibly folded).
+    pub(crate) fn constant_value(&self, v: ValueId) -> Option<&Tensor> {
+        self.b.g.constant(v)
     }
 
     /// Input `k` as a constant list of integers, if given.
@@ -223,6 +233,31 @@ impl Ctx<'_, '_> {
                 .map(Some)
                 .map_err(|m| self.err(format!("attribute {name:?}: {m}"))),
         }
+    }
+
+    /// A graph attribute (a subgraph), if the node sets it.
+    pub(crate) fn attr_graph(&self, name: &str) -> Result<Option<GraphProto>, ImportError> {
+        Ok(self
+            .attr_of(name, AttributeType::Graph)?
+            .and_then(|a| a.g.clone()))
+    }
+
+    /// Translates subgraph `g` (a graph attribute of this node) applied to `args`, one per
+    /// subgraph input; returns its outputs.
+    pub(crate) fn inline(
+        &mut self,
+        g: &GraphProto,
+        args: &[ValueId],
+    ) -> Result<Vec<ValueId>, ImportError> {
+        let what = g.name.clone().unwrap_or_default();
+        let n = crate::convert::subgraph_inputs(g).len();
+        if n != args.len() {
+            return Err(self.err(format!(
+                "subgraph {what:?} has {n} inputs, expected {}",
+                args.len()
+            )));
+        }
+        crate::convert::inline_graph(self.b, g, args, self.opset)
     }
 
     /// Names of attributes the node sets (for rejecting unsupported ones).

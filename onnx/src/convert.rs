@@ -9,11 +9,11 @@ use crate::context::{Builder, Ctx};
 use crate::error::{ImportError, UnsupportedNode};
 use crate::ops;
 use crate::options::ImportOptions;
-use crate::proto::{ModelProto, NodeProto, TensorProto, ValueInfoProto, type_proto};
+use crate::proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto, type_proto};
 use crate::symbols::{Dim, declared};
 use crate::tensor::{dtype_from_onnx, tensor_from_proto};
 
-fn domain_name(d: Option<&str>) -> &str {
+pub(crate) fn domain_name(d: Option<&str>) -> &str {
     match d {
         None | Some("") | Some("ai.onnx") => "ai.onnx",
         Some(other) => other,
@@ -113,7 +113,7 @@ fn check_supported(nodes: &[NodeProto], opsets: &HashMap<&str, i64>) -> Result<(
         .filter_map(|n| {
             let domain = domain_name(n.domain.as_deref());
             let op = n.op_type.as_deref().unwrap_or("");
-            (domain != "ai.onnx" || !ops::is_supported(op)).then(|| UnsupportedNode {
+            (!ops::is_supported(domain, op)).then(|| UnsupportedNode {
                 name: n.name.clone().unwrap_or_default(),
                 op_type: op.to_string(),
                 domain: domain.to_string(),
@@ -172,6 +172,53 @@ fn add_inputs(
         env.insert(name, v);
     }
     Ok(())
+}
+
+/// The inputs of subgraph `g` that no initializer of `g` provides, in order.
+pub(crate) fn subgraph_inputs(g: &GraphProto) -> Vec<&ValueInfoProto> {
+    g.input
+        .iter()
+        .filter(|vi| !g.initializer.iter().any(|t| t.name == vi.name))
+        .collect()
+}
+
+/// Translates subgraph `g` (an attribute of the node being translated, such as
+/// FlexAttention's `score_mod`) into the graph being built, its [`subgraph_inputs`]
+/// bound to `args` (as many); returns the values of its outputs. The subgraph sees only
+/// its own initializers and inputs (no outer-scope values), and its nodes must be of the
+/// default domain, at `opset`.
+pub(crate) fn inline_graph(
+    b: &mut Builder,
+    g: &GraphProto,
+    args: &[ValueId],
+    opset: i64,
+) -> Result<Vec<ValueId>, ImportError> {
+    check_supported(&g.node, &HashMap::from([("ai.onnx", opset)]))?;
+    let mut env = Env::new();
+    for init in &g.initializer {
+        let name = init.name.clone().unwrap_or_default();
+        let t = tensor_from_proto(init, None).map_err(|message| ImportError::Initializer {
+            name: name.clone(),
+            message,
+        })?;
+        let v = b.g.add_constant(t, name.clone());
+        env.insert(name, v);
+    }
+    for (vi, &v) in subgraph_inputs(g).into_iter().zip(args) {
+        env.insert(vi.name.clone().unwrap_or_default(), v);
+    }
+    for idx in node_order(&g.node, &env)? {
+        translate(b, &mut env, &g.node[idx], opset)?;
+    }
+    g.output
+        .iter()
+        .map(|vi| {
+            let name = vi.name.clone().unwrap_or_default();
+            env.get(&name)
+                .copied()
+                .ok_or(ImportError::MissingOutput(name))
+        })
+        .collect()
 }
 
 /// Translates node `n`, whose inputs are all in `env`, and binds its outputs.
