@@ -888,3 +888,47 @@ fn bit_shift_needs_a_direction_and_integers() {
         "ONNX node \"b\" (BitShift, n0): operands are f32 and f32, expected one integer dtype"
     );
 }
+
+#[test]
+fn recurrent_layers_check_their_operands() {
+    let lstm = |w: &[i64], x: &[i64], attrs: Vec<AttributeProto>| {
+        let mut n = node("l", "LSTM", &["x", "w", "r"], &["", "h"]);
+        n.attribute = attrs;
+        n.attribute.push(int_attr("hidden_size", 3));
+        model(
+            vec![n],
+            vec![
+                value("x", F32, x),
+                value("w", F32, w),
+                value("r", F32, &[1, 12, 3]),
+            ],
+            vec![value("h", F32, &[1, 2, 3])],
+        )
+    };
+    assert_eq!(
+        import_error(&lstm(&[1, 8, 4], &[5, 2, 4], vec![])),
+        "ONNX node \"l\" (LSTM, n0): W has shape [1,8,4], expected [1, 12, 4]"
+    );
+    assert_eq!(
+        import_error(&lstm(&[1, 12, 4], &[5000, 2, 4], vec![])),
+        "ONNX node \"l\" (LSTM, n0): sequence length 5000 is more than the 4096 steps the importer unrolls"
+    );
+    assert_eq!(
+        import_error(&lstm(
+            &[1, 12, 4],
+            &[5, 2, 4],
+            vec![string_attr("direction", "sideways")]
+        )),
+        "ONNX node \"l\" (LSTM, n0): direction \"sideways\" must be forward, reverse or bidirectional"
+    );
+    let acts = AttributeProto {
+        name: Some("activations".into()),
+        r#type: Some(8),
+        strings: vec![b"Sigmoid".to_vec(), b"Tanh".to_vec(), b"Cube".to_vec()],
+        ..Default::default()
+    };
+    assert_eq!(
+        import_error(&lstm(&[1, 12, 4], &[5, 2, 4], vec![acts])),
+        "ONNX node \"l\" (LSTM, n0): unknown activation function \"Cube\""
+    );
+}

@@ -213,6 +213,15 @@ impl Ctx<'_, '_> {
             .map(|s| String::from_utf8_lossy(s).into_owned()))
     }
 
+    pub(crate) fn attr_strings(&self, name: &str) -> Result<Option<Vec<String>>, ImportError> {
+        Ok(self.attr_of(name, AttributeType::Strings)?.map(|a| {
+            a.strings
+                .iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        }))
+    }
+
     pub(crate) fn attr_tensor(&self, name: &str) -> Result<Option<Tensor>, ImportError> {
         match self
             .attr_of(name, AttributeType::Tensor)?

@@ -14,6 +14,7 @@ mod loss;
 mod movement;
 mod normalize;
 mod quant;
+mod recurrent;
 mod reduce;
 mod resample;
 mod select;
@@ -38,6 +39,7 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     select::OPS,
     loss::OPS,
     quant::OPS,
+    recurrent::OPS,
     einsum::OPS,
     constant::OPS,
 ];
