@@ -932,3 +932,29 @@ fn recurrent_layers_check_their_operands() {
         "ONNX node \"l\" (LSTM, n0): unknown activation function \"Cube\""
     );
 }
+
+#[test]
+fn quantized_contractions_check_their_operands() {
+    let m = model(
+        vec![node("q", "MatMulInteger", &["a", "b"], &["y"])],
+        vec![value("a", F32, &[2, 3]), value("b", 2, &[3, 2])],
+        vec![value("y", 6, &[2, 2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"q\" (MatMulInteger, n0): A is f32, expected int8 or uint8"
+    );
+    let m = model(
+        vec![node("q", "MatMulInteger", &["a", "b", "za"], &["y"])],
+        vec![
+            value("a", 2, &[2, 3]),
+            value("b", 2, &[3, 2]),
+            value("za", 2, &[3]),
+        ],
+        vec![value("y", 6, &[2, 2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"q\" (MatMulInteger, n0): A's zero point has shape [3]; expected one value, or [2] along axis 0"
+    );
+}

@@ -13,6 +13,7 @@ mod indexing;
 mod loss;
 mod movement;
 mod normalize;
+mod qlinear;
 mod quant;
 mod recurrent;
 mod reduce;
@@ -39,6 +40,7 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     select::OPS,
     loss::OPS,
     quant::OPS,
+    qlinear::OPS,
     recurrent::OPS,
     einsum::OPS,
     constant::OPS,

@@ -73,9 +73,9 @@ fn positive(cx: &Ctx, name: &str, v: Option<Vec<i64>>, n: usize) -> R<Vec<usize>
     Ok(v.iter().map(|&x| x as usize).collect())
 }
 
-fn conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
-    let (x, w) = (cx.input(0)?, cx.input(1)?);
-    let (xd, wd) = (dims_of(cx, x), dims_of(cx, w));
+/// `Conv`'s attributes (also `ConvInteger`'s and `QLinearConv`'s) for X and W dims,
+/// padding resolved.
+pub(super) fn conv_attrs(cx: &Ctx, xd: &[usize], wd: &[usize]) -> R<ConvAttrs> {
     if xd.len() < 3 || wd.len() != xd.len() {
         return Err(cx.err(format!(
             "X {xd:?} and W {wd:?} must be [N, C, spatial...] and [M, C/group, k...]"
@@ -97,12 +97,18 @@ fn conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
     if group <= 0 {
         return Err(cx.err("group must be positive"));
     }
-    let op = Op::Conv(ConvAttrs {
+    Ok(ConvAttrs {
         strides,
         pads,
         dilations,
         group: group as usize,
-    });
+    })
+}
+
+fn conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, w) = (cx.input(0)?, cx.input(1)?);
+    let (xd, wd) = (dims_of(cx, x), dims_of(cx, w));
+    let op = Op::Conv(conv_attrs(cx, &xd, &wd)?);
     let inputs = cx.all_inputs();
     Ok(vec![cx.emit1(op, &inputs)?])
 }
