@@ -958,3 +958,30 @@ fn quantized_contractions_check_their_operands() {
         "ONNX node \"q\" (MatMulInteger, n0): A's zero point has shape [3]; expected one value, or [2] along axis 0"
     );
 }
+
+#[test]
+fn data_dependent_indexing_checks_its_operands() {
+    let mut rev = node("r", "ReverseSequence", &["x", "lens"], &["y"]);
+    rev.attribute = vec![int_attr("batch_axis", 0), int_attr("time_axis", 1)];
+    let m = model(
+        vec![rev],
+        vec![value("x", F32, &[2, 4]), value("lens", 7, &[3])],
+        vec![value("y", F32, &[2, 4])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"r\" (ReverseSequence, n0): sequence_lens has shape [3], expected [2] (the batch axis)"
+    );
+    let mut m = one_node("Compress", &["x", "c"], vec![int_attr("axis", 1)], vec![]);
+    m.graph.as_mut().unwrap().initializer = vec![TensorProto {
+        name: Some("c".into()),
+        dims: vec![4],
+        data_type: Some(9),
+        int32_data: vec![0, 0, 0, 1],
+        ..Default::default()
+    }];
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"n\" (Compress, n1): condition selects index 3, but axis 1 has 3 elements"
+    );
+}

@@ -1,5 +1,7 @@
-//! Ops that pick elements: `Slice`, the `Gather` family, and `ScatterND` and
-//! `ScatterElements` (expanded into gathers and selects, see [`scatter_nd`]).
+//! Ops that pick elements: `Slice`, the `Gather` family, `ScatterND` and
+//! `ScatterElements` (expanded into gathers and selects, see [`scatter_nd`]),
+//! `ReverseSequence` (a `GatherElements` of computed time indices), and `Compress` and
+//! `NonZero`, whose output shapes depend on data that must therefore be known at import.
 
 use tessera_ir::{BinaryOp, DType, Op, ReduceOp, Shape, Tensor, ValueId};
 
@@ -14,6 +16,9 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("ScatterND", scatter_nd),
     ("ScatterElements", scatter_elements),
     ("Scatter", scatter_elements),
+    ("ReverseSequence", reverse_sequence),
+    ("Compress", compress),
+    ("NonZero", nonzero),
 ];
 
 fn slice(cx: &mut Ctx) -> R<Vec<ValueId>> {
@@ -504,4 +509,129 @@ fn scatter_dynamic(
             cx.emit1(Op::Binary(combine), &[x, r])
         }
     }
+}
+
+/// `ReverseSequence(input, sequence_lens)`: along `time_axis`, the first `sequence_lens[b]`
+/// elements of batch entry `b` (along `batch_axis`) reversed, the rest kept. One
+/// `GatherElements` of the time index `t < len ? len − 1 − t : t`, built from a broadcast
+/// comparison of a time grid with the lengths (clamped to the axis, so a bad length cannot
+/// index out of range).
+fn reverse_sequence(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, lens) = (cx.input(0)?, cx.input(1)?);
+    let d = dims_of(cx, x);
+    if d.len() < 2 {
+        return Err(cx.err(format!(
+            "input has shape {}, expected rank 2 or more",
+            cx.ty(x).shape
+        )));
+    }
+    let ta = axis(cx, cx.attr_int("time_axis")?.unwrap_or(0), d.len())?;
+    let ba = axis(cx, cx.attr_int("batch_axis")?.unwrap_or(1), d.len())?;
+    if ta == ba {
+        return Err(cx.err(format!("time_axis and batch_axis are both {ta}")));
+    }
+    if dims_of(cx, lens) != [d[ba]] {
+        return Err(cx.err(format!(
+            "sequence_lens has shape {}, expected [{}] (the batch axis)",
+            cx.ty(lens).shape,
+            d[ba]
+        )));
+    }
+    let ldt = cx.ty(lens).dtype;
+    if !matches!(ldt, DType::I32 | DType::I64) {
+        return Err(cx.err(format!("sequence_lens is {ldt}, expected int64")));
+    }
+    let steps = d[ta];
+    let mut grid_dims = vec![1; d.len()];
+    grid_dims[ta] = steps;
+    let grid = const_tensor(cx, grid_dims, (0..steps as i64).collect::<Vec<i64>>())?;
+    let grid = cx.constant(grid);
+    let mut len_dims = vec![1; d.len()];
+    len_dims[ba] = d[ba];
+    let l = if ldt == DType::I64 {
+        lens
+    } else {
+        cx.emit1(Op::Cast { to: DType::I64 }, &[lens])?
+    };
+    let l = cx.emit1(
+        Op::Clip {
+            min: 0.0,
+            max: steps as f64,
+        },
+        &[l],
+    )?;
+    let l = reshape(cx, l, len_dims)?;
+    let inside = cx.emit1(Op::Binary(BinaryOp::Less), &[grid, l])?;
+    let one = cx.constant(Tensor::scalar(1i64));
+    let lm1 = cx.emit1(Op::Binary(BinaryOp::Sub), &[l, one])?;
+    let rev = cx.emit1(Op::Binary(BinaryOp::Sub), &[lm1, grid])?;
+    let idx = cx.emit1(Op::Where, &[inside, rev, grid])?;
+    let s = shape(cx, d)?;
+    let idx = cx.emit1(Op::Expand { shape: s }, &[idx])?;
+    Ok(vec![cx.emit1(Op::GatherElements { axis: ta }, &[x, idx])?])
+}
+
+/// `Compress(input, condition)`: the slices along `axis` (of the flattened input without
+/// one) where the constant `condition` is true, as one `Gather`. The condition fixes the
+/// output's shape, so it must be known at import (a graph input is bound to its value).
+fn compress(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let cond = cx
+        .const_input(1)?
+        .ok_or_else(|| cx.err("required input 1 is missing"))?;
+    if cond.shape().rank() != 1 {
+        return Err(cx.err(format!(
+            "condition has shape {}, expected rank 1",
+            cond.shape()
+        )));
+    }
+    let d = dims_of(cx, x);
+    let (x, a) = match cx.attr_int("axis")? {
+        Some(raw) => (x, axis(cx, raw, d.len())?),
+        None => {
+            let n = d.iter().product();
+            (reshape(cx, x, vec![n])?, 0)
+        }
+    };
+    let len = dims_of(cx, x)[a];
+    let picked: Vec<i64> = cond
+        .to_f64_vec()
+        .iter()
+        .enumerate()
+        .filter(|&(_, &c)| c != 0.0)
+        .map(|(i, _)| i as i64)
+        .collect();
+    if let Some(&i) = picked.iter().find(|&&i| i as usize >= len) {
+        return Err(cx.err(format!(
+            "condition selects index {i}, but axis {a} has {len} elements"
+        )));
+    }
+    let n = picked.len();
+    let idx = const_tensor(cx, vec![n], picked)?;
+    let idx = cx.constant(idx);
+    Ok(vec![cx.emit1(Op::Gather { axis: a }, &[x, idx])?])
+}
+
+/// `NonZero(X)`: the indices of the non-zero elements, `[rank, count]` in row-major
+/// order. The count is the output's shape, so `X` must be known at import (a graph input
+/// is bound to its value) and the result is a constant.
+fn nonzero(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx
+        .const_input(0)?
+        .ok_or_else(|| cx.err("required input 0 is missing"))?;
+    let dims = x.shape().dims().to_vec();
+    let values = x.to_f64_vec();
+    let hits: Vec<usize> = (0..values.len()).filter(|&i| values[i] != 0.0).collect();
+    cx.check_built("the indices", hits.len() * dims.len().max(1))?;
+    let rank = dims.len();
+    let mut out = vec![0i64; rank * hits.len()];
+    for (k, &flat) in hits.iter().enumerate() {
+        let mut rest = flat;
+        for a in (0..rank).rev() {
+            out[a * hits.len() + k] = (rest % dims[a]) as i64;
+            rest /= dims[a];
+        }
+    }
+    let t = const_tensor(cx, vec![rank, hits.len()], out)?;
+    Ok(vec![cx.constant(t)])
 }
