@@ -985,3 +985,25 @@ fn data_dependent_indexing_checks_its_operands() {
         "ONNX node \"n\" (Compress, n1): condition selects index 3, but axis 1 has 3 elements"
     );
 }
+
+#[test]
+fn det_is_limited_to_small_matrices() {
+    let m = model(
+        vec![node("d", "Det", &["x"], &["y"])],
+        vec![value("x", F32, &[5, 5])],
+        vec![value("y", F32, &[])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"d\" (Det, n0): determinants of 5×5 matrices are not supported (the expansion stops at 4×4)"
+    );
+    let m = model(
+        vec![node("d", "Det", &["x"], &["y"])],
+        vec![value("x", F32, &[2, 3])],
+        vec![value("y", F32, &[])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"d\" (Det, n0): input has shape [2,3], expected [..., M, M]"
+    );
+}
