@@ -1007,3 +1007,25 @@ fn det_is_limited_to_small_matrices() {
         "ONNX node \"d\" (Det, n0): input has shape [2,3], expected [..., M, M]"
     );
 }
+
+#[test]
+fn bitwise_ops_need_one_integer_dtype() {
+    let m = model(
+        vec![node("b", "BitwiseAnd", &["x", "z"], &["y"])],
+        vec![value("x", 6, &[2]), value("z", 7, &[2])],
+        vec![value("y", 6, &[2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"b\" (BitwiseAnd, n0): operands are i32 and i64, expected one integer dtype"
+    );
+    let m = model(
+        vec![node("b", "BitwiseNot", &["x"], &["y"])],
+        vec![value("x", F32, &[2])],
+        vec![value("y", F32, &[2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"b\" (BitwiseNot, n0): operands are f32, expected one integer dtype"
+    );
+}
