@@ -21,7 +21,7 @@ pub(super) const OPS: &[(&str, Translator)] = &[
 ];
 
 /// The most time steps a layer is unrolled over (each step is a dozen or so IR nodes).
-pub(crate) const MAX_STEPS: usize = 4096;
+const MAX_STEPS: usize = 4096;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Cell {
@@ -323,6 +323,12 @@ fn recurrent(cx: &mut Ctx, cell: Cell) -> R<Vec<ValueId>> {
     } else {
         (xd[0], xd[1], xd[2])
     };
+    if steps == 0 || batch == 0 {
+        return Err(cx.err(format!(
+            "X has shape {}: the sequence and the batch must not be empty",
+            cx.ty(x).shape
+        )));
+    }
     if steps > MAX_STEPS {
         return Err(cx.err(format!(
             "sequence length {steps} is more than the {MAX_STEPS} steps the importer unrolls"
