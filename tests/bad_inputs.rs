@@ -1029,3 +1029,19 @@ fn bitwise_ops_need_one_integer_dtype() {
         "ONNX node \"b\" (BitwiseNot, n0): operands are f32, expected one integer dtype"
     );
 }
+
+#[test]
+fn unique_needs_its_input_at_import() {
+    let m = model(
+        vec![
+            node("r", "Relu", &["x"], &["a"]),
+            node("u", "Unique", &["a"], &["y"]),
+        ],
+        vec![value("x", F32, &[4])],
+        vec![value("y", F32, &[4])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"u\" (Unique, n1): input \"a\" fixes a shape and must be constant, but it depends on graph input(s) [\"x\"]; bind them to values"
+    );
+}

@@ -1,7 +1,8 @@
 //! Ops that pick elements: `Slice`, the `Gather` family, `ScatterND` and
 //! `ScatterElements` (expanded into gathers and selects, see [`scatter_nd`]),
-//! `ReverseSequence` (a `GatherElements` of computed time indices), and `Compress` and
-//! `NonZero`, whose output shapes depend on data that must therefore be known at import.
+//! `ReverseSequence` (a `GatherElements` of computed time indices), and `Compress`,
+//! `NonZero` and `Unique`, whose output shapes depend on data that must therefore be known
+//! at import.
 
 use tessera_ir::{BinaryOp, DType, Op, ReduceOp, Shape, Tensor, ValueId};
 
@@ -19,6 +20,7 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("ReverseSequence", reverse_sequence),
     ("Compress", compress),
     ("NonZero", nonzero),
+    ("Unique", unique),
 ];
 
 fn slice(cx: &mut Ctx) -> R<Vec<ValueId>> {
@@ -634,4 +636,98 @@ fn nonzero(cx: &mut Ctx) -> R<Vec<ValueId>> {
     }
     let t = const_tensor(cx, vec![rank, hits.len()], out)?;
     Ok(vec![cx.constant(t)])
+}
+
+/// Orders f64 values as `numpy.unique` does: −0 equals 0, NaNs are equal and last.
+fn cmp_values(a: f64, b: f64) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// `Unique(X)`: the distinct elements (or, with `axis`, slices along it), sorted or in
+/// order of first occurrence, with the index of each one's first occurrence, the index of
+/// each input element (slice) in the result and the counts. The number of distinct values
+/// is the output's shape, so `X` must be known at import (a graph input is bound); `Y`
+/// is a `Gather` of `X` at the first occurrences, the three index outputs constants.
+fn unique(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let t = cx
+        .const_input(0)?
+        .ok_or_else(|| cx.err("required input 0 is missing"))?;
+    let sorted = cx.attr_int("sorted")?.unwrap_or(1) != 0;
+    let d = dims_of(cx, x);
+    let (x, a) = match cx.attr_int("axis")? {
+        Some(raw) => (x, axis(cx, raw, d.len())?),
+        None => {
+            let n = d.iter().product();
+            (reshape(cx, x, vec![n])?, 0)
+        }
+    };
+    let dims = dims_of(cx, x);
+    let values = t.to_f64_vec();
+    // Slice k along the axis, as its elements in row-major order.
+    let (outer, len) = (dims[..a].iter().product::<usize>(), dims[a]);
+    let inner: usize = dims[a + 1..].iter().product();
+    let slice = |k: usize| -> Vec<f64> {
+        (0..outer)
+            .flat_map(|o| (0..inner).map(move |i| (o * len + k) * inner + i))
+            .map(|j| values[j])
+            .collect()
+    };
+    let slices: Vec<Vec<f64>> = (0..len).map(slice).collect();
+    let cmp = |p: &[f64], q: &[f64]| {
+        p.iter()
+            .zip(q)
+            .map(|(&u, &v)| cmp_values(u, v))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    };
+    // Equal slices grouped by a stable sort (so each group starts at its first
+    // occurrence), the groups then numbered in order of appearance.
+    let mut by_value: Vec<usize> = (0..len).collect();
+    by_value.sort_by(|&p, &q| cmp(&slices[p], &slices[q]));
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for &k in &by_value {
+        match groups.last_mut() {
+            Some(g) if cmp(&slices[g[0]], &slices[k]).is_eq() => g.push(k),
+            _ => groups.push(vec![k]),
+        }
+    }
+    groups.sort_by_key(|g| g[0]);
+    let first: Vec<usize> = groups.iter().map(|g| g[0]).collect();
+    let mut inverse = vec![0usize; len];
+    for (u, g) in groups.iter().enumerate() {
+        for &k in g {
+            inverse[k] = u;
+        }
+    }
+    // The output order: sorted, or as they appeared.
+    let mut order: Vec<usize> = (0..first.len()).collect();
+    if sorted {
+        order.sort_by(|&p, &q| cmp(&slices[first[p]], &slices[first[q]]));
+    }
+    let mut rank = vec![0usize; first.len()];
+    for (pos, &u) in order.iter().enumerate() {
+        rank[u] = pos;
+    }
+    let n = first.len();
+    let indices: Vec<i64> = order.iter().map(|&u| first[u] as i64).collect();
+    let inverse: Vec<i64> = inverse.iter().map(|&u| rank[u] as i64).collect();
+    let mut counts = vec![0i64; n];
+    for &r in &inverse {
+        counts[r as usize] += 1;
+    }
+    let idx = const_tensor(cx, vec![n], indices)?;
+    let idx = cx.constant(idx);
+    let y = cx.emit1(Op::Gather { axis: a }, &[x, idx])?;
+    let inv = const_tensor(cx, vec![len], inverse)?;
+    let inv = cx.constant(inv);
+    let cnt = const_tensor(cx, vec![n], counts)?;
+    let cnt = cx.constant(cnt);
+    Ok(vec![y, idx, inv, cnt])
 }
