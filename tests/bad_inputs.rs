@@ -1045,3 +1045,19 @@ fn unique_needs_its_input_at_import() {
         "ONNX node \"u\" (Unique, n1): input \"a\" fixes a shape and must be constant, but it depends on graph input(s) [\"x\"]; bind them to values"
     );
 }
+
+#[test]
+fn grid_sample_checks_its_operands() {
+    let m = model(
+        vec![node("g", "GridSample", &["x", "grid"], &["y"])],
+        vec![
+            value("x", F32, &[1, 2, 4, 4]),
+            value("grid", F32, &[1, 3, 3, 3]),
+        ],
+        vec![value("y", F32, &[1, 2, 3, 3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"g\" (GridSample, n0): X [1,2,4,4] and grid [1,3,3,3] must be [N, C, S₁..S_d] and [N, O₁..O_d, d]"
+    );
+}

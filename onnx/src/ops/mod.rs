@@ -9,6 +9,7 @@ mod constant;
 mod contraction;
 mod einsum;
 mod elementwise;
+mod grid_sample;
 mod indexing;
 mod loss;
 mod movement;
@@ -37,6 +38,7 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     movement::OPS,
     indexing::OPS,
     resample::OPS,
+    grid_sample::OPS,
     select::OPS,
     loss::OPS,
     quant::OPS,

@@ -1,0 +1,363 @@
+//! `GridSample`: `X [N, C, S₁..S_d]` sampled at the run-time points of
+//! `grid [N, O₁..O_k, d]` (normalized to `[−1, 1]`, the last component indexing the first
+//! spatial axis last), as the ONNX reference computes it. Per spatial axis the
+//! coordinate is denormalized (`align_corners`), rounded half to even for `nearest`,
+//! moved back inside by clamping (`border`) or reflecting (`reflection`) when it lies
+//! outside, and split into taps (1 for `nearest`, 2 for `linear`, 4 with Keys' cubic
+//! weights, `a = −0.75`, for `cubic`), each tap's index clamped, reflected or masked to
+//! zero (`zeros`). The output is `Σ_taps (Π_axes wᵢ) · X[flat index]`, one
+//! `GatherElements` of the flattened spatial axes per tap combination.
+//!
+//! Checked against onnxruntime on random grids reaching past the borders for every mode,
+//! padding and `align_corners` (2-d and 3-d): equal within 2e-5 except `cubic` with
+//! `border`, where onnxruntime (like PyTorch) clamps only the tap indices while the ONNX
+//! reference, followed here and by the node tests, clamps the coordinate first as well.
+
+use tessera_ir::{BinaryOp, DType, Op, Shape, Tensor, UnaryOp, ValueId};
+
+use super::common::{R, Translator, dims_of, reshape, shape};
+use crate::context::Ctx;
+
+pub(super) const OPS: &[(&str, Translator)] = &[("GridSample", grid_sample)];
+
+/// The most tap combinations one node expands into (cubic in 3-d is 64).
+const MAX_TAPS: usize = 64;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Nearest,
+    Linear,
+    Cubic,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Padding {
+    Zeros,
+    Border,
+    Reflection,
+}
+
+/// Expression helpers over values of the compute dtype.
+struct G<'c, 'a, 'b> {
+    cx: &'c mut Ctx<'a, 'b>,
+    dtype: DType,
+}
+
+impl G<'_, '_, '_> {
+    fn c(&mut self, v: f64) -> ValueId {
+        self.cx
+            .constant(Tensor::full(self.dtype, Shape::scalar(), v))
+    }
+
+    fn bin(&mut self, op: BinaryOp, a: ValueId, b: ValueId) -> R<ValueId> {
+        self.cx.emit1(Op::Binary(op), &[a, b])
+    }
+
+    fn bin_c(&mut self, op: BinaryOp, a: ValueId, c: f64) -> R<ValueId> {
+        let c = self.c(c);
+        self.bin(op, a, c)
+    }
+
+    fn un(&mut self, op: UnaryOp, a: ValueId) -> R<ValueId> {
+        self.cx.emit1(Op::Unary(op), &[a])
+    }
+
+    fn select(&mut self, m: ValueId, a: ValueId, b: ValueId) -> R<ValueId> {
+        self.cx.emit1(Op::Where, &[m, a, b])
+    }
+
+    fn clip(&mut self, x: ValueId, lo: f64, hi: f64) -> R<ValueId> {
+        self.cx.emit1(Op::Clip { min: lo, max: hi }, &[x])
+    }
+
+    /// `x < lo || x > hi`.
+    fn outside(&mut self, x: ValueId, lo: f64, hi: f64) -> R<ValueId> {
+        let below = self.bin_c(BinaryOp::Less, x, lo)?;
+        let above = self.bin_c(BinaryOp::Greater, x, hi)?;
+        self.bin(BinaryOp::Or, below, above)
+    }
+
+    /// `x` reflected at `lo` and `hi` until inside (the reference's `_gs_reflect`); `x`
+    /// itself where inside.
+    fn reflect(&mut self, x: ValueId, lo: f64, hi: f64) -> R<ValueId> {
+        let range = hi - lo;
+        if range <= 0.0 {
+            let c = self.c(lo);
+            let zero = self.c(0.0);
+            let xz = self.bin(BinaryOp::Mul, x, zero)?;
+            return self.bin(BinaryOp::Add, xz, c);
+        }
+        // One side at a time: dx past the border, n whole ranges, r the rest.
+        let side = |g: &mut Self, dx: ValueId, near: f64, far: f64, sign: f64| -> R<ValueId> {
+            let q = g.bin_c(BinaryOp::Div, dx, range)?;
+            let n = g.un(UnaryOp::Floor, q)?;
+            let nr = g.bin_c(BinaryOp::Mul, n, range)?;
+            let r = g.bin(BinaryOp::Sub, dx, nr)?;
+            let half = g.bin_c(BinaryOp::Mul, n, 0.5)?;
+            let fh = g.un(UnaryOp::Floor, half)?;
+            let even = g.bin(BinaryOp::Equal, fh, half)?;
+            // even: near + sign·r; odd: far − sign·r.
+            let sr = g.bin_c(BinaryOp::Mul, r, sign)?;
+            let a = g.bin_c(BinaryOp::Add, sr, near)?;
+            let nf = g.c(far);
+            let b = g.bin(BinaryOp::Sub, nf, sr)?;
+            g.select(even, a, b)
+        };
+        let below = self.bin_c(BinaryOp::Less, x, lo)?;
+        let above = self.bin_c(BinaryOp::Greater, x, hi)?;
+        let lo_c = self.c(lo);
+        let d_lo = self.bin(BinaryOp::Sub, lo_c, x)?;
+        let d_lo = self.un(UnaryOp::Relu, d_lo)?;
+        let from_lo = side(self, d_lo, lo, hi, 1.0)?;
+        let d_hi = self.bin_c(BinaryOp::Sub, x, hi)?;
+        let d_hi = self.un(UnaryOp::Relu, d_hi)?;
+        let from_hi = side(self, d_hi, hi, lo, -1.0)?;
+        let y = self.select(above, from_hi, x)?;
+        self.select(below, from_lo, y)
+    }
+}
+
+/// Keys' cubic convolution weights (`a = −0.75`) of the four taps `x₀ − 1 .. x₀ + 2` for
+/// the fraction `t ∈ [0, 1)`, as the reference writes them.
+fn cubic_weights(g: &mut G, t: ValueId) -> R<[ValueId; 4]> {
+    let a = -0.75;
+    // Outer taps at distance s ∈ [1, 2): ((a·s − 5a)·s + 8a)·s − 4a.
+    let outer = |g: &mut G, s: ValueId| -> R<ValueId> {
+        let p = g.bin_c(BinaryOp::Mul, s, a)?;
+        let p = g.bin_c(BinaryOp::Sub, p, 5.0 * a)?;
+        let p = g.bin(BinaryOp::Mul, p, s)?;
+        let p = g.bin_c(BinaryOp::Add, p, 8.0 * a)?;
+        let p = g.bin(BinaryOp::Mul, p, s)?;
+        g.bin_c(BinaryOp::Sub, p, 4.0 * a)
+    };
+    // Inner taps at distance s ∈ [0, 1]: ((a + 2)·s − (a + 3))·s·s + 1.
+    let inner = |g: &mut G, s: ValueId| -> R<ValueId> {
+        let p = g.bin_c(BinaryOp::Mul, s, a + 2.0)?;
+        let p = g.bin_c(BinaryOp::Sub, p, a + 3.0)?;
+        let p = g.bin(BinaryOp::Mul, p, s)?;
+        let p = g.bin(BinaryOp::Mul, p, s)?;
+        g.bin_c(BinaryOp::Add, p, 1.0)
+    };
+    let one = g.c(1.0);
+    let t1 = g.bin_c(BinaryOp::Add, t, 1.0)?;
+    let omt = g.bin(BinaryOp::Sub, one, t)?;
+    let two = g.c(2.0);
+    let tmt = g.bin(BinaryOp::Sub, two, t)?;
+    Ok([outer(g, t1)?, inner(g, t)?, inner(g, omt)?, outer(g, tmt)?])
+}
+
+fn grid_sample(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, grid) = (cx.input(0)?, cx.input(1)?);
+    let xd = dims_of(cx, x);
+    let gd = dims_of(cx, grid);
+    let dt = cx.ty(x).dtype;
+    if !dt.is_float() || cx.ty(grid).dtype != dt {
+        return Err(cx.err(format!(
+            "X is {dt} and grid {}, expected one float dtype",
+            cx.ty(grid).dtype
+        )));
+    }
+    if xd.len() < 3 || gd.len() != xd.len() || gd[0] != xd[0] || gd[gd.len() - 1] != xd.len() - 2 {
+        return Err(cx.err(format!(
+            "X {} and grid {} must be [N, C, S₁..S_d] and [N, O₁..O_d, d]",
+            cx.ty(x).shape,
+            cx.ty(grid).shape
+        )));
+    }
+    let mode = match cx.attr_string("mode")?.as_deref() {
+        None | Some("linear") | Some("bilinear") => Mode::Linear,
+        Some("nearest") => Mode::Nearest,
+        Some("cubic") | Some("bicubic") => Mode::Cubic,
+        Some(other) => return Err(cx.err(format!("unknown mode {other:?}"))),
+    };
+    let padding = match cx.attr_string("padding_mode")?.as_deref() {
+        None | Some("zeros") => Padding::Zeros,
+        Some("border") => Padding::Border,
+        Some("reflection") => Padding::Reflection,
+        Some(other) => return Err(cx.err(format!("unknown padding_mode {other:?}"))),
+    };
+    let align = cx.attr_int("align_corners")?.unwrap_or(0) != 0;
+    let d = xd.len() - 2;
+    let taps_per_axis = match mode {
+        Mode::Nearest => 1,
+        Mode::Linear => 2,
+        Mode::Cubic => 4,
+    };
+    let combos = (0..d).try_fold(1usize, |acc, _| acc.checked_mul(taps_per_axis));
+    let Some(combos) = combos.filter(|&c| c <= MAX_TAPS) else {
+        return Err(cx.err(format!(
+            "{d} spatial axes with {taps_per_axis} taps each is more than {MAX_TAPS} tap combinations"
+        )));
+    };
+    let (n, c) = (xd[0], xd[1]);
+    let sp = &xd[2..];
+    let points: usize = gd[1..gd.len() - 1].iter().product();
+    let size: usize = sp.iter().product();
+
+    // Compute in f32 for half-precision inputs.
+    let cd = if matches!(dt, DType::F16 | DType::BF16) {
+        DType::F32
+    } else {
+        dt
+    };
+    let widen = |cx: &mut Ctx, v: ValueId| -> R<ValueId> {
+        if cx.ty(v).dtype == cd {
+            Ok(v)
+        } else {
+            cx.emit1(Op::Cast { to: cd }, &[v])
+        }
+    };
+    let xw = widen(cx, x)?;
+    let gw = widen(cx, grid)?;
+    let gw = reshape(cx, gw, vec![n, points, d])?;
+    let comps = if d == 1 {
+        vec![gw]
+    } else {
+        cx.emit(
+            Op::Split {
+                axis: 2,
+                sizes: vec![1; d],
+            },
+            &[gw],
+        )?
+    };
+    let mut g = G { cx, dtype: cd };
+
+    // Per spatial axis i: its taps as (index [N, P] i64, weight [N, P] or none).
+    let mut axes: Vec<Vec<(ValueId, Option<ValueId>)>> = Vec::with_capacity(d);
+    for (i, &len) in sp.iter().enumerate() {
+        let l = len as f64;
+        let u = reshape(g.cx, comps[d - 1 - i], vec![n, points])?;
+        // Denormalize.
+        let mut v = if align {
+            let p = g.bin_c(BinaryOp::Add, u, 1.0)?;
+            g.bin_c(BinaryOp::Mul, p, (l - 1.0) / 2.0)?
+        } else {
+            let p = g.bin_c(BinaryOp::Add, u, 1.0)?;
+            let p = g.bin_c(BinaryOp::Mul, p, l)?;
+            let p = g.bin_c(BinaryOp::Sub, p, 1.0)?;
+            g.bin_c(BinaryOp::Mul, p, 0.5)?
+        };
+        if mode == Mode::Nearest {
+            v = g.un(UnaryOp::Round, v)?;
+        }
+        let (lo, hi) = if align {
+            (0.0, l - 1.0)
+        } else {
+            (-0.5, l - 0.5)
+        };
+        match padding {
+            Padding::Zeros => {}
+            Padding::Border => {
+                let out = g.outside(v, lo, hi)?;
+                let cl = g.clip(v, 0.0, l - 1.0)?;
+                v = g.select(out, cl, v)?;
+            }
+            Padding::Reflection => v = g.reflect(v, lo, hi)?,
+        }
+        // The taps: integer positions (as floats) and weights.
+        let taps: Vec<(ValueId, Option<ValueId>)> = match mode {
+            Mode::Nearest => vec![(v, None)],
+            Mode::Linear | Mode::Cubic => {
+                let x0 = g.un(UnaryOp::Floor, v)?;
+                let t = g.bin(BinaryOp::Sub, v, x0)?;
+                if mode == Mode::Linear {
+                    let one = g.c(1.0);
+                    let w0 = g.bin(BinaryOp::Sub, one, t)?;
+                    let x1 = g.bin_c(BinaryOp::Add, x0, 1.0)?;
+                    vec![(x0, Some(w0)), (x1, Some(t))]
+                } else {
+                    let w = cubic_weights(&mut g, t)?;
+                    let mut out = Vec::with_capacity(4);
+                    for (k, wk) in w.into_iter().enumerate() {
+                        let xk = g.bin_c(BinaryOp::Add, x0, k as f64 - 1.0)?;
+                        out.push((xk, Some(wk)));
+                    }
+                    out
+                }
+            }
+        };
+        // Each tap's index inside the axis, and for zeros padding its in-range mask
+        // folded into the weight.
+        let mut resolved = Vec::with_capacity(taps.len());
+        for (pos, w) in taps {
+            let (idx, w) = match padding {
+                Padding::Zeros => {
+                    let out = g.outside(pos, 0.0, l - 1.0)?;
+                    let zero = g.c(0.0);
+                    let w = match w {
+                        Some(w) => g.select(out, zero, w)?,
+                        None => {
+                            let one = g.c(1.0);
+                            g.select(out, zero, one)?
+                        }
+                    };
+                    (g.clip(pos, 0.0, l - 1.0)?, Some(w))
+                }
+                Padding::Border => (g.clip(pos, 0.0, l - 1.0)?, w),
+                Padding::Reflection => {
+                    let r = g.reflect(pos, lo, hi)?;
+                    // The reference truncates toward zero; clamp against rounding.
+                    let r = g.clip(r, 0.0, l - 1.0)?;
+                    (g.un(UnaryOp::Floor, r)?, w)
+                }
+            };
+            let idx = g.cx.emit1(Op::Cast { to: DType::I64 }, &[idx])?;
+            resolved.push((idx, w));
+        }
+        axes.push(resolved);
+    }
+
+    // Σ over tap combinations of Π weights · X[flat index].
+    let strides: Vec<usize> = (0..d).map(|i| sp[i + 1..].iter().product()).collect();
+    let xf = reshape(g.cx, xw, vec![n, c, size])?;
+    let full = shape(g.cx, vec![n, c, points])?;
+    let mut acc: Option<ValueId> = None;
+    for combo in 0..combos {
+        let mut rest = combo;
+        let mut flat: Option<ValueId> = None;
+        let mut weight: Option<ValueId> = None;
+        for (i, taps) in axes.iter().enumerate() {
+            let (idx, w) = taps[rest % taps_per_axis];
+            rest /= taps_per_axis;
+            let stride =
+                g.cx.constant(Tensor::full(DType::I64, Shape::scalar(), strides[i] as f64));
+            let part = g.bin(BinaryOp::Mul, idx, stride)?;
+            flat = Some(match flat {
+                None => part,
+                Some(f) => g.bin(BinaryOp::Add, f, part)?,
+            });
+            weight = match (weight, w) {
+                (None, w) => w,
+                (w, None) => w,
+                (Some(a), Some(b)) => Some(g.bin(BinaryOp::Mul, a, b)?),
+            };
+        }
+        let flat = flat.ok_or_else(|| g.cx.err("no spatial axes (importer bug)"))?;
+        let flat = reshape(g.cx, flat, vec![n, 1, points])?;
+        let flat = g.cx.emit1(
+            Op::Expand {
+                shape: full.clone(),
+            },
+            &[flat],
+        )?;
+        let mut term = g.cx.emit1(Op::GatherElements { axis: 2 }, &[xf, flat])?;
+        if let Some(w) = weight {
+            let w = reshape(g.cx, w, vec![n, 1, points])?;
+            term = g.bin(BinaryOp::Mul, term, w)?;
+        }
+        acc = Some(match acc {
+            None => term,
+            Some(a) => g.bin(BinaryOp::Add, a, term)?,
+        });
+    }
+    let cx = g.cx;
+    let y = acc.ok_or_else(|| cx.err("no taps (importer bug)"))?;
+    let mut out = vec![n, c];
+    out.extend_from_slice(&gd[1..gd.len() - 1]);
+    let y = reshape(cx, y, out)?;
+    if cd != dt {
+        return Ok(vec![cx.emit1(Op::Cast { to: dt }, &[y])?]);
+    }
+    Ok(vec![y])
+}
