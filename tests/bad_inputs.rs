@@ -1061,3 +1061,19 @@ fn grid_sample_checks_its_operands() {
         "ONNX node \"g\" (GridSample, n0): X [1,2,4,4] and grid [1,3,3,3] must be [N, C, S₁..S_d] and [N, O₁..O_d, d]"
     );
 }
+
+#[test]
+fn dft_checks_its_axis() {
+    let mut n = node("f", "DFT", &["x"], &["y"]);
+    n.attribute.push(int_attr("axis", 2));
+    let mut m = model(
+        vec![n],
+        vec![value("x", F32, &[1, 8, 2])],
+        vec![value("y", F32, &[1, 8, 2])],
+    );
+    m.opset_import[0].version = Some(19);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"f\" (DFT, n0): axis must not be the last (real/imaginary) axis"
+    );
+}

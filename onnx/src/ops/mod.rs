@@ -20,6 +20,7 @@ mod recurrent;
 mod reduce;
 mod resample;
 mod select;
+mod spectral;
 mod window;
 
 use tessera_ir::ValueId;
@@ -40,6 +41,7 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     resample::OPS,
     grid_sample::OPS,
     select::OPS,
+    spectral::OPS,
     loss::OPS,
     quant::OPS,
     qlinear::OPS,
