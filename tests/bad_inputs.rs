@@ -1077,3 +1077,23 @@ fn dft_checks_its_axis() {
         "ONNX node \"f\" (DFT, n0): axis must not be the last (real/imaginary) axis"
     );
 }
+
+#[test]
+fn scatter_like_ops_check_their_shapes() {
+    let m = model(
+        vec![node("t", "TensorScatter", &["p", "u"], &["y"])],
+        vec![value("p", F32, &[2, 4, 3]), value("u", F32, &[2, 5, 3])],
+        vec![value("y", F32, &[2, 4, 3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"t\" (TensorScatter, n0): update [2,5,3] does not fit past_cache [2,4,3] along axis 1"
+    );
+    let mut m = one_node("Col2Im", &["x", "img", "blk"], vec![], vec![]);
+    m.graph.as_mut().unwrap().initializer =
+        vec![ints("img", &[2], &[4, 4]), ints("blk", &[2], &[2, 2])];
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"n\" (Col2Im, n2): input has shape [2,3], expected [N, C·4, 9] for these blocks"
+    );
+}

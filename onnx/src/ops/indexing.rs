@@ -1,5 +1,6 @@
 //! Ops that pick elements: `Slice`, the `Gather` family, `ScatterND` and
 //! `ScatterElements` (expanded into gathers and selects, see [`scatter_nd`]),
+//! `TensorScatter` (a cache write at run-time positions, pulled the same way),
 //! `ReverseSequence` (a `GatherElements` of computed time indices), and `Compress`,
 //! `NonZero` and `Unique`, whose output shapes depend on data that must therefore be known
 //! at import.
@@ -21,6 +22,7 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("Compress", compress),
     ("NonZero", nonzero),
     ("Unique", unique),
+    ("TensorScatter", tensor_scatter),
 ];
 
 fn slice(cx: &mut Ctx) -> R<Vec<ValueId>> {
@@ -730,4 +732,107 @@ fn unique(cx: &mut Ctx) -> R<Vec<ValueId>> {
     let cnt = const_tensor(cx, vec![n], counts)?;
     let cnt = cx.constant(cnt);
     Ok(vec![y, idx, inv, cnt])
+}
+
+/// `TensorScatter(past_cache, update, write_indices)`: `update` written into the cache
+/// along `axis` at each batch entry's run-time position (`linear`), or wrapping around the
+/// axis (`circular`). Pulled like the other scatters: cache position `t` of batch `b`
+/// takes `update[t − w_b]` (mod the axis for `circular`) where that lies in the update,
+/// else the past value; one `GatherElements` and one `Where`. A linear write past the end
+/// of the axis is dropped.
+fn tensor_scatter(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (past, update) = (cx.input(0)?, cx.input(1)?);
+    let pd = dims_of(cx, past);
+    let ud = dims_of(cx, update);
+    let r = pd.len();
+    if r < 2 || ud.len() != r || cx.ty(update).dtype != cx.ty(past).dtype {
+        return Err(cx.err(format!(
+            "past_cache {} and update {} must have one dtype and rank 2 or more",
+            cx.ty(past).shape,
+            cx.ty(update).shape
+        )));
+    }
+    let a = axis(cx, cx.attr_int("axis")?.unwrap_or(-2), r)?;
+    if a == 0 {
+        return Err(cx.err("axis must not be the batch axis 0"));
+    }
+    if (0..r).any(|i| {
+        if i == a {
+            ud[i] > pd[i]
+        } else {
+            ud[i] != pd[i]
+        }
+    }) {
+        return Err(cx.err(format!(
+            "update {} does not fit past_cache {} along axis {a}",
+            cx.ty(update).shape,
+            cx.ty(past).shape
+        )));
+    }
+    let circular = match cx.attr_string("mode")?.as_deref() {
+        None | Some("linear") => false,
+        Some("circular") => true,
+        Some(other) => return Err(cx.err(format!("unknown mode {other:?}"))),
+    };
+    let (len, n) = (pd[a] as i64, ud[a] as i64);
+    if n == 0 {
+        return Ok(vec![past]);
+    }
+    let c = |cx: &mut Ctx, v: i64| cx.constant(Tensor::scalar(v));
+    let bin =
+        |cx: &mut Ctx, op: BinaryOp, p: ValueId, q: ValueId| cx.emit1(Op::Binary(op), &[p, q]);
+    let mut grid_dims = vec![1; r];
+    grid_dims[a] = pd[a];
+    let grid = const_tensor(cx, grid_dims, (0..len).collect::<Vec<i64>>())?;
+    let grid = cx.constant(grid);
+    let mut j = grid;
+    if let Some(w) = cx.opt_input(2) {
+        let wdt = cx.ty(w).dtype;
+        if !matches!(wdt, DType::I32 | DType::I64) || dims_of(cx, w) != [pd[0]] {
+            return Err(cx.err(format!(
+                "write_indices is {} {}, expected int64 [{}]",
+                wdt,
+                cx.ty(w).shape,
+                pd[0]
+            )));
+        }
+        let w = if wdt == DType::I64 {
+            w
+        } else {
+            cx.emit1(Op::Cast { to: DType::I64 }, &[w])?
+        };
+        let mut wd = vec![1; r];
+        wd[0] = pd[0];
+        let w = reshape(cx, w, wd)?;
+        j = bin(cx, BinaryOp::Sub, grid, w)?;
+    }
+    if circular && len > 0 {
+        // j mod len, for any sign of j: j − len·⌊j/len⌋ with the truncating division
+        // corrected where j is negative and inexact.
+        let l = c(cx, len);
+        let q = bin(cx, BinaryOp::Div, j, l)?;
+        let ql = bin(cx, BinaryOp::Mul, q, l)?;
+        let m = bin(cx, BinaryOp::Sub, j, ql)?;
+        let zero = c(cx, 0);
+        let neg = bin(cx, BinaryOp::Less, m, zero)?;
+        let up = bin(cx, BinaryOp::Add, m, l)?;
+        j = cx.emit1(Op::Where, &[neg, up, m])?;
+    }
+    let zero = c(cx, 0);
+    let nn = c(cx, n);
+    let ge = bin(cx, BinaryOp::GreaterOrEqual, j, zero)?;
+    let lt = bin(cx, BinaryOp::Less, j, nn)?;
+    let inside = bin(cx, BinaryOp::And, ge, lt)?;
+    let jc = cx.emit1(
+        Op::Clip {
+            min: 0.0,
+            max: (n - 1) as f64,
+        },
+        &[j],
+    )?;
+    let s = shape(cx, pd)?;
+    let jc = cx.emit1(Op::Expand { shape: s.clone() }, &[jc])?;
+    let inside = cx.emit1(Op::Expand { shape: s }, &[inside])?;
+    let taken = cx.emit1(Op::GatherElements { axis: a }, &[update, jc])?;
+    Ok(vec![cx.emit1(Op::Where, &[inside, taken, past])?])
 }
