@@ -1097,3 +1097,19 @@ fn scatter_like_ops_check_their_shapes() {
         "ONNX node \"n\" (Col2Im, n2): input has shape [2,3], expected [N, C·4, 9] for these blocks"
     );
 }
+
+#[test]
+fn bitcast_needs_one_width() {
+    let mut b = node("b", "BitCast", &["x"], &["y"]);
+    b.attribute.push(int_attr("to", 7));
+    let mut m = model(
+        vec![b],
+        vec![value("x", F32, &[2])],
+        vec![value("y", 7, &[2])],
+    );
+    m.opset_import[0].version = Some(26);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"b\" (BitCast, n0): f32 and i64 have different widths (4 and 8 bytes)"
+    );
+}

@@ -4,6 +4,7 @@
 //! [`convert`] looks the node's op type up in those tables.
 
 mod activation;
+mod bitcast;
 mod common;
 mod constant;
 mod contraction;
@@ -31,6 +32,7 @@ use crate::context::Ctx;
 /// Every op family's table of ONNX op types (default domain) and their translators.
 const FAMILIES: &[&[(&str, Translator)]] = &[
     elementwise::OPS,
+    bitcast::OPS,
     activation::OPS,
     contraction::OPS,
     window::OPS,
