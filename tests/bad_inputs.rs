@@ -1113,3 +1113,18 @@ fn bitcast_needs_one_width() {
         "ONNX node \"b\" (BitCast, n0): f32 and i64 have different widths (4 and 8 bytes)"
     );
 }
+
+#[test]
+fn stft_frames_must_fit_the_signal() {
+    let mut m = model(
+        vec![node("s", "STFT", &["x", "step", "", "len"], &["y"])],
+        vec![value("x", F32, &[1, 8, 1])],
+        vec![value("y", F32, &[1, 1, 9, 2])],
+    );
+    m.opset_import[0].version = Some(17);
+    m.graph.as_mut().unwrap().initializer = vec![ints("step", &[], &[2]), ints("len", &[], &[16])];
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"s\" (STFT, n2): frame_length 16 is longer than the signal's 8"
+    );
+}

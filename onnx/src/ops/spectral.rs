@@ -1,5 +1,5 @@
-//! `DFT` as matrix products with constant cosine and sine tables: the signal axis moved
-//! last, its real and imaginary parts multiplied (in f64) by `[L, K]` twiddle matrices,
+//! `DFT` (and `STFT`, framed by a gather and windowed first) as matrix products with
+//! constant cosine and sine tables: the signal axis moved last, its real and imaginary parts multiplied (in f64) by `[L, K]` twiddle matrices,
 //! the parts recombined and moved back. Zero-padding or truncating to `dft_length` is
 //! which table rows exist; `onesided` keeps the first `N/2 + 1` bins; the inverse scales
 //! by `1/N`, and the one-sided inverse is numpy's `irfft` (the Hermitian half doubled,
@@ -10,6 +10,8 @@
 //! (7e-16 here), just over the runner's 1e-7 absolute tolerance, so it and its opset-19
 //! twin are recorded as mismatches (numpy's complex64 `ifft` reproduces their expected
 //! outputs exactly).
+//!
+//! `MelWeightMatrix` is a constant built here from its (import-time) scalar inputs.
 
 use std::f64::consts::PI;
 
@@ -18,7 +20,11 @@ use tessera_ir::{BinaryOp, DType, Op, Shape, Tensor, UnaryOp, ValueId};
 use super::common::{R, Translator, axis, dims_of, reshape};
 use crate::context::Ctx;
 
-pub(super) const OPS: &[(&str, Translator)] = &[("DFT", dft)];
+pub(super) const OPS: &[(&str, Translator)] = &[
+    ("DFT", dft),
+    ("STFT", stft),
+    ("MelWeightMatrix", mel_weight_matrix),
+];
 
 /// `v` with axis `a` moved last (and the permutation that undoes it).
 fn move_last(cx: &mut Ctx, v: ValueId, a: usize) -> R<(ValueId, Vec<usize>)> {
@@ -102,7 +108,22 @@ fn dft(cx: &mut Ctx) -> R<Vec<ValueId>> {
     if n == 0 {
         return Err(cx.err("the transform length is 0"));
     }
+    Ok(vec![transform(cx, x, a, n, inverse, onesided)?])
+}
 
+/// The DFT of `x` (`[..., 1 or 2]`, float) along axis `a` over `n` points.
+fn transform(
+    cx: &mut Ctx,
+    x: ValueId,
+    a: usize,
+    n: usize,
+    inverse: bool,
+    onesided: bool,
+) -> R<ValueId> {
+    let d = dims_of(cx, x);
+    let r = d.len();
+    let dt = cx.ty(x).dtype;
+    let len = d[a];
     // Real and imaginary parts, the signal axis last, in f64.
     let xf = if dt == DType::F64 {
         x
@@ -212,9 +233,70 @@ fn dft(cx: &mut Ctx) -> R<Vec<ValueId>> {
         cx.emit1(Op::Concat { axis: r - 1 }, &stacked)?
     };
     if dt == DType::F64 {
-        return Ok(vec![y]);
+        return Ok(y);
     }
-    Ok(vec![cx.emit1(Op::Cast { to: dt }, &[y])?])
+    cx.emit1(Op::Cast { to: dt }, &[y])
+}
+
+/// `STFT(signal [B, L, 1 or 2], frame_step, window?, frame_length?)`: frames of
+/// `frame_length` every `frame_step` samples (one `Gather` at constant indices), times the
+/// window, each transformed over its length (`onesided`, the default, keeps
+/// `frame_length/2 + 1` bins): `[B, frames, bins, 2]`.
+fn stft(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let d = dims_of(cx, x);
+    let dt = cx.ty(x).dtype;
+    if !dt.is_float() || d.len() != 3 || !matches!(d[2], 1 | 2) {
+        return Err(cx.err(format!(
+            "signal is {dt} {}, expected a float [batch, length, 1 or 2]",
+            cx.ty(x).shape
+        )));
+    }
+    let one = |cx: &Ctx, k: usize, what: &str| -> R<Option<usize>> {
+        match cx.ints_input(k)? {
+            None => Ok(None),
+            Some(v) if v.len() == 1 && v[0] > 0 => Ok(Some(v[0] as usize)),
+            Some(v) => Err(cx.err(format!("{what} {v:?} must be one positive value"))),
+        }
+    };
+    let step = one(cx, 1, "frame_step")?.ok_or_else(|| cx.err("frame_step is missing"))?;
+    let window = cx.opt_input(2);
+    let wlen = window.map(|w| dims_of(cx, w));
+    let fl = match (one(cx, 3, "frame_length")?, &wlen) {
+        (Some(l), Some(w)) if w.as_slice() != [l] => {
+            return Err(cx.err(format!(
+                "the window has shape {w:?}, but frame_length is {l}"
+            )));
+        }
+        (Some(l), _) => l,
+        (None, Some(w)) if w.len() == 1 => w[0],
+        (None, Some(w)) => return Err(cx.err(format!("the window has shape {w:?}, expected 1-D"))),
+        (None, None) => d[1],
+    };
+    if fl > d[1] {
+        return Err(cx.err(format!(
+            "frame_length {fl} is longer than the signal's {}",
+            d[1]
+        )));
+    }
+    let frames = (d[1] - fl) / step + 1;
+    cx.check_built("the frame indices", frames.saturating_mul(fl))?;
+    let idx: Vec<i64> = (0..frames)
+        .flat_map(|f| (0..fl).map(move |t| (f * step + t) as i64))
+        .collect();
+    let s = Shape::new(vec![frames, fl]).map_err(|e| cx.err(e.to_string()))?;
+    let idx = Tensor::from_vec(s, idx).map_err(|e| cx.err(e.to_string()))?;
+    let idx = cx.constant(idx);
+    let mut framed = cx.emit1(Op::Gather { axis: 1 }, &[x, idx])?;
+    if let Some(w) = window {
+        if cx.ty(w).dtype != dt {
+            return Err(cx.err(format!("the window is {}, the signal {dt}", cx.ty(w).dtype)));
+        }
+        let w = reshape(cx, w, vec![1, 1, fl, 1])?;
+        framed = cx.emit1(Op::Binary(BinaryOp::Mul), &[framed, w])?;
+    }
+    let onesided = cx.attr_int("onesided")?.unwrap_or(1) != 0;
+    Ok(vec![transform(cx, framed, 2, fl, false, onesided)?])
 }
 
 /// The first `n` elements along the last axis of `v` (all of them if it has no more).
@@ -233,4 +315,77 @@ fn crop_last(cx: &mut Ctx, v: ValueId, n: usize) -> R<ValueId> {
         },
         &[v],
     )
+}
+
+/// `MelWeightMatrix(num_mel_bins, dft_length, sample_rate, lower_edge_hertz,
+/// upper_edge_hertz)`: a constant `[dft_length/2 + 1, num_mel_bins]` matrix of triangular
+/// filters, computed as the ONNX reference does (mel scale `2595·log10(1 + f/700)`,
+/// `num_mel_bins + 2` equally spaced points, floored to spectrogram bins). Every input
+/// fixes the output, so all must be known at import.
+fn mel_weight_matrix(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let scalar = |cx: &Ctx, k: usize, what: &str| -> R<f64> {
+        let t = cx
+            .const_input(k)?
+            .ok_or_else(|| cx.err(format!("{what} is missing")))?;
+        match t.to_f64_vec().as_slice() {
+            [v] => Ok(*v),
+            _ => Err(cx.err(format!(
+                "{what} has shape {}, expected one value",
+                t.shape()
+            ))),
+        }
+    };
+    let bins = scalar(cx, 0, "num_mel_bins")?;
+    let dft_length = scalar(cx, 1, "dft_length")?;
+    let rate = scalar(cx, 2, "sample_rate")?;
+    let (lo, hi) = (
+        scalar(cx, 3, "lower_edge_hertz")?,
+        scalar(cx, 4, "upper_edge_hertz")?,
+    );
+    if bins < 1.0 || dft_length < 1.0 || rate <= 0.0 || lo < 0.0 || hi < lo {
+        return Err(cx.err(format!(
+            "num_mel_bins {bins}, dft_length {dft_length}, sample_rate {rate} and edges \
+             {lo}..{hi} Hz must be positive and ordered"
+        )));
+    }
+    let code = cx.attr_int("output_datatype")?.unwrap_or(1);
+    let to = crate::tensor::dtype_from_onnx(code as i32).map_err(|m| cx.err(m))?;
+    let bins = bins as usize;
+    let spec = dft_length as usize / 2 + 1;
+    cx.check_built("the mel weight matrix", spec.saturating_mul(bins))?;
+    let ln10 = 10f64.ln();
+    let mel = |f: f64| 2595.0 * (f / 700.0).ln_1p() / ln10;
+    let (mlo, mhi) = (mel(lo), mel(hi));
+    let step = (mhi - mlo) / (bins + 2) as f64;
+    let points: Vec<i64> = (0..bins + 2)
+        .map(|i| {
+            let m = i as f64 * step + mlo;
+            let f = 700.0 * (m / 2595.0 * ln10).exp_m1();
+            ((dft_length + 1.0) * f / rate).floor() as i64
+        })
+        .collect();
+    if let Some(bad) = points.iter().find(|&&p| p < 0 || p as usize >= spec) {
+        return Err(cx.err(format!(
+            "a filter edge falls on bin {bad}, outside the {spec} spectrogram bins"
+        )));
+    }
+    let mut w = vec![0f64; spec * bins];
+    for i in 0..bins {
+        let (l, c, h) = (points[i], points[i + 1], points[i + 2]);
+        if c == l {
+            w[c as usize * bins + i] = 1.0;
+        } else {
+            for j in l..=c {
+                w[j as usize * bins + i] = (j - l) as f64 / (c - l) as f64;
+            }
+        }
+        if h > c {
+            for j in c..h {
+                w[j as usize * bins + i] = (h - j) as f64 / (h - c) as f64;
+            }
+        }
+    }
+    let s = Shape::new(vec![spec, bins]).map_err(|e| cx.err(e.to_string()))?;
+    let t = Tensor::from_vec(s, w).map_err(|e| cx.err(e.to_string()))?;
+    Ok(vec![cx.constant(t.cast(to))])
 }
