@@ -1128,3 +1128,23 @@ fn stft_frames_must_fit_the_signal() {
         "ONNX node \"s\" (STFT, n2): frame_length 16 is longer than the signal's 8"
     );
 }
+
+#[test]
+fn max_unpool_checks_its_operands() {
+    let mut n = node("u", "MaxUnpool", &["x", "i"], &["y"]);
+    n.attribute.push(AttributeProto {
+        name: Some("kernel_shape".into()),
+        r#type: Some(7),
+        ints: vec![2, 2],
+        ..Default::default()
+    });
+    let m = model(
+        vec![n],
+        vec![value("x", F32, &[1, 1, 2, 2]), value("i", 7, &[1, 1, 2, 3])],
+        vec![value("y", F32, &[1, 1, 3, 3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"u\" (MaxUnpool, n0): X [1,1,2,2] and I [1,1,2,3] must be one shape [N, C, spatial...]"
+    );
+}

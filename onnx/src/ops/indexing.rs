@@ -1,6 +1,7 @@
 //! Ops that pick elements: `Slice`, the `Gather` family, `ScatterND` and
 //! `ScatterElements` (expanded into gathers and selects, see [`scatter_nd`]),
-//! `TensorScatter` (a cache write at run-time positions, pulled the same way),
+//! `TensorScatter` (a cache write at run-time positions, pulled the same way) and
+//! `MaxUnpool` (a `ScatterND` into zeros),
 //! `ReverseSequence` (a `GatherElements` of computed time indices), and `Compress`,
 //! `NonZero` and `Unique`, whose output shapes depend on data that must therefore be known
 //! at import.
@@ -23,6 +24,7 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("NonZero", nonzero),
     ("Unique", unique),
     ("TensorScatter", tensor_scatter),
+    ("MaxUnpool", max_unpool),
 ];
 
 fn slice(cx: &mut Ctx) -> R<Vec<ValueId>> {
@@ -835,4 +837,93 @@ fn tensor_scatter(cx: &mut Ctx) -> R<Vec<ValueId>> {
     let inside = cx.emit1(Op::Expand { shape: s }, &[inside])?;
     let taken = cx.emit1(Op::GatherElements { axis: a }, &[update, jc])?;
     Ok(vec![cx.emit1(Op::Where, &[inside, taken, past])?])
+}
+
+/// `MaxUnpool(X, I, output_shape?)`: zeros of the output shape with `X`'s values at the
+/// flat indices `I` (as `MaxPool` returns them, counted over the whole tensor): the
+/// `ScatterND` expansion over the flattened output (run-time indices compare every index
+/// with every position, within the scatter limit; an out-of-range index writes nothing).
+fn max_unpool(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, ind) = (cx.input(0)?, cx.input(1)?);
+    let d = dims_of(cx, x);
+    if d.len() < 3 || dims_of(cx, ind) != d {
+        return Err(cx.err(format!(
+            "X {} and I {} must be one shape [N, C, spatial...]",
+            cx.ty(x).shape,
+            cx.ty(ind).shape
+        )));
+    }
+    if cx.ty(ind).dtype != DType::I64 {
+        return Err(cx.err(format!("I is {}, expected int64", cx.ty(ind).dtype)));
+    }
+    let sp = d.len() - 2;
+    let kernel = cx
+        .attr_ints("kernel_shape")?
+        .ok_or_else(|| cx.err("kernel_shape is missing"))?;
+    let strides = cx.attr_ints("strides")?.unwrap_or_else(|| vec![1; sp]);
+    let pads = cx.attr_ints("pads")?.unwrap_or_else(|| vec![0; 2 * sp]);
+    if kernel.len() != sp || strides.len() != sp || pads.len() != 2 * sp {
+        return Err(cx.err(format!(
+            "kernel_shape {kernel:?}, strides {strides:?} and pads {pads:?} do not match {sp} spatial axes"
+        )));
+    }
+    // The indices address the inferred shape; output_shape, if larger, pads its end.
+    let mut inferred = vec![d[0], d[1]];
+    for i in 0..sp {
+        let v = (d[2 + i] as i64 - 1) * strides[i] + kernel[i] - pads[i] - pads[sp + i];
+        if v <= 0 {
+            return Err(cx.err(format!("spatial axis {i} would have size {v}")));
+        }
+        inferred.push(v as usize);
+    }
+    let out: Vec<usize> = match cx.ints_input(2)? {
+        Some(s) => {
+            let ok = s.len() == d.len()
+                && s.iter().zip(&inferred).enumerate().all(|(i, (&o, &n))| {
+                    if i < 2 { o == n as i64 } else { o >= n as i64 }
+                });
+            if !ok {
+                return Err(cx.err(format!(
+                    "output_shape {s:?} must be [{}, {}, spatial...] at least {inferred:?}",
+                    d[0], d[1]
+                )));
+            }
+            s.iter().map(|&v| v as usize).collect()
+        }
+        None => inferred.clone(),
+    };
+    let numel: usize = inferred.iter().product();
+    let m: usize = d.iter().product();
+    cx.check_built("the unpooled output", out.iter().product())?;
+    let zero_shape = shape(cx, vec![numel])?;
+    let dtype = cx.ty(x).dtype;
+    let zeros = cx.constant(Tensor::full(dtype, zero_shape, 0.0));
+    let upd = reshape(cx, x, vec![m])?;
+    let idx = reshape(cx, ind, vec![m, 1])?;
+    let flat = match cx.const_value(1).cloned() {
+        Some(i) => scatter_constant(
+            cx,
+            zeros,
+            upd,
+            &i.to_i64_vec(),
+            &[numel],
+            1,
+            m,
+            Reduction::None,
+        )?,
+        None => scatter_dynamic(cx, zeros, idx, upd, &[numel], 1, m, Reduction::None)?,
+    };
+    let mut y = reshape(cx, flat, inferred.clone())?;
+    let mut cur = inferred;
+    for a in 2..d.len() {
+        if out[a] > cur[a] {
+            let mut zd = cur.clone();
+            zd[a] = out[a] - cur[a];
+            let zs = shape(cx, zd)?;
+            let z = cx.constant(Tensor::full(dtype, zs, 0.0));
+            y = cx.emit1(Op::Concat { axis: a }, &[y, z])?;
+            cur[a] = out[a];
+        }
+    }
+    Ok(vec![y])
 }
