@@ -1148,3 +1148,20 @@ fn max_unpool_checks_its_operands() {
         "ONNX node \"u\" (MaxUnpool, n0): X [1,1,2,2] and I [1,1,2,3] must be one shape [N, C, spatial...]"
     );
 }
+
+#[test]
+fn deform_conv_checks_the_offset_shape() {
+    let m = model(
+        vec![node("d", "DeformConv", &["x", "w", "o"], &["y"])],
+        vec![
+            value("x", F32, &[1, 1, 3, 3]),
+            value("w", F32, &[1, 1, 2, 2]),
+            value("o", F32, &[1, 6, 2, 2]),
+        ],
+        vec![value("y", F32, &[1, 1, 2, 2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"d\" (DeformConv, n0): offset has shape [1,6,2,2], expected [1, 8, OH, OW]"
+    );
+}

@@ -1,3 +1,5 @@
+//! `GridSample` and `DeformConv` (whose taps are bilinear samples; see [`deform_conv`]).
+//!
 //! `GridSample`: `X [N, C, S₁..S_d]` sampled at the run-time points of
 //! `grid [N, O₁..O_k, d]` (normalized to `[−1, 1]`, the last component indexing the first
 //! spatial axis last), as the ONNX reference computes it. Per spatial axis the
@@ -18,7 +20,8 @@ use tessera_ir::{BinaryOp, DType, Op, Shape, Tensor, UnaryOp, ValueId};
 use super::common::{R, Translator, dims_of, reshape, shape};
 use crate::context::Ctx;
 
-pub(super) const OPS: &[(&str, Translator)] = &[("GridSample", grid_sample)];
+pub(super) const OPS: &[(&str, Translator)] =
+    &[("GridSample", grid_sample), ("DeformConv", deform_conv)];
 
 /// The most tap combinations one node expands into (cubic in 3-d is 64).
 const MAX_TAPS: usize = 64;
@@ -356,6 +359,265 @@ fn grid_sample(cx: &mut Ctx) -> R<Vec<ValueId>> {
     let mut out = vec![n, c];
     out.extend_from_slice(&gd[1..gd.len() - 1]);
     let y = reshape(cx, y, out)?;
+    if cd != dt {
+        return Ok(vec![cx.emit1(Op::Cast { to: dt }, &[y])?]);
+    }
+    Ok(vec![y])
+}
+
+/// `DeformConv(X, W, offset, B?, mask?)` (2-d): a convolution whose taps sample `X`
+/// bilinearly (zeros outside) at their regular position plus a learned offset, the
+/// sampling the ONNX reference does through `GridSample` with `align_corners`. Per offset
+/// group and kernel tap, the four corners are gathered from that group's channels and
+/// weighted (and masked); the columns `[N, C·K, P]` are then multiplied by `W` per group,
+/// as im2col would.
+fn deform_conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, w, off) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+    let (bias, mask) = (cx.opt_input(3), cx.opt_input(4));
+    let (xd, wd, od) = (dims_of(cx, x), dims_of(cx, w), dims_of(cx, off));
+    let dt = cx.ty(x).dtype;
+    if !dt.is_float() || [w, off].iter().any(|&v| cx.ty(v).dtype != dt) {
+        return Err(cx.err("X, W and offset must share one float dtype"));
+    }
+    if xd.len() != 4 || wd.len() != 4 || od.len() != 4 {
+        return Err(cx.err(format!(
+            "X {}, W {} and offset {} must be rank 4 (2-d deformable convolution)",
+            cx.ty(x).shape,
+            cx.ty(w).shape,
+            cx.ty(off).shape
+        )));
+    }
+    let (n, c, ih, iw) = (xd[0], xd[1], xd[2], xd[3]);
+    let (m, cg, kh, kw) = (wd[0], wd[1], wd[2], wd[3]);
+    let group = cx.attr_int("group")?.unwrap_or(1).max(0) as usize;
+    let og = cx.attr_int("offset_group")?.unwrap_or(1).max(0) as usize;
+    let k = kh * kw;
+    if group == 0 || cg * group != c || !m.is_multiple_of(group) || og == 0 || !c.is_multiple_of(og)
+    {
+        return Err(cx.err(format!(
+            "channels do not match: X has {c}, W is {}, group {group}, offset_group {og}",
+            cx.ty(w).shape
+        )));
+    }
+    let ints = |cx: &Ctx, name: &str, dflt: Vec<i64>| -> R<Vec<i64>> {
+        Ok(cx.attr_ints(name)?.unwrap_or(dflt))
+    };
+    let strides = ints(cx, "strides", vec![1, 1])?;
+    let dil = ints(cx, "dilations", vec![1, 1])?;
+    let pads = ints(cx, "pads", vec![0; 4])?;
+    if strides.len() != 2 || dil.len() != 2 || pads.len() != 4 {
+        return Err(cx.err("strides, dilations and pads must have 2, 2 and 4 values"));
+    }
+    let (oh, ow) = (od[2], od[3]);
+    if od[0] != n || od[1] != og * k * 2 {
+        return Err(cx.err(format!(
+            "offset has shape {}, expected [{n}, {}, OH, OW]",
+            cx.ty(off).shape,
+            og * k * 2
+        )));
+    }
+    for (i, (&len, &o)) in [ih, iw].iter().zip(&[oh, ow]).enumerate() {
+        let span = (dil[i] * (wd[2 + i] as i64 - 1) + 1) as f64;
+        let want =
+            ((len as f64 - span + (pads[i] + pads[2 + i]) as f64) / strides[i] as f64) as i64 + 1;
+        if want != o as i64 {
+            return Err(cx.err(format!(
+                "the offset's spatial size {oh}×{ow} does not match the convolution's output"
+            )));
+        }
+    }
+    if let Some(mk) = mask
+        && dims_of(cx, mk) != [n, og * k, oh, ow]
+    {
+        return Err(cx.err(format!(
+            "mask has shape {}, expected [{n}, {}, {oh}, {ow}]",
+            cx.ty(mk).shape,
+            og * k
+        )));
+    }
+    let p = oh * ow;
+    let cd = if matches!(dt, DType::F16 | DType::BF16) {
+        DType::F32
+    } else {
+        dt
+    };
+    let widen = |cx: &mut Ctx, v: ValueId| -> R<ValueId> {
+        if cx.ty(v).dtype == cd {
+            Ok(v)
+        } else {
+            cx.emit1(Op::Cast { to: cd }, &[v])
+        }
+    };
+    let xw = widen(cx, x)?;
+    let offw = widen(cx, off)?;
+    let offs = reshape(cx, offw, vec![n, og * k * 2, p])?;
+    let offs = cx.emit(
+        Op::Split {
+            axis: 1,
+            sizes: vec![1; og * k * 2],
+        },
+        &[offs],
+    )?;
+    let masks = match mask {
+        Some(mk) => {
+            let mk = widen(cx, mk)?;
+            let mk = reshape(cx, mk, vec![n, og * k, p])?;
+            let parts = if og * k == 1 {
+                vec![mk]
+            } else {
+                cx.emit(
+                    Op::Split {
+                        axis: 1,
+                        sizes: vec![1; og * k],
+                    },
+                    &[mk],
+                )?
+            };
+            parts.into_iter().map(Some).collect()
+        }
+        None => vec![None; og * k],
+    };
+    let cpo = c / og;
+    let xf = reshape(cx, xw, vec![n, c, ih * iw])?;
+    let xgs = if og == 1 {
+        vec![xf]
+    } else {
+        cx.emit(
+            Op::Split {
+                axis: 1,
+                sizes: vec![cpo; og],
+            },
+            &[xf],
+        )?
+    };
+    let mut g = G { cx, dtype: cd };
+    // The regular sampling grid: row and column of each output position, [1, P].
+    let grid = |g: &mut G, axis: usize| -> R<ValueId> {
+        let v: Vec<f64> = (0..p)
+            .map(|q| {
+                let (i, j) = (q / ow, q % ow);
+                let o = if axis == 0 { i } else { j };
+                (o as i64 * strides[axis] - pads[axis]) as f64
+            })
+            .collect();
+        let s = shape(g.cx, vec![1, p])?;
+        let t = Tensor::from_vec(s, v).map_err(|e| g.cx.err(e.to_string()))?;
+        Ok(g.cx.constant(t.cast(cd)))
+    };
+    let (gy, gx) = (grid(&mut g, 0)?, grid(&mut g, 1)?);
+    let full = shape(g.cx, vec![n, cpo, p])?;
+    let mut cols = Vec::with_capacity(og);
+    for gi in 0..og {
+        let mut taps = Vec::with_capacity(k);
+        for t in 0..k {
+            let (a, b) = (t / kw, t % kw);
+            let base = (gi * k + t) * 2;
+            let dy = reshape(g.cx, offs[base], vec![n, p])?;
+            let dx = reshape(g.cx, offs[base + 1], vec![n, p])?;
+            let y = g.bin(BinaryOp::Add, gy, dy)?;
+            let y = g.bin_c(BinaryOp::Add, y, (a as i64 * dil[0]) as f64)?;
+            let xx = g.bin(BinaryOp::Add, gx, dx)?;
+            let xx = g.bin_c(BinaryOp::Add, xx, (b as i64 * dil[1]) as f64)?;
+            let y0 = g.un(UnaryOp::Floor, y)?;
+            let x0 = g.un(UnaryOp::Floor, xx)?;
+            let ty = g.bin(BinaryOp::Sub, y, y0)?;
+            let tx = g.bin(BinaryOp::Sub, xx, x0)?;
+            let one = g.c(1.0);
+            let wy = [g.bin(BinaryOp::Sub, one, ty)?, ty];
+            let wx = [g.bin(BinaryOp::Sub, one, tx)?, tx];
+            let y1 = g.bin_c(BinaryOp::Add, y0, 1.0)?;
+            let x1 = g.bin_c(BinaryOp::Add, x0, 1.0)?;
+            let mut acc: Option<ValueId> = None;
+            for (yi, &yv) in [y0, y1].iter().enumerate() {
+                for (xi, &xv) in [x0, x1].iter().enumerate() {
+                    let oy = g.outside(yv, 0.0, ih as f64 - 1.0)?;
+                    let ox = g.outside(xv, 0.0, iw as f64 - 1.0)?;
+                    let out = g.bin(BinaryOp::Or, oy, ox)?;
+                    let wgt = g.bin(BinaryOp::Mul, wy[yi], wx[xi])?;
+                    let zero = g.c(0.0);
+                    let wgt = g.select(out, zero, wgt)?;
+                    let yc = g.clip(yv, 0.0, ih as f64 - 1.0)?;
+                    let xc = g.clip(xv, 0.0, iw as f64 - 1.0)?;
+                    let flat = g.bin_c(BinaryOp::Mul, yc, iw as f64)?;
+                    let flat = g.bin(BinaryOp::Add, flat, xc)?;
+                    let flat = g.cx.emit1(Op::Cast { to: DType::I64 }, &[flat])?;
+                    let flat = reshape(g.cx, flat, vec![n, 1, p])?;
+                    let flat = g.cx.emit1(
+                        Op::Expand {
+                            shape: full.clone(),
+                        },
+                        &[flat],
+                    )?;
+                    let v =
+                        g.cx.emit1(Op::GatherElements { axis: 2 }, &[xgs[gi], flat])?;
+                    let wgt = reshape(g.cx, wgt, vec![n, 1, p])?;
+                    let term = g.bin(BinaryOp::Mul, v, wgt)?;
+                    acc = Some(match acc {
+                        None => term,
+                        Some(s) => g.bin(BinaryOp::Add, s, term)?,
+                    });
+                }
+            }
+            let mut col = acc.ok_or_else(|| g.cx.err("no corners (importer bug)"))?;
+            if let Some(mk) = masks[gi * k + t] {
+                col = g.bin(BinaryOp::Mul, col, mk)?;
+            }
+            taps.push(reshape(g.cx, col, vec![n, cpo, 1, p])?);
+        }
+        cols.push(if k == 1 {
+            taps[0]
+        } else {
+            g.cx.emit1(Op::Concat { axis: 2 }, &taps)?
+        });
+    }
+    let cx = g.cx;
+    // [N, C, K, P] → per group [N, C/group·K, P] times W [M/group, C/group·K].
+    let cols = if og == 1 {
+        cols[0]
+    } else {
+        cx.emit1(Op::Concat { axis: 1 }, &cols)?
+    };
+    let cols = reshape(cx, cols, vec![n, c * k, p])?;
+    let ww = widen(cx, w)?;
+    let ww = reshape(cx, ww, vec![m, cg * k])?;
+    let (col_g, w_g) = if group == 1 {
+        (vec![cols], vec![ww])
+    } else {
+        (
+            cx.emit(
+                Op::Split {
+                    axis: 1,
+                    sizes: vec![cg * k; group],
+                },
+                &[cols],
+            )?,
+            cx.emit(
+                Op::Split {
+                    axis: 0,
+                    sizes: vec![m / group; group],
+                },
+                &[ww],
+            )?,
+        )
+    };
+    let mut outs = Vec::with_capacity(group);
+    for (cgv, wgv) in col_g.into_iter().zip(w_g) {
+        outs.push(cx.emit1(Op::MatMul, &[wgv, cgv])?);
+    }
+    let mut y = if outs.len() == 1 {
+        outs[0]
+    } else {
+        cx.emit1(Op::Concat { axis: 1 }, &outs)?
+    };
+    if let Some(b) = bias {
+        if dims_of(cx, b) != [m] {
+            return Err(cx.err(format!("B has shape {}, expected [{m}]", cx.ty(b).shape)));
+        }
+        let b = widen(cx, b)?;
+        let b = reshape(cx, b, vec![1, m, 1])?;
+        y = cx.emit1(Op::Binary(BinaryOp::Add), &[y, b])?;
+    }
+    let y = reshape(cx, y, vec![n, m, oh, ow])?;
     if cd != dt {
         return Ok(vec![cx.emit1(Op::Cast { to: dt }, &[y])?]);
     }
