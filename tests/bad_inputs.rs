@@ -1165,3 +1165,20 @@ fn deform_conv_checks_the_offset_shape() {
         "ONNX node \"d\" (DeformConv, n0): offset has shape [1,6,2,2], expected [1, 8, OH, OW]"
     );
 }
+
+#[test]
+fn roi_align_needs_a_fixed_sampling_ratio() {
+    let m = model(
+        vec![node("r", "RoiAlign", &["x", "rois", "b"], &["y"])],
+        vec![
+            value("x", F32, &[1, 1, 4, 4]),
+            value("rois", F32, &[2, 4]),
+            value("b", 7, &[2]),
+        ],
+        vec![value("y", F32, &[2, 1, 1, 1])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"r\" (RoiAlign, n0): sampling_ratio 0 (a sample count per region from its size) is not supported"
+    );
+}

@@ -1,4 +1,5 @@
-//! `GridSample` and `DeformConv` (whose taps are bilinear samples; see [`deform_conv`]).
+//! `GridSample`, and `DeformConv` and `RoiAlign`, whose taps and bins are bilinear samples
+//! too (see [`deform_conv`], [`roi_align`]).
 //!
 //! `GridSample`: `X [N, C, S₁..S_d]` sampled at the run-time points of
 //! `grid [N, O₁..O_k, d]` (normalized to `[−1, 1]`, the last component indexing the first
@@ -15,13 +16,16 @@
 //! `border`, where onnxruntime (like PyTorch) clamps only the tap indices while the ONNX
 //! reference, followed here and by the node tests, clamps the coordinate first as well.
 
-use tessera_ir::{BinaryOp, DType, Op, Shape, Tensor, UnaryOp, ValueId};
+use tessera_ir::{BinaryOp, DType, Op, ReduceOp, Shape, Tensor, UnaryOp, ValueId};
 
 use super::common::{R, Translator, dims_of, reshape, shape};
 use crate::context::Ctx;
 
-pub(super) const OPS: &[(&str, Translator)] =
-    &[("GridSample", grid_sample), ("DeformConv", deform_conv)];
+pub(super) const OPS: &[(&str, Translator)] = &[
+    ("GridSample", grid_sample),
+    ("DeformConv", deform_conv),
+    ("RoiAlign", roi_align),
+];
 
 /// The most tap combinations one node expands into (cubic in 3-d is 64).
 const MAX_TAPS: usize = 64;
@@ -618,6 +622,196 @@ fn deform_conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
         y = cx.emit1(Op::Binary(BinaryOp::Add), &[y, b])?;
     }
     let y = reshape(cx, y, vec![n, m, oh, ow])?;
+    if cd != dt {
+        return Ok(vec![cx.emit1(Op::Cast { to: dt }, &[y])?]);
+    }
+    Ok(vec![y])
+}
+
+/// `RoiAlign(X, rois [R, 4], batch_indices [R])`: per region and output bin, the average
+/// (or maximum) of `sampling_ratio²` bilinear samples, with the reference's edge rules
+/// (a sample more than one pixel outside counts as 0; coordinates clamp at 0 and at the
+/// last row or column). The regions are run-time values: the sample coordinates are
+/// `[R, S]` tensors built from each region's start and bin size, the region's image is
+/// gathered by batch index and the four corners by `GatherElements`. The adaptive
+/// `sampling_ratio` 0 (a per-region sample count) is not supported.
+fn roi_align(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, rois, bidx) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+    let xd = dims_of(cx, x);
+    let dt = cx.ty(x).dtype;
+    if !dt.is_float() || xd.len() != 4 || cx.ty(rois).dtype != dt {
+        return Err(cx.err(format!(
+            "X {} and rois {} must be float [N, C, H, W] and [R, 4] of one dtype",
+            cx.ty(x),
+            cx.ty(rois)
+        )));
+    }
+    let rd = dims_of(cx, rois);
+    if rd.len() != 2 || rd[1] != 4 || dims_of(cx, bidx) != [rd[0]] {
+        return Err(cx.err(format!(
+            "rois {} and batch_indices {} must be [R, 4] and [R]",
+            cx.ty(rois).shape,
+            cx.ty(bidx).shape
+        )));
+    }
+    let (c, h, w, r) = (xd[1], xd[2], xd[3], rd[0]);
+    let oh = cx.attr_int("output_height")?.unwrap_or(1);
+    let ow = cx.attr_int("output_width")?.unwrap_or(1);
+    let sr = cx.attr_int("sampling_ratio")?.unwrap_or(0);
+    if oh <= 0 || ow <= 0 {
+        return Err(cx.err("output_height and output_width must be positive"));
+    }
+    if sr <= 0 {
+        return Err(
+            cx.err("sampling_ratio 0 (a sample count per region from its size) is not supported")
+        );
+    }
+    let (oh, ow, sr) = (oh as usize, ow as usize, sr as usize);
+    let scale = f64::from(cx.attr_float("spatial_scale")?.unwrap_or(1.0));
+    let half = match cx.attr_string("coordinate_transformation_mode")?.as_deref() {
+        None | Some("half_pixel") => true,
+        Some("output_half_pixel") => false,
+        Some(other) => {
+            return Err(cx.err(format!("unknown coordinate_transformation_mode {other:?}")));
+        }
+    };
+    let max = match cx.attr_string("mode")?.as_deref() {
+        None | Some("avg") => false,
+        Some("max") => true,
+        Some(other) => return Err(cx.err(format!("unknown mode {other:?}"))),
+    };
+    let s = oh * ow * sr * sr;
+    cx.check_built("the RoiAlign sample grid", s)?;
+    let cd = if matches!(dt, DType::F16 | DType::BF16) {
+        DType::F32
+    } else {
+        dt
+    };
+    let xw = if cd == dt {
+        x
+    } else {
+        cx.emit1(Op::Cast { to: cd }, &[x])?
+    };
+    let rw = if cd == dt {
+        rois
+    } else {
+        cx.emit1(Op::Cast { to: cd }, &[rois])?
+    };
+    let parts = cx.emit(
+        Op::Split {
+            axis: 1,
+            sizes: vec![1; 4],
+        },
+        &[rw],
+    )?;
+    let bi = if cx.ty(bidx).dtype == DType::I64 {
+        bidx
+    } else {
+        cx.emit1(Op::Cast { to: DType::I64 }, &[bidx])?
+    };
+    let img = cx.emit1(Op::Gather { axis: 0 }, &[xw, bi])?;
+    let img = reshape(cx, img, vec![r, c, h * w])?;
+    let mut g = G { cx, dtype: cd };
+    let off = if half { 0.5 } else { 0.0 };
+    let lin = |g: &mut G, v: ValueId| -> R<ValueId> {
+        let v = g.bin_c(BinaryOp::Mul, v, scale)?;
+        g.bin_c(BinaryOp::Sub, v, off)
+    };
+    let (x1, y1) = (lin(&mut g, parts[0])?, lin(&mut g, parts[1])?);
+    let (x2, y2) = (lin(&mut g, parts[2])?, lin(&mut g, parts[3])?);
+    let size = |g: &mut G, a: ValueId, b: ValueId, bins: usize| -> R<ValueId> {
+        let mut d = g.bin(BinaryOp::Sub, b, a)?;
+        if !half {
+            d = g.bin_c(BinaryOp::Max, d, 1.0)?;
+        }
+        g.bin_c(BinaryOp::Div, d, bins as f64)
+    };
+    let bw = size(&mut g, x1, x2, ow)?;
+    let bh = size(&mut g, y1, y2, oh)?;
+    // Sample s = ((ph·ow + pw)·sr + iy)·sr + ix at start + (p + (i + 0.5)/sr)·bin.
+    let steps = |g: &mut G, rows: bool| -> R<ValueId> {
+        let v: Vec<f64> = (0..s)
+            .map(|q| {
+                let ix = q % sr;
+                let iy = (q / sr) % sr;
+                let pw = (q / (sr * sr)) % ow;
+                let ph = q / (sr * sr * ow);
+                if rows {
+                    ph as f64 + (iy as f64 + 0.5) / sr as f64
+                } else {
+                    pw as f64 + (ix as f64 + 0.5) / sr as f64
+                }
+            })
+            .collect();
+        let sh = shape(g.cx, vec![1, s])?;
+        let t = Tensor::from_vec(sh, v).map_err(|e| g.cx.err(e.to_string()))?;
+        Ok(g.cx.constant(t.cast(cd)))
+    };
+    let (sy, sx) = (steps(&mut g, true)?, steps(&mut g, false)?);
+    let yy = g.bin(BinaryOp::Mul, sy, bh)?;
+    let yy = g.bin(BinaryOp::Add, y1, yy)?;
+    let xx = g.bin(BinaryOp::Mul, sx, bw)?;
+    let xx = g.bin(BinaryOp::Add, x1, xx)?;
+    let oy = g.outside(yy, -1.0, h as f64)?;
+    let ox = g.outside(xx, -1.0, w as f64)?;
+    let dead = g.bin(BinaryOp::Or, oy, ox)?;
+    // Per axis: low and high index and the two weights.
+    let axis = |g: &mut G, v: ValueId, len: usize| -> R<(ValueId, ValueId, ValueId, ValueId)> {
+        let v = g.bin_c(BinaryOp::Max, v, 0.0)?;
+        let lo = g.un(UnaryOp::Floor, v)?;
+        let last = (len - 1) as f64;
+        let at_end = g.bin_c(BinaryOp::GreaterOrEqual, lo, last)?;
+        let lastc = g.c(last);
+        let lo = g.select(at_end, lastc, lo)?;
+        let v = g.select(at_end, lastc, v)?;
+        let hi1 = g.bin_c(BinaryOp::Add, lo, 1.0)?;
+        let hi = g.select(at_end, lastc, hi1)?;
+        let l = g.bin(BinaryOp::Sub, v, lo)?;
+        let one = g.c(1.0);
+        let hw = g.bin(BinaryOp::Sub, one, l)?;
+        Ok((lo, hi, hw, l))
+    };
+    let (ylo, yhi, hy, ly) = axis(&mut g, yy, h)?;
+    let (xlo, xhi, hx, lx) = axis(&mut g, xx, w)?;
+    let full = shape(g.cx, vec![r, c, s])?;
+    let mut vals = Vec::with_capacity(4);
+    for (yi, wy) in [(ylo, hy), (yhi, ly)] {
+        for (xi, wx) in [(xlo, hx), (xhi, lx)] {
+            let wgt = g.bin(BinaryOp::Mul, wy, wx)?;
+            let zero = g.c(0.0);
+            let wgt = g.select(dead, zero, wgt)?;
+            let pos = g.bin_c(BinaryOp::Mul, yi, w as f64)?;
+            let pos = g.bin(BinaryOp::Add, pos, xi)?;
+            let pos = g.select(dead, zero, pos)?;
+            let pos = g.cx.emit1(Op::Cast { to: DType::I64 }, &[pos])?;
+            let pos = reshape(g.cx, pos, vec![r, 1, s])?;
+            let pos = g.cx.emit1(
+                Op::Expand {
+                    shape: full.clone(),
+                },
+                &[pos],
+            )?;
+            let v = g.cx.emit1(Op::GatherElements { axis: 2 }, &[img, pos])?;
+            let wgt = reshape(g.cx, wgt, vec![r, 1, s])?;
+            vals.push(g.bin(BinaryOp::Mul, v, wgt)?);
+        }
+    }
+    let op = if max { BinaryOp::Max } else { BinaryOp::Add };
+    let mut acc = vals[0];
+    for &v in &vals[1..] {
+        acc = g.bin(op, acc, v)?;
+    }
+    let cx = g.cx;
+    let acc = reshape(cx, acc, vec![r, c, oh, ow, sr * sr])?;
+    let red = if max { ReduceOp::Max } else { ReduceOp::Mean };
+    let y = cx.emit1(
+        Op::Reduce {
+            op: red,
+            axes: vec![4],
+            keep_dims: false,
+        },
+        &[acc],
+    )?;
     if cd != dt {
         return Ok(vec![cx.emit1(Op::Cast { to: dt }, &[y])?]);
     }
