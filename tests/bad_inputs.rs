@@ -1182,3 +1182,16 @@ fn roi_align_needs_a_fixed_sampling_ratio() {
         "ONNX node \"r\" (RoiAlign, n0): sampling_ratio 0 (a sample count per region from its size) is not supported"
     );
 }
+
+#[test]
+fn tfidf_needs_integer_tokens() {
+    let m = model(
+        vec![node("t", "TfIdfVectorizer", &["x"], &["y"])],
+        vec![value("x", F32, &[4])],
+        vec![value("y", F32, &[2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"t\" (TfIdfVectorizer, n0): input is f32, expected int32 or int64 tokens (string pools are not supported)"
+    );
+}

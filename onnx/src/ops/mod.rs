@@ -22,6 +22,7 @@ mod reduce;
 mod resample;
 mod select;
 mod spectral;
+mod tfidf;
 mod window;
 
 use tessera_ir::ValueId;
@@ -44,6 +45,7 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     grid_sample::OPS,
     select::OPS,
     spectral::OPS,
+    tfidf::OPS,
     loss::OPS,
     quant::OPS,
     qlinear::OPS,
