@@ -1195,3 +1195,28 @@ fn tfidf_needs_integer_tokens() {
         "ONNX node \"t\" (TfIdfVectorizer, n0): input is f32, expected int32 or int64 tokens (string pools are not supported)"
     );
 }
+
+#[test]
+fn training_ops_check_their_input_groups() {
+    let mut n = node("a", "Adam", &["r", "t", "x", "g", "v"], &["x2"]);
+    n.domain = Some("ai.onnx.preview.training".into());
+    let mut m = model(
+        vec![n],
+        vec![
+            value("r", F32, &[]),
+            value("t", 7, &[]),
+            value("x", F32, &[2]),
+            value("g", F32, &[2]),
+            value("v", F32, &[2]),
+        ],
+        vec![value("x2", F32, &[2])],
+    );
+    m.opset_import.push(OperatorSetIdProto {
+        domain: Some("ai.onnx.preview.training".into()),
+        version: Some(1),
+    });
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"a\" (Adam, n0): 5 inputs, expected R, T and groups of 4 (X, G and the state) per tensor"
+    );
+}

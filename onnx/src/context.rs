@@ -11,6 +11,14 @@ use crate::options::ImportOptions;
 use crate::proto::{AttributeProto, NodeProto, attribute_proto::AttributeType};
 use crate::tensor::tensor_from_proto;
 
+/// An operator-set domain's canonical name: `ai.onnx` for the default domain (`""`).
+pub(crate) fn domain_name(d: Option<&str>) -> &str {
+    match d {
+        None | Some("") | Some("ai.onnx") => "ai.onnx",
+        Some(other) => other,
+    }
+}
+
 /// The graph being built, with the constant-folding machinery.
 pub(crate) struct Builder<'a> {
     pub(crate) g: Graph,
@@ -80,6 +88,11 @@ impl<'a, 'b> Ctx<'a, 'b> {
 }
 
 impl Ctx<'_, '_> {
+    /// The node's operator-set domain, `ai.onnx` for the default one.
+    pub(crate) fn domain(&self) -> &str {
+        domain_name(self.node.domain.as_deref())
+    }
+
     pub(crate) fn op_type(&self) -> &str {
         self.node.op_type.as_deref().unwrap_or("")
     }

@@ -1,7 +1,8 @@
 //! The op table: each supported ONNX op type and its translation into IR ops, with ONNX
 //! defaults resolved for opsets 9 and later. Translators live in one module per op family;
 //! each family lists its op types with their translators in an `OPS` table, and
-//! [`convert`] looks the node's op type up in those tables.
+//! [`convert`] looks the node's op type up in those tables (and in
+//! [`OTHER_DOMAINS`] for the few ops of other operator-set domains).
 
 mod activation;
 mod bitcast;
@@ -23,6 +24,7 @@ mod resample;
 mod select;
 mod spectral;
 mod tfidf;
+mod training;
 mod window;
 
 use tessera_ir::ValueId;
@@ -54,22 +56,36 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     constant::OPS,
 ];
 
-fn translator(op_type: &str) -> Option<Translator> {
-    FAMILIES
-        .iter()
+/// Op families of the other operator-set domains the importer translates.
+const OTHER_DOMAINS: &[(&str, &[(&str, Translator)])] =
+    &[("ai.onnx.preview.training", training::OPS)];
+
+fn translator(domain: &str, op_type: &str) -> Option<Translator> {
+    let tables: Vec<&[(&str, Translator)]> = if domain == "ai.onnx" {
+        FAMILIES.to_vec()
+    } else {
+        OTHER_DOMAINS
+            .iter()
+            .filter(|(d, _)| *d == domain)
+            .map(|&(_, t)| t)
+            .collect()
+    };
+    tables
+        .into_iter()
         .flat_map(|family| family.iter())
         .find(|(name, _)| *name == op_type)
         .map(|&(_, translate)| translate)
 }
 
-/// True if the importer translates ONNX op type `op_type` (default domain).
-pub(crate) fn is_supported(op_type: &str) -> bool {
-    translator(op_type).is_some()
+/// True if the importer translates op type `op_type` of operator-set `domain` (`ai.onnx`
+/// for the default domain).
+pub(crate) fn is_supported(domain: &str, op_type: &str) -> bool {
+    translator(domain, op_type).is_some()
 }
 
 /// Translates the current node; returns one value per node output it supports.
 pub(crate) fn convert(cx: &mut Ctx) -> R<Vec<ValueId>> {
-    match translator(cx.op_type()) {
+    match translator(cx.domain(), cx.op_type()) {
         Some(translate) => translate(cx),
         None => Err(cx.err(format!(
             "{} has no translation (importer bug: listed as supported)",
@@ -82,13 +98,19 @@ pub(crate) fn convert(cx: &mut Ctx) -> R<Vec<ValueId>> {
 mod tests {
     use std::collections::HashSet;
 
-    use super::FAMILIES;
+    use super::{FAMILIES, OTHER_DOMAINS};
 
     #[test]
     fn each_op_type_has_one_translator() {
         let mut seen = HashSet::new();
         for &(name, _) in FAMILIES.iter().flat_map(|family| family.iter()) {
             assert!(seen.insert(name), "{name} is listed twice");
+        }
+        for (domain, table) in OTHER_DOMAINS {
+            let mut seen = HashSet::new();
+            for &(name, _) in *table {
+                assert!(seen.insert(name), "{domain}.{name} is listed twice");
+            }
         }
     }
 }
