@@ -14,6 +14,7 @@ mod elementwise;
 mod grid_sample;
 mod indexing;
 mod loss;
+mod ml;
 mod movement;
 mod normalize;
 mod qlinear;
@@ -57,8 +58,10 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
 ];
 
 /// Op families of the other operator-set domains the importer translates.
-const OTHER_DOMAINS: &[(&str, &[(&str, Translator)])] =
-    &[("ai.onnx.preview.training", training::OPS)];
+const OTHER_DOMAINS: &[(&str, &[(&str, Translator)])] = &[
+    ("ai.onnx.preview.training", training::OPS),
+    ("ai.onnx.ml", ml::OPS),
+];
 
 fn translator(domain: &str, op_type: &str) -> Option<Translator> {
     let tables: Vec<&[(&str, Translator)]> = if domain == "ai.onnx" {
