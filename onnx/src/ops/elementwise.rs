@@ -1,8 +1,9 @@
 //! Elementwise ops: unary and binary maps, variadic folds, `Where`, `Clip`, `Cast` and
 //! `CastLike`, the ops that are the identity at inference (`Identity`, `Dropout`), and
 //! `HardSigmoid` and `HardSwish` as the multiply-add and clip they are (so they fuse like
-//! any pointwise op), `Mod` as the division, rounding and multiply-subtract it is, and the
-//! bitwise ops from comparisons and selects (see [`bitwise`]).
+//! any pointwise op), `Mod` as the division, rounding and multiply-subtract it is, the
+//! bitwise ops from comparisons and selects (see [`bitwise`]), and `OptionalHasElement` and
+//! `OptionalGetElement` on plain tensors (the IR has no optional type).
 
 use tessera_ir::{BinaryOp, DType, GeluApprox, Op, Shape, Tensor, UnaryOp, ValueId};
 
@@ -63,6 +64,8 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("BitwiseOr", |cx| bitwise(cx, BinaryOp::Or)),
     ("BitwiseXor", |cx| bitwise(cx, BinaryOp::Xor)),
     ("BitwiseNot", bitwise_not),
+    ("OptionalHasElement", optional_has_element),
+    ("OptionalGetElement", optional_get_element),
 ];
 
 fn unary(cx: &mut Ctx, u: UnaryOp) -> R<Vec<ValueId>> {
@@ -473,4 +476,17 @@ fn bitwise_not(cx: &mut Ctx) -> R<Vec<ValueId>> {
     let t = Tensor::from_le_bytes(dt, Shape::scalar(), &ones).map_err(|e| cx.err(e.to_string()))?;
     let ones = cx.constant(t);
     Ok(vec![cx.emit1(Op::Binary(BinaryOp::Sub), &[ones, x])?])
+}
+
+/// `OptionalHasElement`: the IR has no optional type, so an input that is present is a
+/// tensor and has its element (true); an omitted one is the empty optional (false).
+fn optional_has_element(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let has = cx.opt_input(0).is_some();
+    Ok(vec![cx.constant(Tensor::scalar(has))])
+}
+
+/// `OptionalGetElement` of a tensor (the only kind the IR has) is the tensor itself.
+fn optional_get_element(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    Ok(vec![cx.emit1(Op::Identity, &[x])?])
 }
