@@ -1023,3 +1023,335 @@ fn linear_attention_needs_the_inputs_of_its_update_rule() {
         "ONNX node \"la\" (LinearAttention, n0): update_rule \"gated_delta\" needs decay and needs beta"
     );
 }
+
+#[test]
+fn recurrent_layers_check_their_operands() {
+    let lstm = |w: &[i64], x: &[i64], attrs: Vec<AttributeProto>| {
+        let mut n = node("l", "LSTM", &["x", "w", "r"], &["", "h"]);
+        n.attribute = attrs;
+        n.attribute.push(int_attr("hidden_size", 3));
+        model(
+            vec![n],
+            vec![
+                value("x", F32, x),
+                value("w", F32, w),
+                value("r", F32, &[1, 12, 3]),
+            ],
+            vec![value("h", F32, &[1, 2, 3])],
+        )
+    };
+    assert_eq!(
+        import_error(&lstm(&[1, 8, 4], &[5, 2, 4], vec![])),
+        "ONNX node \"l\" (LSTM, n0): W has shape [1,8,4], expected [1, 12, 4]"
+    );
+    assert_eq!(
+        import_error(&lstm(&[1, 12, 4], &[5000, 2, 4], vec![])),
+        "ONNX node \"l\" (LSTM, n0): sequence length 5000 is more than the 4096 steps the importer unrolls"
+    );
+    assert_eq!(
+        import_error(&lstm(
+            &[1, 12, 4],
+            &[5, 2, 4],
+            vec![string_attr("direction", "sideways")]
+        )),
+        "ONNX node \"l\" (LSTM, n0): direction \"sideways\" must be forward, reverse or bidirectional"
+    );
+    let acts = AttributeProto {
+        name: Some("activations".into()),
+        r#type: Some(8),
+        strings: vec![b"Sigmoid".to_vec(), b"Tanh".to_vec(), b"Cube".to_vec()],
+        ..Default::default()
+    };
+    assert_eq!(
+        import_error(&lstm(&[1, 12, 4], &[5, 2, 4], vec![acts])),
+        "ONNX node \"l\" (LSTM, n0): unknown activation function \"Cube\""
+    );
+}
+
+#[test]
+fn quantized_contractions_check_their_operands() {
+    let m = model(
+        vec![node("q", "MatMulInteger", &["a", "b"], &["y"])],
+        vec![value("a", F32, &[2, 3]), value("b", 2, &[3, 2])],
+        vec![value("y", 6, &[2, 2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"q\" (MatMulInteger, n0): A is f32, expected int8 or uint8"
+    );
+    let m = model(
+        vec![node("q", "MatMulInteger", &["a", "b", "za"], &["y"])],
+        vec![
+            value("a", 2, &[2, 3]),
+            value("b", 2, &[3, 2]),
+            value("za", 2, &[3]),
+        ],
+        vec![value("y", 6, &[2, 2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"q\" (MatMulInteger, n0): A's zero point has shape [3]; expected one value, or [2] along axis 0"
+    );
+}
+
+#[test]
+fn data_dependent_indexing_checks_its_operands() {
+    let mut rev = node("r", "ReverseSequence", &["x", "lens"], &["y"]);
+    rev.attribute = vec![int_attr("batch_axis", 0), int_attr("time_axis", 1)];
+    let m = model(
+        vec![rev],
+        vec![value("x", F32, &[2, 4]), value("lens", 7, &[3])],
+        vec![value("y", F32, &[2, 4])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"r\" (ReverseSequence, n0): sequence_lens has shape [3], expected [2] (the batch axis)"
+    );
+    let mut m = one_node("Compress", &["x", "c"], vec![int_attr("axis", 1)], vec![]);
+    m.graph.as_mut().unwrap().initializer = vec![TensorProto {
+        name: Some("c".into()),
+        dims: vec![4],
+        data_type: Some(9),
+        int32_data: vec![0, 0, 0, 1],
+        ..Default::default()
+    }];
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"n\" (Compress, n1): condition selects index 3, but axis 1 has 3 elements"
+    );
+}
+
+#[test]
+fn det_is_limited_to_small_matrices() {
+    let m = model(
+        vec![node("d", "Det", &["x"], &["y"])],
+        vec![value("x", F32, &[5, 5])],
+        vec![value("y", F32, &[])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"d\" (Det, n0): determinants of 5×5 matrices are not supported (the expansion stops at 4×4)"
+    );
+    let m = model(
+        vec![node("d", "Det", &["x"], &["y"])],
+        vec![value("x", F32, &[2, 3])],
+        vec![value("y", F32, &[])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"d\" (Det, n0): input has shape [2,3], expected [..., M, M]"
+    );
+}
+
+#[test]
+fn bitwise_ops_need_one_integer_dtype() {
+    let m = model(
+        vec![node("b", "BitwiseAnd", &["x", "z"], &["y"])],
+        vec![value("x", 6, &[2]), value("z", 7, &[2])],
+        vec![value("y", 6, &[2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"b\" (BitwiseAnd, n0): operands are i32 and i64, expected one integer dtype"
+    );
+    let m = model(
+        vec![node("b", "BitwiseNot", &["x"], &["y"])],
+        vec![value("x", F32, &[2])],
+        vec![value("y", F32, &[2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"b\" (BitwiseNot, n0): operands are f32, expected one integer dtype"
+    );
+}
+
+#[test]
+fn unique_needs_its_input_at_import() {
+    let m = model(
+        vec![
+            node("r", "Relu", &["x"], &["a"]),
+            node("u", "Unique", &["a"], &["y"]),
+        ],
+        vec![value("x", F32, &[4])],
+        vec![value("y", F32, &[4])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"u\" (Unique, n1): input \"a\" fixes a shape and must be constant, but it depends on graph input(s) [\"x\"]; bind them to values"
+    );
+}
+
+#[test]
+fn grid_sample_checks_its_operands() {
+    let m = model(
+        vec![node("g", "GridSample", &["x", "grid"], &["y"])],
+        vec![
+            value("x", F32, &[1, 2, 4, 4]),
+            value("grid", F32, &[1, 3, 3, 3]),
+        ],
+        vec![value("y", F32, &[1, 2, 3, 3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"g\" (GridSample, n0): X [1,2,4,4] and grid [1,3,3,3] must be [N, C, S₁..S_d] and [N, O₁..O_d, d]"
+    );
+}
+
+#[test]
+fn dft_checks_its_axis() {
+    let mut n = node("f", "DFT", &["x"], &["y"]);
+    n.attribute.push(int_attr("axis", 2));
+    let mut m = model(
+        vec![n],
+        vec![value("x", F32, &[1, 8, 2])],
+        vec![value("y", F32, &[1, 8, 2])],
+    );
+    m.opset_import[0].version = Some(19);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"f\" (DFT, n0): axis must not be the last (real/imaginary) axis"
+    );
+}
+
+#[test]
+fn scatter_like_ops_check_their_shapes() {
+    let m = model(
+        vec![node("t", "TensorScatter", &["p", "u"], &["y"])],
+        vec![value("p", F32, &[2, 4, 3]), value("u", F32, &[2, 5, 3])],
+        vec![value("y", F32, &[2, 4, 3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"t\" (TensorScatter, n0): update [2,5,3] does not fit past_cache [2,4,3] along axis 1"
+    );
+    let mut m = one_node("Col2Im", &["x", "img", "blk"], vec![], vec![]);
+    m.graph.as_mut().unwrap().initializer =
+        vec![ints("img", &[2], &[4, 4]), ints("blk", &[2], &[2, 2])];
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"n\" (Col2Im, n2): input has shape [2,3], expected [N, C·4, 9] for these blocks"
+    );
+}
+
+#[test]
+fn bitcast_needs_one_width() {
+    let mut b = node("b", "BitCast", &["x"], &["y"]);
+    b.attribute.push(int_attr("to", 7));
+    let mut m = model(
+        vec![b],
+        vec![value("x", F32, &[2])],
+        vec![value("y", 7, &[2])],
+    );
+    m.opset_import[0].version = Some(26);
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"b\" (BitCast, n0): f32 and i64 have different widths (4 and 8 bytes)"
+    );
+}
+
+#[test]
+fn stft_frames_must_fit_the_signal() {
+    let mut m = model(
+        vec![node("s", "STFT", &["x", "step", "", "len"], &["y"])],
+        vec![value("x", F32, &[1, 8, 1])],
+        vec![value("y", F32, &[1, 1, 9, 2])],
+    );
+    m.opset_import[0].version = Some(17);
+    m.graph.as_mut().unwrap().initializer = vec![ints("step", &[], &[2]), ints("len", &[], &[16])];
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"s\" (STFT, n2): frame_length 16 is longer than the signal's 8"
+    );
+}
+
+#[test]
+fn max_unpool_checks_its_operands() {
+    let mut n = node("u", "MaxUnpool", &["x", "i"], &["y"]);
+    n.attribute.push(AttributeProto {
+        name: Some("kernel_shape".into()),
+        r#type: Some(7),
+        ints: vec![2, 2],
+        ..Default::default()
+    });
+    let m = model(
+        vec![n],
+        vec![value("x", F32, &[1, 1, 2, 2]), value("i", 7, &[1, 1, 2, 3])],
+        vec![value("y", F32, &[1, 1, 3, 3])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"u\" (MaxUnpool, n0): X [1,1,2,2] and I [1,1,2,3] must be one shape [N, C, spatial...]"
+    );
+}
+
+#[test]
+fn deform_conv_checks_the_offset_shape() {
+    let m = model(
+        vec![node("d", "DeformConv", &["x", "w", "o"], &["y"])],
+        vec![
+            value("x", F32, &[1, 1, 3, 3]),
+            value("w", F32, &[1, 1, 2, 2]),
+            value("o", F32, &[1, 6, 2, 2]),
+        ],
+        vec![value("y", F32, &[1, 1, 2, 2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"d\" (DeformConv, n0): offset has shape [1,6,2,2], expected [1, 8, OH, OW]"
+    );
+}
+
+#[test]
+fn roi_align_needs_a_fixed_sampling_ratio() {
+    let m = model(
+        vec![node("r", "RoiAlign", &["x", "rois", "b"], &["y"])],
+        vec![
+            value("x", F32, &[1, 1, 4, 4]),
+            value("rois", F32, &[2, 4]),
+            value("b", 7, &[2]),
+        ],
+        vec![value("y", F32, &[2, 1, 1, 1])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"r\" (RoiAlign, n0): sampling_ratio 0 (a sample count per region from its size) is not supported"
+    );
+}
+
+#[test]
+fn tfidf_needs_integer_tokens() {
+    let m = model(
+        vec![node("t", "TfIdfVectorizer", &["x"], &["y"])],
+        vec![value("x", F32, &[4])],
+        vec![value("y", F32, &[2])],
+    );
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"t\" (TfIdfVectorizer, n0): input is f32, expected int32 or int64 tokens (string pools are not supported)"
+    );
+}
+
+#[test]
+fn training_ops_check_their_input_groups() {
+    let mut n = node("a", "Adam", &["r", "t", "x", "g", "v"], &["x2"]);
+    n.domain = Some("ai.onnx.preview.training".into());
+    let mut m = model(
+        vec![n],
+        vec![
+            value("r", F32, &[]),
+            value("t", 7, &[]),
+            value("x", F32, &[2]),
+            value("g", F32, &[2]),
+            value("v", F32, &[2]),
+        ],
+        vec![value("x2", F32, &[2])],
+    );
+    m.opset_import.push(OperatorSetIdProto {
+        domain: Some("ai.onnx.preview.training".into()),
+        version: Some(1),
+    });
+    assert_eq!(
+        import_error(&m),
+        "ONNX node \"a\" (Adam, n0): 5 inputs, expected R, T and groups of 4 (X, G and the state) per tensor"
+    );
+}

@@ -11,6 +11,14 @@ use crate::options::ImportOptions;
 use crate::proto::{AttributeProto, GraphProto, NodeProto, attribute_proto::AttributeType};
 use crate::tensor::tensor_from_proto;
 
+/// An operator-set domain's canonical name: `ai.onnx` for the default domain (`""`).
+pub(crate) fn domain_name(d: Option<&str>) -> &str {
+    match d {
+        None | Some("") | Some("ai.onnx") => "ai.onnx",
+        Some(other) => other,
+    }
+}
+
 /// The graph being built, with the constant-folding machinery.
 pub(crate) struct Builder<'a> {
     pub(crate) g: Graph,
@@ -80,13 +88,13 @@ impl<'a, 'b> Ctx<'a, 'b> {
 }
 
 impl Ctx<'_, '_> {
-    pub(crate) fn op_type(&self) -> &str {
-        self.node.op_type.as_deref().unwrap_or("")
+    /// The node's operator-set domain, `ai.onnx` for the default one.
+    pub(crate) fn domain(&self) -> &str {
+        domain_name(self.node.domain.as_deref())
     }
 
-    /// The node's operator-set domain (`ai.onnx` for the default one).
-    pub(crate) fn domain(&self) -> &str {
-        crate::convert::domain_name(self.node.domain.as_deref())
+    pub(crate) fn op_type(&self) -> &str {
+        self.node.op_type.as_deref().unwrap_or("")
     }
 
     /// An error about this node.
@@ -221,6 +229,15 @@ impl Ctx<'_, '_> {
             .attr_of(name, AttributeType::String)?
             .and_then(|a| a.s.as_ref())
             .map(|s| String::from_utf8_lossy(s).into_owned()))
+    }
+
+    pub(crate) fn attr_strings(&self, name: &str) -> Result<Option<Vec<String>>, ImportError> {
+        Ok(self.attr_of(name, AttributeType::Strings)?.map(|a| {
+            a.strings
+                .iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        }))
     }
 
     pub(crate) fn attr_tensor(&self, name: &str) -> Result<Option<Tensor>, ImportError> {

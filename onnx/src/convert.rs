@@ -5,20 +5,13 @@ use std::collections::{BinaryHeap, HashMap};
 
 use tessera_ir::{Graph, NodeRef, Tensor, TensorType, ValueId, verify};
 
-use crate::context::{Builder, Ctx};
+use crate::context::{Builder, Ctx, domain_name};
 use crate::error::{ImportError, UnsupportedNode};
 use crate::ops;
 use crate::options::ImportOptions;
 use crate::proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto, type_proto};
 use crate::symbols::{Dim, declared};
 use crate::tensor::{dtype_from_onnx, tensor_from_proto};
-
-pub(crate) fn domain_name(d: Option<&str>) -> &str {
-    match d {
-        None | Some("") | Some("ai.onnx") => "ai.onnx",
-        Some(other) => other,
-    }
-}
 
 /// The newest opset version the importer knows per operator-set domain: those of onnx
 /// 1.23 (whose node tests are the conformance suite). A model importing a newer version

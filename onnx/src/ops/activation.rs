@@ -1,4 +1,5 @@
-//! Activation functions and the trigonometric/hyperbolic functions the IR has no op for,
+//! Activation functions and the trigonometric/hyperbolic functions the IR has no op for
+//! (the inverse trigonometric ones by range reduction and a polynomial, in f64),
 //! expanded at import into the pointwise IR ops they are (selects, multiply-adds, `exp`,
 //! `log`, `sqrt`), so every backend runs them and the fusion planner fuses them like any
 //! other pointwise chain. The formulas follow the ONNX operator definitions; the
@@ -26,6 +27,9 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("Asinh", asinh),
     ("Acosh", acosh),
     ("Atanh", atanh),
+    ("Atan", |cx| inverse_trig(cx, Trig::Atan)),
+    ("Asin", |cx| inverse_trig(cx, Trig::Asin)),
+    ("Acos", |cx| inverse_trig(cx, Trig::Acos)),
 ];
 
 /// The small expression builder the expansions share: every helper emits one IR op.
@@ -72,6 +76,27 @@ impl<'c, 'a, 'b> E<'c, 'a, 'b> {
             },
             x,
         ))
+    }
+
+    /// A builder computing in f64 whatever the float input (the inverse trigonometric
+    /// functions: f64 leaves their range reductions and polynomial no error that shows
+    /// after the one rounding back to f32 or narrower).
+    fn new_f64(cx: &'c mut Ctx<'a, 'b>, x: ValueId) -> R<(Self, ValueId)> {
+        let out = cx.ty(x).dtype;
+        if !out.is_float() {
+            return Err(cx.err(format!("input is {out}, expected a float dtype")));
+        }
+        let wide = if out == DType::F64 {
+            x
+        } else {
+            cx.emit1(Op::Cast { to: DType::F64 }, &[x])?
+        };
+        let e = E {
+            cx,
+            dtype: DType::F64,
+            out,
+        };
+        Ok((e, wide))
     }
 
     /// The result `y`, cast back to the input's dtype; as the translator's outputs.
@@ -316,5 +341,102 @@ fn atanh(cx: &mut Ctx) -> R<Vec<ValueId>> {
     let q = e.bin(BinaryOp::Div, num, den)?;
     let l = e.un(UnaryOp::Log, q)?;
     let y = e.bin_c(BinaryOp::Mul, l, 0.5)?;
+    e.finish(y)
+}
+
+#[derive(Clone, Copy)]
+enum Trig {
+    Atan,
+    Asin,
+    Acos,
+}
+
+/// `tan(3π/8)` and `tan(π/8)`, where [`atan`]'s range reduction switches.
+const TAN_3PI_8: f64 = 2.414_213_562_373_095;
+const TAN_PI_8: f64 = 0.414_213_562_373_095;
+
+/// `P(z)` with `atan(t) = t + t·z·P(z)`, `z = t²`, for `|t| ≤ tan(π/8)`: a least-squares
+/// fit at 4000 Chebyshev nodes of the (alternating, cancellation-free) series
+/// `Σ (−1)ⁿ zⁿ⁻¹ / (2n + 1)`, degree 10, within 1 ulp of f64 on that interval. Lowest
+/// order first.
+const ATAN_P: [f64; 11] = [
+    -0.333_333_333_333_333_5,
+    0.199_999_999_999_965_07,
+    -0.142_857_142_848_175_22,
+    0.111_111_110_249_291_03,
+    -0.090_909_049_106_527_85,
+    0.076_921_900_174_245_29,
+    -0.066_645_989_944_502_53,
+    0.058_588_557_198_428_87,
+    -0.050_889_376_965_451_97,
+    0.039_327_698_905_563_92,
+    -0.019_289_888_519_731_388,
+];
+
+/// `atan(v)` in f64: `|v|` reduced to `|t| ≤ tan(π/8)` (`π/2 − atan(1/|v|)` above
+/// `tan(3π/8)`, `π/4 + atan((|v| − 1)/(|v| + 1))` above `tan(π/8)`), the polynomial, the
+/// sign put back. Infinities take the first branch (`±π/2`), NaN stays NaN; the unselected
+/// branches' NaNs never reach the result.
+fn atan(e: &mut E, v: ValueId) -> R<ValueId> {
+    let a = e.un(UnaryOp::Abs, v)?;
+    let big = e.bin_c(BinaryOp::Greater, a, TAN_3PI_8)?;
+    let mid = e.bin_c(BinaryOp::Greater, a, TAN_PI_8)?;
+    let inv = e.un(UnaryOp::Reciprocal, a)?;
+    let t_big = e.un(UnaryOp::Neg, inv)?;
+    let am1 = e.bin_c(BinaryOp::Sub, a, 1.0)?;
+    let ap1 = e.bin_c(BinaryOp::Add, a, 1.0)?;
+    let t_mid = e.bin(BinaryOp::Div, am1, ap1)?;
+    let t_small = e.select(mid, t_mid, a)?;
+    let t = e.select(big, t_big, t_small)?;
+    let (c0, c4, c2) = (
+        e.c(0.0),
+        e.c(std::f64::consts::FRAC_PI_4),
+        e.c(std::f64::consts::FRAC_PI_2),
+    );
+    let off_small = e.select(mid, c4, c0)?;
+    let off = e.select(big, c2, off_small)?;
+    let z = e.bin(BinaryOp::Mul, t, t)?;
+    let mut p = e.c(ATAN_P[ATAN_P.len() - 1]);
+    for &k in ATAN_P[..ATAN_P.len() - 1].iter().rev() {
+        let pz = e.bin(BinaryOp::Mul, p, z)?;
+        p = e.bin_c(BinaryOp::Add, pz, k)?;
+    }
+    let zp = e.bin(BinaryOp::Mul, z, p)?;
+    let tzp = e.bin(BinaryOp::Mul, t, zp)?;
+    let r = e.bin(BinaryOp::Add, t, tzp)?;
+    let y = e.bin(BinaryOp::Add, off, r)?;
+    let neg = e.bin_c(BinaryOp::Less, v, 0.0)?;
+    let ny = e.un(UnaryOp::Neg, y)?;
+    e.select(neg, ny, y)
+}
+
+/// `atan(x)`; `asin(x) = atan(x / sqrt((1 − x)(1 + x)))` (`±π/2` at `±1` through the
+/// infinite quotient, NaN beyond); `acos(x) = 2·atan(sqrt((1 − x)/(1 + x)))`, which keeps
+/// its relative accuracy near 1 where `π/2 − asin(x)` would cancel (`π` at −1, NaN beyond
+/// ±1). All in f64, rounded once to the input's dtype.
+fn inverse_trig(cx: &mut Ctx, f: Trig) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let (mut e, x) = E::new_f64(cx, x)?;
+    let y = match f {
+        Trig::Atan => atan(&mut e, x)?,
+        Trig::Asin => {
+            let one = e.c(1.0);
+            let omx = e.bin(BinaryOp::Sub, one, x)?;
+            let opx = e.bin_c(BinaryOp::Add, x, 1.0)?;
+            let d = e.bin(BinaryOp::Mul, omx, opx)?;
+            let s = e.un(UnaryOp::Sqrt, d)?;
+            let q = e.bin(BinaryOp::Div, x, s)?;
+            atan(&mut e, q)?
+        }
+        Trig::Acos => {
+            let one = e.c(1.0);
+            let omx = e.bin(BinaryOp::Sub, one, x)?;
+            let opx = e.bin_c(BinaryOp::Add, x, 1.0)?;
+            let q = e.bin(BinaryOp::Div, omx, opx)?;
+            let s = e.un(UnaryOp::Sqrt, q)?;
+            let a = atan(&mut e, s)?;
+            e.bin_c(BinaryOp::Mul, a, 2.0)?
+        }
+    };
     e.finish(y)
 }

@@ -1,7 +1,9 @@
 //! Elementwise ops: unary and binary maps, variadic folds, `Where`, `Clip`, `Cast` and
 //! `CastLike`, the ops that are the identity at inference (`Identity`, `Dropout`), and
 //! `HardSigmoid` and `HardSwish` as the multiply-add and clip they are (so they fuse like
-//! any pointwise op), and `Mod` as the division, rounding and multiply-subtract it is.
+//! any pointwise op), `Mod` as the division, rounding and multiply-subtract it is, the
+//! bitwise ops from comparisons and selects (see [`bitwise`]), and `OptionalHasElement` and
+//! `OptionalGetElement` on plain tensors (the IR has no optional type).
 
 use tessera_ir::{BinaryOp, DType, GeluApprox, Op, Shape, Tensor, UnaryOp, ValueId};
 
@@ -58,6 +60,12 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("HardSwish", hard_swish),
     ("Mod", mod_op),
     ("BitShift", bit_shift),
+    ("BitwiseAnd", |cx| bitwise(cx, BinaryOp::And)),
+    ("BitwiseOr", |cx| bitwise(cx, BinaryOp::Or)),
+    ("BitwiseXor", |cx| bitwise(cx, BinaryOp::Xor)),
+    ("BitwiseNot", bitwise_not),
+    ("OptionalHasElement", optional_has_element),
+    ("OptionalGetElement", optional_get_element),
 ];
 
 fn unary(cx: &mut Ctx, u: UnaryOp) -> R<Vec<ValueId>> {
@@ -390,4 +398,95 @@ fn bit_shift(cx: &mut Ctx) -> R<Vec<ValueId>> {
         }
     };
     Ok(vec![cx.emit1(Op::Where, &[valid, shifted, outside])?])
+}
+
+/// The integer dtype shared by operands `vs`, or an error naming theirs.
+fn int_operands(cx: &Ctx, vs: &[ValueId]) -> R<DType> {
+    let dt = cx.ty(vs[0]).dtype;
+    if !dt.is_int() || vs.iter().any(|&v| cx.ty(v).dtype != dt) {
+        let names: Vec<String> = vs.iter().map(|&v| cx.ty(v).dtype.to_string()).collect();
+        return Err(cx.err(format!(
+            "operands are {}, expected one integer dtype",
+            names.join(" and ")
+        )));
+    }
+    Ok(dt)
+}
+
+/// `BitwiseAnd`, `BitwiseOr` and `BitwiseXor` (`op` is the bool op per bit). The IR has no
+/// bit ops and its integer division is signed 64-bit (wrong for uint64 from 2^63), so the
+/// bits are peeled from the top with comparisons only: bit `k` of `r` (the value less its
+/// higher bits) is `r ≥ 2^k`, then `2^k` is subtracted where set, and the result adds
+/// `2^k` where `op` of the two bits holds. For signed dtypes the sign bit is `x < 0` and
+/// the rest `x − MIN` for negative `x`; the result adds `MIN` back where `op` of the signs
+/// holds. Every intermediate stays in the dtype's range, so the result is exact on every
+/// backend; the cost is about 9 pointwise ops per bit (which fuse into one kernel).
+fn bitwise(cx: &mut Ctx, op: BinaryOp) -> R<Vec<ValueId>> {
+    let (a, b) = (cx.input(0)?, cx.input(1)?);
+    let dt = int_operands(cx, &[a, b])?;
+    let width = dt.size_bytes() * 8;
+    let c = |cx: &mut Ctx, v: f64| cx.constant(Tensor::full(dt, Shape::scalar(), v));
+    let bin = |cx: &mut Ctx, o: BinaryOp, p: ValueId, q: ValueId| cx.emit1(Op::Binary(o), &[p, q]);
+    let (mut ra, mut rb) = (a, b);
+    let mut sign = None;
+    let low = if dt.is_signed() { width - 1 } else { width };
+    if dt.is_signed() {
+        let zero = c(cx, 0.0);
+        let min = c(cx, -(2f64.powi(low as i32)));
+        let split = |cx: &mut Ctx, x: ValueId| -> R<(ValueId, ValueId)> {
+            let neg = bin(cx, BinaryOp::Less, x, zero)?;
+            let rest = bin(cx, BinaryOp::Sub, x, min)?;
+            Ok((neg, cx.emit1(Op::Where, &[neg, rest, x])?))
+        };
+        let (na, xa) = split(cx, a)?;
+        let (nb, xb) = split(cx, b)?;
+        (ra, rb) = (xa, xb);
+        sign = Some((bin(cx, op, na, nb)?, min));
+    }
+    let mut acc = c(cx, 0.0);
+    for k in (0..low).rev() {
+        let p = c(cx, 2f64.powi(k as i32));
+        let bit = |cx: &mut Ctx, r: &mut ValueId| -> R<ValueId> {
+            let set = bin(cx, BinaryOp::GreaterOrEqual, *r, p)?;
+            if k > 0 {
+                let less = bin(cx, BinaryOp::Sub, *r, p)?;
+                *r = cx.emit1(Op::Where, &[set, less, *r])?;
+            }
+            Ok(set)
+        };
+        let ba = bit(cx, &mut ra)?;
+        let bb = bit(cx, &mut rb)?;
+        let on = bin(cx, op, ba, bb)?;
+        let plus = bin(cx, BinaryOp::Add, acc, p)?;
+        acc = cx.emit1(Op::Where, &[on, plus, acc])?;
+    }
+    if let Some((s, min)) = sign {
+        let plus = bin(cx, BinaryOp::Add, acc, min)?;
+        acc = cx.emit1(Op::Where, &[s, plus, acc])?;
+    }
+    Ok(vec![acc])
+}
+
+/// `BitwiseNot`: all ones less `x` (`−1 − x` signed, `MAX − x` unsigned), which never
+/// overflows.
+fn bitwise_not(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let dt = int_operands(cx, &[x])?;
+    let ones = vec![0xff; dt.size_bytes()];
+    let t = Tensor::from_le_bytes(dt, Shape::scalar(), &ones).map_err(|e| cx.err(e.to_string()))?;
+    let ones = cx.constant(t);
+    Ok(vec![cx.emit1(Op::Binary(BinaryOp::Sub), &[ones, x])?])
+}
+
+/// `OptionalHasElement`: the IR has no optional type, so an input that is present is a
+/// tensor and has its element (true); an omitted one is the empty optional (false).
+fn optional_has_element(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let has = cx.opt_input(0).is_some();
+    Ok(vec![cx.constant(Tensor::scalar(has))])
+}
+
+/// `OptionalGetElement` of a tensor (the only kind the IR has) is the tensor itself.
+fn optional_get_element(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    Ok(vec![cx.emit1(Op::Identity, &[x])?])
 }

@@ -1,5 +1,10 @@
-//! Ops that pick elements: `Slice`, the `Gather` family, and `ScatterND` and
-//! `ScatterElements` (expanded into gathers and selects, see [`scatter_nd`]).
+//! Ops that pick elements: `Slice`, the `Gather` family, `ScatterND` and
+//! `ScatterElements` (expanded into gathers and selects, see [`scatter_nd`]),
+//! `TensorScatter` (a cache write at run-time positions, pulled the same way) and
+//! `MaxUnpool` (a `ScatterND` into zeros),
+//! `ReverseSequence` (a `GatherElements` of computed time indices), and `Compress`,
+//! `NonZero` and `Unique`, whose output shapes depend on data that must therefore be known
+//! at import.
 
 use tessera_ir::{BinaryOp, DType, Op, ReduceOp, Shape, Tensor, ValueId};
 
@@ -14,6 +19,12 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("ScatterND", scatter_nd),
     ("ScatterElements", scatter_elements),
     ("Scatter", scatter_elements),
+    ("ReverseSequence", reverse_sequence),
+    ("Compress", compress),
+    ("NonZero", nonzero),
+    ("Unique", unique),
+    ("TensorScatter", tensor_scatter),
+    ("MaxUnpool", max_unpool),
 ];
 
 fn slice(cx: &mut Ctx) -> R<Vec<ValueId>> {
@@ -504,4 +515,415 @@ fn scatter_dynamic(
             cx.emit1(Op::Binary(combine), &[x, r])
         }
     }
+}
+
+/// `ReverseSequence(input, sequence_lens)`: along `time_axis`, the first `sequence_lens[b]`
+/// elements of batch entry `b` (along `batch_axis`) reversed, the rest kept. One
+/// `GatherElements` of the time index `t < len ? len − 1 − t : t`, built from a broadcast
+/// comparison of a time grid with the lengths (clamped to the axis, so a bad length cannot
+/// index out of range).
+fn reverse_sequence(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, lens) = (cx.input(0)?, cx.input(1)?);
+    let d = dims_of(cx, x);
+    if d.len() < 2 {
+        return Err(cx.err(format!(
+            "input has shape {}, expected rank 2 or more",
+            cx.ty(x).shape
+        )));
+    }
+    let ta = axis(cx, cx.attr_int("time_axis")?.unwrap_or(0), d.len())?;
+    let ba = axis(cx, cx.attr_int("batch_axis")?.unwrap_or(1), d.len())?;
+    if ta == ba {
+        return Err(cx.err(format!("time_axis and batch_axis are both {ta}")));
+    }
+    if dims_of(cx, lens) != [d[ba]] {
+        return Err(cx.err(format!(
+            "sequence_lens has shape {}, expected [{}] (the batch axis)",
+            cx.ty(lens).shape,
+            d[ba]
+        )));
+    }
+    let ldt = cx.ty(lens).dtype;
+    if !matches!(ldt, DType::I32 | DType::I64) {
+        return Err(cx.err(format!("sequence_lens is {ldt}, expected int64")));
+    }
+    let steps = d[ta];
+    let mut grid_dims = vec![1; d.len()];
+    grid_dims[ta] = steps;
+    let grid = const_tensor(cx, grid_dims, (0..steps as i64).collect::<Vec<i64>>())?;
+    let grid = cx.constant(grid);
+    let mut len_dims = vec![1; d.len()];
+    len_dims[ba] = d[ba];
+    let l = if ldt == DType::I64 {
+        lens
+    } else {
+        cx.emit1(Op::Cast { to: DType::I64 }, &[lens])?
+    };
+    let l = cx.emit1(
+        Op::Clip {
+            min: 0.0,
+            max: steps as f64,
+        },
+        &[l],
+    )?;
+    let l = reshape(cx, l, len_dims)?;
+    let inside = cx.emit1(Op::Binary(BinaryOp::Less), &[grid, l])?;
+    let one = cx.constant(Tensor::scalar(1i64));
+    let lm1 = cx.emit1(Op::Binary(BinaryOp::Sub), &[l, one])?;
+    let rev = cx.emit1(Op::Binary(BinaryOp::Sub), &[lm1, grid])?;
+    let idx = cx.emit1(Op::Where, &[inside, rev, grid])?;
+    let s = shape(cx, d)?;
+    let idx = cx.emit1(Op::Expand { shape: s }, &[idx])?;
+    Ok(vec![cx.emit1(Op::GatherElements { axis: ta }, &[x, idx])?])
+}
+
+/// `Compress(input, condition)`: the slices along `axis` (of the flattened input without
+/// one) where the constant `condition` is true, as one `Gather`. The condition fixes the
+/// output's shape, so it must be known at import (a graph input is bound to its value).
+fn compress(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let cond = cx
+        .const_input(1)?
+        .ok_or_else(|| cx.err("required input 1 is missing"))?;
+    if cond.shape().rank() != 1 {
+        return Err(cx.err(format!(
+            "condition has shape {}, expected rank 1",
+            cond.shape()
+        )));
+    }
+    let d = dims_of(cx, x);
+    let (x, a) = match cx.attr_int("axis")? {
+        Some(raw) => (x, axis(cx, raw, d.len())?),
+        None => {
+            let n = d.iter().product();
+            (reshape(cx, x, vec![n])?, 0)
+        }
+    };
+    let len = dims_of(cx, x)[a];
+    let picked: Vec<i64> = cond
+        .to_f64_vec()
+        .iter()
+        .enumerate()
+        .filter(|&(_, &c)| c != 0.0)
+        .map(|(i, _)| i as i64)
+        .collect();
+    if let Some(&i) = picked.iter().find(|&&i| i as usize >= len) {
+        return Err(cx.err(format!(
+            "condition selects index {i}, but axis {a} has {len} elements"
+        )));
+    }
+    let n = picked.len();
+    let idx = const_tensor(cx, vec![n], picked)?;
+    let idx = cx.constant(idx);
+    Ok(vec![cx.emit1(Op::Gather { axis: a }, &[x, idx])?])
+}
+
+/// `NonZero(X)`: the indices of the non-zero elements, `[rank, count]` in row-major
+/// order. The count is the output's shape, so `X` must be known at import (a graph input
+/// is bound to its value) and the result is a constant.
+fn nonzero(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx
+        .const_input(0)?
+        .ok_or_else(|| cx.err("required input 0 is missing"))?;
+    let dims = x.shape().dims().to_vec();
+    let values = x.to_f64_vec();
+    let hits: Vec<usize> = (0..values.len()).filter(|&i| values[i] != 0.0).collect();
+    cx.check_built("the indices", hits.len() * dims.len().max(1))?;
+    let rank = dims.len();
+    let mut out = vec![0i64; rank * hits.len()];
+    for (k, &flat) in hits.iter().enumerate() {
+        let mut rest = flat;
+        for a in (0..rank).rev() {
+            out[a * hits.len() + k] = (rest % dims[a]) as i64;
+            rest /= dims[a];
+        }
+    }
+    let t = const_tensor(cx, vec![rank, hits.len()], out)?;
+    Ok(vec![cx.constant(t)])
+}
+
+/// Orders f64 values as `numpy.unique` does: −0 equals 0, NaNs are equal and last.
+fn cmp_values(a: f64, b: f64) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// `Unique(X)`: the distinct elements (or, with `axis`, slices along it), sorted or in
+/// order of first occurrence, with the index of each one's first occurrence, the index of
+/// each input element (slice) in the result and the counts. The number of distinct values
+/// is the output's shape, so `X` must be known at import (a graph input is bound); `Y`
+/// is a `Gather` of `X` at the first occurrences, the three index outputs constants.
+fn unique(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let t = cx
+        .const_input(0)?
+        .ok_or_else(|| cx.err("required input 0 is missing"))?;
+    let sorted = cx.attr_int("sorted")?.unwrap_or(1) != 0;
+    let d = dims_of(cx, x);
+    let (x, a) = match cx.attr_int("axis")? {
+        Some(raw) => (x, axis(cx, raw, d.len())?),
+        None => {
+            let n = d.iter().product();
+            (reshape(cx, x, vec![n])?, 0)
+        }
+    };
+    let dims = dims_of(cx, x);
+    let values = t.to_f64_vec();
+    // Slice k along the axis, as its elements in row-major order.
+    let (outer, len) = (dims[..a].iter().product::<usize>(), dims[a]);
+    let inner: usize = dims[a + 1..].iter().product();
+    let slice = |k: usize| -> Vec<f64> {
+        (0..outer)
+            .flat_map(|o| (0..inner).map(move |i| (o * len + k) * inner + i))
+            .map(|j| values[j])
+            .collect()
+    };
+    let slices: Vec<Vec<f64>> = (0..len).map(slice).collect();
+    let cmp = |p: &[f64], q: &[f64]| {
+        p.iter()
+            .zip(q)
+            .map(|(&u, &v)| cmp_values(u, v))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    };
+    // Equal slices grouped by a stable sort (so each group starts at its first
+    // occurrence), the groups then numbered in order of appearance.
+    let mut by_value: Vec<usize> = (0..len).collect();
+    by_value.sort_by(|&p, &q| cmp(&slices[p], &slices[q]));
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for &k in &by_value {
+        match groups.last_mut() {
+            Some(g) if cmp(&slices[g[0]], &slices[k]).is_eq() => g.push(k),
+            _ => groups.push(vec![k]),
+        }
+    }
+    groups.sort_by_key(|g| g[0]);
+    let first: Vec<usize> = groups.iter().map(|g| g[0]).collect();
+    let mut inverse = vec![0usize; len];
+    for (u, g) in groups.iter().enumerate() {
+        for &k in g {
+            inverse[k] = u;
+        }
+    }
+    // The output order: sorted, or as they appeared.
+    let mut order: Vec<usize> = (0..first.len()).collect();
+    if sorted {
+        order.sort_by(|&p, &q| cmp(&slices[first[p]], &slices[first[q]]));
+    }
+    let mut rank = vec![0usize; first.len()];
+    for (pos, &u) in order.iter().enumerate() {
+        rank[u] = pos;
+    }
+    let n = first.len();
+    let indices: Vec<i64> = order.iter().map(|&u| first[u] as i64).collect();
+    let inverse: Vec<i64> = inverse.iter().map(|&u| rank[u] as i64).collect();
+    let mut counts = vec![0i64; n];
+    for &r in &inverse {
+        counts[r as usize] += 1;
+    }
+    let idx = const_tensor(cx, vec![n], indices)?;
+    let idx = cx.constant(idx);
+    let y = cx.emit1(Op::Gather { axis: a }, &[x, idx])?;
+    let inv = const_tensor(cx, vec![len], inverse)?;
+    let inv = cx.constant(inv);
+    let cnt = const_tensor(cx, vec![n], counts)?;
+    let cnt = cx.constant(cnt);
+    Ok(vec![y, idx, inv, cnt])
+}
+
+/// `TensorScatter(past_cache, update, write_indices)`: `update` written into the cache
+/// along `axis` at each batch entry's run-time position (`linear`), or wrapping around the
+/// axis (`circular`). Pulled like the other scatters: cache position `t` of batch `b`
+/// takes `update[t − w_b]` (mod the axis for `circular`) where that lies in the update,
+/// else the past value; one `GatherElements` and one `Where`. A linear write past the end
+/// of the axis is dropped.
+fn tensor_scatter(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (past, update) = (cx.input(0)?, cx.input(1)?);
+    let pd = dims_of(cx, past);
+    let ud = dims_of(cx, update);
+    let r = pd.len();
+    if r < 2 || ud.len() != r || cx.ty(update).dtype != cx.ty(past).dtype {
+        return Err(cx.err(format!(
+            "past_cache {} and update {} must have one dtype and rank 2 or more",
+            cx.ty(past).shape,
+            cx.ty(update).shape
+        )));
+    }
+    let a = axis(cx, cx.attr_int("axis")?.unwrap_or(-2), r)?;
+    if a == 0 {
+        return Err(cx.err("axis must not be the batch axis 0"));
+    }
+    if (0..r).any(|i| {
+        if i == a {
+            ud[i] > pd[i]
+        } else {
+            ud[i] != pd[i]
+        }
+    }) {
+        return Err(cx.err(format!(
+            "update {} does not fit past_cache {} along axis {a}",
+            cx.ty(update).shape,
+            cx.ty(past).shape
+        )));
+    }
+    let circular = match cx.attr_string("mode")?.as_deref() {
+        None | Some("linear") => false,
+        Some("circular") => true,
+        Some(other) => return Err(cx.err(format!("unknown mode {other:?}"))),
+    };
+    let (len, n) = (pd[a] as i64, ud[a] as i64);
+    if n == 0 {
+        return Ok(vec![past]);
+    }
+    let c = |cx: &mut Ctx, v: i64| cx.constant(Tensor::scalar(v));
+    let bin =
+        |cx: &mut Ctx, op: BinaryOp, p: ValueId, q: ValueId| cx.emit1(Op::Binary(op), &[p, q]);
+    let mut grid_dims = vec![1; r];
+    grid_dims[a] = pd[a];
+    let grid = const_tensor(cx, grid_dims, (0..len).collect::<Vec<i64>>())?;
+    let grid = cx.constant(grid);
+    let mut j = grid;
+    if let Some(w) = cx.opt_input(2) {
+        let wdt = cx.ty(w).dtype;
+        if !matches!(wdt, DType::I32 | DType::I64) || dims_of(cx, w) != [pd[0]] {
+            return Err(cx.err(format!(
+                "write_indices is {} {}, expected int64 [{}]",
+                wdt,
+                cx.ty(w).shape,
+                pd[0]
+            )));
+        }
+        let w = if wdt == DType::I64 {
+            w
+        } else {
+            cx.emit1(Op::Cast { to: DType::I64 }, &[w])?
+        };
+        let mut wd = vec![1; r];
+        wd[0] = pd[0];
+        let w = reshape(cx, w, wd)?;
+        j = bin(cx, BinaryOp::Sub, grid, w)?;
+    }
+    if circular && len > 0 {
+        // j mod len, for any sign of j: j − len·⌊j/len⌋ with the truncating division
+        // corrected where j is negative and inexact.
+        let l = c(cx, len);
+        let q = bin(cx, BinaryOp::Div, j, l)?;
+        let ql = bin(cx, BinaryOp::Mul, q, l)?;
+        let m = bin(cx, BinaryOp::Sub, j, ql)?;
+        let zero = c(cx, 0);
+        let neg = bin(cx, BinaryOp::Less, m, zero)?;
+        let up = bin(cx, BinaryOp::Add, m, l)?;
+        j = cx.emit1(Op::Where, &[neg, up, m])?;
+    }
+    let zero = c(cx, 0);
+    let nn = c(cx, n);
+    let ge = bin(cx, BinaryOp::GreaterOrEqual, j, zero)?;
+    let lt = bin(cx, BinaryOp::Less, j, nn)?;
+    let inside = bin(cx, BinaryOp::And, ge, lt)?;
+    let jc = cx.emit1(
+        Op::Clip {
+            min: 0.0,
+            max: (n - 1) as f64,
+        },
+        &[j],
+    )?;
+    let s = shape(cx, pd)?;
+    let jc = cx.emit1(Op::Expand { shape: s.clone() }, &[jc])?;
+    let inside = cx.emit1(Op::Expand { shape: s }, &[inside])?;
+    let taken = cx.emit1(Op::GatherElements { axis: a }, &[update, jc])?;
+    Ok(vec![cx.emit1(Op::Where, &[inside, taken, past])?])
+}
+
+/// `MaxUnpool(X, I, output_shape?)`: zeros of the output shape with `X`'s values at the
+/// flat indices `I` (as `MaxPool` returns them, counted over the whole tensor): the
+/// `ScatterND` expansion over the flattened output (run-time indices compare every index
+/// with every position, within the scatter limit; an out-of-range index writes nothing).
+fn max_unpool(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, ind) = (cx.input(0)?, cx.input(1)?);
+    let d = dims_of(cx, x);
+    if d.len() < 3 || dims_of(cx, ind) != d {
+        return Err(cx.err(format!(
+            "X {} and I {} must be one shape [N, C, spatial...]",
+            cx.ty(x).shape,
+            cx.ty(ind).shape
+        )));
+    }
+    if cx.ty(ind).dtype != DType::I64 {
+        return Err(cx.err(format!("I is {}, expected int64", cx.ty(ind).dtype)));
+    }
+    let sp = d.len() - 2;
+    let kernel = cx
+        .attr_ints("kernel_shape")?
+        .ok_or_else(|| cx.err("kernel_shape is missing"))?;
+    let strides = cx.attr_ints("strides")?.unwrap_or_else(|| vec![1; sp]);
+    let pads = cx.attr_ints("pads")?.unwrap_or_else(|| vec![0; 2 * sp]);
+    if kernel.len() != sp || strides.len() != sp || pads.len() != 2 * sp {
+        return Err(cx.err(format!(
+            "kernel_shape {kernel:?}, strides {strides:?} and pads {pads:?} do not match {sp} spatial axes"
+        )));
+    }
+    // The indices address the inferred shape; output_shape, if larger, pads its end.
+    let mut inferred = vec![d[0], d[1]];
+    for i in 0..sp {
+        let v = (d[2 + i] as i64 - 1) * strides[i] + kernel[i] - pads[i] - pads[sp + i];
+        if v <= 0 {
+            return Err(cx.err(format!("spatial axis {i} would have size {v}")));
+        }
+        inferred.push(v as usize);
+    }
+    let out: Vec<usize> = match cx.ints_input(2)? {
+        Some(s) => {
+            let ok = s.len() == d.len()
+                && s.iter().zip(&inferred).enumerate().all(|(i, (&o, &n))| {
+                    if i < 2 { o == n as i64 } else { o >= n as i64 }
+                });
+            if !ok {
+                return Err(cx.err(format!(
+                    "output_shape {s:?} must be [{}, {}, spatial...] at least {inferred:?}",
+                    d[0], d[1]
+                )));
+            }
+            s.iter().map(|&v| v as usize).collect()
+        }
+        None => inferred.clone(),
+    };
+    let numel: usize = inferred.iter().product();
+    let m: usize = d.iter().product();
+    cx.check_built("the unpooled output", out.iter().product())?;
+    let zero_shape = shape(cx, vec![numel])?;
+    let dtype = cx.ty(x).dtype;
+    let zeros = cx.constant(Tensor::full(dtype, zero_shape, 0.0));
+    let upd = reshape(cx, x, vec![m])?;
+    let idx = reshape(cx, ind, vec![m, 1])?;
+    let flat = match cx.const_value(1).cloned() {
+        Some(i) => scatter_constant(
+            cx,
+            zeros,
+            upd,
+            &i.to_i64_vec(),
+            &[numel],
+            1,
+            m,
+            Reduction::None,
+        )?,
+        None => scatter_dynamic(cx, zeros, idx, upd, &[numel], 1, m, Reduction::None)?,
+    };
+    let mut y = reshape(cx, flat, inferred.clone())?;
+    let mut cur = inferred;
+    for a in 2..d.len() {
+        if out[a] > cur[a] {
+            let mut zd = cur.clone();
+            zd[a] = out[a] - cur[a];
+            let zs = shape(cx, zd)?;
+            let z = cx.constant(Tensor::full(dtype, zs, 0.0));
+            y = cx.emit1(Op::Concat { axis: a }, &[y, z])?;
+            cur[a] = out[a];
+        }
+    }
+    Ok(vec![y])
 }

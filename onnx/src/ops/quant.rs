@@ -84,7 +84,7 @@ fn quant_axis(cx: &Ctx, rank: usize) -> R<(Option<usize>, usize)> {
     Ok((a, block as usize))
 }
 
-fn cast_to(cx: &mut Ctx, v: ValueId, to: DType) -> R<ValueId> {
+pub(super) fn cast_to(cx: &mut Ctx, v: ValueId, to: DType) -> R<ValueId> {
     if cx.ty(v).dtype == to {
         return Ok(v);
     }
@@ -119,7 +119,7 @@ fn dequantize(cx: &mut Ctx) -> R<Vec<ValueId>> {
 }
 
 /// The representable range of an integer quantized type.
-fn int_range(dt: DType) -> Option<(f64, f64)> {
+pub(super) fn int_range(dt: DType) -> Option<(f64, f64)> {
     Some(match dt {
         DType::U8 => (0.0, 255.0),
         DType::I8 => (-128.0, 127.0),

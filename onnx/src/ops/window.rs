@@ -1,7 +1,7 @@
 //! Sliding-window ops over `[N, C, spatial...]` inputs: `Conv`, `ConvTranspose` (a
 //! convolution of the zero-upsampled input), `MaxPool`, `AveragePool` and their global
-//! forms, and `LpPool` (an average pool of `|x|^p`), with ONNX padding (`auto_pad`,
-//! `pads`) resolved.
+//! forms, `LpPool` (an average pool of `|x|^p`) and `Col2Im` (the blocks summed back by
+//! gathers at constant indices), with ONNX padding (`auto_pad`, `pads`) resolved.
 
 use tessera_ir::{
     BinaryOp, ConvAttrs, Op, PoolAttrs, PoolKind, ReduceOp, Shape, Tensor, UnaryOp, ValueId,
@@ -18,6 +18,7 @@ pub(super) const OPS: &[(&str, Translator)] = &[
     ("LpPool", lp_pool),
     ("GlobalAveragePool", |cx| global_pool(cx, ReduceOp::Mean)),
     ("GlobalMaxPool", |cx| global_pool(cx, ReduceOp::Max)),
+    ("Col2Im", col2im),
 ];
 
 /// Resolves ONNX `auto_pad`, `pads` and friends for `spatial` axes of `input` dims.
@@ -73,9 +74,9 @@ fn positive(cx: &Ctx, name: &str, v: Option<Vec<i64>>, n: usize) -> R<Vec<usize>
     Ok(v.iter().map(|&x| x as usize).collect())
 }
 
-fn conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
-    let (x, w) = (cx.input(0)?, cx.input(1)?);
-    let (xd, wd) = (dims_of(cx, x), dims_of(cx, w));
+/// `Conv`'s attributes (also `ConvInteger`'s and `QLinearConv`'s) for X and W dims,
+/// padding resolved.
+pub(super) fn conv_attrs(cx: &Ctx, xd: &[usize], wd: &[usize]) -> R<ConvAttrs> {
     if xd.len() < 3 || wd.len() != xd.len() {
         return Err(cx.err(format!(
             "X {xd:?} and W {wd:?} must be [N, C, spatial...] and [M, C/group, k...]"
@@ -97,12 +98,18 @@ fn conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
     if group <= 0 {
         return Err(cx.err("group must be positive"));
     }
-    let op = Op::Conv(ConvAttrs {
+    Ok(ConvAttrs {
         strides,
         pads,
         dilations,
         group: group as usize,
-    });
+    })
+}
+
+fn conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let (x, w) = (cx.input(0)?, cx.input(1)?);
+    let (xd, wd) = (dims_of(cx, x), dims_of(cx, w));
+    let op = Op::Conv(conv_attrs(cx, &xd, &wd)?);
     let inputs = cx.all_inputs();
     Ok(vec![cx.emit1(op, &inputs)?])
 }
@@ -462,4 +469,122 @@ fn global_pool(cx: &mut Ctx, op: ReduceOp) -> R<Vec<ValueId>> {
         },
         &[x],
     )?])
+}
+
+/// `Col2Im(input [N, C·Πblock, L], image_shape, block_shape)`: the sliding blocks summed
+/// back into the image, the adjoint of im2col. The block and image shapes fix which
+/// column entries land on each image position (at most `Πblock` of them), so the sum is
+/// pulled: the columns get one zero appended, and layer `j` is a `Gather` at each
+/// position's `j`-th contributor (the zero where it has fewer).
+fn col2im(cx: &mut Ctx) -> R<Vec<ValueId>> {
+    let x = cx.input(0)?;
+    let image = cx
+        .ints_input(1)?
+        .ok_or_else(|| cx.err("image_shape is missing"))?;
+    let block = cx
+        .ints_input(2)?
+        .ok_or_else(|| cx.err("block_shape is missing"))?;
+    let sp = image.len();
+    if sp == 0 || block.len() != sp || image.iter().chain(&block).any(|&v| v <= 0) {
+        return Err(cx.err(format!(
+            "image_shape {image:?} and block_shape {block:?} must be positive and of one length"
+        )));
+    }
+    let image: Vec<usize> = image.iter().map(|&v| v as usize).collect();
+    let block: Vec<usize> = block.iter().map(|&v| v as usize).collect();
+    let strides = positive(cx, "strides", cx.attr_ints("strides")?, sp)?;
+    let dilations = positive(cx, "dilations", cx.attr_ints("dilations")?, sp)?;
+    let pads = cx.attr_ints("pads")?.unwrap_or_else(|| vec![0; 2 * sp]);
+    if pads.len() != 2 * sp || pads.iter().any(|&p| p < 0) {
+        return Err(cx.err(format!(
+            "pads {pads:?} must be {} non-negative values",
+            2 * sp
+        )));
+    }
+    let xd = dims_of(cx, x);
+    let nb: usize = block.iter().product();
+    // Blocks per axis.
+    let mut counts = Vec::with_capacity(sp);
+    for i in 0..sp {
+        let span = dilations[i] * (block[i] - 1) + 1;
+        let padded = image[i] + pads[i] as usize + pads[sp + i] as usize;
+        if padded < span {
+            return Err(cx.err(format!(
+                "a block spans {span} on axis {i}, more than the padded image's {padded}"
+            )));
+        }
+        counts.push((padded - span) / strides[i] + 1);
+    }
+    let l: usize = counts.iter().product();
+    if xd.len() != 3 || !xd[1].is_multiple_of(nb) || xd[2] != l {
+        return Err(cx.err(format!(
+            "input has shape {}, expected [N, C·{nb}, {l}] for these blocks",
+            cx.ty(x).shape
+        )));
+    }
+    let (n, c) = (xd[0], xd[1] / nb);
+    let size: usize = image.iter().product();
+    cx.check_built("the Col2Im indices", size.saturating_mul(nb))?;
+    // Contributors of each image position: column entries b·L + l.
+    let mut from: Vec<Vec<i64>> = vec![Vec::new(); size];
+    for b in 0..nb {
+        let mut bi = vec![0; sp];
+        let mut rest = b;
+        for i in (0..sp).rev() {
+            bi[i] = rest % block[i];
+            rest /= block[i];
+        }
+        for li in 0..l {
+            let mut rest = li;
+            let mut flat = 0usize;
+            let mut inside = true;
+            let mut pos = vec![0i64; sp];
+            for i in (0..sp).rev() {
+                let k = rest % counts[i];
+                rest /= counts[i];
+                pos[i] = (k * strides[i] + bi[i] * dilations[i]) as i64 - pads[i];
+            }
+            for i in 0..sp {
+                if pos[i] < 0 || pos[i] as usize >= image[i] {
+                    inside = false;
+                    break;
+                }
+                flat = flat * image[i] + pos[i] as usize;
+            }
+            if inside {
+                from[flat].push((b * l + li) as i64);
+            }
+        }
+    }
+    let layers = from.iter().map(Vec::len).max().unwrap_or(0);
+    let cols = reshape(cx, x, vec![n, c, nb * l])?;
+    let zero_shape = Shape::new(vec![n, c, 1]).map_err(|e| cx.err(e.to_string()))?;
+    let zero = cx.constant(Tensor::full(cx.ty(x).dtype, zero_shape, 0.0));
+    let cols = cx.emit1(Op::Concat { axis: 2 }, &[cols, zero])?;
+    let sentinel = (nb * l) as i64;
+    let mut acc: Option<ValueId> = None;
+    for j in 0..layers {
+        let idx: Vec<i64> = from
+            .iter()
+            .map(|f| f.get(j).copied().unwrap_or(sentinel))
+            .collect();
+        let s = Shape::new(vec![size]).map_err(|e| cx.err(e.to_string()))?;
+        let t = Tensor::from_vec(s, idx).map_err(|e| cx.err(e.to_string()))?;
+        let idx = cx.constant(t);
+        let g = cx.emit1(Op::Gather { axis: 2 }, &[cols, idx])?;
+        acc = Some(match acc {
+            None => g,
+            Some(a) => cx.emit1(Op::Binary(BinaryOp::Add), &[a, g])?,
+        });
+    }
+    let y = match acc {
+        Some(a) => a,
+        None => {
+            let s = Shape::new(vec![n, c, size]).map_err(|e| cx.err(e.to_string()))?;
+            cx.constant(Tensor::full(cx.ty(x).dtype, s, 0.0))
+        }
+    };
+    let mut out = vec![n, c];
+    out.extend_from_slice(&image);
+    Ok(vec![reshape(cx, y, out)?])
 }
