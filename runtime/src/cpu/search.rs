@@ -6,7 +6,8 @@
 //! [`super::choice::candidates`], and with more than one thread whether the kernel uses
 //! the pool or the calling thread alone) it looks each alternative up in the [measurement cache](crate::cache), times the
 //! alternatives in isolation when any is missing ([`crate::measure::interleaved`]: caches
-//! evicted, the activations it reads touched, drift corrected against a reference), and keeps
+//! evicted, the activations it reads touched, the pool's workers awake as after the previous
+//! kernel, drift corrected against a reference), and keeps
 //! the fastest when it beats the heuristic's choice by more than
 //! [`SearchOptions::margin`]. Once the budget is spent, the remaining kernels keep the
 //! heuristic's choice unless the cache already knows them.
@@ -569,6 +570,12 @@ impl CpuModel {
                     // SAFETY: the parameter's buffer holds `n` bytes (arena or input,
                     // bound above).
                     unsafe { touch(p, n) };
+                }
+                // Inside a model the workers are still spinning from the last kernel; after
+                // the eviction they would be asleep, and waking them would be charged to
+                // the pool's way. An empty job wakes them first.
+                if self.pool.threads() > 1 {
+                    self.pool.run(self.pool.threads(), &|_| {});
                 }
             },
             &mut |j| {
