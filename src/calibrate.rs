@@ -6,8 +6,8 @@
 //! ([`CpuModel::time_all_ways`]), describes each kernel by its family and work
 //! ([`kernel_work`]) and fits a [`Calibration`]. [`Calibrated`] is the predictor the latency
 //! search uses with `--search model` (and records next to measurements with `--search
-//! measure`). [`held_out`] measures the error of a calibration on the kernels of other
-//! models. The file form ([`save`], [`load`]) carries tessera's version; a file from
+//! measure`). [`kernel_samples`] with a calibration, [`errors`] and [`agreement`] measure
+//! its error on the kernels of other models. The file form ([`save`], [`load`]) carries tessera's version; a file from
 //! another version is refused with a message.
 
 use std::path::{Path, PathBuf};

@@ -238,10 +238,9 @@ pub struct Options {
     /// The latency search run after lowering ([`Search::Off`] by default: the built-in
     /// heuristics decide every kernel's algorithm).
     pub search: SearchOptions,
-    /// The calibrated cost model ([`calibrate`]): what [`Search::Model`] decides by, what
-    /// [`Search::Measure`] records its predictions from, and (its implied roofline
-    /// profile, `Calibration::device_profile`) what the pass pipeline prices rewrites with
-    /// instead of `device`.
+    /// The calibrated cost model ([`calibrate`]): what [`Search::Model`] decides by and
+    /// what [`Search::Measure`] records its predictions from. The pass pipeline still
+    /// prices rewrites for `device` (see [`compile`]).
     pub calibration: Option<tessera_passes::cost::calibrated::Calibration>,
 }
 
@@ -290,12 +289,11 @@ pub enum CompileError {
 /// plan) and Cranelift, then the latency search of `options.search`. Run the result with
 /// [`CompiledModel::run`](tessera_runtime::cpu::CpuModel::run).
 pub fn compile(g: &Graph, options: Options) -> Result<CompiledModel, CompileError> {
-    // A calibration of this machine prices the rewrites too.
-    let device = match &options.calibration {
-        Some(c) => c.device_profile(&options.device),
-        None => options.device.clone(),
-    };
-    let (g, reports) = optimize(g, &options.pipeline, &device, None)?;
+    // The pipeline keeps `options.device` even with a calibration: pricing the e-graph
+    // with `Calibration::device_profile` made Whisper's encoder 0.77x as fast at one
+    // thread (scripts/bench_search.py, 2026-12-07), so the implied profile stays a
+    // library function for callers to opt into, not the default.
+    let (g, reports) = optimize(g, &options.pipeline, &options.device, None)?;
     let cpu = tessera_runtime::cpu::CpuOptions {
         mode: options.mode,
         threads: options.threads,

@@ -4,31 +4,12 @@
 //! NaN) and pseudo-random words, through the reference interpreter and the compiled CPU
 //! backend. NaN payloads are not kept: a NaN must come back as some NaN.
 
+mod onnx_support;
+
+use onnx_support::value;
 use prost::Message;
 use tessera::ir::{DType, Shape, Tensor};
-use tessera::onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
-    TypeProto, ValueInfoProto, tensor_shape_proto, type_proto,
-};
-
-fn value(name: &str, elem: i32, n: usize) -> ValueInfoProto {
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem),
-                shape: Some(TensorShapeProto {
-                    dim: vec![tensor_shape_proto::Dimension {
-                        value: Some(tensor_shape_proto::dimension::Value::DimValue(n as i64)),
-                        ..Default::default()
-                    }],
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
+use tessera::onnx::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto};
 
 /// Runs `BitCast(x: from) → to` on both backends; returns the outputs' bytes.
 fn run(from: DType, to: DType, bytes: &[u8]) -> [Vec<u8>; 2] {
@@ -55,8 +36,8 @@ fn run(from: DType, to: DType, bytes: &[u8]) -> [Vec<u8>; 2] {
                 }],
                 ..Default::default()
             }],
-            input: vec![value("x", code(from), n)],
-            output: vec![value("y", code(to), n)],
+            input: vec![value("x", code(from), &[n])],
+            output: vec![value("y", code(to), &[n])],
             ..Default::default()
         }),
         ..Default::default()

@@ -4,34 +4,12 @@
 //! alone, the maximum, alternating bits, pseudo-random words), through the reference
 //! interpreter and the compiled CPU backend.
 
+mod onnx_support;
+
+use onnx_support::value;
 use prost::Message;
 use tessera::ir::{DType, Shape, Tensor};
-use tessera::onnx::proto::{
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
-    ValueInfoProto, tensor_shape_proto, type_proto,
-};
-
-fn value(name: &str, elem: i32, dims: &[usize]) -> ValueInfoProto {
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem),
-                shape: Some(TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| tensor_shape_proto::Dimension {
-                            value: Some(tensor_shape_proto::dimension::Value::DimValue(d as i64)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
+use tessera::onnx::proto::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto};
 
 /// `y = op(a[n, 1], b[1, n])`, or `y = op(a[n, 1])` for `BitwiseNot`.
 fn model(op: &str, dtype: DType, n: usize) -> Vec<u8> {

@@ -4,31 +4,12 @@
 //! measured: f64 leaves only the final rounding) and 4 for f64 ones (3 measured), with
 //! the special values (±1, ±∞, NaN, out of domain) exact.
 
+mod onnx_support;
+
+use onnx_support::value;
 use prost::Message;
 use tessera::ir::{DType, Shape, Tensor};
-use tessera::onnx::proto::{
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
-    ValueInfoProto, tensor_shape_proto, type_proto,
-};
-
-fn value(name: &str, elem: i32, n: usize) -> ValueInfoProto {
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem),
-                shape: Some(TensorShapeProto {
-                    dim: vec![tensor_shape_proto::Dimension {
-                        value: Some(tensor_shape_proto::dimension::Value::DimValue(n as i64)),
-                        ..Default::default()
-                    }],
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
+use tessera::onnx::proto::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto};
 
 /// A one-node model `y = op(x)` over `n` elements of ONNX dtype `elem`.
 fn model(op: &str, elem: i32, n: usize) -> Vec<u8> {
@@ -47,8 +28,8 @@ fn model(op: &str, elem: i32, n: usize) -> Vec<u8> {
                 output: vec!["y".into()],
                 ..Default::default()
             }],
-            input: vec![value("x", elem, n)],
-            output: vec![value("y", elem, n)],
+            input: vec![value("x", elem, &[n])],
+            output: vec![value("y", elem, &[n])],
             ..Default::default()
         }),
         ..Default::default()

@@ -28,7 +28,7 @@ pub enum ConvAlgo {
     /// or filled natively.
     Transposed,
     /// The native direct kernel in one of its forms: a 2-D f32 convolution with at most
-    /// [`DIRECT_MAX_GROUP_CHANNELS`] input channels per group.
+    /// 16 input channels per group.
     Direct(Form),
 }
 

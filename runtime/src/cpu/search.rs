@@ -368,7 +368,7 @@ impl CpuModel {
         }
     }
 
-    /// Decides the alternatives of every kernel that has some ([module docs](self)),
+    /// Decides the alternatives of every kernel that has some (as the `search` module docs describe),
     /// without a predictor ([`Search::Model`] is then an error).
     pub fn search(&mut self, opts: &SearchOptions) -> Result<SearchReport, RuntimeError> {
         self.search_with(opts, None)
