@@ -388,3 +388,127 @@ fn contradictory_opset_imports() {
         "the model imports domain \"ai.onnx\" at version 0; versions start at 1"
     );
 }
+
+/// `TfIdfVectorizer` summed `max_skip_count + 1` per n-gram before checking it against its
+/// pattern limit: `max_skip_count = i64::MAX` overflowed (found by the CI slice, seed 12).
+#[test]
+fn tfidf_max_skip_count_at_the_top_of_i64() {
+    let mode = AttributeProto {
+        name: Some("mode".into()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(b"TF".to_vec()),
+        ..Default::default()
+    };
+    let n = node(
+        "TfIdfVectorizer",
+        &["x"],
+        &["y"],
+        vec![
+            int("max_gram_length", 2),
+            int("min_gram_length", 2),
+            int("max_skip_count", i64::MAX),
+            mode,
+            ints("ngram_counts", &[0, 4]),
+            ints("ngram_indexes", &[0, 1, 2, 3, 4, 5, 6]),
+            ints("pool_int64s", &[2, 3, 5, 4, 5, 6, 7, 8, 6, 7]),
+        ],
+    );
+    check_onnx(
+        &model_at(9, n, vec![value("x", 6, &[2, 6])], vec![]),
+        "(n-gram, skip) patterns, more than the",
+    );
+}
+
+/// `GRU`/`LSTM` multiplied `hidden_size` by the gate count before comparing it with `W`:
+/// `hidden_size = i64::MAX` overflowed (seed 2027).
+#[test]
+fn recurrent_hidden_size_at_the_top_of_i64() {
+    let n = node(
+        "GRU",
+        &["x", "w", "r"],
+        &["y"],
+        vec![int("hidden_size", i64::MAX)],
+    );
+    let inputs = vec![
+        value("x", F32, &[2, 1, 3]),
+        value("w", F32, &[1, 6, 3]),
+        value("r", F32, &[1, 6, 2]),
+    ];
+    check_onnx(
+        &model_at(14, n, inputs, vec![]),
+        "hidden_size 9223372036854775807",
+    );
+}
+
+/// `DeformConv` computed the expected output size in `i64` from the pads, strides and
+/// dilations: a pad of `i64::MAX` overflowed (seed 2027).
+#[test]
+fn deform_conv_pad_at_the_top_of_i64() {
+    let n = node(
+        "DeformConv",
+        &["x", "w", "off"],
+        &["y"],
+        vec![ints("pads", &[1, i64::MAX, 1, 1])],
+    );
+    let inputs = vec![
+        value("x", F32, &[1, 1, 4, 4]),
+        value("w", F32, &[1, 1, 3, 3]),
+        value("off", F32, &[1, 18, 4, 4]),
+    ];
+    check_onnx(
+        &model_at(19, n, inputs, vec![]),
+        "must be positive and pads",
+    );
+}
+
+/// `RoiAlign` multiplied the output size by the sampling ratio squared unchecked (seed
+/// 2027), and took `H - 1` of an empty image.
+#[test]
+fn roi_align_sample_grid_past_usize_and_empty_image() {
+    let roi = |sr: i64, hw: i64| {
+        let n = node(
+            "RoiAlign",
+            &["x", "rois", "idx"],
+            &["y"],
+            vec![
+                int("output_height", 1 << 40),
+                int("output_width", 1 << 20),
+                int("sampling_ratio", sr),
+            ],
+        );
+        let inputs = vec![
+            value("x", F32, &[1, 1, hw, hw]),
+            value("rois", F32, &[1, 4]),
+            value("idx", I64, &[1]),
+        ];
+        model_at(16, n, inputs, vec![])
+    };
+    check_onnx(
+        &roi(1 << 40, 4),
+        "the RoiAlign sample grid would be a constant",
+    );
+    check_onnx(&roi(1, 0), "has an empty image");
+}
+
+/// `MaxUnpool` inferred its output size `(in - 1)·stride + kernel - pads` in `i64`: a
+/// stride of `i64::MAX` overflowed (seeds 2028, 2029).
+#[test]
+fn max_unpool_stride_at_the_top_of_i64() {
+    let n = node(
+        "MaxUnpool",
+        &["x", "i"],
+        &["y"],
+        vec![
+            ints("kernel_shape", &[2, 2]),
+            ints("strides", &[i64::MAX, 1]),
+        ],
+    );
+    let inputs = vec![
+        value("x", F32, &[1, 1, 2, 2]),
+        value("i", I64, &[1, 1, 2, 2]),
+    ];
+    check_onnx(
+        &model_at(11, n, inputs, vec![]),
+        "would have size 9223372036854775809",
+    );
+}

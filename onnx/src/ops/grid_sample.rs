@@ -393,10 +393,20 @@ fn deform_conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
     }
     let (n, c, ih, iw) = (xd[0], xd[1], xd[2], xd[3]);
     let (m, cg, kh, kw) = (wd[0], wd[1], wd[2], wd[3]);
-    let group = cx.attr_int("group")?.unwrap_or(1).max(0) as usize;
-    let og = cx.attr_int("offset_group")?.unwrap_or(1).max(0) as usize;
-    let k = kh * kw;
-    if group == 0 || cg * group != c || !m.is_multiple_of(group) || og == 0 || !c.is_multiple_of(og)
+    // Every count below is at most the element limit, so their products of two or three
+    // stay inside 64 bits.
+    let bounded = |v: i64| v.clamp(0, tessera_ir::MAX_ELEMENTS as i64) as usize;
+    let group = bounded(cx.attr_int("group")?.unwrap_or(1));
+    let og = bounded(cx.attr_int("offset_group")?.unwrap_or(1));
+    let k = kh.checked_mul(kw).unwrap_or(usize::MAX);
+    if group == 0
+        || cg.checked_mul(group) != Some(c)
+        || !m.is_multiple_of(group)
+        || og == 0
+        || !c.is_multiple_of(og)
+        || og
+            .checked_mul(k)
+            .is_none_or(|t| t as u64 > tessera_ir::MAX_ELEMENTS)
     {
         return Err(cx.err(format!(
             "channels do not match: X has {c}, W is {}, group {group}, offset_group {og}",
@@ -412,6 +422,15 @@ fn deform_conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
     if strides.len() != 2 || dil.len() != 2 || pads.len() != 4 {
         return Err(cx.err("strides, dilations and pads must have 2, 2 and 4 values"));
     }
+    let huge = tessera_ir::MAX_ELEMENTS as i64;
+    if strides.iter().chain(&dil).any(|&v| v <= 0 || v > huge)
+        || pads.iter().any(|&p| !(0..=huge).contains(&p))
+    {
+        return Err(cx.err(format!(
+            "strides {strides:?} and dilations {dil:?} must be positive and pads {pads:?} \
+             non-negative, each at most {huge}"
+        )));
+    }
     let (oh, ow) = (od[2], od[3]);
     if od[0] != n || od[1] != og * k * 2 {
         return Err(cx.err(format!(
@@ -421,7 +440,7 @@ fn deform_conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
         )));
     }
     for (i, (&len, &o)) in [ih, iw].iter().zip(&[oh, ow]).enumerate() {
-        let span = (dil[i] * (wd[2 + i] as i64 - 1) + 1) as f64;
+        let span = dil[i] as f64 * (wd[2 + i] as f64 - 1.0) + 1.0;
         let want =
             ((len as f64 - span + (pads[i] + pads[2 + i]) as f64) / strides[i] as f64) as i64 + 1;
         if want != o as i64 {
@@ -439,7 +458,8 @@ fn deform_conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
             og * k
         )));
     }
-    let p = oh * ow;
+    let p = oh.checked_mul(ow).unwrap_or(usize::MAX);
+    cx.check_built("the sampling grid", p)?;
     let cd = if matches!(dt, DType::F16 | DType::BF16) {
         DType::F32
     } else {
@@ -501,7 +521,7 @@ fn deform_conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
             .map(|q| {
                 let (i, j) = (q / ow, q % ow);
                 let o = if axis == 0 { i } else { j };
-                (o as i64 * strides[axis] - pads[axis]) as f64
+                o as f64 * strides[axis] as f64 - pads[axis] as f64
             })
             .collect();
         let s = shape(g.cx, vec![1, p])?;
@@ -680,7 +700,14 @@ fn roi_align(cx: &mut Ctx) -> R<Vec<ValueId>> {
         Some("max") => true,
         Some(other) => return Err(cx.err(format!("unknown mode {other:?}"))),
     };
-    let s = oh * ow * sr * sr;
+    if h == 0 || w == 0 {
+        return Err(cx.err(format!("X {} has an empty image", cx.ty(x).shape)));
+    }
+    let s = oh
+        .checked_mul(ow)
+        .and_then(|n| n.checked_mul(sr))
+        .and_then(|n| n.checked_mul(sr))
+        .unwrap_or(usize::MAX);
     cx.check_built("the RoiAlign sample grid", s)?;
     let cd = if matches!(dt, DType::F16 | DType::BF16) {
         DType::F32
@@ -710,7 +737,7 @@ fn roi_align(cx: &mut Ctx) -> R<Vec<ValueId>> {
         cx.emit1(Op::Cast { to: DType::I64 }, &[bidx])?
     };
     let img = cx.emit1(Op::Gather { axis: 0 }, &[xw, bi])?;
-    let img = reshape(cx, img, vec![r, c, h * w])?;
+    let img = reshape(cx, img, vec![r, c, h.saturating_mul(w)])?;
     let mut g = G { cx, dtype: cd };
     let off = if half { 0.5 } else { 0.0 };
     let lin = |g: &mut G, v: ValueId| -> R<ValueId> {

@@ -548,6 +548,7 @@ fn reverse_sequence(cx: &mut Ctx) -> R<Vec<ValueId>> {
         return Err(cx.err(format!("sequence_lens is {ldt}, expected int64")));
     }
     let steps = d[ta];
+    cx.check_built("the time index grid", steps)?;
     let mut grid_dims = vec![1; d.len()];
     grid_dims[ta] = steps;
     let grid = const_tensor(cx, grid_dims, (0..steps as i64).collect::<Vec<i64>>())?;
@@ -870,9 +871,14 @@ fn max_unpool(cx: &mut Ctx) -> R<Vec<ValueId>> {
     // The indices address the inferred shape; output_shape, if larger, pads its end.
     let mut inferred = vec![d[0], d[1]];
     for i in 0..sp {
-        let v = (d[2 + i] as i64 - 1) * strides[i] + kernel[i] - pads[i] - pads[sp + i];
-        if v <= 0 {
-            return Err(cx.err(format!("spatial axis {i} would have size {v}")));
+        let v = (d[2 + i] as i128 - 1) * i128::from(strides[i]) + i128::from(kernel[i])
+            - i128::from(pads[i])
+            - i128::from(pads[sp + i]);
+        if v <= 0 || v > i128::from(tessera_ir::MAX_ELEMENTS) {
+            return Err(cx.err(format!(
+                "spatial axis {i} would have size {v}, outside 1..={}",
+                tessera_ir::MAX_ELEMENTS
+            )));
         }
         inferred.push(v as usize);
     }
@@ -892,9 +898,15 @@ fn max_unpool(cx: &mut Ctx) -> R<Vec<ValueId>> {
         }
         None => inferred.clone(),
     };
-    let numel: usize = inferred.iter().product();
+    let product = |v: &[usize]| {
+        v.iter()
+            .try_fold(1usize, |a, &n| a.checked_mul(n))
+            .unwrap_or(usize::MAX)
+    };
+    cx.check_built("the unpooled output", product(&out))?;
+    cx.check_built("the unpooled output", product(&inferred))?;
+    let numel = product(&inferred);
     let m: usize = d.iter().product();
-    cx.check_built("the unpooled output", out.iter().product())?;
     let zero_shape = shape(cx, vec![numel])?;
     let dtype = cx.ty(x).dtype;
     let zeros = cx.constant(Tensor::full(dtype, zero_shape, 0.0));

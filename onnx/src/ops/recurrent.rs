@@ -337,8 +337,13 @@ fn recurrent(cx: &mut Ctx, cell: Cell) -> R<Vec<ValueId>> {
     let g = cell.gates();
     let rd = dims_of(cx, r);
     let hidden = match cx.attr_int("hidden_size")? {
-        Some(h) if h > 0 => h as usize,
-        Some(h) => return Err(cx.err(format!("hidden_size {h} must be positive"))),
+        Some(h) if h > 0 && h as u64 <= tessera_ir::MAX_ELEMENTS => h as usize,
+        Some(h) => {
+            return Err(cx.err(format!(
+                "hidden_size {h} must be positive and at most {}",
+                tessera_ir::MAX_ELEMENTS
+            )));
+        }
         None => match rd.as_slice() {
             [_, _, h] => *h,
             _ => return Err(cx.err(format!("R has shape {}, expected rank 3", cx.ty(r).shape))),

@@ -52,6 +52,11 @@ fn tfidf(cx: &mut Ctx) -> R<Vec<ValueId>> {
         return Err(cx.err("ngram_indexes must be non-negative"));
     }
     let out = indexes.iter().max().map_or(0, |&m| m as usize + 1);
+    // One expression (or zeros) per output column, built here.
+    cx.check_built(
+        "the output's columns",
+        out.saturating_mul(batch.unwrap_or(1)),
+    )?;
     // The pool's n-grams in id order: (size, tokens).
     let mut grams: Vec<(usize, Vec<i64>)> = Vec::new();
     for (i, &start) in counts.iter().enumerate() {
@@ -77,10 +82,17 @@ fn tfidf(cx: &mut Ctx) -> R<Vec<ValueId>> {
     if !weights.is_empty() && weights.len() < out {
         return Err(cx.err(format!("{} weights for {out} outputs", weights.len())));
     }
+    // Saturating: a huge `max_skip_count` is refused below, not an overflow.
     let patterns: usize = grams
         .iter()
-        .map(|(n, _)| if *n == 1 { 1 } else { max_skip + 1 })
-        .sum();
+        .map(|(n, _)| {
+            if *n == 1 {
+                1
+            } else {
+                max_skip.saturating_add(1)
+            }
+        })
+        .fold(0usize, usize::saturating_add);
     if patterns > MAX_PATTERNS {
         return Err(cx.err(format!(
             "{patterns} (n-gram, skip) patterns, more than the {MAX_PATTERNS} the importer expands"
