@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use tessera_ir::{Evaluator, Graph, NodeId, NodeRef, Op, Tensor, TensorType, ValueId};
 
+use crate::convert::Env;
 use crate::error::ImportError;
 use crate::options::ImportOptions;
 use crate::proto::{AttributeProto, GraphProto, NodeProto, attribute_proto::AttributeType};
@@ -61,6 +62,9 @@ impl<'a> Builder<'a> {
 /// What an op translator sees of one ONNX node.
 pub(crate) struct Ctx<'a, 'b> {
     b: &'b mut Builder<'a>,
+    /// The values of the enclosing scope by ONNX name, which the node's subgraphs (the
+    /// bodies of `If`, `Loop` and `Scan`) may read.
+    scope: &'b Env,
     node: &'b NodeProto,
     node_ref: NodeRef,
     pub(crate) opset: i64,
@@ -68,10 +72,11 @@ pub(crate) struct Ctx<'a, 'b> {
 }
 
 impl<'a, 'b> Ctx<'a, 'b> {
-    /// The context for translating `node` at `opset`, whose inputs resolve to `inputs`
-    /// (`None` for an omitted optional input).
+    /// The context for translating `node` at `opset` in `scope`, whose inputs resolve to
+    /// `inputs` (`None` for an omitted optional input).
     pub(crate) fn new(
         b: &'b mut Builder<'a>,
+        scope: &'b Env,
         node: &'b NodeProto,
         opset: i64,
         inputs: Vec<Option<ValueId>>,
@@ -79,6 +84,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
         let node_ref = b.node_ref(node);
         Ctx {
             b,
+            scope,
             node,
             node_ref,
             opset,
@@ -105,6 +111,16 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// How many nodes the graph under construction has.
+    pub(crate) fn num_nodes(&self) -> usize {
+        self.b.g.num_nodes()
+    }
+
+    /// How many inputs the node lists, omitted optional ones included.
+    pub(crate) fn num_inputs(&self) -> usize {
+        self.inputs.len()
+    }
+
     pub(crate) fn num_outputs(&self) -> usize {
         self.node.output.len()
     }
@@ -118,6 +134,11 @@ impl Ctx<'_, '_> {
     pub(crate) fn input(&self, k: usize) -> Result<ValueId, ImportError> {
         self.opt_input(k)
             .ok_or_else(|| self.err(format!("required input {k} is missing")))
+    }
+
+    /// The ONNX name of input `k` (empty if omitted).
+    pub(crate) fn input_name(&self, k: usize) -> String {
+        self.node.input.get(k).cloned().unwrap_or_default()
     }
 
     /// Input `k` if given (ONNX marks an omitted optional input with an empty name).
@@ -140,18 +161,33 @@ impl Ctx<'_, '_> {
         let Some(v) = self.opt_input(k) else {
             return Ok(None);
         };
-        if let Some(t) = self.b.g.constant(v) {
-            return Ok(Some(t.clone()));
-        }
         let name = self.node.input.get(k).cloned().unwrap_or_default();
+        self.required_constant(v, &format!("input {k} ({name:?})"), &name, "fixes a shape")
+            .map(Some)
+    }
+
+    /// `v`'s value, which must be a constant (possibly folded) because it `why` (`"fixes a
+    /// shape"`): a value computed from graph inputs is an [`ImportError::NeedsBinding`]
+    /// naming them (the caller may specialize on their values; `input` names the ONNX
+    /// value), any other an error naming `what`.
+    pub(crate) fn required_constant(
+        &self,
+        v: ValueId,
+        what: &str,
+        input: &str,
+        why: &str,
+    ) -> Result<Tensor, ImportError> {
+        if let Some(t) = self.b.g.constant(v) {
+            return Ok(t.clone());
+        }
         match self.b.deps.get(&v) {
             Some(inputs) if !inputs.is_empty() => Err(ImportError::NeedsBinding {
                 node: self.node_ref.clone(),
-                input: name,
+                input: input.to_string(),
                 graph_inputs: inputs.iter().cloned().collect(),
             }),
             _ => Err(self.err(format!(
-                "input {k} ({name:?}) fixes a shape and must be constant, but it is computed at run time"
+                "{what} {why} and must be constant, but it is computed at run time"
             ))),
         }
     }
@@ -275,6 +311,24 @@ impl Ctx<'_, '_> {
             )));
         }
         crate::convert::inline_graph(self.b, g, args, self.opset)
+    }
+
+    /// Like [`Ctx::inline`], for a body that may also read the enclosing scope's values
+    /// (`If`'s branches, `Loop`'s and `Scan`'s bodies).
+    pub(crate) fn inline_scoped(
+        &mut self,
+        g: &GraphProto,
+        args: &[ValueId],
+    ) -> Result<Vec<ValueId>, ImportError> {
+        let what = g.name.clone().unwrap_or_default();
+        let n = crate::convert::subgraph_inputs(g).len();
+        if n != args.len() {
+            return Err(self.err(format!(
+                "subgraph {what:?} has {n} inputs, expected {}",
+                args.len()
+            )));
+        }
+        crate::convert::inline_scoped(self.b, self.scope, g, args, self.opset)
     }
 
     /// Names of attributes the node sets (for rejecting unsupported ones).

@@ -1,7 +1,7 @@
 //! The import driver: initializers and inputs, node order, per-node translation, outputs.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
 use tessera_ir::{Graph, NodeRef, Tensor, TensorType, ValueId, verify};
 
@@ -25,7 +25,7 @@ pub const KNOWN_OPSETS: &[(&str, i64)] = &[
 ];
 
 /// ONNX value names and the IR values they are bound to so far.
-type Env = HashMap<String, ValueId>;
+pub(crate) type Env = HashMap<String, ValueId>;
 
 /// Imports `m`: every op supported, initializers and inputs bound, nodes translated in
 /// dependency order, outputs checked against their declarations, the graph verified.
@@ -186,8 +186,31 @@ pub(crate) fn inline_graph(
     args: &[ValueId],
     opset: i64,
 ) -> Result<Vec<ValueId>, ImportError> {
+    inline_scoped(b, &Env::new(), g, args, opset)
+}
+
+/// [`inline_graph`] for a subgraph that may also read the values of `outer`, the scope
+/// it is nested in (ONNX control-flow bodies do). Its own initializers, inputs and node
+/// outputs shadow outer names.
+pub(crate) fn inline_scoped(
+    b: &mut Builder,
+    outer: &Env,
+    g: &GraphProto,
+    args: &[ValueId],
+    opset: i64,
+) -> Result<Vec<ValueId>, ImportError> {
     check_supported(&g.node, &HashMap::from([("ai.onnx", opset)]))?;
-    let mut env = Env::new();
+    let produced: HashSet<&str> = g
+        .node
+        .iter()
+        .flat_map(|n| &n.output)
+        .map(String::as_str)
+        .collect();
+    let mut env: Env = outer
+        .iter()
+        .filter(|(k, _)| !produced.contains(k.as_str()))
+        .map(|(k, &v)| (k.clone(), v))
+        .collect();
     for init in &g.initializer {
         let name = init.name.clone().unwrap_or_default();
         let t = tensor_from_proto(init, None).map_err(|message| ImportError::Initializer {
@@ -227,7 +250,7 @@ fn translate(b: &mut Builder, env: &mut Env, n: &NodeProto, opset: i64) -> Resul
             }
         })
         .collect();
-    let mut cx = Ctx::new(b, n, opset, inputs);
+    let mut cx = Ctx::new(b, env, n, opset, inputs);
     let outs = ops::convert(&mut cx)?;
     for (k, name) in n.output.iter().enumerate() {
         if name.is_empty() {
@@ -356,7 +379,8 @@ fn node_order(
     let mut pending = vec![0usize; nodes.len()];
     let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
     for (i, n) in nodes.iter().enumerate() {
-        for inp in n.input.iter().filter(|s| !s.is_empty()) {
+        let captured = captured(n);
+        for inp in n.input.iter().filter(|s| !s.is_empty()).chain(&captured) {
             if available.contains_key(inp) {
                 continue;
             }
@@ -404,4 +428,39 @@ fn node_order(
         return Err(ImportError::Cycle(stuck));
     }
     Ok(order)
+}
+
+/// The names node `n`'s subgraph attributes read from the scope around `n`: inputs of
+/// their nodes (at any depth) that the subgraphs do not define themselves.
+fn captured(n: &NodeProto) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    for a in &n.attribute {
+        for g in a.g.iter().chain(&a.graphs) {
+            graph_captures(g, &mut out);
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn graph_captures(g: &GraphProto, out: &mut BTreeSet<String>) {
+    let defined: HashSet<&str> = g
+        .initializer
+        .iter()
+        .filter_map(|t| t.name.as_deref())
+        .chain(g.input.iter().filter_map(|v| v.name.as_deref()))
+        .chain(g.node.iter().flat_map(|n| &n.output).map(String::as_str))
+        .collect();
+    for n in &g.node {
+        for name in n
+            .input
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .chain(captured(n))
+        {
+            if !defined.contains(name.as_str()) {
+                out.insert(name);
+            }
+        }
+    }
 }

@@ -398,7 +398,7 @@ fn deform_conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
     let bounded = |v: i64| v.clamp(0, tessera_ir::MAX_ELEMENTS as i64) as usize;
     let group = bounded(cx.attr_int("group")?.unwrap_or(1));
     let og = bounded(cx.attr_int("offset_group")?.unwrap_or(1));
-    let k = kh.checked_mul(kw).unwrap_or(usize::MAX);
+    let k = kh.saturating_mul(kw);
     if group == 0
         || cg.checked_mul(group) != Some(c)
         || !m.is_multiple_of(group)
@@ -458,7 +458,7 @@ fn deform_conv(cx: &mut Ctx) -> R<Vec<ValueId>> {
             og * k
         )));
     }
-    let p = oh.checked_mul(ow).unwrap_or(usize::MAX);
+    let p = oh.saturating_mul(ow);
     cx.check_built("the sampling grid", p)?;
     let cd = if matches!(dt, DType::F16 | DType::BF16) {
         DType::F32

@@ -10,6 +10,7 @@ mod bitcast;
 mod common;
 mod constant;
 mod contraction;
+mod control;
 mod crop;
 mod einsum;
 mod elementwise;
@@ -67,6 +68,7 @@ const FAMILIES: &[&[(&str, Translator)]] = &[
     grid::OPS,
     statnorm::OPS,
     constant::OPS,
+    control::OPS,
 ];
 
 /// Op families of the other operator-set domains the importer translates.
