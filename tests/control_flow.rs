@@ -507,3 +507,30 @@ fn nested_loops_stop_at_the_unrolling_budget() {
     let e = tessera::load_onnx_bytes(&model(g, 16), HashMap::new()).expect_err("too big");
     assert!(e.to_string().contains("more than 100000 IR nodes"), "{e}");
 }
+
+/// A branch may return an outer value unchanged, with no node of its own.
+#[test]
+fn a_branch_can_pass_an_outer_value_through() {
+    let then_g = body("then", vec![], vec![], &["x"]);
+    let else_g = body("else", vec![node("Neg", &["x"], &["e"])], vec![], &["e"]);
+    let g = GraphProto {
+        name: Some("pass".into()),
+        node: vec![
+            node("Relu", &["x0"], &["x"]),
+            with_attrs(
+                node("If", &["c"], &["y"]),
+                vec![
+                    graph_attr("then_branch", then_g),
+                    graph_attr("else_branch", else_g),
+                ],
+            ),
+        ],
+        input: vec![value("x0", F32, &[2]), value("c", BOOL, &[])],
+        output: vec![value("y", F32, &[2])],
+        ..Default::default()
+    };
+    let g = tessera::load_onnx_bytes(&model(g, 18), HashMap::new()).expect("imports");
+    let x = f32s(&[2], &[1.5, -2.0]);
+    check_runs(&g, &[x.clone(), Tensor::scalar(true)], &[1.5, 0.0]);
+    check_runs(&g, &[x, Tensor::scalar(false)], &[-1.5, 0.0]);
+}

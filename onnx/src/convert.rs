@@ -200,16 +200,13 @@ pub(crate) fn inline_scoped(
     opset: i64,
 ) -> Result<Vec<ValueId>, ImportError> {
     check_supported(&g.node, &HashMap::from([("ai.onnx", opset)]))?;
-    let produced: HashSet<&str> = g
-        .node
-        .iter()
-        .flat_map(|n| &n.output)
-        .map(String::as_str)
-        .collect();
-    let mut env: Env = outer
-        .iter()
-        .filter(|(k, _)| !produced.contains(k.as_str()))
-        .map(|(k, &v)| (k.clone(), v))
+    // Only the outer names the body reads (at any depth) come in: an unrolled loop inlines
+    // its body once per iteration, and the scope around it may hold thousands of names.
+    let mut free = BTreeSet::new();
+    graph_captures(g, &mut free);
+    let mut env: Env = free
+        .into_iter()
+        .filter_map(|k| outer.get(&k).map(|&v| (k, v)))
         .collect();
     for init in &g.initializer {
         let name = init.name.clone().unwrap_or_default();
@@ -431,7 +428,7 @@ fn node_order(
 }
 
 /// The names node `n`'s subgraph attributes read from the scope around `n`: inputs of
-/// their nodes (at any depth) that the subgraphs do not define themselves.
+/// their nodes (at any depth) and outputs that the subgraphs do not define themselves.
 fn captured(n: &NodeProto) -> Vec<String> {
     let mut out = BTreeSet::new();
     for a in &n.attribute {
@@ -461,6 +458,12 @@ fn graph_captures(g: &GraphProto, out: &mut BTreeSet<String>) {
             if !defined.contains(name.as_str()) {
                 out.insert(name);
             }
+        }
+    }
+    // A body may also return an outer value as it is (a branch that passes `x` through).
+    for name in g.output.iter().filter_map(|v| v.name.as_deref()) {
+        if !name.is_empty() && !defined.contains(name) {
+            out.insert(name.to_string());
         }
     }
 }
