@@ -37,10 +37,19 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    from bench_vs_ort import feeds_of_model, parse_shapes
+    from bench_vs_ort import feeds_of_model, parse_shapes, symbol_sizes
     from ort_reference import reference_description
 
-    feeds = feeds_of_model(a.model, a.seed, parse_shapes(a.shape))
+    shapes = parse_shapes(a.shape)
+    symbols = symbol_sizes(a.model)
+    unknown = sorted(set(shapes) - set(symbols))
+    if unknown:
+        print(
+            f"model_to_sample: warning: --shape names {', '.join(unknown)} are not symbolic "
+            f"dimensions of {a.model} (its symbols: {', '.join(sorted(symbols)) or 'none'})",
+            file=sys.stderr,
+        )
+    feeds = feeds_of_model(a.model, a.seed, shapes)
     os.makedirs(os.path.join(a.out, "inputs"), exist_ok=True)
     os.makedirs(os.path.join(a.out, "outputs"), exist_ok=True)
     shutil.copyfile(a.model, os.path.join(a.out, "model.onnx"))
