@@ -296,21 +296,13 @@ impl Ctx<'_, '_> {
     }
 
     /// Translates subgraph `g` (a graph attribute of this node) applied to `args`, one per
-    /// subgraph input; returns its outputs.
+    /// subgraph input; returns its outputs. The subgraph sees only its own values.
     pub(crate) fn inline(
         &mut self,
         g: &GraphProto,
         args: &[ValueId],
     ) -> Result<Vec<ValueId>, ImportError> {
-        let what = g.name.clone().unwrap_or_default();
-        let n = crate::convert::subgraph_inputs(g).len();
-        if n != args.len() {
-            return Err(self.err(format!(
-                "subgraph {what:?} has {n} inputs, expected {}",
-                args.len()
-            )));
-        }
-        crate::convert::inline_graph(self.b, g, args, self.opset)
+        self.inline_in(g, args, false)
     }
 
     /// Like [`Ctx::inline`], for a body that may also read the enclosing scope's values
@@ -320,6 +312,15 @@ impl Ctx<'_, '_> {
         g: &GraphProto,
         args: &[ValueId],
     ) -> Result<Vec<ValueId>, ImportError> {
+        self.inline_in(g, args, true)
+    }
+
+    fn inline_in(
+        &mut self,
+        g: &GraphProto,
+        args: &[ValueId],
+        scoped: bool,
+    ) -> Result<Vec<ValueId>, ImportError> {
         let what = g.name.clone().unwrap_or_default();
         let n = crate::convert::subgraph_inputs(g).len();
         if n != args.len() {
@@ -328,7 +329,8 @@ impl Ctx<'_, '_> {
                 args.len()
             )));
         }
-        crate::convert::inline_scoped(self.b, self.scope, g, args, self.opset)
+        let outer = if scoped { self.scope } else { &Env::new() };
+        crate::convert::inline_scoped(self.b, outer, g, args, self.opset)
     }
 
     /// Names of attributes the node sets (for rejecting unsupported ones).

@@ -175,23 +175,12 @@ pub(crate) fn subgraph_inputs(g: &GraphProto) -> Vec<&ValueInfoProto> {
         .collect()
 }
 
-/// Translates subgraph `g` (an attribute of the node being translated, such as
-/// FlexAttention's `score_mod`) into the graph being built, its [`subgraph_inputs`]
-/// bound to `args` (as many); returns the values of its outputs. The subgraph sees only
-/// its own initializers and inputs (no outer-scope values), and its nodes must be of the
-/// default domain, at `opset`.
-pub(crate) fn inline_graph(
-    b: &mut Builder,
-    g: &GraphProto,
-    args: &[ValueId],
-    opset: i64,
-) -> Result<Vec<ValueId>, ImportError> {
-    inline_scoped(b, &Env::new(), g, args, opset)
-}
-
-/// [`inline_graph`] for a subgraph that may also read the values of `outer`, the scope
-/// it is nested in (ONNX control-flow bodies do). Its own initializers, inputs and node
-/// outputs shadow outer names.
+/// Translates subgraph `g` (an attribute of the node being translated: FlexAttention's
+/// `score_mod`, a control-flow body) into the graph being built, its [`subgraph_inputs`]
+/// bound to `args` (as many); returns the values of its outputs. Besides its own
+/// initializers and inputs, the subgraph reads the values of `outer`, the scope it is
+/// nested in (empty for a function-like subgraph); its own initializers, inputs and node
+/// outputs shadow outer names. Its nodes must be of the default domain, at `opset`.
 pub(crate) fn inline_scoped(
     b: &mut Builder,
     outer: &Env,
