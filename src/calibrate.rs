@@ -508,9 +508,10 @@ pub fn sweep() -> Vec<(String, Graph)> {
     out.push(("contraction".to_string(), g));
 
     // Convolutions: depthwise 3×3/5×5 at strides 1 and 2, 1×1 expansions and
-    // projections, dense 3×3 and an RGB stem, grouped; each kernel is timed in every way.
+    // projections (squeeze-and-excitation's on 1×1 planes too), dense 3×3 and an RGB
+    // stem, grouped; each kernel is timed in every way.
     let mut g = Graph::new("sweep_conv");
-    let convs: [(usize, usize, usize, usize, usize, usize); 36] = [
+    let convs: [(usize, usize, usize, usize, usize, usize); 42] = [
         // (in, out, size, kernel, stride, group)
         (32, 32, 112, 3, 1, 32),
         (96, 96, 56, 3, 2, 96),
@@ -548,6 +549,14 @@ pub fn sweep() -> Vec<(String, Graph)> {
         (96, 48, 28, 3, 1, 1),
         (64, 64, 56, 3, 1, 8),
         (128, 128, 28, 3, 2, 16),
+        // Squeeze-and-excitation's two 1×1 convolutions on the pooled [1, C, 1, 1] (a few
+        // µs each, where a fit without them puts a 1×1's fixed cost near 34 µs).
+        (96, 24, 1, 1, 1, 1),
+        (24, 96, 1, 1, 1, 1),
+        (576, 144, 1, 1, 1, 1),
+        (144, 576, 1, 1, 1, 1),
+        (16, 8, 1, 1, 1, 1),
+        (240, 64, 1, 1, 1, 1),
     ];
     for (i, (c, m, h, k, s, grp)) in convs.into_iter().enumerate() {
         let x = g.add_input(format!("x{i}"), ty(&[1, c, h, h]));
