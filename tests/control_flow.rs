@@ -534,3 +534,47 @@ fn a_branch_can_pass_an_outer_value_through() {
     check_runs(&g, &[x.clone(), Tensor::scalar(true)], &[1.5, 0.0]);
     check_runs(&g, &[x, Tensor::scalar(false)], &[-1.5, 0.0]);
 }
+
+/// A branch that only imports when it is taken (a reshape the condition guards against)
+/// makes the import ask for the condition instead of failing.
+#[test]
+fn a_branch_that_does_not_import_waits_for_the_condition() {
+    let then_g = body("then", vec![node("Relu", &["x"], &["t"])], vec![], &["t"]);
+    let else_g = body(
+        "else",
+        vec![node("Reshape", &["x", "two"], &["e"])],
+        vec![],
+        &["e"],
+    );
+    let g = GraphProto {
+        name: Some("guarded".into()),
+        node: vec![with_attrs(
+            node("If", &["c"], &["y"]),
+            vec![
+                graph_attr("then_branch", then_g),
+                graph_attr("else_branch", else_g),
+            ],
+        )],
+        initializer: vec![int64s("two", &[1], &[2])],
+        input: vec![value("x", F32, &[3]), value("c", BOOL, &[])],
+        output: vec![value("y", F32, &[3])],
+        ..Default::default()
+    };
+    let bytes = model(g, 18);
+    let e = tessera::load_onnx_bytes(&bytes, HashMap::new()).expect_err("needs the condition");
+    assert!(
+        matches!(&e, ImportError::NeedsBinding { graph_inputs, .. } if graph_inputs == &["c"]),
+        "{e}"
+    );
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("control_flow_guarded");
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let path = dir.join("model.onnx");
+    std::fs::write(&path, &bytes).expect("write");
+    let x = f32s(&[3], &[1.0, -2.0, 3.0]);
+    let (g, args) =
+        tessera::load_onnx_with_inputs(&path, &[x.clone(), Tensor::scalar(true)]).expect("binds");
+    check_runs(&g, &args, &[1.0, 0.0, 3.0]);
+    let e = tessera::load_onnx_with_inputs(&path, &[x, Tensor::scalar(false)])
+        .expect_err("the taken branch does not import");
+    assert!(e.to_string().contains("Reshape"), "{e}");
+}

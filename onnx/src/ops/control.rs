@@ -5,8 +5,8 @@
 //!   computed from are bound) becomes the branch it takes. With a condition known only at
 //!   run time, both branches are inlined and each output is chosen by `Where`: ONNX ops
 //!   have no side effects, so computing the other branch costs time, not meaning. That
-//!   needs the branches to agree on each output's type; where they do not, the condition
-//!   must be bound like a shape input.
+//!   needs both branches to import and to agree on each output's type; where they do
+//!   not, the condition must be bound like a shape input.
 //! - `Loop` is unrolled: its trip count and condition must be constants (or bound), and so
 //!   must the condition each iteration computes, unless the loop has no condition input,
 //!   in which case ONNX ignores it. Scan outputs are stacked on a new first axis.
@@ -15,8 +15,10 @@
 //!   axis is unrolled too, each batch element scanned on its own; its `sequence_lens`
 //!   must be the full length.
 //!
-//! Unrolling is bounded by [`MAX_ITERATIONS`]; a loop whose trip count is only known at
-//! run time is refused with an error that says so.
+//! Unrolling is bounded by [`MAX_ITERATIONS`] and [`MAX_UNROLLED_NODES`]. A trip count or
+//! condition computed from graph inputs is an `ImportError::NeedsBinding` naming them (the
+//! CLI binds their values and specializes); one computed otherwise at run time is an error
+//! that says so.
 
 use tessera_ir::{DType, Op, Tensor, ValueId};
 
@@ -73,25 +75,32 @@ fn if_(cx: &mut Ctx) -> R<Vec<ValueId>> {
         };
         return cx.inline_scoped(taken, &[]);
     }
-    let yes = cx.inline_scoped(&then_g, &[])?;
-    let no = cx.inline_scoped(&else_g, &[])?;
-    let agree = yes.len() == no.len() && yes.iter().zip(&no).all(|(&a, &b)| cx.ty(a) == cx.ty(b));
+    // A branch may be well formed only when it is taken (a reshape to shapes the other
+    // branch guards against): a branch that fails to translate, like branches of
+    // different types, leaves the choice to a known condition.
+    let yes = cx.inline_scoped(&then_g, &[]);
+    let no = cx.inline_scoped(&else_g, &[]);
+    let agree = match (&yes, &no) {
+        (Ok(y), Ok(n)) => {
+            y.len() == n.len() && y.iter().zip(n).all(|(&a, &b)| cx.ty(a) == cx.ty(b))
+        }
+        _ => false,
+    };
     if !agree {
-        // Different types per branch: only a known condition decides the graph.
         let name = cx.input_name(0);
         let t = cx.required_constant(
             c,
             "the condition",
             &name,
-            "chooses between branches of different output types",
+            "chooses between branches of different output types (or one that does not import)",
         )?;
-        let taken = if truth(cx, &t, "the condition")? {
+        return if truth(cx, &t, "the condition")? {
             yes
         } else {
             no
         };
-        return Ok(taken);
     }
+    let (yes, no) = (yes?, no?);
     let c0 = reshape(cx, c, vec![])?;
     yes.iter()
         .zip(&no)
