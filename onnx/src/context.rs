@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use tessera_ir::{Evaluator, Graph, NodeId, NodeRef, Op, Tensor, TensorType, ValueId};
 
-use crate::convert::Env;
+use crate::convert::{Env, Prepared};
 use crate::error::ImportError;
 use crate::options::ImportOptions;
 use crate::proto::{AttributeProto, GraphProto, NodeProto, attribute_proto::AttributeType};
@@ -161,7 +161,7 @@ impl Ctx<'_, '_> {
         let Some(v) = self.opt_input(k) else {
             return Ok(None);
         };
-        let name = self.node.input.get(k).cloned().unwrap_or_default();
+        let name = self.input_name(k);
         self.required_constant(v, &format!("input {k} ({name:?})"), &name, "fixes a shape")
             .map(Some)
     }
@@ -302,7 +302,8 @@ impl Ctx<'_, '_> {
         g: &GraphProto,
         args: &[ValueId],
     ) -> Result<Vec<ValueId>, ImportError> {
-        self.inline_in(g, args, false)
+        let p = self.prepare(g, false)?;
+        self.inline_prepared(&p, args)
     }
 
     /// Like [`Ctx::inline`], for a body that may also read the enclosing scope's values
@@ -312,25 +313,37 @@ impl Ctx<'_, '_> {
         g: &GraphProto,
         args: &[ValueId],
     ) -> Result<Vec<ValueId>, ImportError> {
-        self.inline_in(g, args, true)
+        let p = self.prepare(g, true)?;
+        self.inline_prepared(&p, args)
     }
 
-    fn inline_in(
+    /// Subgraph `g` made ready to be inlined any number of times (a loop body, once per
+    /// iteration): checked, its initializers added once, its node order fixed; `scoped`
+    /// if it may read the enclosing scope.
+    pub(crate) fn prepare<'g>(
         &mut self,
-        g: &GraphProto,
-        args: &[ValueId],
+        g: &'g GraphProto,
         scoped: bool,
+    ) -> Result<Prepared<'g>, ImportError> {
+        let outer = if scoped { self.scope } else { &Env::new() };
+        crate::convert::prepare(self.b, outer, g, self.opset)
+    }
+
+    /// Inlines prepared subgraph `p` applied to `args`, one per subgraph input.
+    pub(crate) fn inline_prepared(
+        &mut self,
+        p: &Prepared,
+        args: &[ValueId],
     ) -> Result<Vec<ValueId>, ImportError> {
-        let what = g.name.clone().unwrap_or_default();
-        let n = crate::convert::subgraph_inputs(g).len();
-        if n != args.len() {
+        if p.inputs != args.len() {
             return Err(self.err(format!(
-                "subgraph {what:?} has {n} inputs, expected {}",
+                "subgraph {:?} has {} inputs, expected {}",
+                p.name(),
+                p.inputs,
                 args.len()
             )));
         }
-        let outer = if scoped { self.scope } else { &Env::new() };
-        crate::convert::inline_scoped(self.b, outer, g, args, self.opset)
+        crate::convert::inline(self.b, p, args)
     }
 
     /// Names of attributes the node sets (for rejecting unsupported ones).

@@ -40,7 +40,7 @@ pub(crate) fn model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, Impor
     let mut env = Env::new();
     add_initializers(&mut b, &mut env, &g.initializer, opts)?;
     add_inputs(&mut b, &mut env, &g.input, opts)?;
-    for idx in node_order(&g.node, &env)? {
+    for idx in node_order(&g.node, &|name| env.contains_key(name))? {
         translate(&mut b, &mut env, &g.node[idx], opset)?;
     }
     add_outputs(&mut b, &env, &g.output)?;
@@ -175,25 +175,24 @@ pub(crate) fn subgraph_inputs(g: &GraphProto) -> Vec<&ValueInfoProto> {
         .collect()
 }
 
-/// Translates subgraph `g` (an attribute of the node being translated: FlexAttention's
-/// `score_mod`, a control-flow body) into the graph being built, its [`subgraph_inputs`]
-/// bound to `args` (as many); returns the values of its outputs. Besides its own
-/// initializers and inputs, the subgraph reads the values of `outer`, the scope it is
-/// nested in (empty for a function-like subgraph); its own initializers, inputs and node
-/// outputs shadow outer names. Its nodes must be of the default domain, at `opset`.
-pub(crate) fn inline_scoped(
+/// Subgraph `g` (an attribute of the node being translated: FlexAttention's `score_mod`, a
+/// control-flow body) made ready to be inlined any number of times ([`inline`]): its ops
+/// checked (default domain, at `opset`), its initializers added once as constants, the
+/// values it reads from `outer` (the scope it is nested in; empty for a function-like
+/// subgraph) resolved, and its node order fixed. Its own initializers, inputs and node
+/// outputs shadow outer names.
+pub(crate) fn prepare<'g>(
     b: &mut Builder,
     outer: &Env,
-    g: &GraphProto,
-    args: &[ValueId],
+    g: &'g GraphProto,
     opset: i64,
-) -> Result<Vec<ValueId>, ImportError> {
+) -> Result<Prepared<'g>, ImportError> {
     check_supported(&g.node, &HashMap::from([("ai.onnx", opset)]))?;
-    // Only the outer names the body reads (at any depth) come in: an unrolled loop inlines
-    // its body once per iteration, and the scope around it may hold thousands of names.
+    // Only the outer names the body reads (at any depth) come in: the scope around it may
+    // hold thousands of names.
     let mut free = BTreeSet::new();
     graph_captures(g, &mut free);
-    let mut env: Env = free
+    let mut base: Env = free
         .into_iter()
         .filter_map(|k| outer.get(&k).map(|&v| (k, v)))
         .collect();
@@ -204,15 +203,55 @@ pub(crate) fn inline_scoped(
             message,
         })?;
         let v = b.g.add_constant(t, name.clone());
-        env.insert(name, v);
+        base.insert(name, v);
     }
-    for (vi, &v) in subgraph_inputs(g).into_iter().zip(args) {
+    let inputs = subgraph_inputs(g);
+    let input_names: HashSet<&str> = inputs.iter().filter_map(|vi| vi.name.as_deref()).collect();
+    let order = node_order(&g.node, &|name| {
+        base.contains_key(name) || input_names.contains(name)
+    })?;
+    Ok(Prepared {
+        g,
+        inputs: inputs.len(),
+        base,
+        order,
+        opset,
+    })
+}
+
+/// A subgraph [`prepare`]d for inlining.
+pub(crate) struct Prepared<'g> {
+    g: &'g GraphProto,
+    /// How many [`subgraph_inputs`] it has.
+    pub(crate) inputs: usize,
+    /// Its initializers' constants and the outer values it reads, by ONNX name.
+    base: Env,
+    order: Vec<usize>,
+    opset: i64,
+}
+
+impl Prepared<'_> {
+    /// The subgraph's name (empty if it has none).
+    pub(crate) fn name(&self) -> &str {
+        self.g.name.as_deref().unwrap_or("")
+    }
+}
+
+/// Translates prepared subgraph `p` into the graph being built, its [`subgraph_inputs`]
+/// bound to `args` (as many); returns the values of its outputs.
+pub(crate) fn inline(
+    b: &mut Builder,
+    p: &Prepared,
+    args: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
+    let mut env = p.base.clone();
+    for (vi, &v) in subgraph_inputs(p.g).into_iter().zip(args) {
         env.insert(vi.name.clone().unwrap_or_default(), v);
     }
-    for idx in node_order(&g.node, &env)? {
-        translate(b, &mut env, &g.node[idx], opset)?;
+    for &idx in &p.order {
+        translate(b, &mut env, &p.g.node[idx], p.opset)?;
     }
-    g.output
+    p.g.output
         .iter()
         .map(|vi| {
             let name = vi.name.clone().unwrap_or_default();
@@ -345,12 +384,12 @@ fn check_declared(g: &Graph, v: ValueId, vi: &ValueInfoProto) -> Result<(), Impo
 /// A topological order of the nodes, as close to file order as possible.
 fn node_order(
     nodes: &[NodeProto],
-    available: &HashMap<String, ValueId>,
+    available: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<usize>, ImportError> {
     let mut producer: HashMap<&str, usize> = HashMap::new();
     for (i, n) in nodes.iter().enumerate() {
         for o in n.output.iter().filter(|o| !o.is_empty()) {
-            if available.contains_key(o) || producer.insert(o, i).is_some() {
+            if available(o) || producer.insert(o, i).is_some() {
                 return Err(ImportError::Node {
                     node: NodeRef {
                         id: None,
@@ -367,7 +406,7 @@ fn node_order(
     for (i, n) in nodes.iter().enumerate() {
         let captured = captured(n);
         for inp in n.input.iter().filter(|s| !s.is_empty()).chain(&captured) {
-            if available.contains_key(inp) {
+            if available(inp) {
                 continue;
             }
             match producer.get(inp.as_str()) {

@@ -24,6 +24,7 @@ use tessera_ir::{DType, Op, Tensor, ValueId};
 
 use super::common::{R, Translator, axis, dims_of, reshape};
 use crate::context::Ctx;
+use crate::convert::Prepared;
 use crate::proto::GraphProto;
 
 pub(super) const OPS: &[(&str, Translator)] = &[("If", if_), ("Loop", loop_), ("Scan", scan)];
@@ -44,6 +45,20 @@ fn check_growth(cx: &Ctx, start: usize, done: usize) -> R<()> {
         )));
     }
     Ok(())
+}
+
+/// The body in `slot`, prepared there on first use (so a loop that runs no iteration
+/// never looks into its body, and one that runs many prepares it once).
+fn prepared<'s, 'g>(
+    cx: &mut Ctx,
+    g: &'g GraphProto,
+    slot: &'s mut Option<Prepared<'g>>,
+) -> R<&'s Prepared<'g>> {
+    let p = match slot.take() {
+        Some(p) => p,
+        None => cx.prepare(g, true)?,
+    };
+    Ok(slot.insert(p))
 }
 
 /// A required graph attribute.
@@ -177,6 +192,7 @@ fn loop_(cx: &mut Ctx) -> R<Vec<ValueId>> {
     }
     let mut scans: Vec<Vec<ValueId>> = vec![Vec::new(); n_scan];
     let start = cx.num_nodes();
+    let mut slot = None;
     let mut i: i64 = 0;
     while go && trip.is_none_or(|m| i < m) {
         if i as usize >= MAX_ITERATIONS {
@@ -190,7 +206,8 @@ fn loop_(cx: &mut Ctx) -> R<Vec<ValueId>> {
         let cond = cx.constant(Tensor::scalar(true));
         let mut args = vec![iteration, cond];
         args.extend(&carried);
-        let outs = cx.inline_scoped(&g, &args)?;
+        let p = prepared(cx, &g, &mut slot)?;
+        let outs = cx.inline_prepared(p, &args)?;
         if has_cond {
             let t = cx.required_constant(
                 outs[0],
@@ -263,7 +280,14 @@ fn scan(cx: &mut Ctx) -> R<Vec<ValueId>> {
             out_axes: list(cx, "scan_output_axes", n_scan)?,
             out_dirs: list(cx, "scan_output_directions", n_scan)?,
         };
-        return scan_steps(cx, &g, &inputs[..n_state], &inputs[n_state..], &plan);
+        return scan_steps(
+            cx,
+            &g,
+            &mut None,
+            &inputs[..n_state],
+            &inputs[n_state..],
+            &plan,
+        );
     }
     // Scan-8: every input is [batch, ...]; each batch element is scanned on its own (on
     // axis 0 once the batch axis is taken off) and the results stacked on the batch axis.
@@ -301,6 +325,7 @@ fn scan(cx: &mut Ctx) -> R<Vec<ValueId>> {
     }
     let mut per_batch: Vec<Vec<ValueId>> = vec![Vec::new(); n_state + n_scan];
     let start = cx.num_nodes();
+    let mut slot = None;
     for b in 0..batch {
         check_growth(cx, start, b)?;
         let idx = cx.constant(Tensor::scalar(b as i64));
@@ -308,7 +333,7 @@ fn scan(cx: &mut Ctx) -> R<Vec<ValueId>> {
             .iter()
             .map(|&v| cx.emit1(Op::Gather { axis: 0 }, &[v, idx]))
             .collect::<R<Vec<_>>>()?;
-        let outs = scan_steps(cx, &g, &row[..n_state], &row[n_state..], &plan)?;
+        let outs = scan_steps(cx, &g, &mut slot, &row[..n_state], &row[n_state..], &plan)?;
         for (k, o) in outs.into_iter().enumerate() {
             per_batch[k].push(o);
         }
@@ -328,11 +353,12 @@ struct Plan {
     out_dirs: Vec<i64>,
 }
 
-/// Unrolls `g` over the scan axis of `scanned` from states `init`; returns the final
-/// states, then the scan outputs stacked.
-fn scan_steps(
+/// Unrolls `g` (prepared in `slot` on first use) over the scan axis of `scanned` from
+/// states `init`; returns the final states, then the scan outputs stacked.
+fn scan_steps<'g>(
     cx: &mut Ctx,
-    g: &GraphProto,
+    g: &'g GraphProto,
+    slot: &mut Option<Prepared<'g>>,
     init: &[ValueId],
     scanned: &[ValueId],
     plan: &Plan,
@@ -377,7 +403,8 @@ fn scan_steps(
             let idx = cx.constant(Tensor::scalar(at as i64));
             args.push(cx.emit1(Op::Gather { axis: axes[j] }, &[x, idx])?);
         }
-        let outs = cx.inline_scoped(g, &args)?;
+        let p = prepared(cx, g, slot)?;
+        let outs = cx.inline_prepared(p, &args)?;
         state = outs[..n_state].to_vec();
         for (k, s) in scans.iter_mut().enumerate() {
             s.push(outs[n_state + k]);
