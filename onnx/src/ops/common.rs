@@ -30,6 +30,11 @@ pub(super) fn axes(cx: &Ctx, raw: &[i64], rank: usize) -> R<Vec<usize>> {
     Ok(out)
 }
 
+/// The product of `dims`, `None` where it overflows (sizes a model states may).
+pub(super) fn checked_numel(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |a, &n| a.checked_mul(n))
+}
+
 pub(super) fn shape(cx: &Ctx, dims: Vec<usize>) -> R<Shape> {
     Shape::new(dims).map_err(|e| cx.err(e.to_string()))
 }

@@ -6,7 +6,7 @@
 
 use tessera_ir::{BinaryOp, DType, Op, ReduceOp, Shape, Tensor, ValueId};
 
-use super::common::{R, Translator, dims_of, reshape};
+use super::common::{R, Translator, checked_numel, dims_of, reshape};
 use crate::context::Ctx;
 
 pub(super) const OPS: &[(&str, Translator)] = &[("Einsum", einsum)];
@@ -163,7 +163,7 @@ fn einsum(cx: &mut Ctx) -> R<Vec<ValueId>> {
             size[g] = size[g].max(n);
         }
     }
-    let total = size.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
+    let total = checked_numel(&size);
     if total.is_none_or(|t| t > EINSUM_EXPANSION_LIMIT) {
         return Err(cx.err(format!(
             "the product over all labels ({size:?}) exceeds the {EINSUM_EXPANSION_LIMIT} elements Einsum is expanded into"

@@ -8,7 +8,7 @@
 
 use tessera_ir::{BinaryOp, DType, Op, ReduceOp, Shape, Tensor, ValueId};
 
-use super::common::{R, Translator, axis, dims_of, reshape, shape};
+use super::common::{R, Translator, axis, checked_numel, dims_of, reshape, shape};
 use crate::context::Ctx;
 
 pub(super) const OPS: &[(&str, Translator)] = &[
@@ -898,11 +898,7 @@ fn max_unpool(cx: &mut Ctx) -> R<Vec<ValueId>> {
         }
         None => inferred.clone(),
     };
-    let product = |v: &[usize]| {
-        v.iter()
-            .try_fold(1usize, |a, &n| a.checked_mul(n))
-            .unwrap_or(usize::MAX)
-    };
+    let product = |v: &[usize]| checked_numel(v).unwrap_or(usize::MAX);
     cx.check_built("the unpooled output", product(&out))?;
     cx.check_built("the unpooled output", product(&inferred))?;
     let numel = product(&inferred);

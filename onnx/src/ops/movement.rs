@@ -4,7 +4,7 @@
 
 use tessera_ir::{Op, ValueId, broadcast_shapes};
 
-use super::common::{R, Translator, axes, axis, dims_of, reshape, shape};
+use super::common::{R, Translator, axes, axis, checked_numel, dims_of, reshape, shape};
 use crate::context::Ctx;
 use crate::tensor::shape_from_dims;
 
@@ -120,7 +120,7 @@ fn reshape_target(cx: &Ctx, input: &[usize], target: &[i64], allow_zero: bool) -
         }
     }
     // Target dims come from the model and may overflow a product: `None` is "too many".
-    let product = |d: &[usize]| d.iter().try_fold(1usize, |acc, &n| acc.checked_mul(n));
+    let product = checked_numel;
     let total: usize = input.iter().product();
     if let Some(i) = infer {
         let rest = product(&out).unwrap_or(0);
