@@ -6,8 +6,9 @@
 //! microkernel streams one contiguous 64-byte row of B per k; A is read in place when its
 //! columns are contiguous (else a slice of it is copied to a row-major buffer); a 6×16
 //! register tile (12 accumulators of 8 lanes) takes 2 loads of B and 6 broadcasts of A per
-//! 12 fused multiply-adds; with AVX-512VL's 32 registers, a 6×32 tile over two panels
-//! takes 4 loads and 6 broadcasts per 24 (same sums, same order). Constant weights are
+//! 12 fused multiply-adds; with AVX-512's 32 registers and 16-wide vectors, a 6×64 tile
+//! over four panels takes 4 loads and 6 broadcasts per 24 multiply-adds of 16 lanes (same
+//! sums, same order; twice the FMA throughput where the core has two 512-bit FMA units). Constant weights are
 //! packed once ([`PackedB::pack`]); other B operands are packed per call, one k-slice at a
 //! time, into a thread-local buffer.
 //!
@@ -342,27 +343,47 @@ unsafe fn gemm_into(
                                 continue;
                             }
                         }
-                        // With 32 vector registers: two panels at once (24 accumulators
-                        // for six rows), so each broadcast of A feeds four multiply-adds.
+                        // AVX-512: four (else two) panels at once, 16-wide, up to 24
+                        // accumulators for six rows, so each broadcast of A feeds four
+                        // (two) multiply-adds.
                         #[cfg(target_arch = "x86_64")]
                         if isa == crate::Isa::Avx512 && rows > 1 && j + 2 * NR <= n0 + nb {
-                            let ((b0, ldb), (b1, ldb1)) = (bpanel(j / NR), bpanel(j / NR + 1));
-                            if ldb == ldb1 {
-                                let t = Tile {
-                                    a: abase.wrapping_add(i * lda),
-                                    lda,
-                                    b: b0,
-                                    ldb,
-                                    kc: kcs,
-                                    c: c.wrapping_add(i * ldc + j),
-                                    ldc,
-                                    cols: 2 * NR,
-                                    accumulate,
-                                    alpha,
+                            let t = |cols: usize, b: *const f32, ldb: usize| Tile {
+                                a: abase.wrapping_add(i * lda),
+                                lda,
+                                b,
+                                ldb,
+                                kc: kcs,
+                                c: c.wrapping_add(i * ldc + j),
+                                ldc,
+                                cols,
+                                accumulate,
+                                alpha,
+                            };
+                            if j + 4 * NR <= n0 + nb {
+                                let p: [(*const f32, usize); 4] =
+                                    std::array::from_fn(|q| bpanel(j / NR + q));
+                                if p.iter().all(|x| x.1 == p[0].1) {
+                                    // SAFETY: AVX-512F was detected; the tile and its
+                                    // four full panels lie inside A, B and C.
+                                    unsafe {
+                                        wide_kernel(
+                                            rows,
+                                            &t(4 * NR, p[0].0, p[0].1),
+                                            p.map(|x| x.0),
+                                        )
+                                    };
+                                    j += 4 * NR;
+                                    continue;
+                                }
+                            }
+                            let p: [(*const f32, usize); 2] =
+                                std::array::from_fn(|q| bpanel(j / NR + q));
+                            if p[0].1 == p[1].1 {
+                                // SAFETY: as above, two full panels.
+                                unsafe {
+                                    wide_kernel(rows, &t(2 * NR, p[0].0, p[0].1), p.map(|x| x.0))
                                 };
-                                // SAFETY: AVX-512VL was detected; the tile and both full
-                                // panels lie inside A, B and C.
-                                unsafe { wide_kernel(rows, &t, b1) };
                                 j += 2 * NR;
                                 continue;
                             }
@@ -440,21 +461,21 @@ unsafe fn kernel(isa: crate::Isa, rows: usize, t: &Tile) {
     }
 }
 
-/// Dispatches a tile of `2 ≤ rows ≤ 6` rows and two full panels (`t.b`, `b1`) to the
-/// AVX-512VL microkernel of that height.
+/// Dispatches a tile of `2 ≤ rows ≤ 6` rows and `P` full panels to the AVX-512
+/// microkernel of that height.
 ///
 /// # Safety
-/// AVX-512F and AVX-512VL are available; the tile's pointers address its operands.
+/// AVX-512F is available; the tile's pointers address its operands, `b` its panels.
 #[cfg(target_arch = "x86_64")]
-unsafe fn wide_kernel(rows: usize, t: &Tile, b1: *const f32) {
+unsafe fn wide_kernel<const P: usize>(rows: usize, t: &Tile, b: [*const f32; P]) {
     // SAFETY (all arms): forwarded.
     unsafe {
         match rows {
-            6 => avx512::tile2::<6>(t, b1),
-            5 => avx512::tile2::<5>(t, b1),
-            4 => avx512::tile2::<4>(t, b1),
-            3 => avx512::tile2::<3>(t, b1),
-            _ => avx512::tile2::<2>(t, b1),
+            6 => avx512::tile::<6, P>(t, b),
+            5 => avx512::tile::<5, P>(t, b),
+            4 => avx512::tile::<4, P>(t, b),
+            3 => avx512::tile::<3, P>(t, b),
+            _ => avx512::tile::<2, P>(t, b),
         }
     }
 }
@@ -505,56 +526,53 @@ mod avx512 {
 
     use super::{NR, Tile};
 
-    /// The 6×32 microkernel (`R ≤ 6` rows, two full 16-column panels): per k, four loads
-    /// of the panels' rows, `R` broadcasts of A, `4R` fused multiply-adds into 24
-    /// registers, which only AVX-512VL's 32 vector registers hold. Each element sums its
-    /// k in the same order as [`super::avx2::tile`], so results do not depend on which
-    /// kernel ran.
+    /// The `R×16P` microkernel (`R ≤ 6` rows, `P` full 16-column panels, `P ∈ {2, 4}`):
+    /// per k, `P` 16-wide loads of the panels' rows, `R` broadcasts of A, `PR` fused
+    /// multiply-adds into `PR ≤ 24` registers, which only AVX-512's 32 vector registers
+    /// hold. Each lane sums its k in the same order as [`super::avx2::tile`], so results
+    /// do not depend on which kernel ran; on cores with two 512-bit FMA units this is
+    /// twice the 8-wide kernels' throughput.
     ///
     /// # Safety
-    /// AVX2, FMA, AVX-512F and AVX-512VL are available; the tile's pointers address its
-    /// operands, `b1` the second panel (row stride `t.ldb`), and `t.cols` is 32.
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-    pub(super) unsafe fn tile2<const R: usize>(t: &Tile, b1: *const f32) {
-        let mut acc = [[_mm256_setzero_ps(); 4]; R];
-        let (mut p0, mut p1) = (t.b, b1);
+    /// AVX-512F is available; the tile's pointers address its operands, `b[q]` panel `q`
+    /// (row stride `t.ldb`, `b[0] == t.b`), and `t.cols` is `16P`.
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    pub(super) unsafe fn tile<const R: usize, const P: usize>(t: &Tile, b: [*const f32; P]) {
+        let mut acc = [[_mm512_setzero_ps(); P]; R];
+        let mut p = b;
         for kk in 0..t.kc {
-            // SAFETY: both panels hold kc lines of 16 floats; row r < R, column kk < kc.
+            // SAFETY: every panel holds kc lines of 16 floats; row r < R, column kk < kc.
             unsafe {
-                let b = [
-                    _mm256_loadu_ps(p0),
-                    _mm256_loadu_ps(p0.add(8)),
-                    _mm256_loadu_ps(p1),
-                    _mm256_loadu_ps(p1.add(8)),
-                ];
+                let bv: [__m512; P] = std::array::from_fn(|q| _mm512_loadu_ps(p[q]));
                 for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let a = _mm256_broadcast_ss(&*t.a.add(r * t.lda + kk));
-                    for (acc, b) in acc_r.iter_mut().zip(&b) {
-                        *acc = _mm256_fmadd_ps(a, *b, *acc);
+                    let a = _mm512_set1_ps(*t.a.add(r * t.lda + kk));
+                    for (acc, b) in acc_r.iter_mut().zip(&bv) {
+                        *acc = _mm512_fmadd_ps(a, *b, *acc);
                     }
                 }
-                p0 = p0.add(t.ldb);
-                p1 = p1.add(t.ldb);
+                for x in p.iter_mut() {
+                    *x = x.add(t.ldb);
+                }
             }
         }
-        let alpha = _mm256_set1_ps(t.alpha);
+        let alpha = _mm512_set1_ps(t.alpha);
         for (r, acc_r) in acc.iter().enumerate() {
             for (q, &v) in acc_r.iter().enumerate() {
-                // SAFETY: row r of the tile in C has 32 columns.
+                // SAFETY: row r of the tile in C has 16P columns.
                 unsafe {
-                    let c = t.c.add(r * t.ldc + 8 * q);
+                    let c = t.c.add(r * t.ldc + NR * q);
                     let mut v = v;
                     if t.alpha != 1.0 {
-                        v = _mm256_mul_ps(v, alpha);
+                        v = _mm512_mul_ps(v, alpha);
                     }
                     if t.accumulate {
-                        v = _mm256_add_ps(_mm256_loadu_ps(c), v);
+                        v = _mm512_add_ps(_mm512_loadu_ps(c), v);
                     }
-                    _mm256_storeu_ps(c, v);
+                    _mm512_storeu_ps(c, v);
                 }
             }
         }
-        debug_assert_eq!(t.cols, 2 * NR);
+        debug_assert_eq!(t.cols, P * NR);
     }
 }
 
@@ -746,7 +764,7 @@ mod tests {
                 }
                 assert_eq!(outs[0], outs[1], "packing changes results");
                 if isa.avx2() {
-                    // The AVX-512VL kernels sum in the AVX2 kernels' order.
+                    // The AVX-512 kernels sum in the AVX2 kernels' order.
                     let first = native.get_or_insert_with(|| outs[0].clone());
                     assert_eq!(*first, outs[0], "{m}x{n}x{k}: {isa:?} changes results");
                 }
