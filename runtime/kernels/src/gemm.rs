@@ -317,7 +317,7 @@ unsafe fn gemm_into(
                 let nb = NC.min(n - n0);
                 let mut i = 0;
                 while i < m {
-                    let rows = MR.min(m - i);
+                    let rows = strip_rows(m - i);
                     let mut j = n0;
                     while j < n0 + nb {
                         // One row of C (decode, classifier heads): four panels at once, so
@@ -413,6 +413,17 @@ unsafe fn gemm_into(
             k0 += kcs;
         }
     });
+}
+
+/// Rows of the next strip when `left` rows of C remain: [`MR`], except that 7–9 rows
+/// split into two strips of at least 3 (m = 49, a 7×7 plane's positions, runs as eight
+/// strips of 6 and two of 4 and 3 rather than ending on a one-row strip, whose tile
+/// reuses each panel load for one row only). Tile heights never change results.
+fn strip_rows(left: usize) -> usize {
+    match left {
+        7..=9 => left.div_ceil(2),
+        _ => left.min(MR),
+    }
 }
 
 /// One register tile's operands: `rows × cols` of C from a `rows × kc` strip of A (row
@@ -724,6 +735,8 @@ mod tests {
             (5, 64, 40),
             (10, 96, 17),
             (9, 48, 20),
+            (49, 96, 40),
+            (8, 130, 7),
         ] {
             let a = data(m * k, 1);
             let b = data(k * n, 2);
