@@ -172,7 +172,7 @@ pub unsafe fn run_form(
         }
         #[cfg(target_arch = "x86_64")]
         crate::Isa::Avx2Fma | crate::Isa::Avx512 if blocked => unsafe {
-            blocked_avx2(g, x, w, out, o0, o1)
+            blocked_avx2(isa == crate::Isa::Avx512, g, x, w, out, o0, o1)
         },
         #[cfg(target_arch = "x86_64")]
         crate::Isa::Avx2Fma | crate::Isa::Avx512 => {
@@ -228,13 +228,15 @@ thread_local! {
         const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
-/// [`blocked_generic`] with the AVX2 core.
+/// [`blocked_generic`] with the AVX2 core (its row tiles compiled for AVX-512VL's 32
+/// registers where `wide`).
 ///
 /// # Safety
-/// AVX2 and FMA are available; otherwise as for [`run`].
+/// AVX2 and FMA (and AVX-512F/VL where `wide`) are available; otherwise as for [`run`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn blocked_avx2(
+    wide: bool,
     g: &Geometry,
     x: *const f32,
     w: *const f32,
@@ -248,7 +250,7 @@ unsafe fn blocked_avx2(
                 xin: &[[f32; CB]],
                 wts: &[[f32; CB]],
                 acc: &mut [[f32; CB]]| unsafe {
-        if !blocked_rows_avx2(g, wp, xin, wts, acc) {
+        if !blocked_rows_avx2(wide, g, wp, xin, wts, acc) {
             blocked_core_avx2(g, wp, xin, wts, acc)
         }
     };
@@ -355,9 +357,16 @@ unsafe fn blocked_core_avx2(
 
 /// Output positions per row tile of [`blocked_rows_avx2`].
 const ROW_TILE: usize = 8;
+/// Output positions per row tile with AVX-512VL's 32 registers on rows at least this
+/// wide: sixteen accumulator chains (each output's taps are one dependent chain of
+/// multiply-adds, so eight chains leave the FMA units waiting on latency).
+const WIDE_ROW_TILE: usize = 16;
+/// Output width from which the wide row tile runs (narrower rows would mostly compute
+/// lanes past the row's end).
+const WIDE_ROW_MIN: usize = 12;
 /// Positions of slack the padded block keeps past its end for row tiles that overhang a
 /// row (the most a tile reads past the row's last output: stride 2, a 7-wide kernel).
-const ROW_TILE_SLACK: usize = 2 * ROW_TILE + 8;
+const ROW_TILE_SLACK: usize = 2 * WIDE_ROW_TILE + 8;
 
 /// The channel-blocked products row by row for square 3/5/7 kernels at stride 1 or 2
 /// without dilation; false (nothing done) for other geometries. Tiles of [`ROW_TILE`]
@@ -366,12 +375,18 @@ const ROW_TILE_SLACK: usize = 2 * ROW_TILE + 8;
 /// `ROW_TILE + K − 1` loads for `K·ROW_TILE` multiply-adds, against one load each in
 /// [`blocked_core_avx2`]). Each output sums its taps in `(ky, kx)` order, as there.
 ///
+/// With `wide`, the tiles are compiled for AVX-512VL: the same 8-lane instructions
+/// with 32 registers, so the `K` weights, eight accumulators and the loaded column stay
+/// in registers for every `K` (with 16, the 5×5 and 7×7 tiles spill accumulators to the
+/// stack on every tap).
+///
 /// # Safety
-/// AVX2 and FMA are available; `xin` is the padded `hp × wp` block for `g` plus
-/// [`ROW_TILE_SLACK`] positions.
+/// AVX2 and FMA (and AVX-512F/VL where `wide`) are available; `xin` is the padded `hp ×
+/// wp` block for `g` plus [`ROW_TILE_SLACK`] positions.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn blocked_rows_avx2(
+    wide: bool,
     g: &Geometry,
     wp: usize,
     xin: &[[f32; CB]],
@@ -381,29 +396,77 @@ unsafe fn blocked_rows_avx2(
     if g.kh != g.kw || g.dilation != (1, 1) || g.stride.0 != g.stride.1 {
         return false;
     }
-    // SAFETY: forwarded.
-    unsafe {
-        match (g.kh, g.stride.0) {
-            (3, 1) => blocked_rows::<3, 1>(g, wp, xin, wts, acc),
-            (3, 2) => blocked_rows::<3, 2>(g, wp, xin, wts, acc),
-            (5, 1) => blocked_rows::<5, 1>(g, wp, xin, wts, acc),
-            (5, 2) => blocked_rows::<5, 2>(g, wp, xin, wts, acc),
-            (7, 1) => blocked_rows::<7, 1>(g, wp, xin, wts, acc),
-            (7, 2) => blocked_rows::<7, 2>(g, wp, xin, wts, acc),
-            _ => return false,
-        }
+    macro_rules! go {
+        ($k:literal, $s:literal) => {
+            // SAFETY: forwarded; AVX-512F/VL are available where `wide`.
+            unsafe {
+                if wide && g.ow >= WIDE_ROW_MIN {
+                    blocked_rows_512::<$k, $s, WIDE_ROW_TILE>(g, wp, xin, wts, acc)
+                } else if wide {
+                    blocked_rows_512::<$k, $s, ROW_TILE>(g, wp, xin, wts, acc)
+                } else {
+                    blocked_rows_256::<$k, $s>(g, wp, xin, wts, acc)
+                }
+            }
+        };
+    }
+    match (g.kh, g.stride.0) {
+        (3, 1) => go!(3, 1),
+        (3, 2) => go!(3, 2),
+        (5, 1) => go!(5, 1),
+        (5, 2) => go!(5, 2),
+        (7, 1) => go!(7, 1),
+        (7, 2) => go!(7, 2),
+        _ => return false,
     }
     true
 }
 
+/// [`blocked_rows`] compiled for AVX2 and FMA (16 vector registers).
+///
+/// # Safety
+/// As for [`blocked_rows`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn blocked_rows_256<const K: usize, const S: usize>(
+    g: &Geometry,
+    wp: usize,
+    xin: &[[f32; CB]],
+    wts: &[[f32; CB]],
+    acc: &mut [[f32; CB]],
+) {
+    // SAFETY: forwarded.
+    unsafe { blocked_rows::<K, S, ROW_TILE>(g, wp, xin, wts, acc) }
+}
+
+/// [`blocked_rows`] compiled for AVX-512VL (32 vector registers, same instructions).
+///
+/// # Safety
+/// As for [`blocked_rows`]; AVX-512F and AVX-512VL are available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+unsafe fn blocked_rows_512<const K: usize, const S: usize, const N: usize>(
+    g: &Geometry,
+    wp: usize,
+    xin: &[[f32; CB]],
+    wts: &[[f32; CB]],
+    acc: &mut [[f32; CB]],
+) {
+    // SAFETY: forwarded.
+    unsafe { blocked_rows::<K, S, N>(g, wp, xin, wts, acc) }
+}
+
 /// [`blocked_rows_avx2`] for kernel size `K` and stride `S`.
+///
+/// Inlined into [`blocked_rows_256`] and [`blocked_rows_512`], which give it its target
+/// features.
 ///
 /// # Safety
 /// As for [`blocked_rows_avx2`], and the geometry has these `K` and `S`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[inline(always)]
 #[allow(clippy::needless_range_loop)] // kx indexes the weights and the loaded columns
-unsafe fn blocked_rows<const K: usize, const S: usize>(
+unsafe fn blocked_rows<const K: usize, const S: usize, const N: usize>(
     g: &Geometry,
     wp: usize,
     xin: &[[f32; CB]],
@@ -411,7 +474,6 @@ unsafe fn blocked_rows<const K: usize, const S: usize>(
     acc: &mut [[f32; CB]],
 ) {
     use std::arch::x86_64::*;
-    const N: usize = ROW_TILE;
     let (xp, wpt, ap) = (
         xin.as_ptr() as *const f32,
         wts.as_ptr() as *const f32,
@@ -440,8 +502,9 @@ unsafe fn blocked_rows<const K: usize, const S: usize>(
                             }
                         )*};
                     }
-                    const { assert!((N - 1) * S + K <= 21, "a tile reads at most 21 columns") };
-                    columns!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20);
+                    const { assert!((N - 1) * S + K <= 37, "a tile reads at most 37 columns") };
+                    columns!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25
+                        26 27 28 29 30 31 32 33 34 35 36);
                 }
                 let dst = ap.add((y * g.ow + x0) * CB);
                 for (j, v) in a.iter().enumerate().take(n) {
