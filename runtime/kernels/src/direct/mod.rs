@@ -369,7 +369,8 @@ const WIDE_ROW_MIN: usize = 12;
 const ROW_TILE_SLACK: usize = 2 * WIDE_ROW_TILE + 8;
 
 /// The channel-blocked products row by row for square 3/5/7 kernels at stride 1 or 2
-/// without dilation; false (nothing done) for other geometries. Tiles of [`ROW_TILE`]
+/// without dilation, and 3×3 / 5×5 at stride 1 with dilation 2; false (nothing done) for
+/// other geometries. Tiles of [`ROW_TILE`]
 /// outputs of one row: per kernel row, its `K` weight vectors in registers and each
 /// input vector loaded once, feeding every output of the tile that reads it (stride 1:
 /// `ROW_TILE + K − 1` loads for `K·ROW_TILE` multiply-adds, against one load each in
@@ -393,30 +394,33 @@ unsafe fn blocked_rows_avx2(
     wts: &[[f32; CB]],
     acc: &mut [[f32; CB]],
 ) -> bool {
-    if g.kh != g.kw || g.dilation != (1, 1) || g.stride.0 != g.stride.1 {
+    if g.kh != g.kw || g.dilation.0 != g.dilation.1 || g.stride.0 != g.stride.1 {
         return false;
     }
     macro_rules! go {
-        ($k:literal, $s:literal) => {
+        ($k:literal, $s:literal, $d:literal) => {
             // SAFETY: forwarded; AVX-512F/VL are available where `wide`.
             unsafe {
                 if wide && g.ow >= WIDE_ROW_MIN {
-                    blocked_rows_512::<$k, $s, WIDE_ROW_TILE>(g, wp, xin, wts, acc)
+                    blocked_rows_512::<$k, $s, $d, WIDE_ROW_TILE>(g, wp, xin, wts, acc)
                 } else if wide {
-                    blocked_rows_512::<$k, $s, ROW_TILE>(g, wp, xin, wts, acc)
+                    blocked_rows_512::<$k, $s, $d, ROW_TILE>(g, wp, xin, wts, acc)
                 } else {
-                    blocked_rows_256::<$k, $s>(g, wp, xin, wts, acc)
+                    blocked_rows_256::<$k, $s, $d>(g, wp, xin, wts, acc)
                 }
             }
         };
     }
-    match (g.kh, g.stride.0) {
-        (3, 1) => go!(3, 1),
-        (3, 2) => go!(3, 2),
-        (5, 1) => go!(5, 1),
-        (5, 2) => go!(5, 2),
-        (7, 1) => go!(7, 1),
-        (7, 2) => go!(7, 2),
+    match (g.kh, g.stride.0, g.dilation.0) {
+        (3, 1, 1) => go!(3, 1, 1),
+        (3, 2, 1) => go!(3, 2, 1),
+        (5, 1, 1) => go!(5, 1, 1),
+        (5, 2, 1) => go!(5, 2, 1),
+        (7, 1, 1) => go!(7, 1, 1),
+        (7, 2, 1) => go!(7, 2, 1),
+        // Dilated (DeepLab / LR-ASPP heads): stride 1, dilation 2.
+        (3, 1, 2) => go!(3, 1, 2),
+        (5, 1, 2) => go!(5, 1, 2),
         _ => return false,
     }
     true
@@ -428,7 +432,7 @@ unsafe fn blocked_rows_avx2(
 /// As for [`blocked_rows`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn blocked_rows_256<const K: usize, const S: usize>(
+unsafe fn blocked_rows_256<const K: usize, const S: usize, const D: usize>(
     g: &Geometry,
     wp: usize,
     xin: &[[f32; CB]],
@@ -436,7 +440,7 @@ unsafe fn blocked_rows_256<const K: usize, const S: usize>(
     acc: &mut [[f32; CB]],
 ) {
     // SAFETY: forwarded.
-    unsafe { blocked_rows::<K, S, ROW_TILE>(g, wp, xin, wts, acc) }
+    unsafe { blocked_rows::<K, S, D, ROW_TILE>(g, wp, xin, wts, acc) }
 }
 
 /// [`blocked_rows`] compiled for AVX-512VL (32 vector registers, same instructions).
@@ -445,7 +449,7 @@ unsafe fn blocked_rows_256<const K: usize, const S: usize>(
 /// As for [`blocked_rows`]; AVX-512F and AVX-512VL are available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-unsafe fn blocked_rows_512<const K: usize, const S: usize, const N: usize>(
+unsafe fn blocked_rows_512<const K: usize, const S: usize, const D: usize, const N: usize>(
     g: &Geometry,
     wp: usize,
     xin: &[[f32; CB]],
@@ -453,7 +457,7 @@ unsafe fn blocked_rows_512<const K: usize, const S: usize, const N: usize>(
     acc: &mut [[f32; CB]],
 ) {
     // SAFETY: forwarded.
-    unsafe { blocked_rows::<K, S, N>(g, wp, xin, wts, acc) }
+    unsafe { blocked_rows::<K, S, D, N>(g, wp, xin, wts, acc) }
 }
 
 /// [`blocked_rows_avx2`] for kernel size `K` and stride `S`.
@@ -466,7 +470,7 @@ unsafe fn blocked_rows_512<const K: usize, const S: usize, const N: usize>(
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // kx indexes the weights and the loaded columns
-unsafe fn blocked_rows<const K: usize, const S: usize, const N: usize>(
+unsafe fn blocked_rows<const K: usize, const S: usize, const D: usize, const N: usize>(
     g: &Geometry,
     wp: usize,
     xin: &[[f32; CB]],
@@ -479,9 +483,10 @@ unsafe fn blocked_rows<const K: usize, const S: usize, const N: usize>(
         wts.as_ptr() as *const f32,
         acc.as_mut_ptr() as *mut f32,
     );
-    debug_assert!(xin.len() >= ((g.oh - 1) * S + K) * wp + ROW_TILE_SLACK);
-    // SAFETY (all accesses): a tile reads padded columns x0·S .. (x0 + N − 1)·S + K of
-    // its rows, inside the block or its slack; it stores only its outputs < ow.
+    debug_assert!(xin.len() >= ((g.oh - 1) * S + (K - 1) * D + 1) * wp + ROW_TILE_SLACK);
+    // SAFETY (all accesses): a tile reads padded columns x0·S .. (x0 + N − 1)·S + (K −
+    // 1)·D + 1 of its rows, inside the block or its slack; it stores only its outputs <
+    // ow.
     unsafe {
         for y in 0..g.oh {
             let mut x0 = 0;
@@ -491,18 +496,23 @@ unsafe fn blocked_rows<const K: usize, const S: usize, const N: usize>(
                 for ky in 0..K {
                     let w: [__m256; K] =
                         std::array::from_fn(|kx| _mm256_loadu_ps(wpt.add((ky * K + kx) * CB)));
-                    let row = xp.add(((y * S + ky) * wp + x0 * S) * CB);
-                    // Input column I of the tile feeds output j with I = j·S + kx, in
+                    let row = xp.add(((y * S + ky * D) * wp + x0 * S) * CB);
+                    // Input column I of the tile feeds output j with I = j·S + kx·D, in
                     // ascending kx for each j; one call per column with I a constant,
                     // so every test and index below is resolved at compile time.
                     macro_rules! columns {
                         ($($i:literal)*) => {$(
-                            if $i < (N - 1) * S + K {
-                                row_column::<K, S, N, $i>(&mut a, &w, row);
+                            if $i < (N - 1) * S + (K - 1) * D + 1 {
+                                row_column::<K, S, D, N, $i>(&mut a, &w, row);
                             }
                         )*};
                     }
-                    const { assert!((N - 1) * S + K <= 37, "a tile reads at most 37 columns") };
+                    const {
+                        assert!(
+                            (N - 1) * S + (K - 1) * D < 37,
+                            "a tile reads at most 37 columns"
+                        )
+                    };
                     columns!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25
                         26 27 28 29 30 31 32 33 34 35 36);
                 }
@@ -517,13 +527,19 @@ unsafe fn blocked_rows<const K: usize, const S: usize, const N: usize>(
 }
 
 /// Column `I` of a row tile of [`blocked_rows`]: loaded once, multiplied into every
-/// output `j < N` with `I = j·S + kx`.
+/// output `j < N` with `I = j·S + kx·D`.
 ///
 /// # Safety
 /// As for [`blocked_rows`]; `row` addresses the tile's first column in the padded block.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn row_column<const K: usize, const S: usize, const N: usize, const I: usize>(
+unsafe fn row_column<
+    const K: usize,
+    const S: usize,
+    const D: usize,
+    const N: usize,
+    const I: usize,
+>(
     a: &mut [std::arch::x86_64::__m256; N],
     w: &[std::arch::x86_64::__m256; K],
     row: *const f32,
@@ -534,8 +550,8 @@ unsafe fn row_column<const K: usize, const S: usize, const N: usize, const I: us
     unsafe {
         let v = _mm256_loadu_ps(row.add(I * CB));
         for (kx, w) in w.iter().enumerate() {
-            if I >= kx && (I - kx).is_multiple_of(S) && (I - kx) / S < N {
-                let j = (I - kx) / S;
+            if I >= kx * D && (I - kx * D).is_multiple_of(S) && (I - kx * D) / S < N {
+                let j = (I - kx * D) / S;
                 a[j] = _mm256_fmadd_ps(*w, v, a[j]);
             }
         }
@@ -1185,6 +1201,11 @@ mod tests {
             (8, 6, 3, 5, 1, 1, 2, 2, 1, 1),
             (9, 21, 19, 7, 2, 1, 3, 3, 1, 1),
             (8, 11, 14, 5, 2, 1, 2, 1, 1, 1),
+            // Dilated row tiles (LR-ASPP's 5×5, dilation 2): a 16-wide tile over 14
+            // outputs, an 8-wide tile, and a tile plus a tail of a ragged block (3×3).
+            (16, 14, 14, 5, 1, 2, 4, 4, 1, 1),
+            (8, 7, 7, 5, 1, 2, 4, 4, 1, 1),
+            (9, 10, 30, 3, 1, 2, 2, 2, 1, 1),
             // Plane by plane: depthwise planes at least BLOCKED_MAX_WIDTH wide.
             (3, 5, 40, 3, 1, 1, 1, 1, 1, 1),
             (2, 4, 20, 3, 1, 2, 2, 2, 1, 1),
