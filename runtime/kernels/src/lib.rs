@@ -7,7 +7,8 @@
 //! where AVX2 and FMA are missing).
 //!
 //! * [`gemm`]: single-precision GEMM with B packed into 16-column panels (once, at compile
-//!   time, for constant weights) and a 6×16 register-tiled microkernel.
+//!   time, for constant weights) and register-tiled microkernels (6×16 AVX2, 6×64
+//!   AVX-512).
 //! * [`pointwise`]: elementwise f32 loop nests (GEMM and convolution epilogues, activations)
 //!   8 lanes wide, with native exp/log/erf/tanh/sigmoid.
 //! * [`direct`]: direct 2-D convolution in NCHW for depthwise and small-group convolutions,
@@ -29,10 +30,11 @@ pub mod transpose;
 /// The instruction set a kernel runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
-    /// x86-64 with AVX-512F and AVX-512VL besides AVX2 and FMA. Kernels keep 8-wide
-    /// vectors (cores that split 512-bit operations gain no FMA throughput from the
-    /// width) but may use 32 vector registers instead of 16; where a kernel has no use
-    /// for them it runs its AVX2 code, with the same results.
+    /// x86-64 with AVX-512F and AVX-512VL besides AVX2 and FMA. The GEMM tiles and the
+    /// 16-channel depthwise blocks use 16-wide vectors (twice the FMA throughput on cores
+    /// with two 512-bit FMA units, such as the Xeon of BENCHMARKS.md; no loss on
+    /// cores that split them); other kernels keep 8-wide vectors with 32 registers, or
+    /// run their AVX2 code. Every lane sums in the AVX2 kernels' order: same results.
     Avx512,
     /// x86-64 with AVX2 and FMA: 8-wide f32 vectors, fused multiply-add.
     Avx2Fma,

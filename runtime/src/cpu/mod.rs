@@ -786,7 +786,7 @@ impl CpuModel {
         // and whole vectors of channels in the channel-blocked form (depthwise, one
         // channel per group; a block of five would fill five of a vector's eight lanes).
         let unit = if form == tessera_kernels::direct::Form::Blocked {
-            tessera_kernels::direct::CHANNEL_BLOCK
+            tessera_kernels::direct::channel_block(self.isa, geom)
         } else {
             geom.multiplier.max(1)
         };

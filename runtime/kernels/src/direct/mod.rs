@@ -23,6 +23,8 @@
 use std::cell::RefCell;
 
 mod rows;
+#[cfg(target_arch = "x86_64")]
+mod wide;
 
 /// The geometry of a direct convolution (one image).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,7 +174,16 @@ pub unsafe fn run_form(
         }
         #[cfg(target_arch = "x86_64")]
         crate::Isa::Avx2Fma | crate::Isa::Avx512 if blocked => unsafe {
-            blocked_avx2(isa == crate::Isa::Avx512, g, x, w, out, o0, o1)
+            let avx512 = isa == crate::Isa::Avx512;
+            // Whole blocks of sixteen channels in 16-wide vectors, the rest in eights.
+            let from = if avx512 && wide::supported(g) {
+                wide::run(g, x, w, out, o0, o1)
+            } else {
+                o0
+            };
+            if from < o1 {
+                blocked_avx2(avx512, g, x, w, out, from, o1)
+            }
         },
         #[cfg(target_arch = "x86_64")]
         crate::Isa::Avx2Fma | crate::Isa::Avx512 => {
@@ -213,9 +224,17 @@ pub const BLOCKED_MAX_WIDTH: usize = 16;
 
 /// Channels per block of the channel-blocked form (one 8-lane vector).
 const CB: usize = 8;
-/// Channels per block of the channel-blocked form, for callers that split channels into
-/// tasks: ranges of whole blocks keep every lane busy.
-pub const CHANNEL_BLOCK: usize = CB;
+/// Channels per block of the channel-blocked form on `isa`, for callers that split
+/// channels into tasks: ranges of whole blocks keep every lane busy (sixteen where the
+/// AVX-512 form runs `g`, else eight).
+pub fn channel_block(isa: crate::Isa, g: &Geometry) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if isa.or_portable() == crate::Isa::Avx512 && wide::supported(g) {
+        return 16;
+    }
+    let _ = (isa, g);
+    CB
+}
 /// Output positions per register tile of the channel-blocked form (eight accumulator
 /// chains cover the FMA latency).
 const PX: usize = 8;

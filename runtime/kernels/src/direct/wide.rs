@@ -1,0 +1,291 @@
+//! The channel-blocked form with 16-wide AVX-512 vectors: sixteen channels per vector,
+//! each padded position one 64-byte line (so every load of the row tiles is aligned).
+//!
+//! The same algorithm as the 8-channel form in the parent module: a block's planes are
+//! transposed into a zero-padded `[row][column][channel]` buffer, row tiles of output
+//! positions take every input vector once per kernel row with the `K` weights in
+//! registers, and the result is transposed back into the planes. Each lane runs the
+//! exact multiply-add chain of the 8-lane form (taps in `(ky, kx)` order from zero), so
+//! results are the same bits; on cores with two 512-bit FMA units it does twice the work
+//! per instruction.
+//!
+//! Covered geometries are those of the parent's row tiles ([`supported`]); channels past
+//! the last whole block of sixteen are left to the 8-channel form.
+
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+use super::{Geometry, ROW_TILE, ROW_TILE_SLACK, WIDE_ROW_MIN, WIDE_ROW_TILE};
+
+/// Channels per block (one 16-lane vector).
+const CB: usize = 16;
+
+/// One padded position of a block: a 64-byte line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; CB]);
+
+const ZERO: Line = Line([0.0; CB]);
+
+thread_local! {
+    /// Padded input `[hp][wp]`, weights `[tap]`, output `[oh·ow]`, a line per position.
+    #[allow(clippy::type_complexity)]
+    static BLOCK: RefCell<(Vec<Line>, Vec<Line>, Vec<Line>)> =
+        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// Whether the 16-channel tiles cover `g`: depthwise with multiplier 1, square 3/5/7
+/// kernels at stride 1 or 2 without dilation, or 3×3 / 5×5 at stride 1 with dilation 2.
+pub(super) fn supported(g: &Geometry) -> bool {
+    g.group_channels == 1
+        && g.multiplier == 1
+        && g.kh == g.kw
+        && g.stride.0 == g.stride.1
+        && g.dilation.0 == g.dilation.1
+        && g.oh > 0
+        && g.ow > 0
+        && matches!(
+            (g.kh, g.stride.0, g.dilation.0),
+            (3 | 5 | 7, 1 | 2, 1) | (3 | 5, 1, 2)
+        )
+}
+
+/// Output channels from `o0` in whole blocks of sixteen; returns the first channel not
+/// computed (`o1` when `o1 − o0` is a multiple of sixteen).
+///
+/// # Safety
+/// AVX2, FMA and AVX-512F are available, [`supported`] holds, and the pointers are as
+/// for [`super::run`].
+#[target_feature(enable = "avx2,fma,avx512f")]
+pub(super) unsafe fn run(
+    g: &Geometry,
+    x: *const f32,
+    w: *const f32,
+    out: *mut f32,
+    o0: usize,
+    o1: usize,
+) -> usize {
+    let blocks = o1.saturating_sub(o0) / CB;
+    if blocks == 0 {
+        return o0;
+    }
+    let (s, d) = (g.stride.0, g.dilation.0);
+    let hp = (g.oh - 1) * s + (g.kh - 1) * d + 1;
+    let wp = (g.ow - 1) * s + (g.kw - 1) * d + 1;
+    let (plane, p, taps) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+    BLOCK.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let (xin, wts, acc) = &mut *cell;
+        xin.resize(hp * wp + ROW_TILE_SLACK, ZERO);
+        wts.resize(taps, ZERO);
+        acc.resize(p, ZERO);
+        // Padding stays zero for every block (each writes the same interior positions).
+        xin.fill(ZERO);
+        for b in 0..blocks {
+            let c0 = o0 + b * CB;
+            // SAFETY: planes and filters c0..c0 + 16 exist (caller's contract).
+            unsafe {
+                transpose_in(g, x.add(c0 * plane), hp, wp, xin);
+                for (t, wt) in wts.iter_mut().enumerate() {
+                    for (l, v) in wt.0.iter_mut().enumerate() {
+                        *v = *w.add((c0 + l) * taps + t);
+                    }
+                }
+                tiles(g, wp, xin, wts, acc);
+                transpose_out(acc, out.add(c0 * p), p);
+            }
+        }
+    });
+    o0 + blocks * CB
+}
+
+/// Dispatches to the row tiles of `g`'s kernel size, stride, dilation and width.
+///
+/// # Safety
+/// As for [`run`]; `xin` is the padded block plus [`ROW_TILE_SLACK`] positions.
+#[target_feature(enable = "avx2,fma,avx512f")]
+unsafe fn tiles(g: &Geometry, wp: usize, xin: &[Line], wts: &[Line], acc: &mut [Line]) {
+    macro_rules! go {
+        ($k:literal, $s:literal, $d:literal) => {
+            // SAFETY: forwarded.
+            unsafe {
+                if g.ow >= WIDE_ROW_MIN && $s == 1 {
+                    rows::<$k, $s, $d, WIDE_ROW_TILE>(g, wp, xin, wts, acc)
+                } else {
+                    rows::<$k, $s, $d, ROW_TILE>(g, wp, xin, wts, acc)
+                }
+            }
+        };
+    }
+    match (g.kh, g.stride.0, g.dilation.0) {
+        (3, 1, 1) => go!(3, 1, 1),
+        (3, 2, 1) => go!(3, 2, 1),
+        (5, 1, 1) => go!(5, 1, 1),
+        (5, 2, 1) => go!(5, 2, 1),
+        (7, 1, 1) => go!(7, 1, 1),
+        (7, 2, 1) => go!(7, 2, 1),
+        (3, 1, 2) => go!(3, 1, 2),
+        (5, 1, 2) => go!(5, 1, 2),
+        _ => unreachable!("wide::supported was checked"),
+    }
+}
+
+/// Row tiles of `N` outputs for kernel size `K`, stride `S`, dilation `D`: per kernel
+/// row, the `K` weight vectors in registers and each input vector loaded once, feeding
+/// every output of the tile that reads it (as the parent's `blocked_rows`).
+///
+/// # Safety
+/// As for [`tiles`]; inlined into it (its target features).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // kx indexes the weights and the loaded columns
+unsafe fn rows<const K: usize, const S: usize, const D: usize, const N: usize>(
+    g: &Geometry,
+    wp: usize,
+    xin: &[Line],
+    wts: &[Line],
+    acc: &mut [Line],
+) {
+    debug_assert!(xin.len() >= ((g.oh - 1) * S + (K - 1) * D + 1) * wp + ROW_TILE_SLACK);
+    let (xp, wpt, ap) = (
+        xin.as_ptr() as *const f32,
+        wts.as_ptr() as *const f32,
+        acc.as_mut_ptr() as *mut f32,
+    );
+    // SAFETY (all accesses): a tile reads padded columns x0·S .. (x0 + N − 1)·S + (K −
+    // 1)·D + 1 of its rows, inside the block or its slack; it stores only outputs < ow.
+    unsafe {
+        for y in 0..g.oh {
+            let mut x0 = 0;
+            while x0 < g.ow {
+                let n = N.min(g.ow - x0);
+                let mut a = [_mm512_setzero_ps(); N];
+                for ky in 0..K {
+                    let wv: [__m512; K] =
+                        std::array::from_fn(|kx| _mm512_load_ps(wpt.add((ky * K + kx) * CB)));
+                    let row = xp.add(((y * S + ky * D) * wp + x0 * S) * CB);
+                    macro_rules! columns {
+                        ($($i:literal)*) => {$(
+                            if $i < (N - 1) * S + (K - 1) * D + 1 {
+                                column::<K, S, D, N, $i>(&mut a, &wv, row);
+                            }
+                        )*};
+                    }
+                    const {
+                        assert!(
+                            (N - 1) * S + (K - 1) * D < 37,
+                            "a tile reads at most 37 columns"
+                        )
+                    };
+                    columns!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25
+                        26 27 28 29 30 31 32 33 34 35 36);
+                }
+                let dst = ap.add((y * g.ow + x0) * CB);
+                for (j, v) in a.iter().enumerate().take(n) {
+                    _mm512_store_ps(dst.add(j * CB), *v);
+                }
+                x0 += n;
+            }
+        }
+    }
+}
+
+/// Column `I` of a row tile: loaded once (an aligned line), multiplied into every output
+/// `j < N` with `I = j·S + kx·D`.
+///
+/// # Safety
+/// As for [`rows`]; `row` addresses the tile's first column in the padded block.
+#[inline(always)]
+unsafe fn column<const K: usize, const S: usize, const D: usize, const N: usize, const I: usize>(
+    a: &mut [__m512; N],
+    w: &[__m512; K],
+    row: *const f32,
+) {
+    // SAFETY: inside the block or its slack (caller's contract); AVX-512F is enabled in
+    // the caller, into which this is inlined.
+    unsafe {
+        let v = _mm512_load_ps(row.add(I * CB));
+        for (kx, w) in w.iter().enumerate() {
+            if I >= kx * D && (I - kx * D).is_multiple_of(S) && (I - kx * D) / S < N {
+                let j = (I - kx * D) / S;
+                a[j] = _mm512_fmadd_ps(*w, v, a[j]);
+            }
+        }
+    }
+}
+
+/// Sixteen planes at `xb` into the interior of the padded block: eight flat positions at
+/// a time by two 8×8 transposes (channels 0–7 and 8–15), the plane's tail one position
+/// at a time.
+///
+/// # Safety
+/// AVX2 is available; `xb` addresses sixteen planes of `h × w`.
+#[target_feature(enable = "avx2,fma,avx512f")]
+unsafe fn transpose_in(g: &Geometry, xb: *const f32, hp: usize, wp: usize, xin: &mut [Line]) {
+    let plane = g.h * g.w;
+    let (mut iy, mut ix) = (0usize, 0usize);
+    let mut next = || {
+        let (r, c) = (iy + g.pad.0, ix + g.pad.1);
+        ix += 1;
+        if ix == g.w {
+            (iy, ix) = (iy + 1, 0);
+        }
+        (r < hp && c < wp).then_some(r * wp + c)
+    };
+    let mut f = 0;
+    // SAFETY (all accesses): f + 8 ≤ plane for the vector loads; destinations checked.
+    unsafe {
+        while f + 8 <= plane {
+            let lo = crate::transpose::transpose8(std::array::from_fn(|l| {
+                _mm256_loadu_ps(xb.add(l * plane + f))
+            }));
+            let hi = crate::transpose::transpose8(std::array::from_fn(|l| {
+                _mm256_loadu_ps(xb.add((8 + l) * plane + f))
+            }));
+            for (lo, hi) in lo.iter().zip(&hi) {
+                if let Some(d) = next() {
+                    let dst = xin[d].0.as_mut_ptr();
+                    _mm256_store_ps(dst, *lo);
+                    _mm256_store_ps(dst.add(8), *hi);
+                }
+            }
+            f += 8;
+        }
+        while f < plane {
+            if let Some(d) = next() {
+                for l in 0..CB {
+                    xin[d].0[l] = *xb.add(l * plane + f);
+                }
+            }
+            f += 1;
+        }
+    }
+}
+
+/// The block's outputs (`p` positions × 16 channels) into sixteen planes at `ob`.
+///
+/// # Safety
+/// AVX2 is available; `ob` addresses sixteen planes of `p`; `acc` holds `p` positions.
+#[target_feature(enable = "avx2,fma,avx512f")]
+unsafe fn transpose_out(acc: &[Line], ob: *mut f32, p: usize) {
+    let mut f = 0;
+    // SAFETY (all accesses): f + 8 ≤ p for the vector accesses.
+    unsafe {
+        while f + 8 <= p {
+            for h in 0..2 {
+                let cols = crate::transpose::transpose8(std::array::from_fn(|j| {
+                    _mm256_load_ps(acc[f + j].0.as_ptr().add(8 * h))
+                }));
+                for (l, v) in cols.iter().enumerate() {
+                    _mm256_storeu_ps(ob.add((8 * h + l) * p + f), *v);
+                }
+            }
+            f += 8;
+        }
+        while f < p {
+            for l in 0..CB {
+                *ob.add(l * p + f) = acc[f].0[l];
+            }
+            f += 1;
+        }
+    }
+}
