@@ -22,9 +22,101 @@
 
 use std::cell::RefCell;
 
+/// Calls `$go!(K, S, D)` with the kernel size, stride and dilation of `$g` as literals
+/// where the channel-blocked row tiles cover them (square 3/5/7 kernels at stride 1 or 2
+/// without dilation, 3×3 and 5×5 at stride 1 with dilation 2), else evaluates `$else`.
+macro_rules! row_tile_geometry {
+    ($g:expr, $go:ident, $else:expr) => {
+        match ($g.kh == $g.kw && $g.stride.0 == $g.stride.1 && $g.dilation.0 == $g.dilation.1)
+            .then_some(($g.kh, $g.stride.0, $g.dilation.0))
+        {
+            Some((3, 1, 1)) => $go!(3, 1, 1),
+            Some((3, 2, 1)) => $go!(3, 2, 1),
+            Some((5, 1, 1)) => $go!(5, 1, 1),
+            Some((5, 2, 1)) => $go!(5, 2, 1),
+            Some((7, 1, 1)) => $go!(7, 1, 1),
+            Some((7, 2, 1)) => $go!(7, 2, 1),
+            // Dilated (DeepLab / LR-ASPP heads): stride 1, dilation 2.
+            Some((3, 1, 2)) => $go!(3, 1, 2),
+            Some((5, 1, 2)) => $go!(5, 1, 2),
+            _ => $else,
+        }
+    };
+}
+
 mod rows;
 #[cfg(target_arch = "x86_64")]
 mod wide;
+
+/// A vector of [`Lanes::L`] f32 lanes, one lane per channel of a block, for the
+/// channel-blocked row tiles ([`blocked_rows`]): 8 lanes (AVX2) or 16 (AVX-512F). The
+/// methods are inlined into callers compiled with the vector's target features.
+#[cfg(target_arch = "x86_64")]
+trait Lanes: Copy {
+    /// Lanes (channels per block).
+    const L: usize;
+    /// # Safety
+    /// The vector's target features are enabled in the caller.
+    unsafe fn zero() -> Self;
+    /// # Safety
+    /// As for [`Lanes::zero`]; `p` addresses `L` floats.
+    unsafe fn load(p: *const f32) -> Self;
+    /// # Safety
+    /// As for [`Lanes::load`], writable.
+    unsafe fn store(p: *mut f32, v: Self);
+    /// `a·b + c`, fused. # Safety: as for [`Lanes::zero`].
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for std::arch::x86_64::__m256 {
+    const L: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        // SAFETY: AVX is enabled in the caller (trait contract).
+        unsafe { std::arch::x86_64::_mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: trait contract.
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: Self) {
+        // SAFETY: trait contract.
+        unsafe { std::arch::x86_64::_mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        // SAFETY: FMA is enabled in the caller (trait contract).
+        unsafe { std::arch::x86_64::_mm256_fmadd_ps(a, b, c) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for std::arch::x86_64::__m512 {
+    const L: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        // SAFETY: AVX-512F is enabled in the caller (trait contract).
+        unsafe { std::arch::x86_64::_mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: trait contract.
+        unsafe { std::arch::x86_64::_mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: Self) {
+        // SAFETY: trait contract.
+        unsafe { std::arch::x86_64::_mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        // SAFETY: trait contract.
+        unsafe { std::arch::x86_64::_mm512_fmadd_ps(a, b, c) }
+    }
+}
 
 /// The geometry of a direct convolution (one image).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -413,9 +505,14 @@ unsafe fn blocked_rows_avx2(
     wts: &[[f32; CB]],
     acc: &mut [[f32; CB]],
 ) -> bool {
-    if g.kh != g.kw || g.dilation.0 != g.dilation.1 || g.stride.0 != g.stride.1 {
-        return false;
-    }
+    debug_assert!(
+        g.oh == 0
+            || xin.len()
+                >= ((g.oh - 1) * g.stride.0 + (g.kh - 1) * g.dilation.0 + 1) * wp + ROW_TILE_SLACK
+    );
+    let xin = xin.as_ptr() as *const f32;
+    let wts = wts.as_ptr() as *const f32;
+    let acc = acc.as_mut_ptr() as *mut f32;
     macro_rules! go {
         ($k:literal, $s:literal, $d:literal) => {
             // SAFETY: forwarded; AVX-512F/VL are available where `wide`.
@@ -430,18 +527,7 @@ unsafe fn blocked_rows_avx2(
             }
         };
     }
-    match (g.kh, g.stride.0, g.dilation.0) {
-        (3, 1, 1) => go!(3, 1, 1),
-        (3, 2, 1) => go!(3, 2, 1),
-        (5, 1, 1) => go!(5, 1, 1),
-        (5, 2, 1) => go!(5, 2, 1),
-        (7, 1, 1) => go!(7, 1, 1),
-        (7, 2, 1) => go!(7, 2, 1),
-        // Dilated (DeepLab / LR-ASPP heads): stride 1, dilation 2.
-        (3, 1, 2) => go!(3, 1, 2),
-        (5, 1, 2) => go!(5, 1, 2),
-        _ => return false,
-    }
+    row_tile_geometry!(g, go, return false);
     true
 }
 
@@ -454,12 +540,13 @@ unsafe fn blocked_rows_avx2(
 unsafe fn blocked_rows_256<const K: usize, const S: usize, const D: usize>(
     g: &Geometry,
     wp: usize,
-    xin: &[[f32; CB]],
-    wts: &[[f32; CB]],
-    acc: &mut [[f32; CB]],
+    xin: *const f32,
+    wts: *const f32,
+    acc: *mut f32,
 ) {
+    use std::arch::x86_64::__m256;
     // SAFETY: forwarded.
-    unsafe { blocked_rows::<K, S, D, ROW_TILE>(g, wp, xin, wts, acc) }
+    unsafe { blocked_rows::<__m256, K, S, D, ROW_TILE>(g, wp, xin, wts, acc) }
 }
 
 /// [`blocked_rows`] compiled for AVX-512VL (32 vector registers, same instructions).
@@ -471,38 +558,36 @@ unsafe fn blocked_rows_256<const K: usize, const S: usize, const D: usize>(
 unsafe fn blocked_rows_512<const K: usize, const S: usize, const D: usize, const N: usize>(
     g: &Geometry,
     wp: usize,
-    xin: &[[f32; CB]],
-    wts: &[[f32; CB]],
-    acc: &mut [[f32; CB]],
+    xin: *const f32,
+    wts: *const f32,
+    acc: *mut f32,
 ) {
+    use std::arch::x86_64::__m256;
     // SAFETY: forwarded.
-    unsafe { blocked_rows::<K, S, D, N>(g, wp, xin, wts, acc) }
+    unsafe { blocked_rows::<__m256, K, S, D, N>(g, wp, xin, wts, acc) }
 }
 
-/// [`blocked_rows_avx2`] for kernel size `K` and stride `S`.
+/// The row tiles of [`blocked_rows_avx2`] for kernel size `K`, stride `S`, dilation `D`,
+/// `N` outputs per tile, over blocks of `V::L` channels (`xin`, `wts` and `acc` hold `V::L`
+/// floats per position or tap).
 ///
-/// Inlined into [`blocked_rows_256`] and [`blocked_rows_512`], which give it its target
-/// features.
+/// Inlined into [`blocked_rows_256`], [`blocked_rows_512`] and the 16-lane form's tiles
+/// (`wide.rs`), which give it its target features.
 ///
 /// # Safety
-/// As for [`blocked_rows_avx2`], and the geometry has these `K` and `S`.
+/// As for [`blocked_rows_avx2`] (`xin` the padded block plus [`ROW_TILE_SLACK`]
+/// positions, `wts` the `K·K` taps, `acc` the `oh·ow` outputs), and the geometry has
+/// these `K`, `S` and `D`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // kx indexes the weights and the loaded columns
-unsafe fn blocked_rows<const K: usize, const S: usize, const D: usize, const N: usize>(
+unsafe fn blocked_rows<V: Lanes, const K: usize, const S: usize, const D: usize, const N: usize>(
     g: &Geometry,
     wp: usize,
-    xin: &[[f32; CB]],
-    wts: &[[f32; CB]],
-    acc: &mut [[f32; CB]],
+    xp: *const f32,
+    wpt: *const f32,
+    ap: *mut f32,
 ) {
-    use std::arch::x86_64::*;
-    let (xp, wpt, ap) = (
-        xin.as_ptr() as *const f32,
-        wts.as_ptr() as *const f32,
-        acc.as_mut_ptr() as *mut f32,
-    );
-    debug_assert!(xin.len() >= ((g.oh - 1) * S + (K - 1) * D + 1) * wp + ROW_TILE_SLACK);
     // SAFETY (all accesses): a tile reads padded columns x0·S .. (x0 + N − 1)·S + (K −
     // 1)·D + 1 of its rows, inside the block or its slack; it stores only its outputs <
     // ow.
@@ -511,18 +596,18 @@ unsafe fn blocked_rows<const K: usize, const S: usize, const D: usize, const N: 
             let mut x0 = 0;
             while x0 < g.ow {
                 let n = N.min(g.ow - x0);
-                let mut a = [_mm256_setzero_ps(); N];
+                let mut a = [V::zero(); N];
                 for ky in 0..K {
-                    let w: [__m256; K] =
-                        std::array::from_fn(|kx| _mm256_loadu_ps(wpt.add((ky * K + kx) * CB)));
-                    let row = xp.add(((y * S + ky * D) * wp + x0 * S) * CB);
+                    let w: [V; K] =
+                        std::array::from_fn(|kx| V::load(wpt.add((ky * K + kx) * V::L)));
+                    let row = xp.add(((y * S + ky * D) * wp + x0 * S) * V::L);
                     // Input column I of the tile feeds output j with I = j·S + kx·D, in
                     // ascending kx for each j; one call per column with I a constant,
                     // so every test and index below is resolved at compile time.
                     macro_rules! columns {
                         ($($i:literal)*) => {$(
                             if $i < (N - 1) * S + (K - 1) * D + 1 {
-                                row_column::<K, S, D, N, $i>(&mut a, &w, row);
+                                row_column::<V, K, S, D, N, $i>(&mut a, &w, row);
                             }
                         )*};
                     }
@@ -535,9 +620,9 @@ unsafe fn blocked_rows<const K: usize, const S: usize, const D: usize, const N: 
                     columns!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25
                         26 27 28 29 30 31 32 33 34 35 36);
                 }
-                let dst = ap.add((y * g.ow + x0) * CB);
+                let dst = ap.add((y * g.ow + x0) * V::L);
                 for (j, v) in a.iter().enumerate().take(n) {
-                    _mm256_storeu_ps(dst.add(j * CB), *v);
+                    V::store(dst.add(j * V::L), *v);
                 }
                 x0 += n;
             }
@@ -553,25 +638,25 @@ unsafe fn blocked_rows<const K: usize, const S: usize, const D: usize, const N: 
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn row_column<
+    V: Lanes,
     const K: usize,
     const S: usize,
     const D: usize,
     const N: usize,
     const I: usize,
 >(
-    a: &mut [std::arch::x86_64::__m256; N],
-    w: &[std::arch::x86_64::__m256; K],
+    a: &mut [V; N],
+    w: &[V; K],
     row: *const f32,
 ) {
-    use std::arch::x86_64::*;
-    // SAFETY: inside the block or its slack (caller's contract); FMA is enabled in the
-    // caller, into which this is inlined.
+    // SAFETY: inside the block or its slack (caller's contract); the vector's features
+    // are enabled in the caller, into which this is inlined.
     unsafe {
-        let v = _mm256_loadu_ps(row.add(I * CB));
+        let v = V::load(row.add(I * V::L));
         for (kx, w) in w.iter().enumerate() {
             if I >= kx * D && (I - kx * D).is_multiple_of(S) && (I - kx * D) / S < N {
                 let j = (I - kx * D) / S;
-                a[j] = _mm256_fmadd_ps(*w, v, a[j]);
+                a[j] = V::fma(*w, v, a[j]);
             }
         }
     }
@@ -670,6 +755,20 @@ unsafe fn blocked_generic<const AVX: bool>(
     });
 }
 
+/// The padded block index of each flat input position in turn (None: outside the
+/// `hp × wp` block), walked one position at a time without divisions.
+fn padded_positions(g: &Geometry, hp: usize, wp: usize) -> impl FnMut() -> Option<usize> + '_ {
+    let (mut iy, mut ix) = (0usize, 0usize);
+    move || {
+        let (r, c) = (iy + g.pad.0, ix + g.pad.1);
+        ix += 1;
+        if ix == g.w {
+            (iy, ix) = (iy + 1, 0);
+        }
+        (r < hp && c < wp).then_some(r * wp + c)
+    }
+}
+
 /// Eight planes at `xb` (`h × w` each, consecutive) into the interior of the padded
 /// block: eight flat positions at a time by 8×8 transposes, the plane's tail one
 /// position at a time.
@@ -688,17 +787,7 @@ unsafe fn transpose_in_avx2(
 ) {
     use std::arch::x86_64::*;
     let plane = g.h * g.w;
-    // Flat input position → padded block index (None: outside the block), walked one
-    // position at a time without divisions.
-    let (mut iy, mut ix) = (0usize, 0usize);
-    let mut next = || {
-        let (r, c) = (iy + g.pad.0, ix + g.pad.1);
-        ix += 1;
-        if ix == g.w {
-            (iy, ix) = (iy + 1, 0);
-        }
-        (r < hp && c < wp).then_some(r * wp + c)
-    };
+    let mut next = padded_positions(g, hp, wp);
     let mut f = 0;
     // SAFETY (all accesses): f + 8 ≤ plane for the vector loads; destinations checked.
     unsafe {

@@ -99,118 +99,36 @@ pub(super) unsafe fn run(
     o0 + blocks * CB
 }
 
-/// Dispatches to the row tiles of `g`'s kernel size, stride, dilation and width.
+/// Dispatches to the shared row tiles ([`super::blocked_rows`]) with 16-lane vectors for
+/// `g`'s kernel size, stride, dilation and width (16-position tiles on stride-1 rows from
+/// [`WIDE_ROW_MIN`] wide; stride 2 measured no better with them).
 ///
 /// # Safety
-/// As for [`run`]; `xin` is the padded block plus [`ROW_TILE_SLACK`] positions.
+/// As for [`run`]; `xin` is the padded block plus [`super::ROW_TILE_SLACK`] positions.
 #[target_feature(enable = "avx2,fma,avx512f")]
 unsafe fn tiles(g: &Geometry, wp: usize, xin: &[Line], wts: &[Line], acc: &mut [Line]) {
-    macro_rules! go {
-        ($k:literal, $s:literal, $d:literal) => {
-            // SAFETY: forwarded.
-            unsafe {
-                if g.ow >= WIDE_ROW_MIN && $s == 1 {
-                    rows::<$k, $s, $d, WIDE_ROW_TILE>(g, wp, xin, wts, acc)
-                } else {
-                    rows::<$k, $s, $d, ROW_TILE>(g, wp, xin, wts, acc)
-                }
-            }
-        };
-    }
-    match (g.kh, g.stride.0, g.dilation.0) {
-        (3, 1, 1) => go!(3, 1, 1),
-        (3, 2, 1) => go!(3, 2, 1),
-        (5, 1, 1) => go!(5, 1, 1),
-        (5, 2, 1) => go!(5, 2, 1),
-        (7, 1, 1) => go!(7, 1, 1),
-        (7, 2, 1) => go!(7, 2, 1),
-        (3, 1, 2) => go!(3, 1, 2),
-        (5, 1, 2) => go!(5, 1, 2),
-        _ => unreachable!("wide::supported was checked"),
-    }
-}
-
-/// Row tiles of `N` outputs for kernel size `K`, stride `S`, dilation `D`: per kernel
-/// row, the `K` weight vectors in registers and each input vector loaded once, feeding
-/// every output of the tile that reads it (as the parent's `blocked_rows`).
-///
-/// # Safety
-/// As for [`tiles`]; inlined into it (its target features).
-#[inline(always)]
-#[allow(clippy::needless_range_loop)] // kx indexes the weights and the loaded columns
-unsafe fn rows<const K: usize, const S: usize, const D: usize, const N: usize>(
-    g: &Geometry,
-    wp: usize,
-    xin: &[Line],
-    wts: &[Line],
-    acc: &mut [Line],
-) {
-    debug_assert!(xin.len() >= ((g.oh - 1) * S + (K - 1) * D + 1) * wp + ROW_TILE_SLACK);
-    let (xp, wpt, ap) = (
+    debug_assert!(
+        xin.len()
+            >= ((g.oh - 1) * g.stride.0 + (g.kh - 1) * g.dilation.0 + 1) * wp + ROW_TILE_SLACK
+    );
+    let (xp, wp_, ap) = (
         xin.as_ptr() as *const f32,
         wts.as_ptr() as *const f32,
         acc.as_mut_ptr() as *mut f32,
     );
-    // SAFETY (all accesses): a tile reads padded columns x0·S .. (x0 + N − 1)·S + (K −
-    // 1)·D + 1 of its rows, inside the block or its slack; it stores only outputs < ow.
-    unsafe {
-        for y in 0..g.oh {
-            let mut x0 = 0;
-            while x0 < g.ow {
-                let n = N.min(g.ow - x0);
-                let mut a = [_mm512_setzero_ps(); N];
-                for ky in 0..K {
-                    let wv: [__m512; K] =
-                        std::array::from_fn(|kx| _mm512_load_ps(wpt.add((ky * K + kx) * CB)));
-                    let row = xp.add(((y * S + ky * D) * wp + x0 * S) * CB);
-                    macro_rules! columns {
-                        ($($i:literal)*) => {$(
-                            if $i < (N - 1) * S + (K - 1) * D + 1 {
-                                column::<K, S, D, N, $i>(&mut a, &wv, row);
-                            }
-                        )*};
-                    }
-                    const {
-                        assert!(
-                            (N - 1) * S + (K - 1) * D < 37,
-                            "a tile reads at most 37 columns"
-                        )
-                    };
-                    columns!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25
-                        26 27 28 29 30 31 32 33 34 35 36);
+    macro_rules! go {
+        ($k:literal, $s:literal, $d:literal) => {
+            // SAFETY: forwarded; AVX-512F is enabled here.
+            unsafe {
+                if g.ow >= WIDE_ROW_MIN && $s == 1 {
+                    super::blocked_rows::<__m512, $k, $s, $d, WIDE_ROW_TILE>(g, wp, xp, wp_, ap)
+                } else {
+                    super::blocked_rows::<__m512, $k, $s, $d, ROW_TILE>(g, wp, xp, wp_, ap)
                 }
-                let dst = ap.add((y * g.ow + x0) * CB);
-                for (j, v) in a.iter().enumerate().take(n) {
-                    _mm512_store_ps(dst.add(j * CB), *v);
-                }
-                x0 += n;
             }
-        }
+        };
     }
-}
-
-/// Column `I` of a row tile: loaded once (an aligned line), multiplied into every output
-/// `j < N` with `I = j·S + kx·D`.
-///
-/// # Safety
-/// As for [`rows`]; `row` addresses the tile's first column in the padded block.
-#[inline(always)]
-unsafe fn column<const K: usize, const S: usize, const D: usize, const N: usize, const I: usize>(
-    a: &mut [__m512; N],
-    w: &[__m512; K],
-    row: *const f32,
-) {
-    // SAFETY: inside the block or its slack (caller's contract); AVX-512F is enabled in
-    // the caller, into which this is inlined.
-    unsafe {
-        let v = _mm512_load_ps(row.add(I * CB));
-        for (kx, w) in w.iter().enumerate() {
-            if I >= kx * D && (I - kx * D).is_multiple_of(S) && (I - kx * D) / S < N {
-                let j = (I - kx * D) / S;
-                a[j] = _mm512_fmadd_ps(*w, v, a[j]);
-            }
-        }
-    }
+    row_tile_geometry!(g, go, unreachable!("wide::supported was checked"))
 }
 
 /// Sixteen planes at `xb` into the interior of the padded block: eight flat positions at
@@ -222,15 +140,7 @@ unsafe fn column<const K: usize, const S: usize, const D: usize, const N: usize,
 #[target_feature(enable = "avx2,fma,avx512f")]
 unsafe fn transpose_in(g: &Geometry, xb: *const f32, hp: usize, wp: usize, xin: &mut [Line]) {
     let plane = g.h * g.w;
-    let (mut iy, mut ix) = (0usize, 0usize);
-    let mut next = || {
-        let (r, c) = (iy + g.pad.0, ix + g.pad.1);
-        ix += 1;
-        if ix == g.w {
-            (iy, ix) = (iy + 1, 0);
-        }
-        (r < hp && c < wp).then_some(r * wp + c)
-    };
+    let mut next = super::padded_positions(g, hp, wp);
     let mut f = 0;
     // SAFETY (all accesses): f + 8 ≤ plane for the vector loads; destinations checked.
     unsafe {
