@@ -34,20 +34,19 @@ thread_local! {
         const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
-/// Whether the 16-channel tiles cover `g`: depthwise with multiplier 1, square 3/5/7
-/// kernels at stride 1 or 2 without dilation, or 3×3 / 5×5 at stride 1 with dilation 2.
+/// Whether the 16-channel tiles cover `g`: depthwise with multiplier 1 on a geometry of
+/// the shared row tiles (`row_tile_geometry!`).
 pub(super) fn supported(g: &Geometry) -> bool {
+    macro_rules! covered {
+        ($k:literal, $s:literal, $d:literal) => {
+            true
+        };
+    }
     g.group_channels == 1
         && g.multiplier == 1
-        && g.kh == g.kw
-        && g.stride.0 == g.stride.1
-        && g.dilation.0 == g.dilation.1
         && g.oh > 0
         && g.ow > 0
-        && matches!(
-            (g.kh, g.stride.0, g.dilation.0),
-            (3 | 5 | 7, 1 | 2, 1) | (3 | 5, 1, 2)
-        )
+        && row_tile_geometry!(g, covered, false)
 }
 
 /// Output channels from `o0` in whole blocks of sixteen; returns the first channel not
